@@ -1,0 +1,91 @@
+"""Loudness and the multi-scale spectral loss, as magenta-ddsp computes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from tuibend.dsp.core import f32, safe_log
+
+
+@dataclass(frozen=True)
+class LoudnessFlavour:
+    """How a model's preprocessor measured loudness when it was trained.
+
+    ``v3`` is ddsp >= 2 (mean A-weighted power in dB, centre padding); ``v1`` is
+    ddsp 1.x, which trained the colab's published models (mean of per-bin A-weighted dB,
+    end padding). ``ld_range`` scales dB into the decoder's ``ld_scaled`` input.
+    """
+
+    name: str
+    n_fft: int
+    ref_db: float
+    range_db: float
+    ld_range: float
+
+
+LOUDNESS_FLAVOURS = {
+    "v3": LoudnessFlavour("v3", n_fft=512, ref_db=0.0, range_db=80.0, ld_range=80.0),
+    "v1": LoudnessFlavour("v1", n_fft=2048, ref_db=20.7, range_db=120.0, ld_range=120.0),
+}
+
+
+def a_weighting_db(n_fft: int, sample_rate: float, min_db: float = -80.0) -> np.ndarray:
+    """librosa's A-weighting curve in dB at the rfft bin frequencies, floored at ``min_db``."""
+    frequencies = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    f_sq = frequencies ** 2.0
+    const = np.array([12194.217, 20.598997, 107.65265, 737.86223]) ** 2.0
+    with np.errstate(divide="ignore"):
+        weights = 2.0 + 20.0 * (np.log10(const[0]) + 2 * np.log10(f_sq) - np.log10(f_sq + const[0])
+                                - np.log10(f_sq + const[1]) - 0.5 * np.log10(f_sq + const[2])
+                                - 0.5 * np.log10(f_sq + const[3]))
+    return np.maximum(min_db, weights).astype(np.float32)
+
+
+def loudness(audio, sample_rate: int, frame_rate: int, n_fft: int = 512, ref_db: float = 0.0,
+             range_db: float = 80.0, flavour: str = "v3") -> tf.Tensor:
+    """Perceptual loudness in dB of audio [b, n] (or [n]) at ``frame_rate``.
+
+    'v3' gives ``n // hop + 1`` centre-padded frames; 'v1' gives ``n * frame_rate / sample_rate``.
+    """
+    audio = f32(audio)
+    is_1d = audio.shape.rank == 1
+    if is_1d:
+        audio = audio[tf.newaxis]
+    hop = sample_rate // frame_rate
+    weighting = a_weighting_db(n_fft, sample_rate)
+    if flavour == "v3":
+        padded = tf.pad(audio, [[0, 0], [n_fft // 2, n_fft // 2]])
+        power = tf.abs(tf.signal.stft(padded, n_fft, hop, pad_end=False)) ** 2
+        mean_power = tf.reduce_mean(power * 10.0 ** (weighting / 10.0), axis=-1)
+        result = tf.maximum(10.0 * tf.math.log(tf.maximum(mean_power, 1e-20)) / np.log(10.0) - ref_db, -range_db)
+    elif flavour == "v1":
+        amplitude = tf.abs(tf.signal.stft(audio, n_fft, hop, pad_end=True))
+        per_bin_db = 20.0 * tf.math.log(tf.maximum(amplitude, 1e-20)) / np.log(10.0) + weighting
+        result = tf.reduce_mean(tf.maximum(per_bin_db - ref_db, -range_db), axis=-1)
+        expected = int(int(audio.shape[-1]) / sample_rate * frame_rate)
+        result = tf.pad(result, [[0, 0], [0, max(0, expected - int(result.shape[-1]))]],
+                        constant_values=-range_db)[:, :expected]
+    else:
+        raise ValueError(f"unknown loudness flavour {flavour!r}: use 'v1' or 'v3'")
+    return result[0] if is_1d else result
+
+
+def magnitude_spectrogram(audio: tf.Tensor, fft_size: int, overlap: float = 0.75) -> tf.Tensor:
+    """|STFT| with a periodic Hann window and end padding, as ddsp's ``compute_mag``."""
+    return tf.abs(tf.signal.stft(f32(audio), fft_size, int(fft_size * (1.0 - overlap)), pad_end=True))
+
+
+def spectral_loss(audio_a, audio_b, fft_sizes=(2048, 1024, 512, 256, 128, 64), mag_weight: float = 1.0,
+                  logmag_weight: float = 1.0) -> tf.Tensor:
+    """Multi-scale L1 distance of linear and log magnitudes (ddsp ``SpectralLoss``)."""
+    total = tf.constant(0.0)
+    for fft_size in fft_sizes:
+        mag_a, mag_b = magnitude_spectrogram(audio_a, fft_size), magnitude_spectrogram(audio_b, fft_size)
+        if mag_weight:
+            total += mag_weight * tf.reduce_mean(tf.abs(mag_a - mag_b))
+        if logmag_weight:
+            total += logmag_weight * tf.reduce_mean(tf.abs(safe_log(mag_a) - safe_log(mag_b)))
+    return total
