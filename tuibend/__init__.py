@@ -1,0 +1,28 @@
+"""tuibend: a terminal instrument that plays a DDSP timbre model and bends its network.
+
+Public API (see the README): :func:`load_model`, :class:`TimbreModel`, :mod:`tuibend.dsp`.
+TensorFlow loads on first use, so ``tuibend --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": ("tuibend.model.store", "load_model"),
+    "save_model": ("tuibend.model.store", "save_timbre_model"),
+    "TimbreModel": ("tuibend.model.timbre", "TimbreModel"),
+    "import_ddsp": ("tuibend.model.ddsp_import", "import_ddsp"),
+    "ModelFormatError": ("tuibend.model.config", "ModelFormatError"),
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'tuibend' has no attribute {name!r}")

@@ -4,7 +4,7 @@ This package imports nothing else of tuibend; everything else builds on it.
 """
 
 from tuibend.dsp.core import exp_sigmoid, hz_to_midi, midi_to_hz, normalize_harmonics
-from tuibend.dsp.reverb import reverb, reverb_step
+from tuibend.dsp.effects import reverb, reverb_step
 from tuibend.dsp.spectral import LOUDNESS_FLAVOURS, loudness, spectral_loss
 from tuibend.dsp.synths import (
     filtered_noise,

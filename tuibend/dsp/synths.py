@@ -145,10 +145,17 @@ def harmonic_synth_step(state: HarmonicState, amplitudes, harmonic_distribution,
     audio, end_phase = _oscillate(tf.concat([previous_f0, f0_hz], axis=1),
                                   tf.concat([previous_amplitudes, amplitude_frames], axis=1),
                                   hop, start_phase, sample_rate, amp_resample_method)
-    n_frames = int(f0_hz.shape[1])
-    first_hop_gain = tf.concat([tf.zeros([hop]), tf.ones([(n_frames - 1) * hop])], axis=0)
-    audio *= tf.where(state.started, tf.ones_like(first_hop_gain), first_hop_gain)
+    audio = silence_first_hop(audio, hop, state.started)
     return audio, HarmonicState(end_phase, f0_hz[:, -1:], amplitude_frames[:, -1:], tf.constant(True))
+
+
+def silence_first_hop(audio: tf.Tensor, hop: int, started: tf.Tensor) -> tf.Tensor:
+    """Mutes the first ``hop`` samples of a stream's first block (before ``started``).
+
+    Those samples precede sample 0 of the whole-signal render that the stream follows.
+    """
+    gain = tf.where(started, 1.0, 0.0)
+    return tf.concat([audio[:, :hop] * gain, audio[:, hop:]], axis=1)
 
 
 class FilterState(NamedTuple):

@@ -1,0 +1,187 @@
+"""The RnnFcDecoder of magenta-ddsp with named bend points.
+
+Weights are plain ``tf.Variable``s in a ``tf.Module``; the forward pass is a pure
+function of them, so it traces into one graph (XLA or not) and a bend hook is just a
+function called on a tensor inside that graph: no numpy round trip, no retracing
+when the hook's own variables change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from tuibend.model.config import DecoderConfig
+
+LAYER_NORM_EPSILON = 1e-3  # Keras' default, which ddsp trained with
+LEAKY_RELU_ALPHA = 0.2  # tf.nn.leaky_relu's default, ddsp's nonlinearity
+
+BendHook = Callable[[str, tf.Tensor], tf.Tensor]
+"""Called as ``hook(point, activations)`` with activations [batch, frames, units]."""
+
+
+def no_bend(point: str, activations: tf.Tensor) -> tf.Tensor:
+    """The identity hook: the decoder exactly as trained."""
+    return activations
+
+
+def bend_points(config: DecoderConfig) -> dict[str, str]:
+    """Names of the places a bend can act, in signal order, with what each one holds."""
+    points = {f"{key.removesuffix('_scaled')}_stack": f"output of the {key} input stack"
+              for key in config.input_keys}
+    points.update({
+        "fc1": "the input stacks joined: the GRU's input (and the output stack's skip)",
+        "gru": "the GRU's output sequence (its recurrent state runs unbent)",
+        "fc2": "output of the final FC stack, before the dense output layer",
+        "amps": "raw overall amplitude control (before exp_sigmoid)",
+        "harmonics": "raw harmonic distribution (before exp_sigmoid and normalisation)",
+        "noise": "raw noise-band magnitudes (before exp_sigmoid)",
+    })
+    return points
+
+
+def point_widths(config: DecoderConfig) -> dict[str, int]:
+    """Number of units at each bend point."""
+    n_inputs = len(config.input_keys)
+    widths = {point: config.ch for point in bend_points(config) if point.endswith("_stack")}
+    widths.update(fc1=n_inputs * config.ch, gru=config.rnn_channels, fc2=config.ch, amps=1,
+                  harmonics=config.n_harmonics, noise=config.n_noise_bands)
+    return widths
+
+
+def weight_shapes(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
+    """Every weight's name and shape: the contract between the model file and the graph."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def stack(prefix: str, n_in: int) -> None:
+        for layer in range(config.layers_per_stack):
+            width_in = n_in if layer == 0 else config.ch
+            shapes[f"{prefix}/{layer}/kernel"] = (width_in, config.ch)
+            for name in ("bias", "gamma", "beta"):
+                shapes[f"{prefix}/{layer}/{name}"] = (config.ch,)
+
+    n_inputs = len(config.input_keys)
+    for key in config.input_keys:
+        stack(f"stack_{key}", 1)
+    units = config.rnn_channels
+    shapes["gru/kernel"] = (n_inputs * config.ch, 3 * units)
+    shapes["gru/recurrent_kernel"] = (units, 3 * units)
+    shapes["gru/bias"] = (2, 3 * units)
+    stack("out_stack", n_inputs * config.ch + units)
+    n_out = 1 + config.n_harmonics + config.n_noise_bands
+    shapes["dense_out/kernel"] = (config.ch, n_out)
+    shapes["dense_out/bias"] = (n_out,)
+    return shapes
+
+
+def initial_weights(config: DecoderConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fresh weights for training: Glorot-uniform kernels, orthogonal recurrence, unit norms."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in weight_shapes(config).items():
+        leaf = name.rsplit("/", 1)[1]
+        if leaf == "kernel":
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            weights[name] = rng.uniform(-limit, limit, shape)
+        elif leaf == "recurrent_kernel":
+            blocks = [np.linalg.qr(rng.normal(size=(shape[0], shape[0])))[0] for _ in range(3)]
+            weights[name] = np.concatenate(blocks, axis=1)
+        elif leaf == "gamma":
+            weights[name] = np.ones(shape)
+        else:
+            weights[name] = np.zeros(shape)
+    return {name: value.astype(np.float32) for name, value in weights.items()}
+
+
+def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+    """x @ kernel + bias over the last axis of [b, t, n]."""
+    return tf.einsum("bti,io->bto", x, kernel) + bias
+
+
+def fc_layer(x: tf.Tensor, kernel, bias, gamma, beta) -> tf.Tensor:
+    """ddsp's ``Fc``: dense, layer normalisation, leaky ReLU."""
+    x = dense(x, kernel, bias)
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    x = (x - mean) * tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * gamma + beta
+    return tf.nn.leaky_relu(x, LEAKY_RELU_ALPHA)
+
+
+def gru_sequence(inputs: tf.Tensor, state: tf.Tensor, kernel, recurrent_kernel, bias,
+                 unroll: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    """Keras' GRU (reset_after, gates z r h) over [b, t, n] from state [b, units].
+
+    The input projection is one matmul over all frames; only the recurrence loops,
+    unrolled for the few frames of a live block, a ``tf.scan`` for whole files.
+    """
+    projected = dense(inputs, kernel, bias[0])
+
+    def cell(h: tf.Tensor, x_proj: tf.Tensor) -> tf.Tensor:
+        h_proj = tf.matmul(h, recurrent_kernel) + bias[1]
+        x_z, x_r, x_h = tf.split(x_proj, 3, axis=-1)
+        h_z, h_r, h_h = tf.split(h_proj, 3, axis=-1)
+        z = tf.sigmoid(x_z + h_z)
+        r = tf.sigmoid(x_r + h_r)
+        return z * h + (1.0 - z) * tf.tanh(x_h + r * h_h)
+
+    if unroll:
+        outputs = []
+        for frame in range(int(inputs.shape[1])):
+            state = cell(state, projected[:, frame])
+            outputs.append(state)
+        return tf.stack(outputs, axis=1), state
+    sequence = tf.scan(cell, tf.transpose(projected, [1, 0, 2]), initializer=state)
+    return tf.transpose(sequence, [1, 0, 2]), sequence[-1]
+
+
+class Decoder(tf.Module):
+    """Holds the decoder's configuration and variables; :meth:`__call__` is pure."""
+
+    def __init__(self, config: DecoderConfig, weights: Mapping[str, np.ndarray]):
+        super().__init__(name="decoder")
+        self.config = config
+        shapes = weight_shapes(config)
+        missing = sorted(set(shapes) - set(weights))
+        if missing:
+            raise ValueError(f"decoder weights missing: {', '.join(missing[:5])}")
+        for name, shape in shapes.items():
+            if tuple(weights[name].shape) != shape:
+                raise ValueError(f"decoder weight {name} has shape {tuple(weights[name].shape)}, config says {shape}")
+        self.variables_by_name = {name: tf.Variable(np.asarray(weights[name], np.float32), name=name.replace("/", "."))
+                                  for name in shapes}
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Current values, by name, as numpy arrays."""
+        return {name: variable.numpy() for name, variable in self.variables_by_name.items()}
+
+    def _stack(self, prefix: str, x: tf.Tensor) -> tf.Tensor:
+        w = self.variables_by_name
+        for layer in range(self.config.layers_per_stack):
+            x = fc_layer(x, *(w[f"{prefix}/{layer}/{name}"] for name in ("kernel", "bias", "gamma", "beta")))
+        return x
+
+    def initial_state(self, batch: int) -> tf.Tensor:
+        """The GRU state at the start of a signal."""
+        return tf.zeros([batch, self.config.rnn_channels])
+
+    def __call__(self, inputs: Mapping[str, tf.Tensor], state: tf.Tensor, hook: BendHook = no_bend,
+                 unroll: bool = False) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """``inputs`` maps each input key to [b, t, 1]; returns raw outputs and the GRU state.
+
+        Outputs: ``amps`` [b, t, 1], ``harmonics`` [b, t, n_harmonics], ``noise`` [b, t, n_bands].
+        """
+        w = self.variables_by_name
+        stacks = [hook(f"{key.removesuffix('_scaled')}_stack", self._stack(f"stack_{key}", inputs[key]))
+                  for key in self.config.input_keys]
+        fc1 = hook("fc1", tf.concat(stacks, axis=-1))
+        gru, state = gru_sequence(fc1, state, w["gru/kernel"], w["gru/recurrent_kernel"], w["gru/bias"], unroll)
+        gru = hook("gru", gru)
+        fc2 = hook("fc2", self._stack("out_stack", tf.concat([fc1, gru], axis=-1)))
+        out = dense(fc2, w["dense_out/kernel"], w["dense_out/bias"])
+        n_harmonics = self.config.n_harmonics
+        return {
+            "amps": hook("amps", out[..., :1]),
+            "harmonics": hook("harmonics", out[..., 1:1 + n_harmonics]),
+            "noise": hook("noise", out[..., 1 + n_harmonics:]),
+        }, state

@@ -1,0 +1,76 @@
+"""Reads magenta-ddsp's ``dataset_statistics.pkl`` without letting it run code.
+
+A pickle names callables that ``pickle.load`` would import and call. This unpickler
+admits only the numpy constructors for scalars and arrays and maps the few ddsp and
+scikit-learn classes the file names onto inert attribute holders; anything else is
+refused with a message that names it.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+
+
+class UnsafePickleError(ValueError):
+    """The pickle names something outside the allowed set."""
+
+
+class PickledObject:
+    """An inert stand-in: receives a pickled object's attributes and does nothing else."""
+
+    def __setstate__(self, state) -> None:
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+
+
+def _ignored_random_state(*_args) -> PickledObject:
+    """A pickled numpy RandomState is not needed: keep nothing of it."""
+    return PickledObject()
+
+
+def _numpy_scalar(dtype, data=None):
+    """Rebuilds a numpy scalar from its dtype and raw bytes (what numpy's own reducer does)."""
+    if dtype.hasobject:
+        raise UnsafePickleError("object-dtype numpy scalars are refused")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _numpy_reconstruct(subtype, shape, dtype_code):
+    """An empty array the pickle's BUILD step then fills; object dtypes are never built."""
+    if subtype is not np.ndarray:
+        raise UnsafePickleError(f"array subtype {subtype!r} is refused")
+    return np.ndarray.__new__(np.ndarray, shape, dtype_code)
+
+
+_ALLOWED = {
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+}
+for _core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _ALLOWED[(_core, "scalar")] = _numpy_scalar
+    _ALLOWED[(_core, "_reconstruct")] = _numpy_reconstruct
+for _module in ("ddsp.training.postprocessing", "sklearn.preprocessing._data", "sklearn.preprocessing.data"):
+    _ALLOWED[(_module, "QuantileTransformer")] = PickledObject
+_ALLOWED[("numpy.random._pickle", "__randomstate_ctor")] = _ignored_random_state
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(f"refused to load {module}.{name}: only numpy arrays and ddsp's "
+                                    "QuantileTransformer may appear in dataset statistics") from None
+
+
+def restricted_loads(data: bytes):
+    """Unpickles ``data`` admitting only numpy values and ddsp's statistics classes."""
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data)).load()
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, IndexError) as error:
+        raise UnsafePickleError(f"not a readable statistics pickle ({error})") from None

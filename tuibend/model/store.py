@@ -1,0 +1,84 @@
+"""The model folder: ``config.json``, ``weights.npz``, ``statistics.npz``.
+
+Plain JSON and numpy arrays read with ``allow_pickle=False``: loading a model can never
+run code. Saving writes a sibling temporary folder and renames it into place, so an
+interrupted save never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from tuibend.model.config import ModelConfig, ModelFormatError
+from tuibend.model.statistics import DatasetStatistics
+from tuibend.model.timbre import TimbreModel
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.npz"
+STATISTICS_FILE = "statistics.npz"
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: missing") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ModelFormatError(f"{path}: not a readable numpy archive ({error})") from None
+
+
+def load_model(path: str | os.PathLike) -> TimbreModel:
+    """Loads a tuibend model folder; every fault is a :class:`ModelFormatError` naming the file."""
+    folder = Path(path)
+    if not folder.is_dir():
+        hint = " (a magenta-ddsp checkpoint folder? convert it with `tuibend import-ddsp`)"
+        raise ModelFormatError(f"{folder}: no such model folder"
+                               + (hint if any(folder.parent.glob("ckpt-*.index")) else ""))
+    if not (folder / CONFIG_FILE).exists() and any(folder.glob("ckpt-*.index")):
+        raise ModelFormatError(f"{folder}: this is a magenta-ddsp checkpoint, not a tuibend model; "
+                               f"convert it with `tuibend import-ddsp {folder} -o NEW_FOLDER`")
+    config = ModelConfig.read(folder / CONFIG_FILE)
+    weights = _read_arrays(folder / WEIGHTS_FILE)
+    statistics_path = folder / STATISTICS_FILE
+    statistics = DatasetStatistics.from_arrays(_read_arrays(statistics_path)) if statistics_path.exists() else None
+    try:
+        return TimbreModel(config, weights, statistics)
+    except ValueError as error:
+        raise ModelFormatError(f"{folder / WEIGHTS_FILE}: {error}") from None
+
+
+def save_model(path: str | os.PathLike, config: ModelConfig, weights: dict[str, np.ndarray],
+               statistics: DatasetStatistics | None = None) -> Path:
+    """Writes a model folder atomically (replacing an existing one only once complete)."""
+    folder = Path(path)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        (staging / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+        np.savez(staging / WEIGHTS_FILE, **{name: np.asarray(value, np.float32) for name, value in weights.items()})
+        if statistics is not None:
+            np.savez(staging / STATISTICS_FILE, **statistics.to_arrays())
+        if folder.exists():
+            retired = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(retired, ignore_errors=True)
+            folder.rename(retired)
+            staging.rename(folder)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def save_timbre_model(path: str | os.PathLike, model: TimbreModel) -> Path:
+    """Saves a loaded (or trained) model."""
+    return save_model(path, model.config, model.weights(), model.statistics)
