@@ -1,0 +1,57 @@
+"""Shared test set-up: the reference fixtures and the imported magenta-ddsp model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("TUIBEND_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+
+def fixture_path(*parts: str) -> Path:
+    """A reference file; a missing one fails the test (CI must never skip parity)."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"reference fixture missing: {path} (set TUIBEND_FIXTURES or provide ../shared/fixtures)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dsp_reference() -> dict[str, np.ndarray]:
+    with np.load(fixture_path("ddsp", "dsp_reference.npz")) as data:
+        return dict(data)
+
+
+@pytest.fixture(scope="session")
+def ddsp_checkpoint() -> Path:
+    return fixture_path("ddsp", "solo_instrument_ckpt")
+
+
+@pytest.fixture(scope="session")
+def golden(ddsp_checkpoint) -> dict[str, np.ndarray]:
+    with np.load(ddsp_checkpoint / "golden.npz") as data:
+        return dict(data)
+
+
+@pytest.fixture(scope="session")
+def solo_model_dir(ddsp_checkpoint, tmp_path_factory) -> Path:
+    from tuibend.model.ddsp_import import import_ddsp
+
+    return import_ddsp(ddsp_checkpoint, tmp_path_factory.mktemp("models") / "solo")
+
+
+@pytest.fixture(scope="session")
+def solo_model(solo_model_dir):
+    import tuibend
+
+    return tuibend.load_model(solo_model_dir)
+
+
+def relative_error(actual, expected) -> float:
+    """Relative L2 error, the fixtures' measure for audio."""
+    actual, expected = np.ravel(actual), np.ravel(expected)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
