@@ -97,7 +97,7 @@ def test_reverb_tail_outlives_the_block():
     state = effects.reverb_initial_state(1, int(partitions.shape[0]), 256)
     impulse = np.zeros((1, 256), np.float32)
     impulse[0, 10] = 1.0
-    out, state = effects.reverb_step(state, impulse, partitions)
+    _out, state = effects.reverb_step(state, impulse, partitions)
     later = []
     for _ in range(7):
         block, state = effects.reverb_step(state, np.zeros((1, 256), np.float32), partitions)

@@ -48,9 +48,9 @@ def _oscillate(f0_frames: tf.Tensor, amplitude_frames: tf.Tensor, hop: int, star
     """Runs the oscillator bank over frames that include their right neighbour.
 
     ``f0_frames`` [b, F+1, 1] and ``amplitude_frames`` [b, F+1, n] (per-harmonic
-    amplitudes) give F*hop samples. The fundamental's phase is accumulated in float64
-    and each harmonic's phase is k times it, wrapped to [0, 2*pi): a float32 running sum
-    (ddsp's) drifts by tenths of a radian over a minute, a stream would not.
+    amplitudes) give F*hop samples. The fundamental's phase is accumulated in float64 and
+    wrapped to [0, 2*pi); each harmonic's phase is k times it. A float32 running sum (ddsp's)
+    drifts by tenths of a radian within seconds, and a stream could never repeat its rounding.
     Returns the audio [b, F*hop] and the wrapped end phase [b] (float64).
     """
     n_harmonics = int(amplitude_frames.shape[-1])
@@ -60,8 +60,9 @@ def _oscillate(f0_frames: tf.Tensor, amplitude_frames: tf.Tensor, hop: int, star
     amplitude_env = remove_above_nyquist(f0_env[..., tf.newaxis] * ratios, amplitude_env, sample_rate)
     omega = tf.cast(f0_env, tf.float64) * (TWO_PI / sample_rate)
     phase = tf.math.floormod(start_phase[:, tf.newaxis] + tf.cumsum(omega, axis=1), TWO_PI)
-    harmonic_phase = tf.math.floormod(phase[..., tf.newaxis] * tf.cast(ratios, tf.float64), TWO_PI)
-    audio = tf.reduce_sum(amplitude_env * tf.sin(tf.cast(harmonic_phase, tf.float32)), axis=-1)
+    # Wrapped to [0, 2*pi) before the cast, k * phase stays within k * 2*pi: float32 is exact enough.
+    harmonic_phase = tf.cast(phase, tf.float32)[..., tf.newaxis] * ratios
+    audio = tf.reduce_sum(amplitude_env * tf.sin(harmonic_phase), axis=-1)
     return audio, phase[:, -1]
 
 

@@ -68,8 +68,8 @@ def _gin(bindings: dict, key: str, default=None):
 def config_from_gin(bindings: dict, where: str, name: str) -> ModelConfig:
     """Checks the gin describes the solo-instrument architecture and reads its sizes."""
     def refuse(fault: str) -> ModelFormatError:
-        return ModelFormatError(f"{where}: {fault}; tuibend imports the solo-instrument model "
-                                "(F0LoudnessPreprocessor, RnnFcDecoder with a GRU, Harmonic + FilteredNoise [+ Reverb])")
+        return ModelFormatError(f"{where}: {fault}; tuibend imports the solo-instrument model (F0LoudnessPreprocessor, "
+                                "RnnFcDecoder with a GRU, Harmonic + FilteredNoise [+ Reverb])")
 
     decoder = _gin(bindings, "Autoencoder.decoder", "")
     if "RnnFcDecoder" not in str(decoder):
@@ -134,7 +134,8 @@ def _stack_layers(variables: dict[str, np.ndarray], prefix: str) -> list[dict[st
     if not kernels or len(kernels) != len(gammas):
         raise ModelFormatError(f"checkpoint: {prefix} does not hold Dense + LayerNormalization layers")
     return [{"kernel": under[k], "bias": under[k.replace("/kernel/", "/bias/")],
-             "gamma": under[g], "beta": under[g.replace("/gamma/", "/beta/")]} for k, g in zip(kernels, gammas)]
+             "gamma": under[g], "beta": under[g.replace("/gamma/", "/beta/")]}
+            for k, g in zip(kernels, gammas, strict=True)]
 
 
 def read_checkpoint(prefix: Path) -> dict[str, np.ndarray]:

@@ -37,6 +37,6 @@ class DatasetStatistics:
     def from_arrays(cls, arrays) -> DatasetStatistics:
         """Inverse of :meth:`to_arrays`."""
         scalars = {k.removeprefix("scalar/"): float(arrays[k]) for k in arrays if k.startswith("scalar/")}
-        quantiles = arrays["loudness_quantiles"] if "loudness_quantiles" in arrays else None
-        references = arrays["quantile_references"] if "quantile_references" in arrays else None
+        quantiles = arrays.get("loudness_quantiles", None)
+        references = arrays.get("quantile_references", None)
         return cls(scalars, quantiles, references)

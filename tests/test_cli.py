@@ -1,0 +1,36 @@
+"""The ``tuibend`` command as a user runs it: a subprocess, its output and exit status."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import tuibend
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuibend.cli", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_import_ddsp_command_writes_a_model_that_loads(ddsp_checkpoint, tmp_path):
+    result = run("import-ddsp", str(ddsp_checkpoint), "-o", str(tmp_path / "violin"), "--name", "violin")
+    assert result.returncode == 0, result.stderr
+    assert "imported" in result.stdout
+    assert result.stderr == ""  # TensorFlow's start-up chatter stays off the terminal
+    model = tuibend.load_model(tmp_path / "violin")
+    assert model.config.name == "violin"
+    info = run("info", str(tmp_path / "violin"))
+    assert info.returncode == 0
+    assert "4.80 M decoder parameters" in info.stdout and "fc2" in info.stdout
+
+
+def test_errors_are_one_line_without_traceback(ddsp_checkpoint, tmp_path):
+    for args in (("import-ddsp", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")),
+                 ("info", str(tmp_path / "nothing")),
+                 ("info", str(ddsp_checkpoint))):
+        result = run(*args)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tuibend: error: ")
+        assert "Traceback" not in result.stderr
