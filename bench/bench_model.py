@@ -17,8 +17,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
