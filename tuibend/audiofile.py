@@ -1,0 +1,69 @@
+"""Reading and writing audio files: any rate and channel count in, atomic writes out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class AudioFileError(ValueError):
+    """An audio file that cannot be used, with the reason."""
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Band-limited resampling with soxr (VHQ), float32 out."""
+    if from_rate == to_rate:
+        return np.asarray(audio, np.float32)
+    import soxr
+
+    return soxr.resample(np.asarray(audio, np.float32), from_rate, to_rate, quality="VHQ").astype(np.float32)
+
+
+def check_audio(audio: np.ndarray, where: str) -> np.ndarray:
+    """Refuses NaN/Inf and silence: both would only give a meaningless analysis."""
+    if audio.size == 0:
+        raise AudioFileError(f"{where}: holds no samples")
+    if not np.all(np.isfinite(audio)):
+        bad = int(np.count_nonzero(~np.isfinite(audio)))
+        raise AudioFileError(f"{where}: holds {bad} NaN or infinite samples")
+    if np.max(np.abs(audio)) < 1e-6:
+        raise AudioFileError(f"{where}: is silent (peak below -120 dBFS)")
+    return audio
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """A file as mono float32 at ``sample_rate``: channels averaged, then resampled."""
+    import soundfile
+
+    path = Path(path)
+    try:
+        audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioFileError(f"{path}: no such file") from None
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioFileError(f"{path}: not a readable audio file ({error})") from None
+    mono = audio.mean(axis=1)
+    check_audio(mono, str(path))
+    return resample(mono, int(file_rate), sample_rate)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
+    """Writes a file atomically: a temporary file beside it, renamed into place when complete."""
+    import soundfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix or ".wav"
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(descriptor)
+    try:
+        soundfile.write(temporary, np.asarray(audio, np.float32), sample_rate,
+                        format=None if path.suffix else "WAV")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

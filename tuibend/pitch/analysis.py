@@ -1,0 +1,218 @@
+"""Features for the model: f0, confidence and loudness at the model's frame rate.
+
+:func:`analyze_audio` does a whole signal; :class:`StreamingAnalyzer` does the same work
+block by block for live input and emits, for output frame j, loudness of frame
+``j - loudness_lag`` and pitch of frame ``j - pitch_lag``: the offline analysis delayed by
+fixed, documented lags (the pitch lag is the tracker's look-ahead, plus the wait for the next
+estimate when the tracker's hop is coarser than the frames). Loudness, which carries the onsets, is not held back by the slower pitch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuibend.dsp.spectral import LOUDNESS_FLAVOURS, frame_loudness, loudness_padding
+from tuibend.pitch.trackers import Tracker
+
+SAMPLE_RATE = 16000
+FRAME_RATE = 250
+
+
+@dataclass
+class Features:
+    """Per-frame features at ``frame_rate``: f0 (Hz), confidence (0..1) and loudness (dB)."""
+
+    f0_hz: np.ndarray
+    confidence: np.ndarray
+    loudness_db: np.ndarray
+    frame_rate: int = FRAME_RATE
+
+    def __len__(self) -> int:
+        return len(self.f0_hz)
+
+    def __getitem__(self, index: slice) -> Features:
+        return Features(self.f0_hz[index], self.confidence[index], self.loudness_db[index], self.frame_rate)
+
+    @classmethod
+    def concatenate(cls, parts: list[Features], frame_rate: int = FRAME_RATE) -> Features:
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) if parts else np.zeros(0, np.float32)
+                     for name in ("f0_hz", "confidence", "loudness_db")), frame_rate=frame_rate)
+
+
+def _cents(f0_hz: np.ndarray) -> np.ndarray:
+    return 1200.0 * np.log2(np.maximum(f0_hz, 1e-3) / 10.0)
+
+
+def interpolate_estimates(positions: np.ndarray, hop: int, f0_hz: np.ndarray, confidence: np.ndarray,
+                          first_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch at sample ``positions`` from estimates every ``hop`` samples (linear in cents)."""
+    centres = (first_index + np.arange(len(f0_hz))) * hop
+    cents = np.interp(positions, centres, _cents(f0_hz))
+    return (10.0 * 2.0 ** (cents / 1200.0)).astype(np.float32), np.interp(positions, centres, confidence).astype(
+        np.float32)
+
+
+def tracker_frames(padded: np.ndarray, start: int, count: int, tracker: Tracker) -> np.ndarray:
+    """``count`` tracker windows from a signal whose sample 0 sits at ``padded[start]``... as views."""
+    windows = np.lib.stride_tricks.sliding_window_view(padded, tracker.window)
+    first = start - tracker.window // 2
+    return windows[first:first + count * tracker.hop:tracker.hop][:count]
+
+
+def analyze_audio(audio: np.ndarray, tracker: Tracker, loudness: str = "v3", sample_rate: int = SAMPLE_RATE,
+                  frame_rate: int = FRAME_RATE) -> Features:
+    """Whole-signal analysis: ``len(audio) // hop`` frames."""
+    audio = np.asarray(audio, np.float32)
+    hop = sample_rate // frame_rate
+    n_frames = len(audio) // hop
+    n_estimates = 1 + len(audio) // tracker.hop
+    margin = tracker.window
+    padded = np.concatenate([np.zeros(margin, np.float32), audio, np.zeros(margin + tracker.hop, np.float32)])
+    f0, confidence = tracker.estimate(tracker_frames(padded, margin, n_estimates, tracker))
+    positions = np.arange(n_frames) * hop
+    f0_frames, confidence_frames = interpolate_estimates(positions, tracker.hop, f0, confidence)
+    return Features(f0_frames, confidence_frames, _loudness(audio, n_frames, loudness, sample_rate, hop), frame_rate)
+
+
+def _loudness(audio: np.ndarray, n_frames: int, flavour_name: str, sample_rate: int, hop: int) -> np.ndarray:
+    flavour = LOUDNESS_FLAVOURS[flavour_name]
+    lead = loudness_padding(flavour.n_fft, flavour_name)
+    padded = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(flavour.n_fft, np.float32)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, flavour.n_fft)[:n_frames * hop:hop]
+    return _frame_loudness(windows, flavour_name, sample_rate)
+
+
+def _frame_loudness(windows: np.ndarray, flavour_name: str, sample_rate: int) -> np.ndarray:
+    if len(windows) == 0:
+        return np.zeros(0, np.float32)
+    flavour = LOUDNESS_FLAVOURS[flavour_name]
+    return frame_loudness(np.ascontiguousarray(windows), sample_rate, flavour.ref_db, flavour.range_db,
+                          flavour_name).numpy()
+
+
+def _pitch_lag(tracker: Tracker, hop: int) -> int:
+    """Frames the pitch of frame i waits for: until the estimate at or after ``i * hop`` is complete."""
+    worst = max(math.ceil(i * hop / tracker.hop) * tracker.hop - i * hop for i in range(tracker.hop))
+    return max(0, math.ceil((worst + tracker.lookahead) / hop) - 1)
+
+
+class StreamingAnalyzer:
+    """Causal analysis of live input in blocks of any size (at the model's sample rate).
+
+    After ``N`` input samples, ``N // hop`` frames have been emitted. Frame j holds the
+    loudness of offline frame ``j - loudness_lag`` and the pitch and confidence of offline
+    frame ``j - pitch_lag``; earlier frames read as silence (floor loudness, f0 0 Hz).
+    """
+
+    def __init__(self, tracker: Tracker, loudness: str = "v3", sample_rate: int = SAMPLE_RATE,
+                 frame_rate: int = FRAME_RATE):
+        self.tracker = tracker
+        self.flavour = LOUDNESS_FLAVOURS[loudness]
+        self.sample_rate = sample_rate
+        self.frame_rate = frame_rate
+        self.hop = sample_rate // frame_rate
+        lead = loudness_padding(self.flavour.n_fft, loudness)
+        self._loudness_lead = lead
+        # Frame i is complete once 64(i + lag + 1) samples are in.
+        self.loudness_lag = max(0, math.ceil((self.flavour.n_fft - lead) / self.hop) - 1)
+        self.pitch_lag = _pitch_lag(tracker, self.hop)
+        self.reset()
+
+    @property
+    def latency_ms(self) -> dict[str, float]:
+        """How far behind the input each feature runs, in milliseconds."""
+        frame_ms = 1000.0 / self.frame_rate
+        return {"loudness": self.loudness_lag * frame_ms, "pitch": self.pitch_lag * frame_ms}
+
+    def reset(self) -> None:
+        """Forget all input: the next sample is sample 0 again."""
+        self._margin = max(self.tracker.window, self.flavour.n_fft)
+        self._buffer = np.zeros(self._margin, np.float32)  # absolute index of _buffer[0] is -margin
+        self._buffer_start = -self._margin
+        self._n_in = 0
+        self._estimates_f0: list[float] = []
+        self._estimates_confidence: list[float] = []
+        self._first_estimate = 0
+        self._emitted = 0
+
+    def _window(self, start: int, size: int) -> np.ndarray:
+        offset = start - self._buffer_start
+        return self._buffer[offset:offset + size]
+
+    def process(self, block: np.ndarray) -> Features:
+        """Consumes a block of samples, returns the frames it completes (possibly none)."""
+        self._buffer = np.concatenate([self._buffer, np.asarray(block, np.float32).reshape(-1)])
+        self._n_in += len(block)
+        tracker, hop = self.tracker, self.hop
+        # Tracker estimates whose windows are complete.
+        next_k = self._first_estimate + len(self._estimates_f0)
+        ready = (self._n_in - tracker.lookahead) // tracker.hop + 1
+        if ready > next_k:
+            windows = np.stack([self._window(k * tracker.hop - tracker.window // 2, tracker.window)
+                                for k in range(next_k, ready)])
+            f0, confidence = tracker.estimate(windows)
+            self._estimates_f0.extend(f0.tolist())
+            self._estimates_confidence.extend(confidence.tolist())
+        total = self._n_in // hop
+        frames = np.arange(self._emitted, total)
+        self._emitted = total
+        loudness = np.full(len(frames), -self.flavour.range_db, np.float32)
+        loudness_frames = frames - self.loudness_lag
+        valid = loudness_frames >= 0
+        if valid.any():
+            windows = np.stack([self._window(i * hop - self._loudness_lead, self.flavour.n_fft)
+                                for i in loudness_frames[valid]])
+            loudness[valid] = _frame_loudness(windows, self.flavour.name, self.sample_rate)
+        f0 = np.zeros(len(frames), np.float32)
+        confidence = np.zeros(len(frames), np.float32)
+        pitch_frames = frames - self.pitch_lag
+        valid = pitch_frames >= 0
+        if valid.any():
+            f0[valid], confidence[valid] = interpolate_estimates(
+                pitch_frames[valid] * hop, tracker.hop, np.asarray(self._estimates_f0, np.float32),
+                np.asarray(self._estimates_confidence, np.float32), self._first_estimate)
+        self._forget()
+        return Features(f0, confidence, loudness, self.frame_rate)
+
+    def _forget(self) -> None:
+        """Drops samples and estimates no future frame will read."""
+        hop, tracker = self.hop, self.tracker
+        next_pitch_frame = self._emitted - self.pitch_lag
+        keep_estimate = max(0, (next_pitch_frame * hop) // tracker.hop - 1)
+        drop = keep_estimate - self._first_estimate
+        if drop > 0:
+            del self._estimates_f0[:drop], self._estimates_confidence[:drop]
+            self._first_estimate = keep_estimate
+        next_estimate = self._first_estimate + len(self._estimates_f0)
+        oldest_needed = min(next_estimate * tracker.hop - tracker.window // 2,
+                            (self._emitted - self.loudness_lag) * hop - self._loudness_lead)
+        cut = oldest_needed - self._buffer_start
+        if cut > 0:
+            self._buffer = self._buffer[cut:]
+            self._buffer_start += cut
+
+
+class Gate:
+    """Confidence gating: unvoiced frames keep the last voiced pitch and their loudness falls.
+
+    Stateful so that a stream gated block by block equals the whole signal gated at once.
+    """
+
+    def __init__(self, threshold: float, attenuation_db: float = 20.0):
+        self.threshold = threshold
+        self.attenuation_db = attenuation_db
+        self.last_voiced_f0: float | None = None
+
+    def apply(self, features: Features) -> Features:
+        voiced = features.confidence >= self.threshold
+        f0 = features.f0_hz.copy()
+        for i in range(len(f0)):
+            if voiced[i]:
+                self.last_voiced_f0 = float(f0[i])
+            elif self.last_voiced_f0 is not None:
+                f0[i] = self.last_voiced_f0
+        loudness = np.where(voiced, features.loudness_db, features.loudness_db - self.attenuation_db)
+        return Features(f0, features.confidence, loudness.astype(np.float32), features.frame_rate)

