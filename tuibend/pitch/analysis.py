@@ -55,11 +55,12 @@ def interpolate_estimates(positions: np.ndarray, hop: int, f0_hz: np.ndarray, co
         np.float32)
 
 
-def tracker_frames(padded: np.ndarray, start: int, count: int, tracker: Tracker) -> np.ndarray:
-    """``count`` tracker windows from a signal whose sample 0 sits at ``padded[start]``... as views."""
-    windows = np.lib.stride_tricks.sliding_window_view(padded, tracker.window)
-    first = start - tracker.window // 2
-    return windows[first:first + count * tracker.hop:tracker.hop][:count]
+def centred_frames(audio: np.ndarray, window: int, hop: int, count: int) -> np.ndarray:
+    """``count`` windows centred on samples ``k * hop`` (zeros outside the signal) [count, window]."""
+    before, after = window // 2, window - window // 2
+    padded = np.concatenate([np.zeros(before, np.float32), np.asarray(audio, np.float32),
+                             np.zeros(max(0, (count - 1) * hop + after - len(audio)), np.float32)])
+    return np.lib.stride_tricks.sliding_window_view(padded, window)[::hop][:count]
 
 
 def analyze_audio(audio: np.ndarray, tracker: Tracker, loudness: str = "v3", sample_rate: int = SAMPLE_RATE,
@@ -68,12 +69,8 @@ def analyze_audio(audio: np.ndarray, tracker: Tracker, loudness: str = "v3", sam
     audio = np.asarray(audio, np.float32)
     hop = sample_rate // frame_rate
     n_frames = len(audio) // hop
-    n_estimates = 1 + len(audio) // tracker.hop
-    margin = tracker.window
-    padded = np.concatenate([np.zeros(margin, np.float32), audio, np.zeros(margin + tracker.hop, np.float32)])
-    f0, confidence = tracker.estimate(tracker_frames(padded, margin, n_estimates, tracker))
-    positions = np.arange(n_frames) * hop
-    f0_frames, confidence_frames = interpolate_estimates(positions, tracker.hop, f0, confidence)
+    f0, confidence = tracker.estimate(centred_frames(audio, tracker.window, tracker.hop, 1 + len(audio) // tracker.hop))
+    f0_frames, confidence_frames = interpolate_estimates(np.arange(n_frames) * hop, tracker.hop, f0, confidence)
     return Features(f0_frames, confidence_frames, _loudness(audio, n_frames, loudness, sample_rate, hop), frame_rate)
 
 

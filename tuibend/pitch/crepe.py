@@ -106,10 +106,14 @@ def _checked(weights: dict[str, np.ndarray], capacity: str, where) -> dict[str, 
 
 
 def normalise_frames(frames: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation per 1024-sample frame (std floored at 1e-10), as CREPE expects."""
+    """Zero mean, unit standard deviation per 1024-sample frame, as torchcrepe does it.
+
+    torchcrepe divides by the unbiased (n - 1) standard deviation, floored at 1e-10;
+    the reference numbers come from it.
+    """
     frames = np.asarray(frames, np.float32)
     frames = frames - frames.mean(axis=-1, keepdims=True)
-    return frames / np.maximum(1e-10, frames.std(axis=-1, keepdims=True))
+    return frames / np.maximum(1e-10, frames.std(axis=-1, ddof=1, keepdims=True))
 
 
 def bins_to_cents(bins) -> np.ndarray:

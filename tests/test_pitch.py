@@ -1,0 +1,174 @@
+"""Pitch tracking: CREPE against torchcrepe's numbers, YIN, and streaming equal to offline."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from tuibend.pitch.analysis import Features, Gate, StreamingAnalyzer, analyze_audio, centred_frames
+from tuibend.pitch.crepe import Crepe, CrepeWeightsError, decode, load_npz_weights, models_dir, normalise_frames
+from tuibend.pitch.trackers import make_tracker
+
+
+@pytest.fixture(scope="module")
+def crepe_full(crepe_full_path):
+    return Crepe.from_file(crepe_full_path)
+
+
+@pytest.mark.parametrize("name", ["flute", "choir"])
+def test_shipped_tiny_activations_match_torchcrepe(crepe_reference, name):
+    activation = Crepe("tiny").activation(crepe_reference[f"{name}_frames"])
+    np.testing.assert_allclose(activation, crepe_reference[f"{name}_tiny_activation"], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["flute", "choir"])
+def test_converted_full_activations_match_torchcrepe(crepe_full, crepe_reference, name):
+    activation = crepe_full.activation(crepe_reference[f"{name}_frames"])
+    np.testing.assert_allclose(activation, crepe_reference[f"{name}_full_activation"], atol=1e-4)
+
+
+def _cents_error(f0, reference):
+    return np.abs(1200.0 * np.log2(f0 / reference))
+
+
+@pytest.mark.parametrize("capacity", ["tiny", "full"])
+@pytest.mark.parametrize("name", ["flute", "choir"])
+def test_f0_matches_torchcrepe_weighted_argmax(crepe_full, crepe_reference, capacity, name):
+    """torchcrepe.predict(hop 160, fmin 50, fmax 1000, weighted_argmax, pad=True) on the same audio."""
+    crepe = crepe_full if capacity == "full" else Crepe("tiny")
+    audio = crepe_reference[f"{name}_audio"]
+    reference_f0 = crepe_reference[f"{name}_{capacity}_f0"].ravel()
+    # Every frame for tiny; 128 frames spread over the file for full (1.5 G multiply-adds a frame).
+    chosen = np.arange(len(reference_f0)) if capacity == "tiny" else np.linspace(0, len(reference_f0) - 1, 128)
+    chosen = chosen.astype(int)
+    frames = centred_frames(audio, 1024, 160, len(reference_f0))[chosen]
+    f0, confidence = decode(crepe.activation(normalise_frames(frames)), fmin=50.0, fmax=1000.0)
+    reference_f0 = reference_f0[chosen]
+    periodicity = crepe_reference[f"{name}_{capacity}_periodicity"].ravel()[chosen]
+    voiced = periodicity > 0.5
+    assert voiced.sum() > 0.3 * len(chosen)
+    assert np.median(_cents_error(f0[voiced], reference_f0[voiced])) < 5.0
+    np.testing.assert_allclose(confidence, periodicity, atol=1e-4)
+
+
+def test_original_crepe_keras_h5_loads(tmp_path, crepe_reference):
+    """Builds CREPE as its authors wrote it in Keras, saves it in the Keras 2 .h5 layout, loads it back."""
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    weights = load_npz_weights(models_dir() / "crepe-tiny.npz", "tiny")
+    inputs = keras.Input(shape=(1024,), name="input")
+    x = keras.layers.Reshape(target_shape=(1024, 1, 1), name="input-reshape")(inputs)
+    for layer, (filters, width, strides) in enumerate(
+            zip((128, 16, 16, 16, 32, 64), (512, 64, 64, 64, 64, 64), ((4, 1),) + 5 * ((1, 1),), strict=True), 1):
+        x = keras.layers.Conv2D(filters, (width, 1), strides=strides, padding="same", activation="relu",
+                                name=f"conv{layer}")(x)
+        x = keras.layers.BatchNormalization(name=f"conv{layer}-BN")(x)
+        x = keras.layers.MaxPooling2D(pool_size=(2, 1), strides=None, padding="valid", name=f"conv{layer}-maxpool")(x)
+        x = keras.layers.Dropout(0.25, name=f"conv{layer}-dropout")(x)
+    x = keras.layers.Permute((2, 1, 3), name="transpose")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(360, activation="sigmoid", name="classifier")(x)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    for layer in range(1, 7):
+        model.get_layer(f"conv{layer}").set_weights([weights[f"conv{layer}/kernel"][:, None],
+                                                     weights[f"conv{layer}/bias"]])
+        model.get_layer(f"conv{layer}-BN").set_weights([weights[f"conv{layer}/{n}"]
+                                                        for n in ("gamma", "beta", "mean", "variance")])
+    model.get_layer("classifier").set_weights([weights["classifier/kernel"], weights["classifier/bias"]])
+    path = tmp_path / "model-tiny.h5"
+    with h5py.File(path, "w") as h5:
+        legacy_h5_format.save_weights_to_hdf5_group(h5, model)
+    frames = crepe_reference["flute_frames"][:16]
+    loaded = Crepe.from_file(path)
+    assert loaded.capacity == "tiny"
+    np.testing.assert_allclose(loaded.activation(frames), model.predict(frames, verbose=0), atol=1e-4)
+    np.testing.assert_allclose(loaded.activation(frames), crepe_reference["flute_tiny_activation"][:16], atol=1e-4)
+
+
+def test_missing_or_broken_weights_are_named(tmp_path):
+    with pytest.raises(CrepeWeightsError, match="crepe-full.npz: no CREPE full weights.*convert_crepe"):
+        load_npz_weights(tmp_path / "crepe-full.npz", "full")
+    np.savez(tmp_path / "crepe-tiny.npz", classifier=np.zeros(3))
+    with pytest.raises(CrepeWeightsError, match="missing conv1/kernel"):
+        Crepe.from_file(tmp_path / "crepe-tiny.npz")
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(CrepeWeightsError, match="not a CREPE Keras weights file"):
+        Crepe.from_file(tmp_path / "bad.h5")
+    with pytest.raises(ValueError, match="unknown pitch tracker"):
+        make_tracker("pyin")
+
+
+@pytest.mark.parametrize("frequency", [55.0, 110.0, 196.0, 440.0, 659.3, 990.0])
+def test_yin_finds_the_pitch_of_harmonic_tones(frequency):
+    tracker = make_tracker("yin")
+    t = np.arange(tracker.window) / 16000
+    tone = sum(a * np.sin(2 * np.pi * k * frequency * t + k) for k, a in ((1, 0.5), (2, 0.3), (3, 0.2)))
+    f0, confidence = tracker.estimate(tone[None])
+    assert _cents_error(f0, frequency)[0] < 5.0
+    assert confidence[0] > 0.9
+    _, noise_confidence = tracker.estimate(np.random.default_rng(0).normal(size=(4, tracker.window)))
+    assert np.all(noise_confidence < 0.5)
+
+
+def test_yin_agrees_with_crepe_full_on_real_audio(crepe_reference):
+    audio = crepe_reference["flute_audio"]
+    features = analyze_audio(audio, make_tracker("yin"))
+    reference = crepe_reference["flute_full_f0"].ravel()
+    periodicity = crepe_reference["flute_full_periodicity"].ravel()
+    # torchcrepe's estimates every 160 samples, against ours at the model's frames (every 64).
+    positions = np.arange(len(reference)) * 160
+    ours = np.interp(positions, np.arange(len(features)) * 64, features.f0_hz)
+    confident = (periodicity > 0.8) & (positions < len(features) * 64)
+    assert np.median(_cents_error(ours[confident], reference[confident])) < 20.0
+
+
+@pytest.mark.parametrize("tracker_name", ["yin", "crepe-tiny"])
+@pytest.mark.parametrize("loudness", ["v3", "v1"])
+def test_streaming_analysis_equals_offline_up_to_its_lags(crepe_reference, tracker_name, loudness):
+    audio = crepe_reference["choir_audio"][:40000]
+    tracker = make_tracker(tracker_name)
+    offline = analyze_audio(audio, tracker, loudness)
+    analyzer = StreamingAnalyzer(tracker, loudness)
+    rng = np.random.default_rng(7)
+    parts, position = [], 0
+    while position < len(audio):
+        size = int(rng.choice([1, 17, 64, 256, 700, 1024]))
+        parts.append(analyzer.process(audio[position:position + size]))
+        position += size
+    streamed = Features.concatenate(parts)
+    assert len(streamed) == len(offline) == len(audio) // 64
+    loudness_lag, pitch_lag = analyzer.loudness_lag, analyzer.pitch_lag
+    n = len(offline)
+    np.testing.assert_allclose(streamed.loudness_db[loudness_lag:], offline.loudness_db[:n - loudness_lag],
+                               atol=1e-3)
+    # The last frames of the offline analysis read the zero padding after the end: compare the interior.
+    interior = n - pitch_lag - 20
+    np.testing.assert_allclose(streamed.f0_hz[pitch_lag:pitch_lag + interior], offline.f0_hz[:interior], rtol=1e-4)
+    np.testing.assert_allclose(streamed.confidence[pitch_lag:pitch_lag + interior], offline.confidence[:interior],
+                               atol=1e-4)
+    assert np.all(streamed.f0_hz[:pitch_lag] == 0.0)
+    assert analyzer.latency_ms["pitch"] == pitch_lag * 4.0
+
+
+def test_reported_lags():
+    assert StreamingAnalyzer(make_tracker("yin")).latency_ms == {"loudness": 12.0, "pitch": 20.0}
+    assert StreamingAnalyzer(make_tracker("crepe-tiny")).latency_ms == {"loudness": 12.0, "pitch": 36.0}
+
+
+def test_gate_holds_pitch_and_lowers_loudness_the_same_in_blocks():
+    rng = np.random.default_rng(3)
+    features = Features(rng.uniform(100, 400, 200).astype(np.float32), rng.uniform(0, 1, 200).astype(np.float32),
+                        rng.uniform(-60, 0, 200).astype(np.float32))
+    whole = Gate(0.5).apply(features)
+    gate = Gate(0.5)
+    blocks = Features.concatenate([gate.apply(features[i:i + 7]) for i in range(0, 200, 7)])
+    np.testing.assert_array_equal(blocks.f0_hz, whole.f0_hz)
+    np.testing.assert_array_equal(blocks.loudness_db, whole.loudness_db)
+    unvoiced = np.flatnonzero(features.confidence < 0.5)
+    unvoiced = unvoiced[unvoiced > np.argmax(features.confidence >= 0.5)]
+    i = unvoiced[0]
+    last_voiced = np.flatnonzero(features.confidence[:i] >= 0.5)[-1]
+    assert whole.f0_hz[i] == features.f0_hz[last_voiced]
+    assert whole.loudness_db[i] == pytest.approx(features.loudness_db[i] - 20.0)
