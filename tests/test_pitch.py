@@ -88,7 +88,7 @@ def test_original_crepe_keras_h5_loads(tmp_path, crepe_reference):
 
 
 def test_missing_or_broken_weights_are_named(tmp_path):
-    with pytest.raises(CrepeWeightsError, match="crepe-full.npz: no CREPE full weights.*convert_crepe"):
+    with pytest.raises(CrepeWeightsError, match=r"crepe-full\.npz: no CREPE full weights.*convert_crepe"):
         load_npz_weights(tmp_path / "crepe-full.npz", "full")
     np.savez(tmp_path / "crepe-tiny.npz", classifier=np.zeros(3))
     with pytest.raises(CrepeWeightsError, match="missing conv1/kernel"):

@@ -14,6 +14,8 @@ _LAZY = {
     "TimbreModel": ("tuibend.model.timbre", "TimbreModel"),
     "import_ddsp": ("tuibend.model.ddsp_import", "import_ddsp"),
     "ModelFormatError": ("tuibend.model.config", "ModelFormatError"),
+    "analyze": ("tuibend.pitch.files", "analyze"),
+    "Features": ("tuibend.pitch.analysis", "Features"),
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -39,10 +39,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     import soundfile
 
     path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"{path}: no such file")
     try:
         audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioFileError(f"{path}: no such file") from None
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioFileError(f"{path}: not a readable audio file ({error})") from None
     mono = audio.mean(axis=1)

@@ -58,6 +58,59 @@ def _info(args: argparse.Namespace) -> None:
         print(f"  {point:<12} {widths[point]:>5} units  {description}")
 
 
+class ProgressBar:
+    """A one-line progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self, label: str, stream=sys.stderr):
+        self.label = label
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def __call__(self, fraction: float) -> None:
+        if self.enabled:
+            filled = int(30 * fraction)
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:3.0f}%")
+            if fraction >= 1.0:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from tuibend.pitch.files import analyze, cache_dir
+
+    features = analyze(args.input, tracker=args.tracker, loudness=args.loudness, crepe_hop=args.crepe_hop,
+                       use_cache=not args.no_cache)
+    voiced = features.confidence >= (0.8 if args.tracker == "yin" else 0.5)
+    median = float(np.median(features.f0_hz[voiced])) if voiced.any() else float("nan")
+    print(f"{args.input}: {len(features)} frames ({len(features) / features.frame_rate:.2f} s), "
+          f"{100 * voiced.mean():.0f}% voiced, median f0 {median:.1f} Hz, "
+          f"loudness {features.loudness_db.min():.1f} to {features.loudness_db.max():.1f} dB")
+    if not args.no_cache:
+        print(f"cached in {cache_dir()}")
+
+
+def _render(args: argparse.Namespace) -> None:
+    from tuibend.adjust import Adjustment
+    from tuibend.audiofile import read_audio
+    from tuibend.model.store import load_model
+    from tuibend.render import draw_spectrograms, render_file
+
+    model = load_model(args.model)
+    adjustment = Adjustment(octave_shift=not args.no_octave_shift, loudness_quantiles=not args.no_loudness_map,
+                            pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
+    result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
+                         seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache)
+    report = result.report
+    print(f"wrote {args.output}: {len(result.audio) / model.config.sample_rate:.2f} s, peak {report['peak']:.2f}; "
+          f"octave shift {report['octaves']:+d}, loudness {'mapped' if report['loudness_mapped'] else 'as is'}")
+    if args.spectrogram:
+        draw_spectrograms(args.spectrogram, read_audio(args.input, model.config.sample_rate), result.audio,
+                          model.config.sample_rate, (str(args.input), f"{args.output} ({model.config.name})"))
+        print(f"wrote {args.spectrogram}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuibend", description="A terminal instrument for bent DDSP timbre models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -70,10 +123,37 @@ def build_parser() -> argparse.ArgumentParser:
                           help="loudness flavour the model was trained with (default: guessed from the gin)")
     importer.set_defaults(handler=_import_ddsp)
 
+    analyze = commands.add_parser("analyze", help="compute and cache f0, confidence and loudness of a file")
+    analyze.add_argument("input", help="an audio file (any rate, any channels)")
+    _analysis_options(analyze)
+    analyze.add_argument("--loudness", choices=["v3", "v1"], default="v3", help="loudness flavour (default v3)")
+    analyze.add_argument("--crepe-hop", type=int, default=160, help="samples between CREPE estimates (default 160)")
+    analyze.set_defaults(handler=_analyze)
+
+    render = commands.add_parser("render", help="resynthesise a file with a model (the offline workflow)")
+    render.add_argument("input", help="an audio file (any rate, any channels)")
+    render.add_argument("-o", "--output", required=True, help="the audio file to write")
+    render.add_argument("--model", required=True, help="a tuibend model folder")
+    _analysis_options(render)
+    render.add_argument("--no-octave-shift", action="store_true", help="keep the input's register")
+    render.add_argument("--no-loudness-map", action="store_true", help="keep the input's loudness distribution")
+    render.add_argument("--pitch-shift", type=float, default=0.0, metavar="SEMITONES")
+    render.add_argument("--loudness-shift", type=float, default=0.0, metavar="DB")
+    render.add_argument("--seed", type=int, default=0, help="seed of the noise synth")
+    render.add_argument("--spectrogram", metavar="PNG", help="also draw input and output spectrograms")
+    render.set_defaults(handler=_render)
+
     info = commands.add_parser("info", help="describe a tuibend model: sizes, rates, bend points")
     info.add_argument("model", help="a tuibend model folder")
     info.set_defaults(handler=_info)
     return parser
+
+
+def _analysis_options(parser: argparse.ArgumentParser) -> None:
+    from tuibend.pitch.names import TRACKERS
+
+    parser.add_argument("--tracker", choices=TRACKERS, default="crepe-tiny", help="pitch tracker (default crepe-tiny)")
+    parser.add_argument("--no-cache", action="store_true", help="analyse again, do not read or write the cache")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,11 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"tuibend: error: {error}", file=sys.stderr)
         return 2
+    from tuibend.audiofile import AudioFileError
     from tuibend.model.config import ModelFormatError
+    from tuibend.pitch.crepe import CrepeWeightsError
 
     try:
         args.handler(args)
-    except (UserError, ModelFormatError) as error:
+    except (UserError, ModelFormatError, AudioFileError, CrepeWeightsError) as error:
         print(f"tuibend: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

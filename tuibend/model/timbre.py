@@ -210,7 +210,8 @@ class ModelStream:
 
     def _step_graph(self, f0, loudness_db, noise, state: StreamState):
         model, hop = self.model, self.model.config.hop
-        raw, gru = model.raw_controls(f0, loudness_db, self.hook, state.gru, unroll=True)
+        # Live blocks (a few frames) unroll the GRU; long offline blocks loop over it.
+        raw, gru = model.raw_controls(f0, loudness_db, self.hook, state.gru, unroll=self.block_frames <= 16)
         controls = model.scale_controls(raw, f0)
         if noise.shape.rank == 1:  # none given: a fresh seeded block of uniform noise
             noise = tf.random.stateless_uniform([self.batch, self.block_samples], minval=-1.0,

@@ -4,7 +4,8 @@
 block by block for live input and emits, for output frame j, loudness of frame
 ``j - loudness_lag`` and pitch of frame ``j - pitch_lag``: the offline analysis delayed by
 fixed, documented lags (the pitch lag is the tracker's look-ahead, plus the wait for the next
-estimate when the tracker's hop is coarser than the frames). Loudness, which carries the onsets, is not held back by the slower pitch.
+estimate when the tracker's hop is coarser than the frames). Loudness, which carries the
+onsets, is not held back by the slower pitch.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def load_h5_weights(path: Path) -> tuple[str, dict[str, np.ndarray]]:
 
     try:
         with h5py.File(path, "r") as h5:
-            root = h5["model_weights"] if "model_weights" in h5 else h5
+            root = h5.get("model_weights", h5)  # a whole-model file nests its weights
             layers = {}
             for name in (n.decode() if isinstance(n, bytes) else n for n in root.attrs["layer_names"]):
                 group = root[name]

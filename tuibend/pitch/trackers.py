@@ -13,9 +13,8 @@ from functools import cache
 import numpy as np
 
 from tuibend.pitch.crepe import Crepe, decode, normalise_frames
+from tuibend.pitch.names import TRACKERS
 from tuibend.pitch.yin import Yin
-
-TRACKERS = ("crepe-tiny", "crepe-full", "yin")
 
 
 @dataclass

@@ -1,0 +1,151 @@
+"""Pre-analysed files (any rate and channels, cached, clear errors) and the offline render."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+import tensorflow as tf
+from conftest import relative_error
+
+from tuibend.adjust import Adjustment, adjust, detect_notes
+from tuibend.audiofile import AudioFileError, read_audio
+from tuibend.pitch import files
+from tuibend.pitch.analysis import Features
+from tuibend.render import render_features
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUIBEND_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def flute(crepe_reference):
+    return crepe_reference["flute_audio"][:48000]
+
+
+@pytest.fixture
+def flute_44k_stereo(flute, tmp_path):
+    audio = soxr.resample(flute, 16000, 44100)
+    path = tmp_path / "flute44.wav"
+    soundfile.write(path, np.stack([audio, 0.5 * audio], axis=1), 44100, subtype="PCM_24")
+    return path
+
+
+def test_any_rate_and_channel_count_is_analysed_like_the_original(flute, flute_44k_stereo):
+    from_file = files.analyze(flute_44k_stereo, tracker="yin")
+    direct = files.analyze(0.75 * flute, sample_rate=16000, tracker="yin", use_cache=False)
+    assert abs(len(from_file) - len(direct)) <= 1
+    n = min(len(from_file), len(direct))
+    voiced = direct.confidence[:n] > 0.9
+    cents = np.abs(1200 * np.log2(from_file.f0_hz[:n][voiced] / direct.f0_hz[:n][voiced]))
+    assert np.median(cents) < 2.0
+    loud = direct.loudness_db[:n] > -50
+    assert np.median(np.abs(from_file.loudness_db[:n][loud] - direct.loudness_db[:n][loud])) < 0.5
+
+
+def test_features_are_cached_by_content_and_settings(flute_44k_stereo, tmp_path, monkeypatch):
+    first = files.analyze(flute_44k_stereo, tracker="yin")
+    entries = list((tmp_path / "cache").glob("*.npz"))
+    assert len(entries) == 1
+
+    def no_analysis(*args, **kwargs):
+        raise AssertionError("analysed again although the cache holds the answer")
+
+    monkeypatch.setattr(files, "analyze_audio", no_analysis)
+    again = files.analyze(flute_44k_stereo, tracker="yin")
+    np.testing.assert_array_equal(again.f0_hz, first.f0_hz)
+    monkeypatch.undo()
+    monkeypatch.setenv("TUIBEND_CACHE", str(tmp_path / "cache"))
+    files.analyze(flute_44k_stereo, tracker="yin", loudness="v1")  # another setting: another entry
+    audio, rate = soundfile.read(flute_44k_stereo)
+    soundfile.write(flute_44k_stereo, audio * 0.5, rate, subtype="PCM_24")  # another content: another entry
+    changed = files.analyze(flute_44k_stereo, tracker="yin")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    assert np.median(first.loudness_db - changed.loudness_db) == pytest.approx(20 * np.log10(2), abs=0.3)
+
+
+def test_damaged_cache_entry_is_recomputed(flute_44k_stereo, tmp_path):
+    first = files.analyze(flute_44k_stereo, tracker="yin")
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+    entry.write_bytes(b"garbage")
+    np.testing.assert_array_equal(files.analyze(flute_44k_stereo, tracker="yin").f0_hz, first.f0_hz)
+
+
+def test_bad_files_get_clear_errors(tmp_path):
+    (tmp_path / "notes.wav").write_text("these are not samples")
+    soundfile.write(tmp_path / "silent.wav", np.zeros(16000), 16000)
+    nan = np.sin(np.arange(16000) / 10.0).astype(np.float32)
+    nan[100] = np.nan
+    soundfile.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    cases = {"absent.wav": "no such file", "notes.wav": "not a readable audio file", "silent.wav": "is silent",
+             "nan.wav": "holds 1 NaN or infinite samples", "empty.wav": "holds no samples"}
+    for name, message in cases.items():
+        with pytest.raises(AudioFileError, match=message) as caught:
+            read_audio(tmp_path / name, 16000)
+        assert name in str(caught.value)
+    with pytest.raises(ValueError, match="sample_rate"):
+        files.analyze(np.ones(100))
+
+
+def test_auto_adjust_moves_register_and_maps_loudness(solo_model, flute):
+    features = files.analyze(flute, sample_rate=16000, use_cache=False)
+    lowered = Features(features.f0_hz / 4.0, features.confidence, features.loudness_db - 12.0)
+    adjusted, report = adjust(lowered, solo_model.statistics, Adjustment())
+    assert report["notes_detected"] and report["loudness_mapped"]
+    assert report["octaves"] == 1  # two octaves down from A4 sits 1.3 octaves below the mean (MIDI 60.5)
+    np.testing.assert_allclose(adjusted.f0_hz, lowered.f0_hz * 2.0, rtol=1e-6)
+    mask_on, _ = detect_notes(lowered.loudness_db, lowered.confidence)
+    quantiles = solo_model.statistics.loudness_quantiles
+    assert np.median(adjusted.loudness_db[mask_on]) == pytest.approx(np.median(quantiles), abs=1.0)
+    manual, _ = adjust(lowered, solo_model.statistics,
+                       Adjustment(octave_shift=False, loudness_quantiles=False, pitch_shift_semitones=12,
+                                  loudness_shift_db=-6))
+    np.testing.assert_allclose(manual.f0_hz, lowered.f0_hz * 2.0, rtol=1e-6)
+    np.testing.assert_allclose(manual.loudness_db, lowered.loudness_db - 6.0, atol=1e-4)
+
+
+def _silence_noise(point, activations):
+    """Noise to its floor and the harmonics loud: the render is then deterministic."""
+    if point == "noise":
+        return tf.fill(tf.shape(activations), -100.0)
+    return activations + 5.0 if point == "amps" else activations
+
+
+def test_block_render_equals_whole_signal_render(solo_model, golden):
+    features = Features(golden["f0_hz"][:700], np.ones(700, np.float32), golden["loudness_db"][:700])
+    blocks = render_features(solo_model, features, hook=_silence_noise, block_seconds=0.5)
+    whole = solo_model.render(features.f0_hz, features.loudness_db, hook=_silence_noise)
+    assert blocks.shape == whole.shape == (700 * 64,)
+    assert relative_error(blocks, whole) < 1e-4
+
+
+def test_render_command_end_to_end(solo_model_dir, flute_44k_stereo, tmp_path):
+    output, picture = tmp_path / "out" / "take.wav", tmp_path / "spectrogram.png"
+    result = subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(flute_44k_stereo), "-o", str(output),
+                             "--model", str(solo_model_dir), "--spectrogram", str(picture), "--tracker", "yin"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    audio, rate = soundfile.read(output)
+    assert rate == 16000 and audio.ndim == 1
+    assert abs(len(audio) - 3.0 * 16000) <= 64
+    assert np.sqrt(np.mean(audio ** 2)) > 1e-4 and np.all(np.isfinite(audio))
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in output.parent.iterdir()) == ["take.wav"]  # no temporary left behind
+
+
+def test_render_errors_are_one_line_and_write_nothing(solo_model_dir, tmp_path):
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    result = subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(tmp_path / "broken.wav"),
+                             "-o", str(tmp_path / "out.wav"), "--model", str(solo_model_dir)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.startswith("tuibend: error: ") and "broken.wav" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.wav").exists()

@@ -1,0 +1,88 @@
+"""Pre-analysed files: features computed once per file content and settings, then cached.
+
+The cache key hashes the file's bytes and every analysis setting, so a changed file or a
+changed setting is never served stale. Entries are plain ``.npz`` arrays written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tuibend.audiofile import check_audio, read_audio
+from tuibend.pitch.analysis import FRAME_RATE, SAMPLE_RATE, Features, analyze_audio
+from tuibend.pitch.trackers import make_tracker
+
+ANALYSIS_VERSION = 1  # bump when the analysis itself changes
+
+
+def cache_dir() -> Path:
+    """``$TUIBEND_CACHE``, else ``$XDG_CACHE_HOME/tuibend/analysis``, else ``~/.cache/tuibend/analysis``."""
+    if "TUIBEND_CACHE" in os.environ:
+        return Path(os.environ["TUIBEND_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "tuibend" / "analysis"
+
+
+def cache_key(path: Path, settings: dict) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    digest.update(json.dumps({**settings, "version": ANALYSIS_VERSION}, sort_keys=True).encode())
+    return digest.hexdigest()[:40]
+
+
+def _load_cached(path: Path) -> Features | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return Features(data["f0_hz"], data["confidence"], data["loudness_db"], int(data["frame_rate"]))
+    except (OSError, KeyError, ValueError):
+        return None  # absent or damaged: analyse again and overwrite
+
+
+def _store(path: Path, features: Features) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=".partial-", suffix=".npz", dir=path.parent)
+    os.close(descriptor)
+    try:
+        np.savez(temporary, f0_hz=features.f0_hz, confidence=features.confidence, loudness_db=features.loudness_db,
+                 frame_rate=features.frame_rate)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe-tiny", loudness: str = "v3",
+            crepe_hop: int = 160, use_cache: bool = True) -> Features:
+    """f0, confidence and loudness at the model frame rate (250/s) of a file or an array.
+
+    A file is read at any rate and channel count (downmixed, resampled with soxr) and its
+    features are cached; an array needs its ``sample_rate``.
+    """
+    settings = {"tracker": tracker, "loudness": loudness, "crepe_hop": crepe_hop, "sample_rate": SAMPLE_RATE,
+                "frame_rate": FRAME_RATE}
+    if isinstance(path_or_audio, (str, os.PathLike)):
+        path = Path(path_or_audio)
+        audio = read_audio(path, SAMPLE_RATE)  # validates the file before anything is cached
+        entry = cache_dir() / f"{cache_key(path, settings)}.npz" if use_cache else None
+        if entry is not None and (cached := _load_cached(entry)) is not None:
+            return cached
+        features = analyze_audio(audio, make_tracker(tracker, crepe_hop), loudness)
+        if entry is not None:
+            _store(entry, features)
+        return features
+    if sample_rate is None:
+        raise ValueError("analyze(array) needs the array's sample_rate")
+    from tuibend.audiofile import resample
+
+    audio = check_audio(np.asarray(path_or_audio, np.float32), "audio")
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    return analyze_audio(resample(audio, sample_rate, SAMPLE_RATE), make_tracker(tracker, crepe_hop), loudness)

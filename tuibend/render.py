@@ -1,0 +1,89 @@
+"""The offline workflow: a file in, features (cached), auto-adjust, resynthesis, a file out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuibend.adjust import Adjustment, adjust
+from tuibend.audiofile import AudioFileError, write_audio
+from tuibend.model.decoder import BendHook, no_bend
+from tuibend.model.timbre import TimbreModel
+from tuibend.pitch.analysis import Features
+from tuibend.pitch.files import analyze
+
+Progress = Callable[[float], None]  # called with the fraction done, 0..1
+
+
+@dataclass
+class RenderResult:
+    audio: np.ndarray
+    features: Features
+    report: dict
+
+
+def render_features(model: TimbreModel, features: Features, hook: BendHook = no_bend, seed: int = 0,
+                    block_seconds: float = 1.0, progress: Progress | None = None) -> np.ndarray:
+    """Resynthesises features in blocks of about a second (so long files report progress).
+
+    A stream equals the whole-signal render delayed by one hop: it is fed one frame more
+    (the last, held, as the whole signal holds it) and its first hop is dropped.
+    """
+    hop = model.config.hop
+    n_frames = len(features)
+    block = max(1, int(block_seconds * model.config.frame_rate))
+    n_blocks = -(-(n_frames + 1) // block)
+    padding = n_blocks * block - n_frames
+    f0 = np.concatenate([features.f0_hz, np.repeat(features.f0_hz[-1:], padding)])
+    loudness = np.concatenate([features.loudness_db, np.repeat(features.loudness_db[-1:], padding)])
+    stream = model.stream(block, hook=hook, seed=seed)
+    pieces = []
+    for index in range(n_blocks):
+        window = slice(index * block, (index + 1) * block)
+        pieces.append(stream.step(f0[window], loudness[window]))
+        if progress is not None:
+            progress((index + 1) / n_blocks)
+    return np.concatenate(pieces)[hop:hop + n_frames * hop]
+
+
+def render_file(model: TimbreModel, input_path: str | Path, output_path: str | Path, tracker: str = "crepe-tiny",
+                adjustment: Adjustment | None = None, hook: BendHook = no_bend, seed: int = 0,
+                progress: Progress | None = None, use_cache: bool = True) -> RenderResult:
+    """Analyses (or reuses the cache), adjusts, resynthesises and writes ``output_path`` atomically."""
+    features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache)
+    if len(features) < 2:
+        raise AudioFileError(f"{input_path}: too short to render (under 8 ms)")
+    adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())
+    audio = render_features(model, adjusted, hook, seed, progress=progress)
+    peak = float(np.max(np.abs(audio)))
+    if not np.isfinite(peak):
+        raise FloatingPointError("the model produced NaN or infinite samples; nothing was written")
+    report["peak"] = peak
+    write_audio(output_path, audio, model.config.sample_rate)
+    return RenderResult(audio, adjusted, report)
+
+
+def draw_spectrograms(path: str | Path, input_audio: np.ndarray, output_audio: np.ndarray, sample_rate: int,
+                      titles: tuple[str, str] = ("input", "output")) -> Path:
+    """Input and output log spectrograms one above the other (the seed's Figure 1), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True, constrained_layout=True)
+    for axis, audio, title in zip(axes, (input_audio, output_audio), titles, strict=True):
+        axis.specgram(audio + 1e-9, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-140, scale="dB")
+        axis.set_title(title)
+        axis.set_ylabel("Hz")
+    axes[-1].set_xlabel("seconds")
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.partial.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    temporary.replace(path)
+    return path
+
