@@ -149,3 +149,19 @@ def test_render_errors_are_one_line_and_write_nothing(solo_model_dir, tmp_path):
     assert result.stderr.startswith("tuibend: error: ") and "broken.wav" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_public_analysis_api(flute, crepe_reference):
+    import tuibend
+    import tuibend.pitch
+
+    features = tuibend.analyze(flute, sample_rate=16000, tracker="crepe-tiny")
+    assert isinstance(features, tuibend.Features) and features.frame_rate == 250
+    assert len(features.f0_hz) == len(features.confidence) == len(features.loudness_db) == len(flute) // 64
+    reference = np.interp(np.arange(len(features)) * 64, np.arange(300) * 160,
+                          crepe_reference["flute_tiny_f0"].ravel()[:300])
+    voiced = features.confidence > 0.5
+    assert voiced.mean() > 0.5
+    assert np.median(np.abs(1200 * np.log2(features.f0_hz[voiced] / reference[voiced]))) < 10.0
+    activation = tuibend.pitch.Crepe("tiny").activation(crepe_reference["flute_frames"][:3])
+    assert activation.shape == (3, 360)

@@ -18,8 +18,12 @@ def crepe_full(crepe_full_path):
 
 @pytest.mark.parametrize("name", ["flute", "choir"])
 def test_shipped_tiny_activations_match_torchcrepe(crepe_reference, name):
-    activation = Crepe("tiny").activation(crepe_reference[f"{name}_frames"])
+    crepe = Crepe("tiny")
+    activation = crepe.activation(crepe_reference[f"{name}_frames"])
     np.testing.assert_allclose(activation, crepe_reference[f"{name}_tiny_activation"], atol=1e-4)
+    # One frame at a time (as a live block brings them) takes another first-layer path: same numbers.
+    single = np.concatenate([crepe.activation(frame[None]) for frame in crepe_reference[f"{name}_frames"][:8]])
+    np.testing.assert_allclose(single, crepe_reference[f"{name}_tiny_activation"][:8], atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["flute", "choir"])
@@ -172,3 +176,14 @@ def test_gate_holds_pitch_and_lowers_loudness_the_same_in_blocks():
     last_voiced = np.flatnonzero(features.confidence[:i] >= 0.5)[-1]
     assert whole.f0_hz[i] == features.f0_hz[last_voiced]
     assert whole.loudness_db[i] == pytest.approx(features.loudness_db[i] - 20.0)
+
+
+def test_bfloat16_crepe_keeps_the_pitch(crepe_reference):
+    """The fast live precision: activations near the reference, f0 within a few cents."""
+    fast = Crepe("tiny", precision="bfloat16")
+    frames = crepe_reference["choir_frames"]
+    activation = fast.activation(frames)
+    assert np.max(np.abs(activation - crepe_reference["choir_tiny_activation"])) < 0.03
+    f0, _ = decode(activation, 50.0, 1000.0)
+    reference, _ = decode(crepe_reference["choir_tiny_activation"], 50.0, 1000.0)
+    assert np.median(_cents_error(f0, reference)) < 5.0

@@ -23,6 +23,9 @@ N_BINS = 360
 CENTS_PER_BIN = 20.0
 CENTS_OFFSET = 1997.3794084376191  # cents (re 10 Hz) of bin 0
 BATCH_NORM_EPSILON = 0.0010000000474974513  # as CREPE's Keras model and torchcrepe use
+# bfloat16 halves the bytes moved and runs on AVX512-BF16 / AMX units: about twice the speed at one or
+# two frames, activations within 1e-2 (f0 within a few cents); float32 is the reference.
+PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16}
 _FILTERS = (32, 4, 4, 4, 8, 16)  # times the capacity multiplier
 _WIDTHS = (512, 64, 64, 64, 64, 64)
 
@@ -154,40 +157,58 @@ class Crepe:
     """A CREPE network with its weights; ``activation`` is a compiled TensorFlow function.
 
     ``Crepe("tiny")`` loads ``models/crepe-tiny.npz``; ``Crepe.from_file(path)`` takes a
-    converted ``.npz`` or an original CREPE ``.h5``.
+    converted ``.npz`` or an original CREPE ``.h5``. ``precision="bfloat16"`` trades a little
+    accuracy for speed (live tracking).
     """
 
-    def __init__(self, capacity: str = "tiny", weights: dict[str, np.ndarray] | None = None, jit: bool = True):
+    def __init__(self, capacity: str = "tiny", weights: dict[str, np.ndarray] | None = None, jit: bool = False,
+                 precision: str = "float32"):
         if capacity not in CAPACITIES:
             raise ValueError(f"unknown CREPE capacity {capacity!r}: use one of {', '.join(CAPACITIES)}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.capacity = capacity
+        self.precision = precision
+        self.jit = jit
         if weights is None:
             weights = load_npz_weights(models_dir() / f"crepe-{capacity}.npz", capacity)
-        self.weights = {name: tf.constant(value) for name, value in _checked(weights, capacity, capacity).items()}
+        compute = PRECISIONS[precision]
+        self.weights = {name: tf.cast(tf.constant(value), compute)
+                        for name, value in _checked(weights, capacity, capacity).items()}
+        # oneDNN's convolutions beat XLA's on the CPU here (see bench/bench_pitch.py), so no jit by default.
         self._forward = tf.function(self._graph, jit_compile=jit, reduce_retracing=True)
+        # For a single frame oneDNN's algorithm for the wide first layer is slow: a matmul over
+        # the frame's 256 windows does the same sums 2.4x faster.
+        self._forward_one = tf.function(lambda frames: self._graph(frames, windowed_first_layer=True),
+                                        jit_compile=jit)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, jit: bool = True) -> Crepe:
+    def from_file(cls, path: str | os.PathLike, jit: bool = False, precision: str = "float32") -> Crepe:
         path = Path(path)
         if path.suffix == ".h5":
             capacity, weights = load_h5_weights(path)
-            return cls(capacity, weights, jit)
+            return cls(capacity, weights, jit, precision)
         capacity = next((c for c in CAPACITIES if path.stem.endswith(c)), None)
         if capacity is None:
             raise CrepeWeightsError(f"{path}: name it crepe-<capacity>.npz ({', '.join(CAPACITIES)})")
-        return cls(capacity, load_npz_weights(path, capacity), jit)
+        return cls(capacity, load_npz_weights(path, capacity), jit, precision)
 
-    def _graph(self, frames: tf.Tensor) -> tf.Tensor:
+    def _graph(self, frames: tf.Tensor, windowed_first_layer: bool = False) -> tf.Tensor:
         w = self.weights
-        x = frames[:, :, tf.newaxis]
+        x = tf.cast(frames[:, :, tf.newaxis], PRECISIONS[self.precision])
         for layer in range(1, 7):
-            x = tf.nn.conv1d(x, w[f"conv{layer}/kernel"], stride=4 if layer == 1 else 1, padding="SAME")
+            kernel = w[f"conv{layer}/kernel"]
+            if layer == 1 and windowed_first_layer:  # 'SAME' padding of a 512-wide, stride-4 conv: 254 a side
+                windows = tf.signal.frame(tf.pad(x[..., 0], [[0, 0], [254, 254]]), 512, 4)
+                x = tf.einsum("ntk,ko->nto", windows, kernel[:, 0, :])
+            else:
+                x = tf.nn.conv1d(x, kernel, stride=4 if layer == 1 else 1, padding="SAME")
             x = tf.nn.relu(x + w[f"conv{layer}/bias"])
             x = tf.nn.batch_normalization(x, w[f"conv{layer}/mean"], w[f"conv{layer}/variance"],
                                           w[f"conv{layer}/beta"], w[f"conv{layer}/gamma"], BATCH_NORM_EPSILON)
             x = tf.nn.max_pool1d(x, 2, 2, padding="VALID")
         x = tf.reshape(x, [tf.shape(x)[0], -1])  # time-major, as CREPE's Permute + Flatten
-        return tf.sigmoid(tf.matmul(x, w["classifier/kernel"]) + w["classifier/bias"])
+        return tf.sigmoid(tf.cast(tf.matmul(x, w["classifier/kernel"]) + w["classifier/bias"], tf.float32))
 
     def activation(self, frames) -> np.ndarray:
         """Activations [n, 360] of normalised 1024-sample frames [n, 1024]."""
@@ -195,9 +216,8 @@ class Crepe:
         count = len(frames)
         if count == 0:
             return np.zeros((0, N_BINS), np.float32)
-        # Batches are padded to a power of two (or a multiple of 256) so that XLA compiles
-        # a handful of shapes, not one per batch size a live stream happens to bring.
-        size = next_power_of_2(count) if count <= 256 else -(-count // 256) * 256
-        padded = np.zeros((size, FRAME_SIZE), np.float32)
-        padded[:count] = frames
-        return self._forward(tf.constant(padded)).numpy()[:count]
+        if self.jit:  # XLA compiles per shape: pad to a handful of batch sizes
+            size = next_power_of_2(count) if count <= 256 else -(-count // 256) * 256
+            frames = np.concatenate([frames, np.zeros((size - count, FRAME_SIZE), np.float32)])
+        forward = self._forward_one if len(frames) == 1 else self._forward
+        return forward(tf.constant(frames)).numpy()[:count]

@@ -42,18 +42,18 @@ class Tracker:
 
 
 @cache
-def _crepe(capacity: str) -> Crepe:
-    return Crepe(capacity)
+def _crepe(capacity: str, precision: str) -> Crepe:
+    return Crepe(capacity, precision=precision)
 
 
 def make_tracker(name: str = "crepe-tiny", crepe_hop: int = 160, sample_rate: int = 16000,
-                 frame_hop: int = 64) -> Tracker:
+                 frame_hop: int = 64, precision: str = "float32") -> Tracker:
     """``crepe-tiny`` / ``crepe-full`` (at ``crepe_hop`` samples, 100 estimates/s by default) or ``yin``
-    (every model frame). CREPE weights load once per process."""
+    (every model frame). CREPE weights load once per process and precision."""
     if name.startswith("crepe-"):
         if sample_rate != 16000:
             raise ValueError("CREPE runs at 16 kHz")
-        return Tracker(name, crepe_hop, 1024, 0.5, _crepe(name.removeprefix("crepe-")))
+        return Tracker(name, crepe_hop, 1024, 0.5, _crepe(name.removeprefix("crepe-"), precision))
     if name == "yin":
         yin = Yin(sample_rate)
         return Tracker(name, frame_hop, yin.window, 0.8, yin)
