@@ -94,8 +94,9 @@ def main() -> None:
         reference = torchcrepe_network(capacity)
         for batch in (1, 2, 4, 64):
             frames = audio_frames[:batch]
-            ours = frames_per_second(lambda frames=frames: crepe.activation(frames), batch)
-            theirs = frames_per_second(lambda frames=frames: reference(frames), batch) if reference else None
+            ours = frames_per_second(lambda frames=frames, crepe=crepe: crepe.activation(frames), batch)
+            theirs = (frames_per_second(lambda frames=frames, run=reference: run(frames), batch)
+                      if reference else None)
             rows.append((f"CREPE {capacity} {precision}", batch, ours, theirs))
     yin = Yin()
     for batch in (1, 2, 4, 64):
