@@ -187,3 +187,15 @@ def test_bfloat16_crepe_keeps_the_pitch(crepe_reference):
     f0, _ = decode(activation, 50.0, 1000.0)
     reference, _ = decode(crepe_reference["choir_tiny_activation"], 50.0, 1000.0)
     assert np.median(_cents_error(f0, reference)) < 5.0
+
+
+def test_streaming_with_crepe_full_equals_offline(crepe_full, crepe_reference):
+    from tuibend.pitch.trackers import Tracker
+
+    tracker = Tracker("crepe-full", 160, 1024, 0.5, crepe_full)
+    audio = crepe_reference["flute_audio"][:9600]
+    offline = analyze_audio(audio, tracker)
+    analyzer = StreamingAnalyzer(tracker)
+    streamed = Features.concatenate([analyzer.process(audio[i:i + 256]) for i in range(0, len(audio), 256)])
+    lag, interior = analyzer.pitch_lag, len(offline) - analyzer.pitch_lag - 20
+    np.testing.assert_allclose(streamed.f0_hz[lag:lag + interior], offline.f0_hz[:interior], rtol=1e-4)
