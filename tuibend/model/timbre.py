@@ -182,17 +182,26 @@ class ModelStream:
         self._step = tf.function(self._step_graph, jit_compile=jit, reduce_retracing=True)
         self.reset()
 
-    def reset(self) -> None:
-        """Back to silence: GRU state, phase, filter and reverb tails all cleared."""
+    def _initial_state(self) -> StreamState:
         config = self.model.config
         n_parts = int(self._partitions.shape[0]) if self._partitions is not None else 1
-        self.state = StreamState(
+        return StreamState(
             self.model.decoder.initial_state(self.batch),
             synths.harmonic_initial_state(self.batch, config.decoder.n_harmonics),
             synths.noise_initial_state(self.batch, config.decoder.n_noise_bands, config.hop),
             effects.reverb_initial_state(self.batch, n_parts, self.block_samples),
             tf.constant(0, tf.int64),
         )
+
+    def reset(self) -> None:
+        """Back to silence: GRU state, phase, filter and reverb tails all cleared."""
+        initial = self._initial_state()
+        if not hasattr(self, "_state"):
+            # The state lives in variables the compiled step reads and updates in place: a call
+            # passes two small tensors instead of the whole state (a third of the call overhead).
+            self._state = tf.nest.map_structure(lambda value: tf.Variable(value, trainable=False), initial)
+        else:
+            tf.nest.map_structure(lambda variable, value: variable.assign(value), self._state, initial)
 
     def step(self, f0_hz, loudness_db, noise=None) -> np.ndarray:
         """One block: f0 and loudness of ``block_frames`` frames ([F] or [b, F]) -> audio."""
@@ -205,10 +214,15 @@ class ModelStream:
         else:
             noise = core.f32(noise)
             noise = noise[tf.newaxis] if noise.shape.rank == 1 else noise
-        audio, self.state = self._step(f0, loudness_db, noise, self.state)
-        return _unbatched(audio, was_1d)
+        return _unbatched(self._step(f0, loudness_db, noise), was_1d)
 
-    def _step_graph(self, f0, loudness_db, noise, state: StreamState):
+    def _step_graph(self, f0, loudness_db, noise):
+        state = tf.nest.map_structure(lambda variable: variable.read_value(), self._state)
+        audio, new_state = self._render_block(f0, loudness_db, noise, state)
+        tf.nest.map_structure(lambda variable, value: variable.assign(value), self._state, new_state)
+        return audio
+
+    def _render_block(self, f0, loudness_db, noise, state: StreamState) -> tuple[tf.Tensor, StreamState]:
         model, hop = self.model, self.model.config.hop
         # Live blocks (a few frames) unroll the GRU; long offline blocks loop over it.
         raw, gru = model.raw_controls(f0, loudness_db, self.hook, state.gru, unroll=self.block_frames <= 16)
