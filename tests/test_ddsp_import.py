@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -168,3 +169,43 @@ def test_restricted_unpickler_reads_numpy_values():
     loaded = restricted_loads(pickle.dumps(value))
     assert loaded["mean"] == np.float32(3.5)
     np.testing.assert_array_equal(loaded["table"], value["table"])
+
+
+def test_ddsp_1x_checkpoint_layout_imports(ddsp_checkpoint, golden, tmp_path):
+    """ddsp 1.x named its stacks f_stack / l_stack (flat Sequential layers) and joined f0 first.
+
+    The fixture's weights are rewritten into that layout, with the rows of the layers that read
+    the joined stacks swapped to match the other order: the model must sound the same.
+    """
+    variables = read_checkpoint(ddsp_checkpoint / "ckpt-3")
+    suffix = "/.ATTRIBUTES/VARIABLE_VALUE"
+    nested = re.compile(r"model/decoder/(input_stacks/\d|out_stack)/layer_with_weights-(\d)/layer_with_weights-(\d)/"
+                        r"(\w+)/")
+    legacy = {}
+    for name, value in variables.items():
+        match = nested.match(name)
+        if match:  # nested Fc blocks -> one flat Sequential: Dense at 2i, LayerNormalization at 2i + 1
+            stack, layer, part, leaf = match.groups()
+            stack = {"input_stacks/0": "l_stack", "input_stacks/1": "f_stack"}.get(stack, stack)
+            name = f"model/decoder/{stack}/layer_with_weights-{2 * int(layer) + int(part)}/{leaf}{suffix}"
+        legacy[name.replace("/rnn/rnn/cell/", "/rnn/cell/")] = value
+
+    def swap_stacks(kernel):  # rows [ld | f0 | ...] -> [f0 | ld | ...]
+        return np.concatenate([kernel[512:1024], kernel[:512], kernel[1024:]])
+
+    gru = f"model/decoder/rnn/cell/kernel{suffix}"
+    legacy[gru] = swap_stacks(legacy[gru])
+    first_out = f"model/decoder/out_stack/layer_with_weights-0/kernel{suffix}"
+    legacy[first_out] = swap_stacks(legacy[first_out])
+    source = _copy_ddsp_folder(ddsp_checkpoint, tmp_path / "v1", skip=("ckpt-3.index", "ckpt-3.data-00000-of-00001",
+                                                                       "operative_config-0.gin"))
+    _write_checkpoint(legacy, source / "ckpt-5")
+    gin = (ddsp_checkpoint / "operative_config-0.gin").read_text()
+    gin = gin.replace("RnnFcDecoder.input_keys = ('ld_scaled', 'f0_scaled')\n", "")
+    (source / "operative_config-0.gin").write_text(gin)
+    model = tuibend.load_model(import_ddsp(source, tmp_path / "model", loudness="v3"))
+    assert model.config.decoder.input_keys == ("f0_scaled", "ld_scaled")
+    raw, _ = model.raw_controls(tf.constant(golden["f0_hz"][None, :, None]),
+                                tf.constant(golden["loudness_db"][None, :, None]))
+    np.testing.assert_allclose(raw["harmonics"][0], golden["raw_harmonic_distribution"], atol=1e-4)
+    np.testing.assert_allclose(raw["noise"][0], golden["raw_noise_magnitudes"], atol=1e-4)
