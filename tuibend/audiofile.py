@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from tuibend.atomic import atomic_path
 
 
 class AudioFileError(ValueError):
@@ -55,15 +56,6 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     import soundfile
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix or ".wav"
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(descriptor)
-    try:
-        soundfile.write(temporary, np.asarray(audio, np.float32), sample_rate,
-                        format=None if path.suffix else "WAV")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=path.suffix or ".wav") as temporary:
+        soundfile.write(temporary, np.asarray(audio, np.float32), sample_rate, format=None if path.suffix else "WAV")
     return path

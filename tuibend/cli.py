@@ -111,6 +111,67 @@ def _render(args: argparse.Namespace) -> None:
         print(f"wrote {args.spectrogram}")
 
 
+def _dataset(args: argparse.Namespace) -> None:
+    from tuibend.training.dataset import build_dataset
+
+    manifest = build_dataset(args.audio, args.output, tracker=args.tracker, holdout=args.holdout, seed=args.seed,
+                             progress=ProgressBar("analysing"))
+    examples = manifest["examples"]
+    print(f"wrote {args.output}: {examples['train']} training and {examples['holdout']} held-out examples "
+          f"of 4 s (pitch by {manifest['tracker']})")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tuibend.training.trainer import TrainingConfig, train
+
+    config = TrainingConfig(size=args.size, steps=args.steps, batch_size=args.batch_size,
+                            learning_rate=args.learning_rate, checkpoint_every=args.checkpoint_every,
+                            eval_every=args.eval_every, seed=args.seed, jit=args.xla)
+    bar = ProgressBar("training")
+
+    def report(step: int, loss: float, rate: float) -> None:
+        if bar.enabled:
+            remaining = (config.steps - step) / max(rate, 1e-9)
+            sys.stderr.write(f"\rstep {step}/{config.steps}  loss {loss:.3f}  {rate:.2f} steps/s  "
+                             f"ETA {remaining / 60:.0f} min   ")
+            sys.stderr.flush()
+        elif step % config.checkpoint_every == 0:
+            print(f"step {step}/{config.steps}  loss {loss:.3f}  {rate:.2f} steps/s", flush=True)
+
+    try:
+        log = train(args.data, args.output, config, report)
+    except KeyboardInterrupt:
+        print(f"\nstopped; a checkpoint is saved in {args.output}/training: run the same command to resume")
+        raise
+    holdout = log.holdout_losses[-1] if log.holdout_losses else float("nan")
+    print(f"\nwrote {args.output}: held-out loss {holdout:.3f} after {log.steps[-1]} steps")
+
+
+def _models(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from tuibend.model.config import ModelConfig, ModelFormatError
+
+    rows = []
+    for folder in sorted(Path(args.folder).iterdir()):
+        if not (folder / "config.json").exists():
+            continue
+        try:
+            config = ModelConfig.read(folder / "config.json")
+        except ModelFormatError as error:
+            rows.append(f"{folder.name:<20} unreadable: {error}")
+            continue
+        summary = json.loads((folder / "training.json").read_text()) if (folder / "training.json").exists() else {}
+        size = sum(p.stat().st_size for p in folder.glob("*.npz")) / 1e6
+        trained = config.source.get("importer", "tuibend train") if config.source else "unknown"
+        holdout = summary.get("holdout_loss")
+        rows.append(f"{folder.name:<20} {size:6.1f} MB  {config.sample_rate} Hz  trained by {trained:<14} "
+                    f"held-out loss {holdout:.3f}" if holdout is not None else
+                    f"{folder.name:<20} {size:6.1f} MB  {config.sample_rate} Hz  trained by {trained}")
+    print("\n".join(rows) if rows else f"no models in {args.folder}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuibend", description="A terminal instrument for bent DDSP timbre models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -143,6 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--spectrogram", metavar="PNG", help="also draw input and output spectrograms")
     render.set_defaults(handler=_render)
 
+    dataset = commands.add_parser("dataset", help="analyse recordings into a training dataset")
+    dataset.add_argument("audio", nargs="+", help="audio files or folders of them")
+    dataset.add_argument("-o", "--output", required=True, help="the dataset folder to write")
+    dataset.add_argument("--tracker", choices=["crepe-full", "crepe-tiny", "yin"],
+                         help="pitch tracker (default: CREPE full where installed, else tiny)")
+    dataset.add_argument("--holdout", type=float, default=0.1, help="share of 20 s chunks held out (default 0.1)")
+    dataset.add_argument("--seed", type=int, default=0)
+    dataset.set_defaults(handler=_dataset)
+
+    trainer = commands.add_parser("train", help="train a model on a dataset (resumes when interrupted)")
+    trainer.add_argument("data", help="a dataset folder from `tuibend dataset`")
+    trainer.add_argument("-o", "--output", required=True, help="the model folder to write (models/NAME)")
+    trainer.add_argument("--size", choices=["small", "solo"], default="small")
+    trainer.add_argument("--steps", type=int, default=30000)
+    trainer.add_argument("--batch-size", type=int, default=16)
+    trainer.add_argument("--learning-rate", type=float, default=3e-4)
+    trainer.add_argument("--checkpoint-every", type=int, default=100)
+    trainer.add_argument("--eval-every", type=int, default=500)
+    trainer.add_argument("--seed", type=int, default=0)
+    trainer.add_argument("--xla", action="store_true", help="compile the step with XLA (slower on CPUs)")
+    trainer.set_defaults(handler=_train)
+
+    models = commands.add_parser("models", help="list installed models")
+    models.add_argument("folder", nargs="?", default="models", help="where to look (default models/)")
+    models.set_defaults(handler=_models)
+
     info = commands.add_parser("info", help="describe a tuibend model: sizes, rates, bend points")
     info.add_argument("model", help="a tuibend model folder")
     info.set_defaults(handler=_info)
@@ -166,10 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuibend.audiofile import AudioFileError
     from tuibend.model.config import ModelFormatError
     from tuibend.pitch.crepe import CrepeWeightsError
+    from tuibend.training.dataset import DatasetError
 
     try:
         args.handler(args)
-    except (UserError, ModelFormatError, AudioFileError, CrepeWeightsError) as error:
+    except (UserError, ModelFormatError, AudioFileError, CrepeWeightsError, DatasetError) as error:
         print(f"tuibend: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tuibend.adjust import Adjustment, adjust
+from tuibend.atomic import atomic_path
 from tuibend.audiofile import AudioFileError, write_audio
 from tuibend.model.decoder import BendHook, no_bend
 from tuibend.model.timbre import TimbreModel
@@ -81,9 +82,8 @@ def draw_spectrograms(path: str | Path, input_audio: np.ndarray, output_audio: n
         axis.set_ylabel("Hz")
     axes[-1].set_xlabel("seconds")
     path = Path(path)
-    temporary = path.with_name(f".{path.stem}.partial.png")
-    figure.savefig(temporary, dpi=100)
+    with atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
-    temporary.replace(path)
     return path
 

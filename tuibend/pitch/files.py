@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tuibend.atomic import atomic_path
 from tuibend.audiofile import check_audio, read_audio
 from tuibend.pitch.analysis import FRAME_RATE, SAMPLE_RATE, Features, analyze_audio
 from tuibend.pitch.trackers import make_tracker
@@ -47,16 +47,9 @@ def _load_cached(path: Path) -> Features | None:
 
 
 def _store(path: Path, features: Features) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".partial-", suffix=".npz", dir=path.parent)
-    os.close(descriptor)
-    try:
+    with atomic_path(path) as temporary:
         np.savez(temporary, f0_hz=features.f0_hz, confidence=features.confidence, loudness_db=features.loudness_db,
                  frame_rate=features.frame_rate)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe-tiny", loudness: str = "v3",

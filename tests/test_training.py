@@ -1,0 +1,164 @@
+"""Datasets and training: real shards, a real short run, resume after a kill, two replicas."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile
+
+from tuibend.audiofile import AudioFileError
+from tuibend.training.dataset import DatasetError, build_dataset, iterate_examples, read_manifest
+from tuibend.training.trainer import Trainer, TrainingConfig, batches, fresh_model, train
+
+
+@pytest.fixture(scope="module")
+def recordings(crepe_reference, tmp_path_factory):
+    """The fixtures' flute (8.8 s) and choir (11.7 s) as files, the choir twice (at 44.1 kHz too)."""
+    import soxr
+
+    folder = tmp_path_factory.mktemp("recordings")
+    soundfile.write(folder / "flute.wav", crepe_reference["flute_audio"], 16000)
+    soundfile.write(folder / "choir.wav", crepe_reference["choir_audio"], 16000)
+    soundfile.write(folder / "choir44.flac", soxr.resample(crepe_reference["choir_audio"], 16000, 44100), 44100)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(recordings, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "set"
+    build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=3)
+    return folder
+
+
+def test_dataset_cuts_analysed_examples_into_shards(dataset):
+    folder = dataset
+    manifest = read_manifest(folder)
+    # 8.8 s gives 5 examples of 4 s every 1 s, 11.7 s gives 8; held-out by whole recordings here (one chunk each).
+    assert manifest["examples"]["train"] + manifest["examples"]["holdout"] == 5 + 8 + 8
+    assert manifest["examples"]["holdout"] in (5, 8, 13, 16)
+    example = next(iterate_examples(folder, "train", shuffle=False))
+    assert example["audio"].shape == (64000,) and example["f0_hz"].shape == example["loudness_db"].shape == (1000,)
+    train_audio = np.stack([e["audio"] for e in iterate_examples(folder, "train", shuffle=False)])
+    for held in iterate_examples(folder, "holdout", shuffle=False):
+        # No held-out second appears in a training example.
+        assert not np.any(np.all(np.isclose(train_audio[:, :16000], held["audio"][:16000]), axis=1))
+    with np.load(folder / "statistics.npz") as statistics:
+        assert 60 < float(statistics["scalar/mean_pitch"]) < 80
+
+
+def test_dataset_errors(tmp_path, recordings):
+    soundfile.write(tmp_path / "short.wav", np.sin(np.arange(16000) / 5.0), 16000)
+    with pytest.raises(AudioFileError, match=r"short\.wav: 1\.0 s is shorter than one 4-second example"):
+        build_dataset([tmp_path / "short.wav"], tmp_path / "out", tracker="yin")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no audio files"):
+        build_dataset([tmp_path / "empty"], tmp_path / "out", tracker="yin")
+    with pytest.raises(AudioFileError, match="absent.wav: no such file"):
+        build_dataset([tmp_path / "absent.wav"], tmp_path / "out", tracker="yin")
+    with pytest.raises(DatasetError, match="not a dataset"):
+        read_manifest(tmp_path)
+
+
+def _small(steps: int, **overrides) -> TrainingConfig:
+    return TrainingConfig(**{"size": "small", "steps": steps, "batch_size": 2, "learning_rate": 1e-3,
+                             "checkpoint_every": 4, "eval_every": steps, **overrides})
+
+
+def test_short_training_run_lowers_the_held_out_loss(dataset, tmp_path):
+    data = dataset
+    config = _small(24)
+    before = Trainer(fresh_model(config, "before"), config).evaluate(data, 2)
+    log = train(data, tmp_path / "voice", config)
+    assert log.holdout_losses[-1] < 0.9 * before
+    assert np.mean(log.losses[-6:]) < np.mean(log.losses[:6])
+    summary = json.loads((tmp_path / "voice" / "training.json").read_text())
+    assert summary["holdout_loss"] == pytest.approx(log.holdout_losses[-1])
+    assert (tmp_path / "voice" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    import tuibend
+
+    model = tuibend.load_model(tmp_path / "voice")
+    assert model.statistics.mean_pitch is not None and model.config.source["trainer"] == "tuibend"
+
+
+RUN = textwrap.dedent("""
+    import sys
+    from tuibend.training.trainer import TrainingConfig, train
+    config = TrainingConfig(size="small", steps=int(sys.argv[3]), batch_size=2, learning_rate=1e-3,
+                            checkpoint_every=4, eval_every=1000)
+    train(sys.argv[1], sys.argv[2], config, report=lambda step, loss, rate: print(step, flush=True))
+""")
+
+
+def test_training_resumes_exactly_after_a_kill(dataset, tmp_path):
+    data = dataset
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    killed = subprocess.Popen([sys.executable, "-c", RUN, str(data), str(tmp_path / "killed"), "12"],
+                              stdout=subprocess.PIPE, text=True, env=environment)
+    for line in killed.stdout:
+        if int(line) >= 6:  # past the checkpoint at step 4
+            killed.send_signal(signal.SIGKILL)
+            break
+    killed.wait(timeout=60)
+    assert (tmp_path / "killed" / "training" / "checkpoint").exists()
+    resumed = subprocess.run([sys.executable, "-c", RUN, str(data), str(tmp_path / "killed"), "12"],
+                             capture_output=True, text=True, env=environment, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [int(line) for line in resumed.stdout.split()]
+    assert steps[0] == 5 and steps[-1] == 12  # restarted after the last checkpoint, not from zero
+    straight = subprocess.run([sys.executable, "-c", RUN, str(data), str(tmp_path / "straight"), "12"],
+                              capture_output=True, text=True, env=environment, timeout=600)
+    assert straight.returncode == 0, straight.stderr
+    with np.load(tmp_path / "killed" / "weights.npz") as a, np.load(tmp_path / "straight" / "weights.npz") as b:
+        for name in a.files:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+TWO_REPLICAS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from pathlib import Path
+    from tuibend.training.trainer import Trainer, TrainingConfig, batches, fresh_model
+    config = TrainingConfig(size="small", batch_size=4, learning_rate=1e-3, clip_norm=1e9)
+    batch = next(batches(Path(sys.argv[1]), "train", 4, 0))
+    results = []
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope():
+            model = fresh_model(config, "m")
+        trainer = Trainer(model, config, strategy)
+        loss = trainer.train_step(batch)
+        results.append((loss, model.weights()))
+    assert abs(results[1][0] - results[0][0]) <= 1e-4 * abs(results[0][0])
+    start = fresh_model(config, "m").weights()
+    one = np.concatenate([(results[0][1][n] - start[n]).ravel() for n in start])
+    two = np.concatenate([(results[1][1][n] - start[n]).ravel() for n in start])
+    # Adam's first step is about lr * sign(gradient): it shows any difference in the summed gradients.
+    print(np.linalg.norm(one - two) / np.linalg.norm(one), np.mean(np.sign(one) == np.sign(two)))
+""")
+
+
+def test_two_replica_step_equals_one_replica_on_the_same_global_batch(dataset, tmp_path):
+    data = dataset
+    result = subprocess.run([sys.executable, "-c", TWO_REPLICAS, str(data)], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    relative_difference, same_direction = map(float, result.stdout.split()[-2:])
+    assert relative_difference < 1e-4
+    assert same_direction > 0.9999
+
+
+def test_batches_resume_where_they_stopped(dataset):
+    straight = batches(dataset, "train", 2, seed=5)
+    expected = [next(straight) for _ in range(9)]
+    resumed = next(batches(dataset, "train", 2, seed=5, skip_batches=8))
+    np.testing.assert_array_equal(resumed["audio"], expected[8]["audio"])
+    assert not np.array_equal(expected[0]["audio"], expected[1]["audio"])

@@ -1,0 +1,1 @@
+"""Training: datasets of analysed 4-second examples, and the trainer."""

@@ -1,0 +1,165 @@
+"""Datasets for training: recordings cut into analysed 4-second examples, kept as shards on disk.
+
+Each recording is split into chunks; whole chunks go to the held-out set (so no held-out
+example overlaps a training one), and each chunk is cut into examples of 4 s every 1 s, as
+ddsp does. Shards are ``.npz`` files of audio, f0, confidence and loudness that the trainer
+streams, so a dataset need not fit in memory. ``dataset.json`` records the settings, the
+counts and the statistics the model will carry (mean pitch, loudness quantiles).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tuibend.atomic import atomic_path
+from tuibend.audiofile import AudioFileError, read_audio
+from tuibend.model.statistics import DatasetStatistics
+from tuibend.pitch.analysis import Features, analyze_audio
+from tuibend.pitch.crepe import models_dir
+from tuibend.pitch.trackers import make_tracker
+
+SAMPLE_RATE = 16000
+FRAME_RATE = 250
+EXAMPLE_SECONDS = 4.0
+HOP_SECONDS = 1.0
+CHUNK_SECONDS = 20.0
+SHARD_SIZE = 64
+MANIFEST = "dataset.json"
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".mp3")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be built or read, with the reason."""
+
+
+def default_tracker() -> str:
+    """CREPE full where its weights are installed, tiny otherwise."""
+    return "crepe-full" if (models_dir() / "crepe-full.npz").exists() else "crepe-tiny"
+
+
+def _examples(audio: np.ndarray, features: Features) -> Iterator[dict[str, np.ndarray]]:
+    """4 s examples every 1 s over one chunk (audio and its frame-aligned features)."""
+    samples, frames = int(EXAMPLE_SECONDS * SAMPLE_RATE), int(EXAMPLE_SECONDS * FRAME_RATE)
+    hop = SAMPLE_RATE // FRAME_RATE
+    for start in range(0, len(features) - frames + 1, int(HOP_SECONDS * FRAME_RATE)):
+        yield {"audio": audio[start * hop:start * hop + samples], "f0_hz": features.f0_hz[start:start + frames],
+               "confidence": features.confidence[start:start + frames],
+               "loudness_db": features.loudness_db[start:start + frames]}
+
+
+def _write_shard(path: Path, examples: list[dict[str, np.ndarray]]) -> None:
+    with atomic_path(path) as temporary:
+        np.savez(temporary, **{key: np.stack([e[key] for e in examples]).astype(np.float32) for key in examples[0]})
+
+
+def dataset_statistics(f0_hz: np.ndarray, confidence: np.ndarray, loudness_db: np.ndarray,
+                       n_quantiles: int = 1000) -> DatasetStatistics:
+    """Mean pitch (MIDI, confident frames) and loudness quantiles, as ddsp's dataset statistics."""
+    voiced = confidence >= 0.5
+    midi = 12.0 * np.log2(np.maximum(f0_hz[voiced], 1e-3) / 440.0) + 69.0
+    references = np.linspace(0.0, 1.0, n_quantiles)
+    scalars = {"mean_pitch": float(np.mean(midi)) if voiced.any() else 60.0,
+               "mean_loudness": float(np.mean(loudness_db)), "max_loudness": float(np.max(loudness_db))}
+    return DatasetStatistics(scalars, np.quantile(loudness_db[voiced] if voiced.any() else loudness_db, references),
+                             references)
+
+
+def build_dataset(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, tracker: str | None = None,
+                  holdout: float = 0.1, seed: int = 0,
+                  progress: Callable[[float], None] | None = None) -> dict:
+    """Analyses ``inputs`` (files or folders of audio) into a dataset folder; returns its manifest."""
+    paths = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            paths.append(item)
+    if not paths:
+        raise DatasetError("no audio files given (folders are searched for .wav, .flac, .ogg, .aiff, .mp3)")
+    tracker = tracker or default_tracker()
+    analyser = make_tracker(tracker)
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pending: dict[str, list] = {"train": [], "holdout": []}
+    counts = {"train": 0, "holdout": 0}
+    shards: dict[str, list[str]] = {"train": [], "holdout": []}
+    all_features = []
+
+    def flush(split: str, force: bool = False) -> None:
+        while len(pending[split]) >= SHARD_SIZE or (force and pending[split]):
+            batch, pending[split] = pending[split][:SHARD_SIZE], pending[split][SHARD_SIZE:]
+            name = f"{split}-{len(shards[split]):05d}.npz"
+            _write_shard(folder / name, batch)
+            shards[split].append(name)
+            counts[split] += len(batch)
+
+    chunk = int(CHUNK_SECONDS * SAMPLE_RATE)
+    for number, path in enumerate(paths):
+        audio = read_audio(path, SAMPLE_RATE)
+        if len(audio) < EXAMPLE_SECONDS * SAMPLE_RATE:
+            raise AudioFileError(f"{path}: {len(audio) / SAMPLE_RATE:.1f} s is shorter than one "
+                                 f"{EXAMPLE_SECONDS:.0f}-second example")
+        features = analyze_audio(audio, analyser)
+        all_features.append(features)
+        hop = SAMPLE_RATE // FRAME_RATE
+        for start in range(0, len(audio), chunk):
+            piece = audio[start:start + chunk]
+            split = "holdout" if rng.random() < holdout else "train"
+            frames = features[start // hop:(start + len(piece)) // hop]
+            pending[split].extend(_examples(piece, frames))
+            flush(split)
+        if progress is not None:
+            progress((number + 1) / len(paths))
+    flush("train", force=True)
+    flush("holdout", force=True)
+    if counts["train"] == 0:
+        raise DatasetError("the recordings gave no training examples")
+    joined = Features.concatenate(all_features)
+    statistics = dataset_statistics(joined.f0_hz, joined.confidence, joined.loudness_db)
+    with atomic_path(folder / "statistics.npz") as temporary:
+        np.savez(temporary, **statistics.to_arrays())
+    manifest = {"format": "tuibend-dataset", "version": 1, "sample_rate": SAMPLE_RATE, "frame_rate": FRAME_RATE,
+                "example_seconds": EXAMPLE_SECONDS, "tracker": tracker, "loudness": "v3",
+                "sources": [str(p) for p in paths], "examples": counts, "shards": shards}
+    with atomic_path(folder / MANIFEST) as temporary:
+        temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{folder}: not a dataset (no {MANIFEST}; build one with `tuibend dataset`)") from None
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from None
+    if manifest.get("format") != "tuibend-dataset":
+        raise DatasetError(f"{path}: field 'format' must be 'tuibend-dataset'")
+    return manifest
+
+
+def read_statistics(folder: str | os.PathLike) -> DatasetStatistics:
+    with np.load(Path(folder) / "statistics.npz", allow_pickle=False) as data:
+        return DatasetStatistics.from_arrays(dict(data))
+
+
+def iterate_examples(folder: str | os.PathLike, split: str, shuffle: bool, seed: int = 0) -> Iterator[dict]:
+    """Examples one at a time, shard by shard (shards and examples shuffled for training)."""
+    folder = Path(folder)
+    names = list(read_manifest(folder)["shards"][split])
+    rng = np.random.default_rng(seed)
+    if shuffle:
+        rng.shuffle(names)
+    for name in names:
+        with np.load(folder / name, allow_pickle=False) as shard:
+            arrays = {key: shard[key] for key in ("audio", "f0_hz", "loudness_db")}
+        order = rng.permutation(len(arrays["audio"])) if shuffle else range(len(arrays["audio"]))
+        for index in order:
+            yield {key: value[index] for key, value in arrays.items()}

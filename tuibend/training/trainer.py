@@ -1,0 +1,231 @@
+"""Training a timbre model: multi-scale spectral loss, Adam with exponential decay, clipped gradients.
+
+The step is one compiled function; data streams from the dataset's shards; checkpoints
+(weights, optimizer, step) make an interrupted run resume where it stopped, losing at most
+the steps since the last checkpoint. Several GPUs (or machines) train through
+``tf.distribute`` strategies: each replica takes its share of the global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tuibend.atomic import atomic_path
+from tuibend.dsp.spectral import spectral_loss
+from tuibend.model.config import SIZES, DecoderConfig, ModelConfig
+from tuibend.model.decoder import initial_weights
+from tuibend.model.store import save_model
+from tuibend.model.timbre import TimbreModel
+from tuibend.training.dataset import iterate_examples, read_manifest, read_statistics
+
+FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
+
+
+@dataclass
+class TrainingConfig:
+    """A training recipe (the defaults are magenta-ddsp's solo-instrument recipe)."""
+
+    size: str = "small"
+    steps: int = 30000
+    batch_size: int = 16
+    learning_rate: float = 3e-4
+    decay_steps: int = 10000
+    decay_rate: float = 0.98
+    clip_norm: float = 3.0
+    checkpoint_every: int = 100
+    eval_every: int = 500
+    seed: int = 0
+    jit: bool = False  # XLA doubles the step time of this model on the CPU (measured); try it on a GPU
+    reverb: bool = True
+
+
+@dataclass
+class TrainingLog:
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    holdout_steps: list[int] = field(default_factory=list)
+    holdout_losses: list[float] = field(default_factory=list)
+
+
+def fresh_model(config: TrainingConfig, name: str) -> TimbreModel:
+    """A new model of the recipe's size, its reverb starting as near silence (as ddsp's)."""
+    if config.size not in SIZES:
+        raise ValueError(f"unknown size {config.size!r}: use one of {', '.join(SIZES)}")
+    model_config = ModelConfig(name=name, decoder=DecoderConfig(**SIZES[config.size]), reverb=config.reverb,
+                               source={"trainer": "tuibend", "size": config.size})
+    weights = initial_weights(model_config.decoder, config.seed)
+    if config.reverb:
+        weights["reverb/ir"] = np.random.default_rng(config.seed).normal(0, 1e-6, 48000).astype(np.float32)
+    return TimbreModel(model_config, weights)
+
+
+def trainable_variables(model: TimbreModel) -> list[tf.Variable]:
+    variables = list(model.decoder.variables_by_name.values())
+    return variables + ([model.reverb_ir] if model.reverb_ir is not None else [])
+
+
+def batches(folder: Path, split: str, batch_size: int, seed: int, skip_batches: int = 0,
+            repeat: bool = True) -> Iterator[dict[str, np.ndarray]]:
+    """Batches in a deterministic order (epoch e shuffled with seed + e), resumable at any batch."""
+    examples = read_manifest(folder)["examples"][split]
+    if examples < batch_size:
+        raise ValueError(f"{folder}: {examples} {split} examples cannot fill a batch of {batch_size}")
+    per_epoch = examples // batch_size
+    epoch, skip = divmod(skip_batches, per_epoch) if repeat else (0, skip_batches)
+    while True:
+        stream = iterate_examples(folder, split, shuffle=repeat, seed=seed + epoch)
+        for index in range(per_epoch):
+            group = [next(stream) for _ in range(batch_size)]
+            if index >= skip:
+                yield {key: np.stack([g[key] for g in group]) for key in group[0]}
+        skip = 0
+        epoch += 1
+        if not repeat:
+            return
+
+
+class Trainer:
+    """Holds the model, the optimizer and the compiled, distributed train step."""
+
+    def __init__(self, model: TimbreModel, config: TrainingConfig, strategy: tf.distribute.Strategy | None = None):
+        import keras
+
+        self.model = model
+        self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            schedule = keras.optimizers.schedules.ExponentialDecay(config.learning_rate, config.decay_steps,
+                                                                   config.decay_rate)
+            self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
+            self.optimizer.build(trainable_variables(model))
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.checkpoint = tf.train.Checkpoint(step=self.step, optimizer=self.optimizer,
+                                              **{f"w{i}": v for i, v in enumerate(trainable_variables(model))})
+        self._replica_step = tf.function(self._train_replica, jit_compile=config.jit)
+        self._loss = tf.function(self._batch_loss, jit_compile=config.jit)
+
+    def _batch_loss(self, audio: tf.Tensor, f0: tf.Tensor, loudness: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        rendered = self.model._render(f0[..., tf.newaxis], loudness[..., tf.newaxis], noise)
+        return spectral_loss(audio, rendered, FFT_SIZES)
+
+    def _noise(self, shape, step: int) -> tf.Tensor:
+        """The noise synth's input for a global batch: seeded by the step, so a resumed run repeats it."""
+        return tf.random.stateless_uniform(shape, seed=tf.constant([self.config.seed, step], tf.int64), minval=-1.0)
+
+    def _train_replica(self, audio, f0, loudness, noise):
+        replicas = self.strategy.num_replicas_in_sync
+        variables = trainable_variables(self.model)
+        with tf.GradientTape() as tape:
+            loss = self._batch_loss(audio, f0, loudness, noise)
+            scaled = loss / replicas  # the replicas' gradients are summed: together, the global batch's mean
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return loss
+
+    def train_step(self, batch: dict[str, np.ndarray]) -> float:
+        """One optimisation step on a global batch; returns its mean loss."""
+        inputs = [tf.constant(batch[key]) for key in ("audio", "f0_hz", "loudness_db")]
+        inputs.append(self._noise(inputs[0].shape, int(self.step.numpy())))
+        if self.strategy.num_replicas_in_sync == 1:
+            loss = self._replica_step(*inputs)
+        else:  # each replica takes its slice of the global batch, noise included
+            dataset = tf.data.Dataset.from_tensors(tuple(inputs)).unbatch().batch(len(batch["audio"]))
+            distributed = next(iter(self.strategy.experimental_distribute_dataset(dataset)))
+            losses = self.strategy.run(self._replica_step, args=distributed)
+            loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+        self.step.assign_add(1)
+        return float(loss)
+
+    def evaluate(self, folder: Path, batch_size: int) -> float:
+        """Mean loss over the held-out examples (fixed noise seed)."""
+        losses = [float(self._loss(tf.constant(b["audio"]), tf.constant(b["f0_hz"]), tf.constant(b["loudness_db"]),
+                                   self._noise(b["audio"].shape, 0)))
+                  for b in batches(folder, "holdout", batch_size, 0, repeat=False)]
+        return float(np.mean(losses)) if losses else math.nan
+
+
+def train(data: str | Path, output: str | Path, config: TrainingConfig,
+          report: Callable[[int, float, float], None] | None = None,
+          strategy: tf.distribute.Strategy | None = None) -> TrainingLog:
+    """Trains (or resumes training) a model from a dataset folder into a model folder.
+
+    ``report(step, loss, steps_per_second)`` is called after every step. Ctrl-C saves a
+    checkpoint before it stops the run; a run killed outright resumes from the last one.
+    """
+    data, output = Path(data), Path(output)
+    read_manifest(data)
+    if strategy is None and len(tf.config.list_logical_devices("GPU")) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = fresh_model(config, output.name)
+    trainer = Trainer(model, config, strategy)
+    manager = tf.train.CheckpointManager(trainer.checkpoint, output / "training", max_to_keep=2)
+    log = TrainingLog()
+    log_path = output / "training" / "log.json"
+    if manager.latest_checkpoint:
+        trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if log_path.exists():
+            log = TrainingLog(**json.loads(log_path.read_text())["log"])
+    batch_size = config.batch_size
+    stream = batches(data, "train", batch_size, config.seed, skip_batches=int(trainer.step.numpy()))
+
+    def save() -> None:
+        manager.save(checkpoint_number=int(trainer.step.numpy()))
+        with atomic_path(log_path) as temporary:
+            temporary.write_text(json.dumps({"config": asdict(config), "log": asdict(log)}))
+
+    started, first = time.perf_counter(), int(trainer.step.numpy())
+    try:
+        while (step := int(trainer.step.numpy())) < config.steps:
+            loss = trainer.train_step(next(stream))
+            log.steps.append(step + 1)
+            log.losses.append(loss)
+            if report is not None:
+                report(step + 1, loss, (step + 1 - first) / (time.perf_counter() - started))
+            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+                log.holdout_steps.append(step + 1)
+                log.holdout_losses.append(trainer.evaluate(data, batch_size))
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                save()
+    except KeyboardInterrupt:
+        save()
+        raise
+    statistics = read_statistics(data)
+    save_model(output, model.config, model.weights(), statistics)
+    write_report(output, config, log)
+    return log
+
+
+def write_report(output: Path, config: TrainingConfig, log: TrainingLog) -> None:
+    """``training.json`` (recipe, held-out loss) and ``loss.png`` beside the model."""
+    summary = {"recipe": asdict(config), "final_step": log.steps[-1] if log.steps else 0,
+               "holdout_loss": log.holdout_losses[-1] if log.holdout_losses else None,
+               "train_loss_last_100": float(np.mean(log.losses[-100:])) if log.losses else None}
+    with atomic_path(output / "training.json") as temporary:
+        temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4), constrained_layout=True)
+    axis.plot(log.steps, log.losses, lw=0.5, alpha=0.5, label="training (per step)")
+    if len(log.losses) >= 50:
+        smooth = np.convolve(log.losses, np.ones(50) / 50, mode="valid")
+        axis.plot(log.steps[49:], smooth, label="training (50-step mean)")
+    axis.plot(log.holdout_steps, log.holdout_losses, "o-", label="held out")
+    axis.set_xlabel("step")
+    axis.set_ylabel("multi-scale spectral loss")
+    axis.legend()
+    with atomic_path(output / "loss.png") as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
