@@ -94,14 +94,24 @@ def _analyze(args: argparse.Namespace) -> None:
 def _render(args: argparse.Namespace) -> None:
     from tuibend.adjust import Adjustment
     from tuibend.audiofile import read_audio
+    from tuibend.model.decoder import point_widths
     from tuibend.model.store import load_model
     from tuibend.render import draw_spectrograms, render_file
 
     model = load_model(args.model)
+    scene, statistics = None, None
+    if args.scene:
+        from tuibend.bend.scene import load_scene
+        from tuibend.bend.units import unit_statistics
+
+        scene = load_scene(args.scene).check(point_widths(model.config.decoder), args.scene)
+        if any(bend.select.method != "random" for bend in scene.bends):
+            statistics = unit_statistics(model, args.model)
     adjustment = Adjustment(octave_shift=not args.no_octave_shift, loudness_quantiles=not args.no_loudness_map,
                             pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
     result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
-                         seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache)
+                         seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache,
+                         scene=scene, unit_statistics=statistics)
     report = result.report
     print(f"wrote {args.output}: {len(result.audio) / model.config.sample_rate:.2f} s, peak {report['peak']:.2f}; "
           f"octave shift {report['octaves']:+d}, loudness {'mapped' if report['loudness_mapped'] else 'as is'}")
@@ -201,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--pitch-shift", type=float, default=0.0, metavar="SEMITONES")
     render.add_argument("--loudness-shift", type=float, default=0.0, metavar="DB")
     render.add_argument("--seed", type=int, default=0, help="seed of the noise synth")
+    render.add_argument("--scene", help="a scene file (scenes/NAME.toml): its bends and automation")
     render.add_argument("--spectrogram", metavar="PNG", help="also draw input and output spectrograms")
     render.set_defaults(handler=_render)
 
@@ -251,13 +262,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tuibend: error: {error}", file=sys.stderr)
         return 2
     from tuibend.audiofile import AudioFileError
+    from tuibend.bend.rig import BendError
+    from tuibend.bend.scene import SceneError
+    from tuibend.bend.selection import SelectionError
     from tuibend.model.config import ModelFormatError
     from tuibend.pitch.crepe import CrepeWeightsError
     from tuibend.training.dataset import DatasetError
 
     try:
         args.handler(args)
-    except (UserError, ModelFormatError, AudioFileError, CrepeWeightsError, DatasetError) as error:
+    except (UserError, ModelFormatError, AudioFileError, CrepeWeightsError, DatasetError, SceneError, BendError,
+            SelectionError) as error:
         print(f"tuibend: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

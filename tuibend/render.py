@@ -11,7 +11,9 @@ import numpy as np
 from tuibend.adjust import Adjustment, adjust
 from tuibend.atomic import atomic_path
 from tuibend.audiofile import AudioFileError, write_audio
-from tuibend.model.decoder import BendHook, no_bend
+from tuibend.bend.rig import control_scene
+from tuibend.bend.scene import Scene
+from tuibend.model.decoder import BendHook, no_bend, point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.pitch.analysis import Features
 from tuibend.pitch.files import analyze
@@ -27,15 +29,22 @@ class RenderResult:
 
 
 def render_features(model: TimbreModel, features: Features, hook: BendHook = no_bend, seed: int = 0,
-                    block_seconds: float = 1.0, progress: Progress | None = None) -> np.ndarray:
+                    block_seconds: float = 1.0, progress: Progress | None = None, scene: Scene | None = None,
+                    unit_statistics: dict | None = None) -> np.ndarray:
     """Resynthesises features in blocks of about a second (so long files report progress).
 
     A stream equals the whole-signal render delayed by one hop: it is fed one frame more
-    (the last, held, as the whole signal holds it) and its first hop is dropped.
+    (the last, held, as the whole signal holds it) and its first hop is dropped. A scene's
+    bends and automation run from the start of the file.
     """
     hop = model.config.hop
     n_frames = len(features)
     block = max(1, int(block_seconds * model.config.frame_rate))
+    controller = None
+    if scene is not None:
+        controller = control_scene(scene.bends, scene.automation, point_widths(model.config.decoder), block,
+                                   model.config.frame_rate, unit_statistics)
+        hook = controller.rig.hook
     n_blocks = -(-(n_frames + 1) // block)
     padding = n_blocks * block - n_frames
     f0 = np.concatenate([features.f0_hz, np.repeat(features.f0_hz[-1:], padding)])
@@ -44,6 +53,8 @@ def render_features(model: TimbreModel, features: Features, hook: BendHook = no_
     pieces = []
     for index in range(n_blocks):
         window = slice(index * block, (index + 1) * block)
+        if controller is not None:
+            controller.advance()
         pieces.append(stream.step(f0[window], loudness[window]))
         if progress is not None:
             progress((index + 1) / n_blocks)
@@ -52,13 +63,15 @@ def render_features(model: TimbreModel, features: Features, hook: BendHook = no_
 
 def render_file(model: TimbreModel, input_path: str | Path, output_path: str | Path, tracker: str = "crepe-tiny",
                 adjustment: Adjustment | None = None, hook: BendHook = no_bend, seed: int = 0,
-                progress: Progress | None = None, use_cache: bool = True) -> RenderResult:
+                progress: Progress | None = None, use_cache: bool = True, scene: Scene | None = None,
+                unit_statistics: dict | None = None) -> RenderResult:
     """Analyses (or reuses the cache), adjusts, resynthesises and writes ``output_path`` atomically."""
     features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache)
     if len(features) < 2:
         raise AudioFileError(f"{input_path}: too short to render (under 8 ms)")
     adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())
-    audio = render_features(model, adjusted, hook, seed, progress=progress)
+    audio = render_features(model, adjusted, hook, seed, progress=progress, scene=scene,
+                            unit_statistics=unit_statistics)
     peak = float(np.max(np.abs(audio)))
     if not np.isfinite(peak):
         raise FloatingPointError("the model produced NaN or infinite samples; nothing was written")

@@ -1,0 +1,188 @@
+"""Chains of bends on a model: the graph side (a hook) and the control side (per-frame values).
+
+``BendRig`` is built once per chain structure and block size. Its hook runs inside the
+model's compiled step and reads every parameter, per frame, from one variable. The
+``BendController`` fills that variable before each block from faders (smoothed per frame),
+automation lanes and morphs, and accumulates oscillator phase, so changes are heard in the
+next block without retracing and without clicks.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from tuibend.bend.automation import Lane
+from tuibend.bend.selection import Selection, ranks_from_order, unit_order
+from tuibend.bend.transforms import TRANSFORMS
+
+SMOOTHING_SECONDS = 0.02  # one-pole time constant of fader moves: no zipper noise, heard within a block
+
+
+class BendError(ValueError):
+    """A bend that this model cannot take (unknown point, transform or parameter)."""
+
+
+@dataclass
+class Bend:
+    """One transform at one point on a proportion of its units."""
+
+    point: str
+    transform: str
+    proportion: float = 0.5
+    select: Selection = field(default_factory=Selection)
+    seed: int = 0
+    params: dict[str, float] = field(default_factory=dict)
+
+    def parameter_names(self) -> list[str]:
+        return ["proportion", *TRANSFORMS[self.transform].params]
+
+    def value(self, name: str) -> float:
+        if name == "proportion":
+            return self.proportion
+        return float(self.params.get(name, TRANSFORMS[self.transform].params[name][0]))
+
+
+def check_bend(bend: Bend, widths: dict[str, int], where: str = "bend") -> None:
+    """Raises :class:`BendError` naming the first fault of a bend for a model with these points."""
+    if bend.point not in widths:
+        raise BendError(f"{where}.point: {bend.point!r} is not a bend point of this model "
+                        f"(points: {', '.join(widths)})")
+    if bend.transform not in TRANSFORMS:
+        raise BendError(f"{where}.transform: {bend.transform!r} is unknown (transforms: {', '.join(TRANSFORMS)})")
+    if not 0.0 <= bend.proportion <= 1.0:
+        raise BendError(f"{where}.proportion: {bend.proportion} is outside [0, 1]")
+    known = TRANSFORMS[bend.transform].params
+    for name, value in bend.params.items():
+        if name not in known:
+            raise BendError(f"{where}.params.{name}: {bend.transform} takes "
+                            f"{', '.join(known) if known else 'no parameters'}")
+        low, high = known[name][1:]
+        if not low <= value <= high:
+            raise BendError(f"{where}.params.{name}: {value} is outside [{low}, {high}]")
+
+
+class BendRig:
+    """The graph side of a chain: call :attr:`hook` inside the model's compiled step."""
+
+    def __init__(self, bends: list[Bend], widths: dict[str, int], block_frames: int,
+                 unit_statistics: dict[str, np.ndarray] | None = None):
+        for index, bend in enumerate(bends, start=1):
+            check_bend(bend, widths, f"bend {index}")
+        self.bends = list(bends)
+        self.block_frames = block_frames
+        self.rows: dict[tuple[int, str], int] = {}
+        for index, bend in enumerate(self.bends):
+            for name in bend.parameter_names() + (["phase"] if bend.transform == "oscillate" else []):
+                self.rows[(index, name)] = len(self.rows)
+        self.values = tf.Variable(tf.zeros([max(1, len(self.rows)), block_frames]), trainable=False,
+                                  name="bend_values")
+        self.block_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="bend_block")
+        self._ranks, self._eligible = [], []
+        for bend in self.bends:
+            order = unit_order(bend.select, widths[bend.point], bend.seed, unit_statistics, bend.point)
+            self._ranks.append(tf.constant(ranks_from_order(order, widths[bend.point]), tf.float32))
+            self._eligible.append(float(len(order)))
+
+    def hook(self, point: str, activations: tf.Tensor) -> tf.Tensor:
+        """Applies this point's bends in chain order."""
+        for index, bend in enumerate(self.bends):
+            if bend.point != point:
+                continue
+            params = {name: self.values[row] for (i, name), row in self.rows.items() if i == index}
+            weights = tf.clip_by_value(params["proportion"][:, tf.newaxis] * self._eligible[index]
+                                       - self._ranks[index][tf.newaxis, :], 0.0, 1.0)
+            state = {"seed": tf.constant(bend.seed, tf.int64), "counter": self.block_counter}
+            transformed = TRANSFORMS[bend.transform].apply(activations, params, state)
+            activations = activations + weights[tf.newaxis] * (transformed - activations)
+        return activations
+
+
+class BendController:
+    """The control side: targets, smoothing, automation, morphs and oscillator phase, per frame.
+
+    ``set`` may be called from any thread (the interface, MIDI); ``advance`` runs on the model
+    thread before each block and never waits for the others.
+    """
+
+    def __init__(self, rig: BendRig, frame_rate: float, lanes: dict[tuple[int, str], Lane] | None = None,
+                 smoothing_seconds: float = SMOOTHING_SECONDS):
+        self.rig = rig
+        self.frame_rate = frame_rate
+        self.lanes = dict(lanes or {})
+        self.decay = math.exp(-1.0 / (smoothing_seconds * frame_rate)) if smoothing_seconds > 0 else 0.0
+        self._targets = {(i, name): rig.bends[i].value(name) for (i, name) in rig.rows if name != "phase"}
+        self._current = dict(self._targets)
+        self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}
+        self._phase = dict.fromkeys((i for i, b in enumerate(rig.bends) if b.transform == "oscillate"), 0.0)
+        self.frame = 0
+        self._lock = threading.Lock()  # held only to swap dictionaries, never across a block
+
+    def set(self, bend: int, name: str, value: float) -> None:
+        """Moves a fader (bend index from 0); the next block glides to it."""
+        if (bend, name) not in self.rig.rows or name == "phase":
+            raise KeyError(f"bend {bend + 1} has no parameter {name!r}")
+        with self._lock:
+            self._targets = {**self._targets, (bend, name): float(value)}
+            self._morphs = {key: morph for key, morph in self._morphs.items() if key != (bend, name)}
+
+    def morph(self, targets: dict[tuple[int, str], float], seconds: float) -> None:
+        """Glides to new values over ``seconds`` (a scene recall with the same chain)."""
+        frames = max(1, round(seconds * self.frame_rate))
+        with self._lock:
+            self._morphs = {key: (self._current[key], value, self.frame, frames) for key, value in targets.items()}
+            self._targets = {**self._targets, **targets}
+
+    def value(self, bend: int, name: str) -> float:
+        """The value the last block ended on."""
+        return self._current[(bend, name)]
+
+    def block_values(self) -> np.ndarray:
+        """Per-frame values [rows, frames] for the next block, advancing time."""
+        frames = self.rig.block_frames
+        times = (self.frame + np.arange(frames)) / self.frame_rate
+        targets, morphs = self._targets, self._morphs
+        values = np.zeros((max(1, len(self.rig.rows)), frames), np.float32)
+        for key, row in self.rig.rows.items():
+            if key[1] == "phase":
+                continue
+            if key in self.lanes:
+                values[row] = self.lanes[key].at(times)
+                self._current[key] = float(values[row, -1])
+            elif key in morphs:
+                start, end, begun, length = morphs[key]
+                progress = np.clip((self.frame + 1 + np.arange(frames) - begun) / length, 0.0, 1.0)
+                values[row] = start + (end - start) * progress
+                self._current[key] = float(values[row, -1])
+            else:
+                values[row] = self._glide(key, targets[key], frames)
+        for index in self._phase:
+            frequency = values[self.rig.rows[(index, "freq")]]
+            phases = self._phase[index] + np.cumsum(2 * np.pi * frequency / self.frame_rate)
+            values[self.rig.rows[(index, "phase")]] = phases
+            self._phase[index] = float(np.mod(phases[-1], 2 * np.pi))
+        self.frame += frames
+        return values
+
+    def _glide(self, key, target: float, frames: int) -> np.ndarray:
+        """One-pole glide from the current value toward the target, frame by frame."""
+        start = self._current[key]
+        steps = self.decay ** np.arange(1, frames + 1)
+        glide = target + (start - target) * steps
+        self._current[key] = float(glide[-1])
+        return glide
+
+    def advance(self) -> None:
+        """Writes the next block's values into the rig (call before each model step)."""
+        self.rig.values.assign(self.block_values())
+        self.rig.block_counter.assign_add(1)
+
+
+def control_scene(bends: list[Bend], lanes: dict[tuple[int, str], Lane], widths: dict[str, int], block_frames: int,
+                  frame_rate: float, unit_statistics: dict[str, np.ndarray] | None = None) -> BendController:
+    """A rig for these bends and block size, with its controller."""
+    return BendController(BendRig(bends, widths, block_frames, unit_statistics), frame_rate, lanes)

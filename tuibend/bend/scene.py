@@ -1,0 +1,205 @@
+"""Scenes: named chains of bends with their faders and automation, kept as TOML under ``scenes/``.
+
+Loading validates every field; a fault is one :class:`SceneError` naming the file, the field
+path and what is allowed. Saving writes a temporary file and renames it, and a saved scene
+loads back equal.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from tuibend.atomic import atomic_path
+from tuibend.bend.automation import CURVES, SHAPES, AutomationError, Breakpoints, Lane, Lfo
+from tuibend.bend.rig import Bend, BendError, check_bend
+from tuibend.bend.selection import FEATURES, METHODS, Selection
+from tuibend.bend.transforms import TRANSFORMS
+
+
+class SceneError(ValueError):
+    """A scene file that cannot be used, with the file, the field and the fault."""
+
+
+@dataclass
+class Scene:
+    name: str
+    bends: list[Bend] = field(default_factory=list)
+    automation: dict[tuple[int, str], Lane] = field(default_factory=dict)  # (bend index from 0, parameter)
+    morph_seconds: float = 0.0
+    model: str | None = None
+
+    def check(self, widths: dict[str, int], where: str = "scene") -> Scene:
+        """Checks the bends against a model's bend points."""
+        for index, bend in enumerate(self.bends, start=1):
+            try:
+                check_bend(bend, widths, f"bend[{index}]")
+            except BendError as error:
+                raise SceneError(f"{where}: {error}") from None
+        return self
+
+
+def _expect(value, kinds, where: str, what: str):
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise SceneError(f"{where}: expected {what}, got {value!r}")
+    if not isinstance(value, kinds):
+        raise SceneError(f"{where}: expected {what}, got {value!r}")
+    return value
+
+
+def _number(value, where: str) -> float:
+    return float(_expect(value, (int, float), where, "a number"))
+
+
+def _known(table: dict, allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise SceneError(f"{where}.{key}: unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _selection(table, where: str) -> Selection:
+    table = _expect(table, dict, where, "a table such as { method = \"random\" }")
+    _known(table, {"method", "feature", "cluster", "clusters"}, where)
+    method = _expect(table.get("method", "random"), str, f"{where}.method", "a string")
+    if method not in METHODS:
+        raise SceneError(f"{where}.method: {method!r} is unknown (allowed: {', '.join(METHODS)})")
+    feature = _expect(table.get("feature", "loudness"), str, f"{where}.feature", "a string")
+    if feature not in FEATURES:
+        raise SceneError(f"{where}.feature: {feature!r} is unknown (allowed: {', '.join(FEATURES)})")
+    clusters = _expect(table.get("clusters", 8), int, f"{where}.clusters", "an integer")
+    cluster = _expect(table.get("cluster", 0), int, f"{where}.cluster", "an integer")
+    if not 0 <= cluster < clusters:
+        raise SceneError(f"{where}.cluster: {cluster} is outside 0..{clusters - 1}")
+    return Selection(method, feature, cluster, clusters)
+
+
+def _bend(table, where: str) -> Bend:
+    table = _expect(table, dict, where, "a [[bend]] table")
+    _known(table, {"point", "transform", "proportion", "select", "seed", "params"}, where)
+    for required in ("point", "transform"):
+        if required not in table:
+            raise SceneError(f"{where}.{required}: missing")
+    transform = _expect(table["transform"], str, f"{where}.transform", "a string")
+    if transform not in TRANSFORMS:
+        raise SceneError(f"{where}.transform: {transform!r} is unknown (allowed: {', '.join(TRANSFORMS)})")
+    proportion = _number(table.get("proportion", 0.5), f"{where}.proportion")
+    if not 0.0 <= proportion <= 1.0:
+        raise SceneError(f"{where}.proportion: {proportion} is outside [0, 1]")
+    params = _expect(table.get("params", {}), dict, f"{where}.params", "a table of numbers")
+    known = TRANSFORMS[transform].params
+    checked = {}
+    for name, value in params.items():
+        if name not in known:
+            raise SceneError(f"{where}.params.{name}: {transform} takes {', '.join(known) or 'no parameters'}")
+        checked[name] = _number(value, f"{where}.params.{name}")
+        low, high = known[name][1:]
+        if not low <= checked[name] <= high:
+            raise SceneError(f"{where}.params.{name}: {checked[name]} is outside [{low}, {high}]")
+    return Bend(point=_expect(table["point"], str, f"{where}.point", "a string"), transform=transform,
+                proportion=proportion, select=_selection(table.get("select", {}), f"{where}.select"),
+                seed=_expect(table.get("seed", 0), int, f"{where}.seed", "an integer"), params=checked)
+
+
+def _lane(table, where: str) -> Lane:
+    table = _expect(table, dict, where, "a lane table")
+    kind = table.get("type")
+    try:
+        if kind == "breakpoints":
+            _known(table, {"type", "times", "values", "curve", "loop"}, where)
+            times = [_number(t, f"{where}.times") for t in _expect(table.get("times"), list, f"{where}.times",
+                                                                     "a list of seconds")]
+            values = [_number(v, f"{where}.values") for v in _expect(table.get("values"), list, f"{where}.values",
+                                                                      "a list of numbers")]
+            curve = _expect(table.get("curve", "linear"), str, f"{where}.curve", f"one of {', '.join(CURVES)}")
+            return Breakpoints(times, values, curve, _expect(table.get("loop", False), bool, f"{where}.loop",
+                                                             "true or false"))
+        if kind == "lfo":
+            _known(table, {"type", "shape", "rate_hz", "beats", "bpm", "minimum", "maximum", "phase", "seed"}, where)
+            shape = _expect(table.get("shape", "sine"), str, f"{where}.shape", f"one of {', '.join(SHAPES)}")
+            beats = _number(table["beats"], f"{where}.beats") if "beats" in table else None
+            rate = _number(table["rate_hz"], f"{where}.rate_hz") if "rate_hz" in table else (None if beats else 1.0)
+            return Lfo(shape, rate, beats, _number(table.get("bpm", 120.0), f"{where}.bpm"),
+                       _number(table.get("minimum", 0.0), f"{where}.minimum"),
+                       _number(table.get("maximum", 1.0), f"{where}.maximum"),
+                       _number(table.get("phase", 0.0), f"{where}.phase"),
+                       _expect(table.get("seed", 0), int, f"{where}.seed", "an integer"))
+    except AutomationError as error:
+        raise SceneError(f"{where}: {error}") from None
+    raise SceneError(f"{where}.type: {kind!r} is unknown (allowed: breakpoints, lfo)")
+
+
+def scene_from_toml(text: str, where: str = "scene") -> Scene:
+    """Parses and validates a scene's TOML text; ``where`` names it in errors."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SceneError(f"{where}: unreadable TOML ({error})") from None
+    _known(table, {"name", "model", "morph_seconds", "bend", "automation"}, where)
+    if "name" not in table:
+        raise SceneError(f"{where}.name: missing")
+    bends = [_bend(b, f"{where}: bend[{i}]") for i, b in
+             enumerate(_expect(table.get("bend", []), list, f"{where}: bend", "[[bend]] tables"), start=1)]
+    automation = {}
+    for address, lane in _expect(table.get("automation", {}), dict, f"{where}: automation", "a table").items():
+        lane_where = f"{where}: automation.{address}"
+        number, _, parameter = address.partition(".")
+        if not number.isdigit() or not 1 <= int(number) <= len(bends):
+            raise SceneError(f"{lane_where}: address lanes as BEND.PARAMETER with BEND in 1..{len(bends)}")
+        bend = bends[int(number) - 1]
+        if parameter not in bend.parameter_names():
+            raise SceneError(f"{lane_where}: bend {number} ({bend.transform}) has parameters "
+                             f"{', '.join(bend.parameter_names())}")
+        automation[(int(number) - 1, parameter)] = _lane(lane, lane_where)
+    morph = _number(table.get("morph_seconds", 0.0), f"{where}: morph_seconds")
+    if morph < 0:
+        raise SceneError(f"{where}: morph_seconds: {morph} is negative")
+    model = table.get("model")
+    return Scene(_expect(table["name"], str, f"{where}: name", "a string"), bends, automation, morph,
+                 _expect(model, str, f"{where}: model", "a model name") if model is not None else None)
+
+
+def scene_to_toml(scene: Scene) -> str:
+    """The scene as TOML (defaults written out, so the file says everything)."""
+    body: dict = {"name": scene.name}
+    if scene.model is not None:
+        body["model"] = scene.model
+    body["morph_seconds"] = scene.morph_seconds
+    body["bend"] = [{"point": b.point, "transform": b.transform, "proportion": b.proportion, "seed": b.seed,
+                     "select": asdict(b.select), "params": dict(b.params)} for b in scene.bends]
+    lanes = {}
+    for (index, parameter), lane in scene.automation.items():
+        if isinstance(lane, Breakpoints):
+            lanes[f"{index + 1}.{parameter}"] = {"type": "breakpoints", "times": lane.times, "values": lane.values,
+                                                 "curve": lane.curve, "loop": lane.loop}
+        else:
+            entry = {"type": "lfo", "shape": lane.shape, "bpm": lane.bpm, "minimum": lane.minimum,
+                     "maximum": lane.maximum, "phase": lane.phase, "seed": lane.seed}
+            entry.update({"beats": lane.beats} if lane.beats else {"rate_hz": lane.rate_hz})
+            lanes[f"{index + 1}.{parameter}"] = entry
+    if lanes:
+        body["automation"] = lanes
+    return tomli_w.dumps(body)
+
+
+def load_scene(path: str | os.PathLike) -> Scene:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SceneError(f"{path}: no such scene file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SceneError(f"{path}: unreadable ({error})") from None
+    return scene_from_toml(text, str(path))
+
+
+def save_scene(path: str | os.PathLike, scene: Scene) -> Path:
+    """Writes atomically: the old file stays whole until the new one is complete."""
+    text = scene_to_toml(scene)
+    scene_from_toml(text, str(path))  # never write what could not be read back
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -1,0 +1,98 @@
+"""Transforms on a layer's activations, as graph operations.
+
+Each transform maps activations ``A`` [batch, frames, units] to ``T(A)``; a bend mixes it in
+per unit, ``A + w * (T(A) - A)``, where ``w`` in [0, 1] is the unit's selection weight (the
+proportion fader, with fractional units fading in). Parameters arrive per frame, [frames],
+already smoothed and automated, so moving a fader changes tensor values, never the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A transform's name, its parameters with defaults and ranges, and what it does to the sound."""
+
+    name: str
+    params: Mapping[str, tuple[float, float, float]]  # name -> (default, minimum, maximum)
+    description: str
+    apply: Callable[..., tf.Tensor]
+    stateful: bool = False
+
+
+def _frames(value: tf.Tensor) -> tf.Tensor:
+    """[frames] -> [1, frames, 1], to broadcast over batch and units."""
+    return value[tf.newaxis, :, tf.newaxis]
+
+
+def oscillate(a, p, state):
+    """The seed's oscillate: ``A + sin(phase) * depth``; the phase (per frame) is accumulated from
+    ``freq`` in Hz of real time by the controller, continuous across blocks and parameter changes."""
+    return a + tf.sin(_frames(p["phase"])) * _frames(p["depth"])
+
+
+def threshold(a, p, state):
+    """The seed's threshold: values below ``thresh`` go to the layer's minimum, the others to its
+    maximum, minimum and maximum taken over the layer's units at the same frame."""
+    low = tf.reduce_min(a, axis=-1, keepdims=True)
+    high = tf.reduce_max(a, axis=-1, keepdims=True)
+    return tf.where(a < _frames(p["thresh"]), low, high)
+
+
+def invert(a, p, state):
+    """The seed's invert: ``1 - A``."""
+    return 1.0 - a
+
+
+def ablate(a, p, state):
+    """The seed's ablate: ``A = 0``."""
+    return tf.zeros_like(a)
+
+
+def scale(a, p, state):
+    return a * _frames(p["gain"])
+
+
+def offset(a, p, state):
+    return a + _frames(p["amount"])
+
+
+def clamp(a, p, state):
+    return tf.clip_by_value(a, _frames(p["low"]), tf.maximum(_frames(p["low"]), _frames(p["high"])))
+
+
+def quantise(a, p, state):
+    step = tf.maximum(_frames(p["step"]), 1e-3)
+    return tf.round(a / step) * step
+
+
+def noise(a, p, state):
+    """Gaussian noise, fresh every frame, seeded by the block counter in ``state``."""
+    seed = tf.stack([state["seed"], state["counter"]])
+    return a + tf.random.stateless_normal(tf.shape(a), seed=seed) * _frames(p["amount"])
+
+
+TRANSFORMS: dict[str, Transform] = {t.name: t for t in (
+    Transform("oscillate", {"freq": (2.0, 0.0, 60.0), "depth": (0.5, 0.0, 10.0)},
+              "the seed's LFO on the units: a tremolo-like filter sweep at the rate, deeper with depth", oscillate),
+    Transform("threshold", {"thresh": (0.0, -10.0, 10.0)},
+              "binarises the units to the layer's extremes: buzzing, noisy artefacts; at fc2 it blows up into "
+              "noise with few units", threshold),
+    Transform("invert", {}, "1 - A: re-voices the spectrum; subtle on most layers", invert),
+    Transform("ablate", {}, "silences units: at fc1 a vibrato that deepens from 65% to 95%", ablate),
+    Transform("scale", {"gain": (2.0, -10.0, 10.0)}, "multiplies the units: exaggerates (gain > 1), "
+              "flattens (< 1) or mirrors (< 0) what they encode", scale),
+    Transform("offset", {"amount": (1.0, -10.0, 10.0)}, "adds a constant: shifts brightness and balance "
+              "of harmonics and noise", offset),
+    Transform("clamp", {"low": (-1.0, -10.0, 10.0), "high": (1.0, -10.0, 10.0)},
+              "limits the units' range: tames and flattens dynamics of the timbre", clamp),
+    Transform("quantise", {"step": (0.5, 0.001, 10.0)}, "rounds the units to steps: stepped, "
+              "bit-crushed timbre changes", quantise),
+    Transform("noise", {"amount": (0.3, 0.0, 10.0)}, "adds fresh noise every frame: rough, breathy, "
+              "grainy", noise, stateful=True),
+)}
