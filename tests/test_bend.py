@@ -12,7 +12,7 @@ from conftest import relative_error
 
 from tuibend.bend.automation import Breakpoints, Lfo, Recorder
 from tuibend.bend.rig import Bend, BendController, BendError, BendRig, control_scene
-from tuibend.bend.scene import Scene, SceneError, load_scene, save_scene, scene_from_toml, scene_to_toml
+from tuibend.bend.scene import Scene, SceneError, load_scene, save_scene, scene_to_toml
 from tuibend.bend.selection import Selection, SelectionError, unit_order
 from tuibend.bend.transforms import TRANSFORMS
 from tuibend.bend.units import compute_unit_statistics
@@ -41,7 +41,7 @@ def test_seed_transforms_do_exactly_what_the_table_says(activations):
     out = _apply("threshold", a, thresh=0.2)[0]
     expected = np.where(a < 0.2, a.min(axis=1, keepdims=True), a.max(axis=1, keepdims=True))
     np.testing.assert_allclose(out, expected, atol=1e-6)
-    out, rig, _ = _apply("oscillate", a, freq=5.0, depth=0.5)
+    out, *_ = _apply("oscillate", a, freq=5.0, depth=0.5)
     phases = 2 * np.pi * 5.0 / 250.0 * np.arange(1, FRAMES + 1)
     np.testing.assert_allclose(out, a + 0.5 * np.sin(phases)[:, None], atol=1e-5)
 

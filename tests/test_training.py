@@ -60,7 +60,7 @@ def test_dataset_errors(tmp_path, recordings):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no audio files"):
         build_dataset([tmp_path / "empty"], tmp_path / "out", tracker="yin")
-    with pytest.raises(AudioFileError, match="absent.wav: no such file"):
+    with pytest.raises(AudioFileError, match=r"absent\.wav: no such file"):
         build_dataset([tmp_path / "absent.wav"], tmp_path / "out", tracker="yin")
     with pytest.raises(DatasetError, match="not a dataset"):
         read_manifest(tmp_path)

@@ -103,8 +103,8 @@ def render_audio(output: Path, sample_rate: int, instruments: list[str]) -> None
         for midi in sorted((MIDI_DIR / name).glob("*.mid")):
             target = output / name / midi.with_suffix(".wav").name
             target.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(sample_rate), "-F", str(target),
-                            str(SOUNDFONT), str(midi)], check=True, capture_output=True)
+            subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(sample_rate),
+                            "-F", str(target), str(SOUNDFONT), str(midi)], check=True, capture_output=True)
         print(f"rendered {name} into {output / name}")
 
 
