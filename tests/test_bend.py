@@ -249,3 +249,22 @@ def test_render_with_a_scene_differs_from_the_unbent_render(solo_model_dir, crep
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "broken.toml: bend[1].point: 'fc7'" in result.stderr
     assert not (tmp_path / "never.wav").exists()
+
+
+def test_bundled_scenes_load_bind_and_change_the_sound(solo_model, golden, solo_model_dir):
+    from pathlib import Path
+
+    from tuibend.bend.units import unit_statistics
+    from tuibend.pitch.analysis import Features
+    from tuibend.render import render_features
+
+    scenes = sorted((Path(__file__).parents[1] / "scenes").glob("*.toml"))
+    assert len(scenes) >= 8
+    features = Features(golden["f0_hz"][:500], np.ones(500, np.float32), golden["loudness_db"][:500])
+    plain = render_features(solo_model, features)
+    statistics = unit_statistics(solo_model, solo_model_dir)
+    for path in scenes:
+        scene = load_scene(path).check(point_widths(solo_model.config.decoder), str(path))
+        bent = render_features(solo_model, features, scene=scene, unit_statistics=statistics)
+        assert np.all(np.isfinite(bent)), path.name
+        assert relative_error(bent, plain) > 0.05, path.name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
@@ -162,6 +162,16 @@ def scene_from_toml(text: str, where: str = "scene") -> Scene:
                  _expect(model, str, f"{where}: model", "a model name") if model is not None else None)
 
 
+def _selection_table(selection: Selection) -> dict:
+    """Only the options the method reads."""
+    table = {"method": selection.method}
+    if selection.method == "correlation":
+        table["feature"] = selection.feature
+    if selection.method == "cluster":
+        table.update(cluster=selection.cluster, clusters=selection.clusters)
+    return table
+
+
 def scene_to_toml(scene: Scene) -> str:
     """The scene as TOML (defaults written out, so the file says everything)."""
     body: dict = {"name": scene.name}
@@ -169,7 +179,7 @@ def scene_to_toml(scene: Scene) -> str:
         body["model"] = scene.model
     body["morph_seconds"] = scene.morph_seconds
     body["bend"] = [{"point": b.point, "transform": b.transform, "proportion": b.proportion, "seed": b.seed,
-                     "select": asdict(b.select), "params": dict(b.params)} for b in scene.bends]
+                     "select": _selection_table(b.select), "params": dict(b.params)} for b in scene.bends]
     lanes = {}
     for (index, parameter), lane in scene.automation.items():
         if isinstance(lane, Breakpoints):
