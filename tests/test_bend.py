@@ -268,3 +268,39 @@ def test_bundled_scenes_load_bind_and_change_the_sound(solo_model, golden, solo_
         bent = render_features(solo_model, features, scene=scene, unit_statistics=statistics)
         assert np.all(np.isfinite(bent)), path.name
         assert relative_error(bent, plain) > 0.05, path.name
+
+
+def _run_blocks(transform: str, activations: np.ndarray, block: int, **params) -> np.ndarray:
+    """Feeds [frames, units] activations through a one-bend rig block by block."""
+    rig = BendRig([Bend("fc1", transform, 1.0, params=params)], WIDTHS, block)
+    controller = BendController(rig, 250.0, smoothing_seconds=0.0)
+    out = []
+    for start in range(0, len(activations), block):
+        controller.advance()
+        out.append(rig.hook("fc1", tf.constant(activations[None, start:start + block])).numpy()[0])
+    return np.concatenate(out)
+
+
+def test_freeze_holds_across_blocks():
+    a = np.random.default_rng(1).normal(size=(12, 8)).astype(np.float32)
+    np.testing.assert_allclose(_run_blocks("freeze", a, 4, rate=0.0), np.repeat(a[:1], 12, axis=0), atol=1e-6)
+    held = _run_blocks("freeze", a, 4, rate=125.0)  # a new sample every second frame
+    np.testing.assert_allclose(held, np.repeat(a[::2], 2, axis=0), atol=1e-6)
+
+
+def test_smooth_is_a_one_pole_low_pass_continuous_across_blocks():
+    a = np.random.default_rng(2).normal(size=(20, 8)).astype(np.float32)
+    alpha = 1.0 - np.exp(-1.0 / (0.02 * 250.0))
+    expected, previous = [], np.zeros(8)
+    for frame in a:
+        previous = previous + alpha * (frame - previous)
+        expected.append(previous)
+    np.testing.assert_allclose(_run_blocks("smooth", a, 4, seconds=0.02), np.array(expected), atol=1e-5)
+    np.testing.assert_allclose(_run_blocks("smooth", a, 5, seconds=0.02), np.array(expected), atol=1e-5)
+
+
+def test_permute_swaps_units_with_a_seeded_permutation(activations):
+    out = _apply("permute", activations)[0]
+    permutation = np.random.default_rng([0, 1]).permutation(8)
+    np.testing.assert_allclose(out, activations[:, permutation], atol=1e-6)
+    assert not np.allclose(out, activations)

@@ -3,7 +3,7 @@
 ``BendRig`` is built once per chain structure and block size. Its hook runs inside the
 model's compiled step and reads every parameter, per frame, from one variable. The
 ``BendController`` fills that variable before each block from faders (smoothed per frame),
-automation lanes and morphs, and accumulates oscillator phase, so changes are heard in the
+automation lanes and morphs, and derives what transforms need (oscillator phase), so changes are heard in the
 next block without retracing and without clicks.
 """
 
@@ -70,23 +70,29 @@ class BendRig:
     """The graph side of a chain: call :attr:`hook` inside the model's compiled step."""
 
     def __init__(self, bends: list[Bend], widths: dict[str, int], block_frames: int,
-                 unit_statistics: dict[str, np.ndarray] | None = None):
+                 unit_statistics: dict[str, np.ndarray] | None = None, batch: int = 1):
         for index, bend in enumerate(bends, start=1):
             check_bend(bend, widths, f"bend {index}")
         self.bends = list(bends)
         self.block_frames = block_frames
         self.rows: dict[tuple[int, str], int] = {}
         for index, bend in enumerate(self.bends):
-            for name in bend.parameter_names() + (["phase"] if bend.transform == "oscillate" else []):
+            for name in bend.parameter_names() + list(TRANSFORMS[bend.transform].derived):
                 self.rows[(index, name)] = len(self.rows)
         self.values = tf.Variable(tf.zeros([max(1, len(self.rows)), block_frames]), trainable=False,
                                   name="bend_values")
         self.block_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="bend_block")
-        self._ranks, self._eligible = [], []
+        self._ranks, self._eligible, self._state = [], [], []
         for bend in self.bends:
-            order = unit_order(bend.select, widths[bend.point], bend.seed, unit_statistics, bend.point)
-            self._ranks.append(tf.constant(ranks_from_order(order, widths[bend.point]), tf.float32))
+            units = widths[bend.point]
+            order = unit_order(bend.select, units, bend.seed, unit_statistics, bend.point)
+            self._ranks.append(tf.constant(ranks_from_order(order, units), tf.float32))
             self._eligible.append(float(len(order)))
+            state = {"seed": tf.constant(bend.seed, tf.int64), "counter": self.block_counter,
+                     "permutation": tf.constant(np.random.default_rng([bend.seed, 1]).permutation(units), tf.int32)}
+            if TRANSFORMS[bend.transform].memory:
+                state["memory"] = tf.Variable(tf.zeros([batch, units]), trainable=False)
+            self._state.append(state)
 
     def hook(self, point: str, activations: tf.Tensor) -> tf.Tensor:
         """Applies this point's bends in chain order."""
@@ -96,14 +102,13 @@ class BendRig:
             params = {name: self.values[row] for (i, name), row in self.rows.items() if i == index}
             weights = tf.clip_by_value(params["proportion"][:, tf.newaxis] * self._eligible[index]
                                        - self._ranks[index][tf.newaxis, :], 0.0, 1.0)
-            state = {"seed": tf.constant(bend.seed, tf.int64), "counter": self.block_counter}
-            transformed = TRANSFORMS[bend.transform].apply(activations, params, state)
+            transformed = TRANSFORMS[bend.transform].apply(activations, params, self._state[index])
             activations = activations + weights[tf.newaxis] * (transformed - activations)
         return activations
 
 
 class BendController:
-    """The control side: targets, smoothing, automation, morphs and oscillator phase, per frame.
+    """The control side: targets, smoothing, automation, morphs and derived rows, per frame.
 
     ``set`` may be called from any thread (the interface, MIDI); ``advance`` runs on the model
     thread before each block and never waits for the others.
@@ -115,16 +120,17 @@ class BendController:
         self.frame_rate = frame_rate
         self.lanes = dict(lanes or {})
         self.decay = math.exp(-1.0 / (smoothing_seconds * frame_rate)) if smoothing_seconds > 0 else 0.0
-        self._targets = {(i, name): rig.bends[i].value(name) for (i, name) in rig.rows if name != "phase"}
+        self._derived = {(i, name) for i, bend in enumerate(rig.bends) for name in TRANSFORMS[bend.transform].derived}
+        self._targets = {key: rig.bends[key[0]].value(key[1]) for key in rig.rows if key not in self._derived}
         self._current = dict(self._targets)
         self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}
-        self._phase = dict.fromkeys((i for i, b in enumerate(rig.bends) if b.transform == "oscillate"), 0.0)
+        self._memory: dict[int, dict] = {i: {} for i in range(len(rig.bends))}
         self.frame = 0
         self._lock = threading.Lock()  # held only to swap dictionaries, never across a block
 
     def set(self, bend: int, name: str, value: float) -> None:
         """Moves a fader (bend index from 0); the next block glides to it."""
-        if (bend, name) not in self.rig.rows or name == "phase":
+        if (bend, name) not in self.rig.rows or (bend, name) in self._derived:
             raise KeyError(f"bend {bend + 1} has no parameter {name!r}")
         with self._lock:
             self._targets = {**self._targets, (bend, name): float(value)}
@@ -148,7 +154,7 @@ class BendController:
         targets, morphs = self._targets, self._morphs
         values = np.zeros((max(1, len(self.rig.rows)), frames), np.float32)
         for key, row in self.rig.rows.items():
-            if key[1] == "phase":
+            if key in self._derived:
                 continue
             if key in self.lanes:
                 values[row] = self.lanes[key].at(times)
@@ -160,11 +166,12 @@ class BendController:
                 self._current[key] = float(values[row, -1])
             else:
                 values[row] = self._glide(key, targets[key], frames)
-        for index in self._phase:
-            frequency = values[self.rig.rows[(index, "freq")]]
-            phases = self._phase[index] + np.cumsum(2 * np.pi * frequency / self.frame_rate)
-            values[self.rig.rows[(index, "phase")]] = phases
-            self._phase[index] = float(np.mod(phases[-1], 2 * np.pi))
+        for index, bend in enumerate(self.rig.bends):
+            transform = TRANSFORMS[bend.transform]
+            if transform.derive is not None:
+                params = {name: values[self.rig.rows[(index, name)]] for name in transform.params}
+                for name, row in transform.derive(params, self._memory[index], self.frame_rate).items():
+                    values[self.rig.rows[(index, name)]] = row
         self.frame += frames
         return values
 

@@ -8,21 +8,32 @@ already smoothed and automated, so moving a fader changes tensor values, never t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
+
+Derive = Callable[[dict[str, np.ndarray], dict, float], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class Transform:
-    """A transform's name, its parameters with defaults and ranges, and what it does to the sound."""
+    """A transform's name, its parameters with defaults and ranges, and what it does to the sound.
+
+    ``derive`` turns a block's per-frame parameters into the per-frame rows the graph reads
+    (an oscillator's phase, a sample-and-hold's refresh frames), keeping its own memory across
+    blocks; ``derived`` names those rows. ``memory`` transforms keep activations across frames.
+    """
 
     name: str
     params: Mapping[str, tuple[float, float, float]]  # name -> (default, minimum, maximum)
     description: str
     apply: Callable[..., tf.Tensor]
-    stateful: bool = False
+    derived: tuple[str, ...] = ()
+    derive: Derive | None = None
+    memory: bool = False
 
 
 def _frames(value: tf.Tensor) -> tf.Tensor:
@@ -34,6 +45,13 @@ def oscillate(a, p, state):
     """The seed's oscillate: ``A + sin(phase) * depth``; the phase (per frame) is accumulated from
     ``freq`` in Hz of real time by the controller, continuous across blocks and parameter changes."""
     return a + tf.sin(_frames(p["phase"])) * _frames(p["depth"])
+
+
+def oscillator_phase(params: dict[str, np.ndarray], memory: dict, frame_rate: float) -> dict[str, np.ndarray]:
+    """Phase accumulated frame by frame from the (possibly moving) rate: never reset."""
+    phases = memory.get("phase", 0.0) + np.cumsum(2 * np.pi * params["freq"] / frame_rate)
+    memory["phase"] = float(np.mod(phases[-1], 2 * np.pi))
+    return {"phase": phases}
 
 
 def threshold(a, p, state):
@@ -77,9 +95,57 @@ def noise(a, p, state):
     return a + tf.random.stateless_normal(tf.shape(a), seed=seed) * _frames(p["amount"])
 
 
+def _over_frames(a, rows, state, step):
+    """Runs ``step(carried [b, u], frame [b, u], row values) -> new`` over the frames, carrying
+    the bend's memory variable from block to block."""
+    memory = state["memory"]
+    frames = tf.transpose(a, [1, 0, 2])
+    sequence = tf.scan(lambda carried, inputs: step(carried, inputs[0], inputs[1:]), (frames, *rows),
+                       initializer=memory.read_value())
+    with tf.control_dependencies([memory.assign(sequence[-1])]):
+        return tf.transpose(sequence, [1, 0, 2])
+
+
+def freeze(a, p, state):
+    """Sample-and-hold: units keep the value taken at the last refresh frame."""
+    return _over_frames(a, (p["refresh"],), state,
+                        lambda held, frame, rows: tf.where(rows[0] > 0.5, frame, held))
+
+
+def refresh_frames(params: dict[str, np.ndarray], memory: dict, frame_rate: float) -> dict[str, np.ndarray]:
+    """1.0 on the frames where the sample-and-hold takes a new value (``rate`` per second; 0 holds for good)."""
+    position = memory.get("position")
+    refresh = np.zeros(len(params["rate"]), np.float32)
+    for index, rate in enumerate(params["rate"]):
+        if position is None:
+            refresh[index], position = 1.0, 0.0
+            continue
+        position += rate / frame_rate
+        if position >= 1.0:
+            refresh[index], position = 1.0, position - math.floor(position)
+    memory["position"] = position
+    return {"refresh": refresh}
+
+
+def smooth(a, p, state):
+    """A one-pole low-pass over time on the units: their changes lag and blur."""
+    return _over_frames(a, (p["alpha"],), state,
+                        lambda previous, frame, rows: previous + rows[0] * (frame - previous))
+
+
+def smoothing_coefficient(params: dict[str, np.ndarray], memory: dict, frame_rate: float) -> dict[str, np.ndarray]:
+    return {"alpha": 1.0 - np.exp(-1.0 / (np.maximum(params["seconds"], 1e-3) * frame_rate))}
+
+
+def permute(a, p, state):
+    """Each unit takes another's activation (a seeded permutation of the layer)."""
+    return tf.gather(a, state["permutation"], axis=-1)
+
+
 TRANSFORMS: dict[str, Transform] = {t.name: t for t in (
     Transform("oscillate", {"freq": (2.0, 0.0, 60.0), "depth": (0.5, 0.0, 10.0)},
-              "the seed's LFO on the units: a tremolo-like filter sweep at the rate, deeper with depth", oscillate),
+              "the seed's LFO on the units: a tremolo-like filter sweep at the rate, deeper with depth", oscillate,
+              derived=("phase",), derive=oscillator_phase),
     Transform("threshold", {"thresh": (0.0, -10.0, 10.0)},
               "binarises the units to the layer's extremes: buzzing, noisy artefacts; at fc2 it blows up into "
               "noise with few units", threshold),
@@ -94,5 +160,12 @@ TRANSFORMS: dict[str, Transform] = {t.name: t for t in (
     Transform("quantise", {"step": (0.5, 0.001, 10.0)}, "rounds the units to steps: stepped, "
               "bit-crushed timbre changes", quantise),
     Transform("noise", {"amount": (0.3, 0.0, 10.0)}, "adds fresh noise every frame: rough, breathy, "
-              "grainy", noise, stateful=True),
+              "grainy", noise),
+    Transform("freeze", {"rate": (0.0, 0.0, 125.0)}, "sample-and-hold of the units (rate 0: held from the start): "
+              "a frozen or stepped timbre under a moving pitch", freeze, derived=("refresh",), derive=refresh_frames,
+              memory=True),
+    Transform("smooth", {"seconds": (0.3, 0.001, 10.0)}, "low-passes the units over time: the timbre lags "
+              "behind the playing, attacks blur", smooth, derived=("alpha",), derive=smoothing_coefficient,
+              memory=True),
+    Transform("permute", {}, "units swap their activations: a scrambled, re-voiced timbre", permute),
 )}
