@@ -304,3 +304,18 @@ def test_permute_swaps_units_with_a_seeded_permutation(activations):
     permutation = np.random.default_rng([0, 1]).permutation(8)
     np.testing.assert_allclose(out, activations[:, permutation], atol=1e-6)
     assert not np.allclose(out, activations)
+
+
+def test_live_moves_are_recorded_into_a_lane_and_played_back():
+    rig = BendRig([Bend("fc1", "scale", 0.5)], WIDTHS, 25)  # blocks of 0.1 s
+    controller = BendController(rig, 250.0)
+    controller.record(0, "proportion")
+    for block, value in enumerate([0.5, 0.5, 0.9, 0.9, 0.1, 0.1]):
+        if block in (2, 4):
+            controller.set(0, "proportion", value)
+        controller.block_values()
+    lane = controller.stop_recording(0, "proportion", curve="step")
+    assert lane.times == [0.0, 0.2, 0.4] and lane.values == [0.5, 0.9, 0.1]
+    controller.restart()
+    played = np.concatenate([controller.block_values()[rig.rows[(0, "proportion")]] for _ in range(6)])
+    np.testing.assert_allclose(played[[0, 49, 50, 99, 100, 149]], [0.5, 0.5, 0.9, 0.9, 0.1, 0.1])

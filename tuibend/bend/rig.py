@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from tuibend.bend.automation import Lane
+from tuibend.bend.automation import Lane, Recorder
 from tuibend.bend.selection import Selection, ranks_from_order, unit_order
 from tuibend.bend.transforms import TRANSFORMS
 
@@ -125,6 +125,7 @@ class BendController:
         self._current = dict(self._targets)
         self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}
         self._memory: dict[int, dict] = {i: {} for i in range(len(rig.bends))}
+        self._recorders: dict[tuple[int, str], Recorder] = {}
         self.frame = 0
         self._lock = threading.Lock()  # held only to swap dictionaries, never across a block
 
@@ -135,6 +136,34 @@ class BendController:
         with self._lock:
             self._targets = {**self._targets, (bend, name): float(value)}
             self._morphs = {key: morph for key, morph in self._morphs.items() if key != (bend, name)}
+            recorder = self._recorders.get((bend, name))
+        if recorder is not None:
+            recorder.record(self.frame / self.frame_rate, float(value))
+
+    def record(self, bend: int, name: str) -> None:
+        """Starts recording live moves of a parameter (its lane, if any, stops playing meanwhile)."""
+        key = (bend, name)
+        if key not in self.rig.rows or key in self._derived:
+            raise KeyError(f"bend {bend + 1} has no parameter {name!r}")
+        recorder = Recorder()
+        recorder.record(self.frame / self.frame_rate, self._current[key])
+        with self._lock:
+            self.lanes.pop(key, None)
+            self._recorders = {**self._recorders, key: recorder}
+
+    def stop_recording(self, bend: int, name: str, curve: str = "linear", loop: bool = False) -> Lane:
+        """Ends a recording; the moves become the parameter's lane (played from the scene's start)."""
+        with self._lock:
+            recorders = dict(self._recorders)
+            recorder = recorders.pop((bend, name))
+            self._recorders = recorders
+        lane = recorder.lane(curve, loop)
+        self.lanes[(bend, name)] = lane
+        return lane
+
+    def restart(self) -> None:
+        """Back to the scene's start: lanes play from their beginning."""
+        self.frame = 0
 
     def morph(self, targets: dict[tuple[int, str], float], seconds: float) -> None:
         """Glides to new values over ``seconds`` (a scene recall with the same chain)."""
