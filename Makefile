@@ -32,6 +32,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_model.py
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_pitch.py
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_training.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
