@@ -162,3 +162,20 @@ def test_batches_resume_where_they_stopped(dataset):
     resumed = next(batches(dataset, "train", 2, seed=5, skip_batches=8))
     np.testing.assert_array_equal(resumed["audio"], expected[8]["audio"])
     assert not np.array_equal(expected[0]["audio"], expected[1]["audio"])
+
+
+def test_evaluation_measures_pitch_and_loudness_errors(dataset, solo_model_dir, tmp_path):
+    from tuibend.pitch.analysis import Features
+    from tuibend.training.evaluate import compare
+
+    reference = Features(np.full(100, 220.0, np.float32), np.ones(100, np.float32), np.full(100, -20.0, np.float32))
+    sharp = Features(reference.f0_hz * 2 ** (50 / 1200), np.ones(100, np.float32), reference.loudness_db - 6.0)
+    cents, decibels = compare(reference, sharp)
+    np.testing.assert_allclose(np.median(cents), 50.0, atol=1e-3)
+    np.testing.assert_allclose(np.median(decibels), 6.0, atol=1e-5)
+    result = subprocess.run([sys.executable, "-m", "tuibend.cli", "evaluate", str(solo_model_dir), str(dataset),
+                             "--tracker", "yin", "--examples", "2", "--spectrogram", str(tmp_path / "e.png")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "pitch error" in result.stdout and "misses the bar" in result.stdout  # a 3-step model is noise
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"

@@ -157,6 +157,23 @@ def _train(args: argparse.Namespace) -> None:
     print(f"\nwrote {args.output}: held-out loss {holdout:.3f} after {log.steps[-1]} steps")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from tuibend.model.store import load_model
+    from tuibend.render import draw_spectrograms
+    from tuibend.training.evaluate import LOUDNESS_BAR_DB, PITCH_BAR_CENTS, evaluate_model
+
+    model = load_model(args.model)
+    evaluation, reference, rendered = evaluate_model(model, args.data, args.split, args.tracker, args.examples)
+    verdict = "meets" if evaluation.good_enough else "misses"
+    print(f"{args.model} on {evaluation.examples} {args.split} examples: pitch error {evaluation.pitch_error_cents:.1f}"
+          f" cents (bar {PITCH_BAR_CENTS:.0f}), loudness error {evaluation.loudness_error_db:.1f} dB "
+          f"(bar {LOUDNESS_BAR_DB:.0f}): {verdict} the bar")
+    if args.spectrogram:
+        draw_spectrograms(args.spectrogram, reference, rendered, model.config.sample_rate,
+                          ("held-out input", f"resynthesis by {model.config.name}"))
+        print(f"wrote {args.spectrogram}")
+
+
 def _models(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
@@ -236,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--seed", type=int, default=0)
     trainer.add_argument("--xla", action="store_true", help="compile the step with XLA (slower on CPUs)")
     trainer.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="measure a model's resynthesis of held-out audio")
+    evaluate.add_argument("model", help="a tuibend model folder")
+    evaluate.add_argument("data", help="a dataset folder from `tuibend dataset`")
+    evaluate.add_argument("--split", choices=["holdout", "train"], default="holdout")
+    evaluate.add_argument("--tracker", choices=["crepe-tiny", "crepe-full", "yin"], default="crepe-tiny")
+    evaluate.add_argument("--examples", type=int, default=16, help="at most this many examples (default 16)")
+    evaluate.add_argument("--spectrogram", metavar="PNG", help="input and resynthesis of the first example")
+    evaluate.set_defaults(handler=_evaluate)
 
     models = commands.add_parser("models", help="list installed models")
     models.add_argument("folder", nargs="?", default="models", help="where to look (default models/)")
