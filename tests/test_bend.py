@@ -135,9 +135,10 @@ def test_automation_is_exact_to_the_frame():
     assert sine.min() == pytest.approx(-2.0) and sine.max() == pytest.approx(-1.0, abs=1e-5)
     synced = Lfo("triangle", beats=1.0, bpm=150.0)
     assert synced.frequency == 2.5
-    held = Lfo("random", rate_hz=4.0, seed=3)
-    np.testing.assert_array_equal(held.at(np.arange(100) / 100), held.at(np.arange(100) / 100))
-    assert len(set(held.at(np.arange(100) / 100))) == 4
+    held = Lfo("random", rate_hz=4.0, seed=3).at(np.arange(100) / 100)
+    np.testing.assert_array_equal(held, Lfo("random", rate_hz=4.0, seed=3).at(np.arange(100) / 100))
+    assert not np.array_equal(held, Lfo("random", rate_hz=4.0, seed=4).at(np.arange(100) / 100))
+    assert len(set(held)) == 4 and np.all(held[:25] == held[0])  # one value per cycle, held
     looped = Breakpoints([0.0, 1.0], [0.0, 1.0], loop=True)
     assert looped.at(np.array([1.25]))[0] == pytest.approx(0.25)
     assert Breakpoints([0.0, 1.0], [0.0, 1.0]).at(np.array([5.0]))[0] == 1.0  # once: holds at the end
@@ -319,3 +320,55 @@ def test_live_moves_are_recorded_into_a_lane_and_played_back():
     controller.restart()
     played = np.concatenate([controller.block_values()[rig.rows[(0, "proportion")]] for _ in range(6)])
     np.testing.assert_allclose(played[[0, 49, 50, 99, 100, 149]], [0.5, 0.5, 0.9, 0.9, 0.1, 0.1])
+
+
+def test_restart_keeps_landed_morphs_and_drops_recordings():
+    rig = BendRig([Bend("fc1", "scale", 0.2)], WIDTHS, 5)
+    controller = BendController(rig, 250.0)
+    controller.morph({(0, "proportion"): 0.9}, seconds=0.1)
+    for _ in range(10):
+        controller.block_values()
+    controller.record(0, "gain")
+    controller.restart()
+    values = controller.block_values()
+    np.testing.assert_allclose(values[rig.rows[(0, "proportion")]], 0.9, atol=1e-6)
+    controller.set(0, "gain", 3.0)  # no recording any more, and no error
+    with pytest.raises(KeyError):
+        controller.stop_recording(0, "gain")
+
+
+def test_controls_from_other_threads_never_break_a_block():
+    import threading
+
+    rig = BendRig([Bend("fc1", "oscillate", 0.5), Bend("gru", "scale", 0.5)], WIDTHS, 4)
+    controller = BendController(rig, 250.0, {(1, "gain"): Lfo("sine", rate_hz=2.0)})
+    stop = threading.Event()
+    failures = []
+
+    def performer():
+        rng = np.random.default_rng(0)
+        try:
+            while not stop.is_set():
+                action = rng.integers(5)
+                if action == 0:
+                    controller.set(0, "depth", float(rng.random()))
+                elif action == 1:
+                    controller.morph({(0, "proportion"): float(rng.random())}, 0.05)
+                elif action == 2:
+                    controller.record(1, "gain")
+                elif action == 3 and (1, "gain") in controller._recorders:
+                    controller.stop_recording(1, "gain")
+                else:
+                    controller.restart()
+        except Exception as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=performer)
+    thread.start()
+    try:
+        for _ in range(3000):
+            assert np.all(np.isfinite(controller.block_values()))
+    finally:
+        stop.set()
+        thread.join()
+    assert not failures

@@ -34,3 +34,22 @@ def test_errors_are_one_line_without_traceback(ddsp_checkpoint, tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("tuibend: error: ")
         assert "Traceback" not in result.stderr
+
+
+def test_bad_arguments_and_unwritable_outputs_are_one_line(solo_model_dir, tmp_path):
+    import numpy as np
+    import soundfile
+
+    soundfile.write(tmp_path / "in.wav", np.sin(np.arange(16000) / 8.0) * 0.3, 16000)
+    soundfile.write(tmp_path / "tiny.wav", np.ones(40) * 0.1, 16000)
+    cases = [
+        (("analyze", str(tmp_path / "in.wav"), "--crepe-hop", "0"), "must be at least 1"),
+        (("analyze", str(tmp_path / "tiny.wav"), "--no-cache"), "too short to analyse"),
+        (("render", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.xyz"), "--model", str(solo_model_dir)),
+         "cannot write .xyz files"),
+        (("models", str(tmp_path / "absent")), "absent: no such folder"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr

@@ -209,3 +209,8 @@ def test_ddsp_1x_checkpoint_layout_imports(ddsp_checkpoint, golden, tmp_path):
                                 tf.constant(golden["loudness_db"][None, :, None]))
     np.testing.assert_allclose(raw["harmonics"][0], golden["raw_harmonic_distribution"], atol=1e-4)
     np.testing.assert_allclose(raw["noise"][0], golden["raw_noise_magnitudes"], atol=1e-4)
+
+
+def test_restricted_unpickler_refuses_object_arrays():
+    with pytest.raises(UnsafePickleError, match="object-dtype"):
+        restricted_loads(pickle.dumps({"a": np.array([1, "x", None], dtype=object)}))

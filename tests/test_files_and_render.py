@@ -165,3 +165,10 @@ def test_public_analysis_api(flute, crepe_reference):
     assert np.median(np.abs(1200 * np.log2(features.f0_hz[voiced] / reference[voiced]))) < 10.0
     activation = tuibend.pitch.Crepe("tiny").activation(crepe_reference["flute_frames"][:3])
     assert activation.shape == (3, 360)
+
+
+def test_truncated_cache_entry_is_recomputed(flute_44k_stereo, tmp_path):
+    first = files.analyze(flute_44k_stereo, tracker="yin")
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:200])  # a write cut short
+    np.testing.assert_array_equal(files.analyze(flute_44k_stereo, tracker="yin").f0_hz, first.f0_hz)

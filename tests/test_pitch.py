@@ -199,3 +199,13 @@ def test_streaming_with_crepe_full_equals_offline(crepe_full, crepe_reference):
     streamed = Features.concatenate([analyzer.process(audio[i:i + 256]) for i in range(0, len(audio), 256)])
     lag, interior = analyzer.pitch_lag, len(offline) - analyzer.pitch_lag - 20
     np.testing.assert_allclose(streamed.f0_hz[lag:lag + interior], offline.f0_hz[:interior], rtol=1e-4)
+
+
+def test_streaming_analyser_downmixes_multichannel_blocks(crepe_reference):
+    audio = crepe_reference["flute_audio"][:8000]
+    stereo = np.stack([audio, audio], axis=1)
+    mono, two = StreamingAnalyzer(make_tracker("yin")), StreamingAnalyzer(make_tracker("yin"))
+    a = Features.concatenate([mono.process(audio[i:i + 300]) for i in range(0, 8000, 300)])
+    b = Features.concatenate([two.process(stereo[i:i + 300]) for i in range(0, 8000, 300)])
+    assert len(a) == len(b) == 8000 // 64
+    np.testing.assert_allclose(b.f0_hz, a.f0_hz, rtol=1e-5)

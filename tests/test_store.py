@@ -79,3 +79,13 @@ def test_missing_pieces_are_named(model_copy, tmp_path, ddsp_checkpoint):
     (model_copy / "weights.npz").unlink()
     with pytest.raises(ModelFormatError, match=r"weights\.npz: missing"):
         load_model(model_copy)
+
+
+def test_saving_keeps_training_state_and_drops_stale_caches(solo_model, tmp_path):
+    path = save_timbre_model(tmp_path / "m", solo_model)
+    (path / "training").mkdir()
+    (path / "training" / "checkpoint").write_text("state")
+    (path / "units.npz").write_bytes(b"derived from the old weights")
+    save_timbre_model(path, solo_model)
+    assert (path / "training" / "checkpoint").read_text() == "state"
+    assert not (path / "units.npz").exists()

@@ -51,6 +51,16 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     return resample(mono, int(file_rate), sample_rate)
 
 
+def check_output_format(path: str | os.PathLike) -> Path:
+    """Refuses, before any work is done, a file name whose format cannot be written."""
+    import soundfile
+
+    path = Path(path)
+    if path.suffix and path.suffix[1:].upper() not in soundfile.available_formats():
+        raise AudioFileError(f"{path}: cannot write {path.suffix} files (use .wav, .flac or .ogg)")
+    return path
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Writes a file atomically: a temporary file beside it, renamed into place when complete."""
     import soundfile

@@ -180,6 +180,8 @@ def _models(args: argparse.Namespace) -> None:
 
     from tuibend.model.config import ModelConfig, ModelFormatError
 
+    if not Path(args.folder).is_dir():
+        raise UserError(f"{args.folder}: no such folder")
     rows = []
     for folder in sorted(Path(args.folder).iterdir()):
         if not (folder / "config.json").exists():
@@ -189,7 +191,10 @@ def _models(args: argparse.Namespace) -> None:
         except ModelFormatError as error:
             rows.append(f"{folder.name:<20} unreadable: {error}")
             continue
-        summary = json.loads((folder / "training.json").read_text()) if (folder / "training.json").exists() else {}
+        try:
+            summary = json.loads((folder / "training.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            summary = {}
         size = sum(p.stat().st_size for p in folder.glob("*.npz")) / 1e6
         trained = config.source.get("importer", "tuibend train") if config.source else "unknown"
         holdout = summary.get("holdout_loss")
@@ -197,6 +202,17 @@ def _models(args: argparse.Namespace) -> None:
                     f"held-out loss {holdout:.3f}" if holdout is not None else
                     f"{folder.name:<20} {size:6.1f} MB  {config.sample_rate} Hz  trained by {trained}")
     print("\n".join(rows) if rows else f"no models in {args.folder}")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("input", help="an audio file (any rate, any channels)")
     _analysis_options(analyze)
     analyze.add_argument("--loudness", choices=["v3", "v1"], default="v3", help="loudness flavour (default v3)")
-    analyze.add_argument("--crepe-hop", type=int, default=160, help="samples between CREPE estimates (default 160)")
+    analyze.add_argument("--crepe-hop", type=positive_int, default=160,
+                         help="samples between CREPE estimates (default 160)")
     analyze.set_defaults(handler=_analyze)
 
     render = commands.add_parser("render", help="resynthesise a file with a model (the offline workflow)")
@@ -245,11 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("data", help="a dataset folder from `tuibend dataset`")
     trainer.add_argument("-o", "--output", required=True, help="the model folder to write (models/NAME)")
     trainer.add_argument("--size", choices=["small", "solo"], default="small")
-    trainer.add_argument("--steps", type=int, default=30000)
-    trainer.add_argument("--batch-size", type=int, default=16)
+    trainer.add_argument("--steps", type=positive_int, default=30000)
+    trainer.add_argument("--batch-size", type=positive_int, default=16)
     trainer.add_argument("--learning-rate", type=float, default=3e-4)
-    trainer.add_argument("--checkpoint-every", type=int, default=100)
-    trainer.add_argument("--eval-every", type=int, default=500)
+    trainer.add_argument("--checkpoint-every", type=positive_int, default=100)
+    trainer.add_argument("--eval-every", type=positive_int, default=500)
     trainer.add_argument("--seed", type=int, default=0)
     trainer.add_argument("--xla", action="store_true", help="compile the step with XLA (slower on CPUs)")
     trainer.set_defaults(handler=_train)
@@ -259,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="a dataset folder from `tuibend dataset`")
     evaluate.add_argument("--split", choices=["holdout", "train"], default="holdout")
     evaluate.add_argument("--tracker", choices=["crepe-tiny", "crepe-full", "yin"], default="crepe-tiny")
-    evaluate.add_argument("--examples", type=int, default=16, help="at most this many examples (default 16)")
+    evaluate.add_argument("--examples", type=positive_int, default=16, help="at most this many examples (default 16)")
     evaluate.add_argument("--spectrogram", metavar="PNG", help="input and resynthesis of the first example")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -299,6 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler(args)
     except (UserError, ModelFormatError, AudioFileError, CrepeWeightsError, DatasetError, SceneError, BendError,
             SelectionError) as error:
+        print(f"tuibend: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a folder that cannot be written, a disk that is full: one line, no traceback
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"tuibend: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+    except (ValueError, FloatingPointError) as error:
         print(f"tuibend: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ import numpy as np
 
 from tuibend.adjust import Adjustment, adjust
 from tuibend.atomic import atomic_path
-from tuibend.audiofile import AudioFileError, write_audio
+from tuibend.audiofile import AudioFileError, check_output_format, write_audio
 from tuibend.bend.rig import control_scene
 from tuibend.bend.scene import Scene
 from tuibend.model.decoder import BendHook, no_bend, point_widths
@@ -66,6 +66,7 @@ def render_file(model: TimbreModel, input_path: str | Path, output_path: str | P
                 progress: Progress | None = None, use_cache: bool = True, scene: Scene | None = None,
                 unit_statistics: dict | None = None) -> RenderResult:
     """Analyses (or reuses the cache), adjusts, resynthesises and writes ``output_path`` atomically."""
+    check_output_format(output_path)
     features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache)
     if len(features) < 2:
         raise AudioFileError(f"{input_path}: too short to render (under 8 ms)")

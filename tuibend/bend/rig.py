@@ -110,89 +110,118 @@ class BendRig:
 class BendController:
     """The control side: targets, smoothing, automation, morphs and derived rows, per frame.
 
-    ``set`` may be called from any thread (the interface, MIDI); ``advance`` runs on the model
-    thread before each block and never waits for the others.
+    ``set``, ``morph``, ``record``, ``stop_recording`` and ``restart`` may be called from any
+    thread (the interface, MIDI): they only swap small dictionaries or leave a request under a
+    lock held for a few instructions. ``advance`` runs on the model thread before each block,
+    takes one snapshot of them, and owns everything that changes while a block is computed.
     """
 
     def __init__(self, rig: BendRig, frame_rate: float, lanes: dict[tuple[int, str], Lane] | None = None,
                  smoothing_seconds: float = SMOOTHING_SECONDS):
         self.rig = rig
         self.frame_rate = frame_rate
-        self.lanes = dict(lanes or {})
+        self.lanes = dict(lanes or {})  # replaced, never mutated: a block reads a consistent snapshot
         self.decay = math.exp(-1.0 / (smoothing_seconds * frame_rate)) if smoothing_seconds > 0 else 0.0
         self._derived = {(i, name) for i, bend in enumerate(rig.bends) for name in TRANSFORMS[bend.transform].derived}
         self._targets = {key: rig.bends[key[0]].value(key[1]) for key in rig.rows if key not in self._derived}
-        self._current = dict(self._targets)
-        self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}
-        self._memory: dict[int, dict] = {i: {} for i in range(len(rig.bends))}
+        self._current = dict(self._targets)  # model thread only
+        self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}  # model thread only
+        self._memory: dict[int, dict] = {i: {} for i in range(len(rig.bends))}  # model thread only
         self._recorders: dict[tuple[int, str], Recorder] = {}
+        self._requests: list[tuple] = []  # morphs and restarts for the model thread to apply
         self.frame = 0
         self._lock = threading.Lock()  # held only to swap dictionaries, never across a block
 
-    def set(self, bend: int, name: str, value: float) -> None:
-        """Moves a fader (bend index from 0); the next block glides to it."""
+    def _check(self, bend: int, name: str) -> tuple[int, str]:
         if (bend, name) not in self.rig.rows or (bend, name) in self._derived:
             raise KeyError(f"bend {bend + 1} has no parameter {name!r}")
+        return bend, name
+
+    def set(self, bend: int, name: str, value: float) -> None:
+        """Moves a fader (bend index from 0); the next block glides to it."""
+        key = self._check(bend, name)
         with self._lock:
-            self._targets = {**self._targets, (bend, name): float(value)}
-            self._morphs = {key: morph for key, morph in self._morphs.items() if key != (bend, name)}
-            recorder = self._recorders.get((bend, name))
+            self._targets = {**self._targets, key: float(value)}
+            self._requests = [*self._requests, ("cancel morph", key)]
+            recorder = self._recorders.get(key)
         if recorder is not None:
-            recorder.record(self.frame / self.frame_rate, float(value))
+            recorder.record(max(recorder.times[-1], self.frame / self.frame_rate), float(value))
 
     def record(self, bend: int, name: str) -> None:
-        """Starts recording live moves of a parameter (its lane, if any, stops playing meanwhile)."""
-        key = (bend, name)
-        if key not in self.rig.rows or key in self._derived:
-            raise KeyError(f"bend {bend + 1} has no parameter {name!r}")
+        """Starts recording live moves of a parameter; its lane, if any, stops and the value holds."""
+        key = self._check(bend, name)
         recorder = Recorder()
         recorder.record(self.frame / self.frame_rate, self._current[key])
         with self._lock:
-            self.lanes.pop(key, None)
+            self.lanes = {k: lane for k, lane in self.lanes.items() if k != key}
+            self._targets = {**self._targets, key: self._current[key]}
             self._recorders = {**self._recorders, key: recorder}
 
     def stop_recording(self, bend: int, name: str, curve: str = "linear", loop: bool = False) -> Lane:
         """Ends a recording; the moves become the parameter's lane (played from the scene's start)."""
+        key = self._check(bend, name)
         with self._lock:
-            recorders = dict(self._recorders)
-            recorder = recorders.pop((bend, name))
-            self._recorders = recorders
-        lane = recorder.lane(curve, loop)
-        self.lanes[(bend, name)] = lane
+            recorder = self._recorders[key]
+            self._recorders = {k: r for k, r in self._recorders.items() if k != key}
+            lane = recorder.lane(curve, loop)
+            self.lanes = {**self.lanes, key: lane}
         return lane
 
     def restart(self) -> None:
-        """Back to the scene's start: lanes play from their beginning."""
-        self.frame = 0
+        """Back to the scene's start (from the next block): lanes play from their beginning, running
+        morphs land on their end values, recordings in progress are dropped."""
+        with self._lock:
+            self._requests = [*self._requests, ("restart",)]
+            self._recorders = {}
 
     def morph(self, targets: dict[tuple[int, str], float], seconds: float) -> None:
-        """Glides to new values over ``seconds`` (a scene recall with the same chain)."""
-        frames = max(1, round(seconds * self.frame_rate))
+        """Glides linearly to new values over ``seconds`` (a scene recall with the same chain)."""
+        for key in targets:
+            self._check(*key)
         with self._lock:
-            self._morphs = {key: (self._current[key], value, self.frame, frames) for key, value in targets.items()}
+            self._requests = [*self._requests, ("morph", dict(targets), seconds)]
             self._targets = {**self._targets, **targets}
 
     def value(self, bend: int, name: str) -> float:
         """The value the last block ended on."""
         return self._current[(bend, name)]
 
+    def _apply_requests(self) -> None:
+        with self._lock:
+            requests, self._requests = self._requests, []
+        for request in requests:
+            if request[0] == "morph":
+                frames = max(1, round(request[2] * self.frame_rate))
+                self._morphs.update({key: (self._current[key], value, self.frame, frames)
+                                     for key, value in request[1].items()})
+            elif request[0] == "cancel morph":
+                self._morphs.pop(request[1], None)
+            else:  # restart: the scene clock goes back to zero
+                for key, (_, end, _, _) in self._morphs.items():
+                    self._current[key] = end
+                self._morphs = {}
+                self.frame = 0
+
     def block_values(self) -> np.ndarray:
         """Per-frame values [rows, frames] for the next block, advancing time."""
+        self._apply_requests()
         frames = self.rig.block_frames
         times = (self.frame + np.arange(frames)) / self.frame_rate
-        targets, morphs = self._targets, self._morphs
+        targets, lanes, morphs = self._targets, self.lanes, self._morphs
         values = np.zeros((max(1, len(self.rig.rows)), frames), np.float32)
         for key, row in self.rig.rows.items():
             if key in self._derived:
                 continue
-            if key in self.lanes:
-                values[row] = self.lanes[key].at(times)
+            if key in lanes:
+                values[row] = lanes[key].at(times)
                 self._current[key] = float(values[row, -1])
             elif key in morphs:
                 start, end, begun, length = morphs[key]
                 progress = np.clip((self.frame + 1 + np.arange(frames) - begun) / length, 0.0, 1.0)
                 values[row] = start + (end - start) * progress
                 self._current[key] = float(values[row, -1])
+                if progress[-1] >= 1.0:
+                    del morphs[key]  # landed: the fader target (the same value) takes over
             else:
                 values[row] = self._glide(key, targets[key], frames)
         for index, bend in enumerate(self.rig.bends):

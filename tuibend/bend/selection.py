@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 METHODS = ("random", "variance", "correlation", "cluster")
 FEATURES = ("loudness", "pitch", "centroid")
@@ -30,16 +29,6 @@ class Selection:
     feature: str = "loudness"  # for 'correlation'
     cluster: int = 0  # for 'cluster': which cluster
     clusters: int = 8  # for 'cluster': how many
-
-
-def unit_weights(proportion: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
-    """Per-frame weights [frames, units] from proportions [frames] and each unit's rank in the order.
-
-    ``ranks`` holds U for units outside a cluster selection, so they never fade in.
-    """
-    count = tf.cast(tf.shape(ranks)[0], tf.float32) if ranks.shape[0] else 0.0
-    eligible = tf.reduce_sum(tf.cast(ranks < tf.cast(count, ranks.dtype), tf.float32))
-    return tf.clip_by_value(proportion[:, tf.newaxis] * eligible - tf.cast(ranks, tf.float32)[tf.newaxis, :], 0.0, 1.0)
 
 
 def ranks_from_order(order: np.ndarray, n_units: int) -> np.ndarray:

@@ -8,6 +8,7 @@ spectral centroid, and k-means labels of the units' standardised activation prof
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ def unit_statistics(model: TimbreModel, folder: str | Path | None) -> dict[str, 
             with np.load(path, allow_pickle=False) as data:
                 if int(data["version"]) == VERSION:
                     return {key: data[key] for key in data.files}
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # damaged: compute again
     statistics = compute_unit_statistics(model)
     if path is not None:

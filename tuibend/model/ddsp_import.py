@@ -224,7 +224,8 @@ def import_ddsp(source: str | Path, destination: str | Path, name: str | None = 
     folder = Path(source)
     if not folder.is_dir():
         raise ModelFormatError(f"{folder}: no such folder")
-    gins = sorted(folder.glob("operative_config-*.gin"))
+    gins = sorted(folder.glob("operative_config-*.gin"),
+                  key=lambda p: int(m.group(1)) if (m := re.search(r"-(\d+)\.gin$", p.name)) else -1)
     if not gins:
         raise ModelFormatError(f"{folder}: no operative_config-*.gin (the model's configuration)")
     prefix = find_checkpoint(folder)

@@ -45,8 +45,16 @@ def _numpy_reconstruct(subtype, shape, dtype_code):
     return np.ndarray.__new__(np.ndarray, shape, dtype_code)
 
 
+def _plain_dtype(*args, **kwargs) -> np.dtype:
+    """numpy dtypes, except object ones (their items would be arbitrary pickled objects)."""
+    dtype = np.dtype(*args, **kwargs)
+    if dtype.hasobject:
+        raise UnsafePickleError("object-dtype arrays are refused")
+    return dtype
+
+
 _ALLOWED = {
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): _plain_dtype,
     ("numpy", "ndarray"): np.ndarray,
 }
 for _core in ("numpy.core.multiarray", "numpy._core.multiarray"):

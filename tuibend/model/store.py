@@ -22,6 +22,8 @@ from tuibend.model.timbre import TimbreModel
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
 STATISTICS_FILE = "statistics.npz"
+OWN_FILES = (CONFIG_FILE, WEIGHTS_FILE, STATISTICS_FILE)
+DERIVED_FROM_WEIGHTS = ("units.npz",)  # tuibend.bend.units' cache
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -65,17 +67,22 @@ def save_model(path: str | os.PathLike, config: ModelConfig, weights: dict[str, 
         np.savez(staging / WEIGHTS_FILE, **{name: np.asarray(value, np.float32) for name, value in weights.items()})
         if statistics is not None:
             np.savez(staging / STATISTICS_FILE, **statistics.to_arrays())
-        if folder.exists():
-            retired = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(retired, ignore_errors=True)
-            folder.rename(retired)
-            staging.rename(folder)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if not folder.exists():
+        staging.rename(folder)
+        return folder
+    # Everything else in the folder (training checkpoints, reports) moves across; caches derived
+    # from the old weights are dropped.
+    kept = [entry for entry in folder.iterdir() if entry.name not in OWN_FILES + DERIVED_FROM_WEIGHTS]
+    for entry in kept:
+        entry.rename(staging / entry.name)
+    retired = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    folder.rename(retired)
+    staging.rename(folder)
+    shutil.rmtree(retired)
     return folder
 
 

@@ -141,8 +141,10 @@ class StreamingAnalyzer:
         return self._buffer[offset:offset + size]
 
     def process(self, block: np.ndarray) -> Features:
-        """Consumes a block of samples, returns the frames it completes (possibly none)."""
-        self._buffer = np.concatenate([self._buffer, np.asarray(block, np.float32).reshape(-1)])
+        """Consumes a block of samples ([n], or [n, channels], downmixed), returns the frames it completes."""
+        block = np.asarray(block, np.float32)
+        block = block.mean(axis=1) if block.ndim == 2 else block.reshape(-1)
+        self._buffer = np.concatenate([self._buffer, block])
         self._n_in += len(block)
         tracker, hop = self.tracker, self.hop
         # Tracker estimates whose windows are complete.

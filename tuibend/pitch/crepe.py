@@ -9,6 +9,7 @@ CREPE Keras ``.h5`` file; both load with TensorFlow alone, never torch, never pi
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def load_npz_weights(path: Path, capacity: str) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise CrepeWeightsError(f"{path}: no CREPE {capacity} weights here (convert them with "
                                 f"`python tools/convert_crepe.py {capacity}`)") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise CrepeWeightsError(f"{path}: not a readable weights archive ({error})") from None
     return _checked(weights, capacity, path)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from tuibend.atomic import atomic_path
-from tuibend.audiofile import check_audio, read_audio
+from tuibend.audiofile import AudioFileError, check_audio, read_audio
 from tuibend.pitch.analysis import FRAME_RATE, SAMPLE_RATE, Features, analyze_audio
 from tuibend.pitch.trackers import make_tracker
 
@@ -42,7 +43,7 @@ def _load_cached(path: Path) -> Features | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             return Features(data["f0_hz"], data["confidence"], data["loudness_db"], int(data["frame_rate"]))
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None  # absent or damaged: analyse again and overwrite
 
 
@@ -64,6 +65,8 @@ def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe
     if isinstance(path_or_audio, (str, os.PathLike)):
         path = Path(path_or_audio)
         audio = read_audio(path, SAMPLE_RATE)  # validates the file before anything is cached
+        if len(audio) < SAMPLE_RATE // FRAME_RATE:
+            raise AudioFileError(f"{path}: too short to analyse ({len(audio)} samples at {SAMPLE_RATE} Hz)")
         entry = cache_dir() / f"{cache_key(path, settings)}.npz" if use_cache else None
         if entry is not None and (cached := _load_cached(entry)) is not None:
             return cached
