@@ -289,6 +289,18 @@ def test_freeze_holds_across_blocks():
     np.testing.assert_allclose(held, np.repeat(a[::2], 2, axis=0), atol=1e-6)
 
 
+def test_rig_reset_forgets_held_activations():
+    rig = BendRig([Bend("fc1", "freeze", 1.0)], WIDTHS, 2)
+    controller = BendController(rig, 250.0, smoothing_seconds=0.0)
+    first, second = np.ones((1, 2, 8), np.float32), np.full((1, 2, 8), 5.0, np.float32)
+    controller.advance()
+    rig.hook("fc1", tf.constant(first))
+    rig.reset()
+    controller.restart()  # a fresh scene start: the next frame is sampled again
+    controller.advance()
+    np.testing.assert_allclose(rig.hook("fc1", tf.constant(second)).numpy(), 5.0)
+
+
 def test_smooth_is_a_one_pole_low_pass_continuous_across_blocks():
     a = np.random.default_rng(2).normal(size=(20, 8)).astype(np.float32)
     alpha = 1.0 - np.exp(-1.0 / (0.02 * 250.0))

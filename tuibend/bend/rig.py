@@ -47,13 +47,13 @@ class Bend:
         return float(self.params.get(name, TRANSFORMS[self.transform].params[name][0]))
 
 
-def check_bend(bend: Bend, widths: dict[str, int], where: str = "bend") -> None:
-    """Raises :class:`BendError` naming the first fault of a bend for a model with these points."""
-    if bend.point not in widths:
+def check_bend(bend: Bend, widths: dict[str, int] | None, where: str = "bend") -> None:
+    """Raises :class:`BendError` naming the first fault of a bend (its point only when ``widths`` are given)."""
+    if widths is not None and bend.point not in widths:
         raise BendError(f"{where}.point: {bend.point!r} is not a bend point of this model "
                         f"(points: {', '.join(widths)})")
     if bend.transform not in TRANSFORMS:
-        raise BendError(f"{where}.transform: {bend.transform!r} is unknown (transforms: {', '.join(TRANSFORMS)})")
+        raise BendError(f"{where}.transform: {bend.transform!r} is unknown (allowed: {', '.join(TRANSFORMS)})")
     if not 0.0 <= bend.proportion <= 1.0:
         raise BendError(f"{where}.proportion: {bend.proportion} is outside [0, 1]")
     known = TRANSFORMS[bend.transform].params
@@ -93,6 +93,14 @@ class BendRig:
             if TRANSFORMS[bend.transform].memory:
                 state["memory"] = tf.Variable(tf.zeros([batch, units]), trainable=False)
             self._state.append(state)
+
+    def reset(self) -> None:
+        """Clears what the transforms carry across blocks (held and smoothed activations), as a
+        model stream's reset clears its own state."""
+        for state in self._state:
+            if "memory" in state:
+                state["memory"].assign(tf.zeros_like(state["memory"]))
+        self.block_counter.assign(0)
 
     def hook(self, point: str, activations: tf.Tensor) -> tf.Tensor:
         """Applies this point's bends in chain order."""
@@ -169,7 +177,8 @@ class BendController:
 
     def restart(self) -> None:
         """Back to the scene's start (from the next block): lanes play from their beginning, running
-        morphs land on their end values, recordings in progress are dropped."""
+        morphs land on their end values, oscillators and sample-and-holds start again, recordings in
+        progress are dropped."""
         with self._lock:
             self._requests = [*self._requests, ("restart",)]
             self._recorders = {}
@@ -196,10 +205,11 @@ class BendController:
                                      for key, value in request[1].items()})
             elif request[0] == "cancel morph":
                 self._morphs.pop(request[1], None)
-            else:  # restart: the scene clock goes back to zero
+            else:  # restart: the scene clock goes back to zero, derived rows start afresh
                 for key, (_, end, _, _) in self._morphs.items():
                     self._current[key] = end
                 self._morphs = {}
+                self._memory = {index: {} for index in self._memory}
                 self.frame = 0
 
     def block_values(self) -> np.ndarray:

@@ -18,7 +18,6 @@ from tuibend.atomic import atomic_path
 from tuibend.bend.automation import CURVES, SHAPES, AutomationError, Breakpoints, Lane, Lfo
 from tuibend.bend.rig import Bend, BendError, check_bend
 from tuibend.bend.selection import FEATURES, METHODS, Selection
-from tuibend.bend.transforms import TRANSFORMS
 
 
 class SceneError(ValueError):
@@ -78,30 +77,24 @@ def _selection(table, where: str) -> Selection:
 
 
 def _bend(table, where: str) -> Bend:
+    """Types and presence here; names and ranges by the same check the rig applies."""
     table = _expect(table, dict, where, "a [[bend]] table")
     _known(table, {"point", "transform", "proportion", "select", "seed", "params"}, where)
     for required in ("point", "transform"):
         if required not in table:
             raise SceneError(f"{where}.{required}: missing")
-    transform = _expect(table["transform"], str, f"{where}.transform", "a string")
-    if transform not in TRANSFORMS:
-        raise SceneError(f"{where}.transform: {transform!r} is unknown (allowed: {', '.join(TRANSFORMS)})")
-    proportion = _number(table.get("proportion", 0.5), f"{where}.proportion")
-    if not 0.0 <= proportion <= 1.0:
-        raise SceneError(f"{where}.proportion: {proportion} is outside [0, 1]")
     params = _expect(table.get("params", {}), dict, f"{where}.params", "a table of numbers")
-    known = TRANSFORMS[transform].params
-    checked = {}
-    for name, value in params.items():
-        if name not in known:
-            raise SceneError(f"{where}.params.{name}: {transform} takes {', '.join(known) or 'no parameters'}")
-        checked[name] = _number(value, f"{where}.params.{name}")
-        low, high = known[name][1:]
-        if not low <= checked[name] <= high:
-            raise SceneError(f"{where}.params.{name}: {checked[name]} is outside [{low}, {high}]")
-    return Bend(point=_expect(table["point"], str, f"{where}.point", "a string"), transform=transform,
-                proportion=proportion, select=_selection(table.get("select", {}), f"{where}.select"),
-                seed=_expect(table.get("seed", 0), int, f"{where}.seed", "an integer"), params=checked)
+    bend = Bend(point=_expect(table["point"], str, f"{where}.point", "a string"),
+                transform=_expect(table["transform"], str, f"{where}.transform", "a string"),
+                proportion=_number(table.get("proportion", 0.5), f"{where}.proportion"),
+                select=_selection(table.get("select", {}), f"{where}.select"),
+                seed=_expect(table.get("seed", 0), int, f"{where}.seed", "an integer"),
+                params={name: _number(value, f"{where}.params.{name}") for name, value in params.items()})
+    try:
+        check_bend(bend, None, where)
+    except BendError as error:
+        raise SceneError(str(error)) from None
+    return bend
 
 
 def _lane(table, where: str) -> Lane:

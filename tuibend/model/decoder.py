@@ -108,6 +108,21 @@ def fc_layer(x: tf.Tensor, kernel, bias, gamma, beta) -> tf.Tensor:
     return tf.nn.leaky_relu(x, LEAKY_RELU_ALPHA)
 
 
+def gru_cell(h: tf.Tensor, x_proj: tf.Tensor, recurrent_kernel, recurrent_bias) -> tuple[tf.Tensor, ...]:
+    """One step of Keras' GRU (reset_after, gates z r h) from the input's projection.
+
+    Returns the new state and the gates (z, r, candidate n, recurrent part of the candidate),
+    which the hand-written gradient of :func:`recurrence` reuses.
+    """
+    h_proj = tf.matmul(h, recurrent_kernel) + recurrent_bias
+    x_z, x_r, x_h = tf.split(x_proj, 3, axis=-1)
+    h_z, h_r, h_h = tf.split(h_proj, 3, axis=-1)
+    z = tf.sigmoid(x_z + h_z)
+    r = tf.sigmoid(x_r + h_r)
+    n = tf.tanh(x_h + r * h_h)
+    return z * h + (1.0 - z) * n, z, r, n, h_h
+
+
 def gru_sequence(inputs: tf.Tensor, state: tf.Tensor, kernel, recurrent_kernel, bias,
                  unroll: bool) -> tuple[tf.Tensor, tf.Tensor]:
     """Keras' GRU (reset_after, gates z r h) over [b, t, n] from state [b, units].
@@ -116,19 +131,10 @@ def gru_sequence(inputs: tf.Tensor, state: tf.Tensor, kernel, recurrent_kernel, 
     unrolled for the few frames of a live block, a ``tf.scan`` for whole files.
     """
     projected = dense(inputs, kernel, bias[0])
-
-    def cell(h: tf.Tensor, x_proj: tf.Tensor) -> tf.Tensor:
-        h_proj = tf.matmul(h, recurrent_kernel) + bias[1]
-        x_z, x_r, x_h = tf.split(x_proj, 3, axis=-1)
-        h_z, h_r, h_h = tf.split(h_proj, 3, axis=-1)
-        z = tf.sigmoid(x_z + h_z)
-        r = tf.sigmoid(x_r + h_r)
-        return z * h + (1.0 - z) * tf.tanh(x_h + r * h_h)
-
     if unroll:
         outputs = []
         for frame in range(int(inputs.shape[1])):
-            state = cell(state, projected[:, frame])
+            state = gru_cell(state, projected[:, frame], recurrent_kernel, bias[1])[0]
             outputs.append(state)
         return tf.stack(outputs, axis=1), state
     sequence = recurrence(tf.transpose(projected, [1, 0, 2]), state, recurrent_kernel, bias[1])
@@ -144,14 +150,7 @@ def recurrence(projected: tf.Tensor, state: tf.Tensor, recurrent_kernel: tf.Tens
     kernel's gradient is one large matmul over all frames afterwards.
     """
     def step(carry, x_proj):
-        h = carry[0]
-        h_proj = tf.matmul(h, recurrent_kernel) + recurrent_bias
-        x_z, x_r, x_h = tf.split(x_proj, 3, axis=-1)
-        h_z, h_r, h_h = tf.split(h_proj, 3, axis=-1)
-        z = tf.sigmoid(x_z + h_z)
-        r = tf.sigmoid(x_r + h_r)
-        n = tf.tanh(x_h + r * h_h)
-        return (z * h + (1.0 - z) * n, z, r, n, h_h)
+        return gru_cell(carry[0], x_proj, recurrent_kernel, recurrent_bias)
 
     zeros = tf.zeros_like(state)
     outputs, z, r, n, h_h = tf.scan(step, projected, initializer=(state, zeros, zeros, zeros, zeros))
