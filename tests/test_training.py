@@ -179,3 +179,16 @@ def test_evaluation_measures_pitch_and_loudness_errors(dataset, solo_model_dir, 
     assert result.returncode == 0, result.stderr
     assert "pitch error" in result.stdout and "misses the bar" in result.stdout  # a 3-step model is noise
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_terminating_a_run_saves_a_checkpoint_first(dataset, tmp_path):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = subprocess.Popen([sys.executable, "-c", RUN, str(dataset), str(tmp_path / "stopped"), "40"],
+                           stdout=subprocess.PIPE, text=True, env=environment)
+    for line in run.stdout:
+        if int(line) >= 6:
+            run.send_signal(signal.SIGTERM)
+            break
+    run.wait(timeout=120)
+    saved = [int(p.name.split("-")[1].split(".")[0]) for p in (tmp_path / "stopped" / "training").glob("ckpt-*.index")]
+    assert max(saved) >= 6  # saved on the signal: periodic checkpoints alone would stop at step 4

@@ -184,6 +184,7 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
             temporary.write_text(json.dumps({"config": asdict(config), "log": asdict(log)}))
 
     started, first = time.perf_counter(), int(trainer.step.numpy())
+    _stop_on_terminate()
     try:
         while (step := int(trainer.step.numpy())) < config.steps:
             loss = trainer.train_step(next(stream))
@@ -203,6 +204,24 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
     save_model(output, model.config, model.weights(), statistics)
     write_report(output, config, log)
     return log
+
+
+def _stop_on_terminate() -> None:
+    """SIGTERM (a scheduler, `kill`) and SIGINT stop a run like Ctrl-C: a checkpoint first.
+
+    A background job started from a script ignores SIGINT unless asked; both are handled here.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def write_report(output: Path, config: TrainingConfig, log: TrainingLog) -> None:
