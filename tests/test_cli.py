@@ -53,3 +53,14 @@ def test_bad_arguments_and_unwritable_outputs_are_one_line(solo_model_dir, tmp_p
         result = run(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_units_command_computes_and_caches_statistics(solo_model_dir, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(solo_model_dir, tmp_path / "model")
+    (folder / "units.npz").unlink(missing_ok=True)
+    result = run("units", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert "fc2" in result.stdout and "strongest |r|" in result.stdout
+    assert (folder / "units.npz").exists()

@@ -174,6 +174,23 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"wrote {args.spectrogram}")
 
 
+def _units(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from tuibend.bend.units import UNITS_FILE, unit_statistics
+    from tuibend.model.store import load_model
+
+    model = load_model(args.model)
+    statistics = unit_statistics(model, args.model)
+    print(f"unit statistics of {args.model} (cached in {args.model}/{UNITS_FILE}):")
+    for point in model.bend_points:
+        variance = statistics[f"{point}/variance"]
+        strongest = {name: float(np.max(np.abs(statistics[f"{point}/correlation/{name}"])))
+                     for name in ("loudness", "pitch", "centroid")}
+        print(f"  {point:<10} {len(variance):>5} units, {int(np.sum(variance > 1e-6)):>5} active; strongest |r| "
+              + ", ".join(f"{name} {value:.2f}" for name, value in strongest.items()))
+
+
 def _models(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
@@ -279,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--examples", type=positive_int, default=16, help="at most this many examples (default 16)")
     evaluate.add_argument("--spectrogram", metavar="PNG", help="input and resynthesis of the first example")
     evaluate.set_defaults(handler=_evaluate)
+
+    units = commands.add_parser("units", help="compute (and cache) a model's unit statistics for informed selection")
+    units.add_argument("model", help="a tuibend model folder")
+    units.set_defaults(handler=_units)
 
     models = commands.add_parser("models", help="list installed models")
     models.add_argument("folder", nargs="?", default="models", help="where to look (default models/)")

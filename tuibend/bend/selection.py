@@ -69,7 +69,8 @@ def unit_order(selection: Selection, n_units: int, seed: int, statistics: dict[s
     if method == "random":
         return np.random.default_rng(seed).permutation(n_units)
     if statistics is None:
-        raise SelectionError(f"selection {method!r} needs the model's unit statistics (tuibend units MODEL)")
+        raise SelectionError(f"selection {method!r} needs the model's unit statistics (`tuibend units MODEL` "
+                             "computes and caches them)")
     if method == "variance":
         return np.argsort(-statistics[f"{point}/variance"], kind="stable")
     if method == "correlation":
