@@ -192,3 +192,8 @@ def test_terminating_a_run_saves_a_checkpoint_first(dataset, tmp_path):
     run.wait(timeout=120)
     saved = [int(p.name.split("-")[1].split(".")[0]) for p in (tmp_path / "stopped" / "training").glob("ckpt-*.index")]
     assert max(saved) >= 6  # saved on the signal: periodic checkpoints alone would stop at step 4
+    import tuibend
+
+    model = tuibend.load_model(tmp_path / "stopped")  # the model as it stood is usable at once
+    assert json.loads((tmp_path / "stopped" / "training.json").read_text())["step"] == max(saved)
+    assert model.config.decoder.ch == 256

@@ -178,10 +178,15 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
     batch_size = config.batch_size
     stream = batches(data, "train", batch_size, config.seed, skip_batches=int(trainer.step.numpy()))
 
+    statistics = read_statistics(data)
+
     def save() -> None:
+        """A checkpoint to resume from, and the model as it stands, usable while training goes on."""
         manager.save(checkpoint_number=int(trainer.step.numpy()))
         with atomic_path(log_path) as temporary:
             temporary.write_text(json.dumps({"config": asdict(config), "log": asdict(log)}))
+        save_model(output, model.config, model.weights(), statistics)
+        write_report(output, config, log)
 
     started, first = time.perf_counter(), int(trainer.step.numpy())
     _stop_on_terminate()
@@ -200,9 +205,7 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
     except KeyboardInterrupt:
         save()
         raise
-    statistics = read_statistics(data)
-    save_model(output, model.config, model.weights(), statistics)
-    write_report(output, config, log)
+    save()
     return log
 
 
@@ -225,8 +228,8 @@ def _stop_on_terminate() -> None:
 
 
 def write_report(output: Path, config: TrainingConfig, log: TrainingLog) -> None:
-    """``training.json`` (recipe, held-out loss) and ``loss.png`` beside the model."""
-    summary = {"recipe": asdict(config), "final_step": log.steps[-1] if log.steps else 0,
+    """``training.json`` (recipe, steps so far, held-out loss) and ``loss.png`` beside the model."""
+    summary = {"recipe": asdict(config), "step": log.steps[-1] if log.steps else 0,
                "holdout_loss": log.holdout_losses[-1] if log.holdout_losses else None,
                "train_loss_last_100": float(np.mean(log.losses[-100:])) if log.losses else None}
     with atomic_path(output / "training.json") as temporary:
