@@ -55,10 +55,13 @@ def quantile_map(loudness_db: np.ndarray, mask_on: np.ndarray, statistics: Datas
 
 
 def shift_octaves(f0_hz: np.ndarray, mask_on: np.ndarray, mean_pitch: float) -> tuple[np.ndarray, int]:
-    """Whole octaves that bring the note-on pitch toward the training data's mean (the colab's rounding)."""
+    """Whole octaves that bring the note-on pitch nearest the training data's mean.
+
+    The colab rounds up below 1.5 octaves (``ceil``), which lifts a performance that sits just
+    under the model's register by a whole octave; tuibend takes the nearest octave instead.
+    """
     midi = 12.0 * np.log2(np.maximum(f0_hz[mask_on], 1e-3) / 440.0) + 69.0
-    octaves = (mean_pitch - float(np.mean(midi))) / 12.0
-    octaves = int(np.floor(octaves) if octaves > 1.5 else np.ceil(octaves))
+    octaves = int(np.round((mean_pitch - float(np.mean(midi))) / 12.0))
     return f0_hz * 2.0 ** octaves, octaves
 
 
