@@ -339,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             SelectionError) as error:
         print(f"tuibend: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`tuibend info M | head`): leave quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:  # a folder that cannot be written, a disk that is full: one line, no traceback
         where = f"{error.filename}: " if error.filename else ""
         print(f"tuibend: error: {where}{error.strerror or error}", file=sys.stderr)
