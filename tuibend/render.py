@@ -91,8 +91,8 @@ def draw_spectrograms(path: str | Path, input_audio: np.ndarray, output_audio: n
 
     figure, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True, constrained_layout=True)
     for axis, audio, title in zip(axes, (input_audio, output_audio), titles, strict=True):
-        with np.errstate(divide="ignore"):  # digital silence has no level: drawn at the floor
-            axis.specgram(audio, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-140, scale="dB")
+        floor = np.random.default_rng(0).normal(0.0, 1e-7, len(audio))  # digital silence drawn at -140 dB
+        axis.specgram(audio + floor, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-140, scale="dB")
         axis.set_title(title)
         axis.set_ylabel("Hz")
     axes[-1].set_xlabel("seconds")
