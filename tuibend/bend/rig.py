@@ -195,6 +195,18 @@ class BendController:
         """The value the last block ended on."""
         return self._current[(bend, name)]
 
+    def target(self, bend: int, name: str) -> float:
+        """Where the fader stands (the value a glide or morph is heading for)."""
+        return self._targets[self._check(bend, name)]
+
+    def jump(self, values: dict[tuple[int, str], float]) -> None:
+        """Sets parameters at once, without a glide (before the first block: where a fade-in starts)."""
+        for key in values:
+            self._check(*key)
+        with self._lock:
+            self._targets = {**self._targets, **values}
+        self._current.update(values)
+
     def _apply_requests(self) -> None:
         with self._lock:
             requests, self._requests = self._requests, []

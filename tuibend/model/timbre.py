@@ -200,6 +200,11 @@ class ModelStream:
         """Back to silence: GRU state, phase, filter and reverb tails all cleared."""
         tf.nest.map_structure(lambda variable, value: variable.assign(value), self._state, self._initial_state())
 
+    def continue_from(self, other: ModelStream) -> None:
+        """Takes over another stream's state (same model and block size), so a chain can change
+        between two blocks with no click: GRU, phases, filter and reverb tails carry on."""
+        tf.nest.map_structure(lambda mine, theirs: mine.assign(theirs.read_value()), self._state, other._state)
+
     def step(self, f0_hz, loudness_db, noise=None) -> np.ndarray:
         """One block: f0 and loudness of ``block_frames`` frames ([F] or [b, F]) -> audio."""
         f0, was_1d = _batched(f0_hz)

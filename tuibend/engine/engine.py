@@ -1,0 +1,560 @@
+"""The real-time engine: the model thread between a source and the speaker.
+
+Three kinds of thread meet here and none waits for another:
+
+- the audio callback (:class:`~tuibend.engine.devices.Bridge`) copies samples between two rings;
+- the model thread (:meth:`Engine._run`) takes a block of input (live analysis or a prepared
+  file), advances the bend controller, runs the compiled model step, guards and limits the
+  result, records it, and writes it to the output ring;
+- controllers (the interface, MIDI, OSC, a replayed log) call :meth:`Engine.set`,
+  :meth:`Engine.recall`, :meth:`Engine.panic` and the rest, which swap small values or append
+  to a deque; the model thread applies them before its next block, so a change is heard in
+  the next block.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import gc
+import json
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from tuibend.atomic import atomic_path
+from tuibend.bend.rig import BendController
+from tuibend.bend.scene import Scene
+from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
+from tuibend.engine.chains import Chain, ChainPreparer, build_chain, structure_key
+from tuibend.engine.devices import Bridge, DeviceInfo, VirtualDevice, open_device
+from tuibend.engine.errors import EngineError
+from tuibend.engine.events import Event, EventLog
+from tuibend.engine.ring import RingBuffer
+from tuibend.engine.safety import DcBlocker, Limiter, is_finite
+from tuibend.engine.sources import Block, FilePlayer, LiveAnalysis
+from tuibend.engine.take import TakeWriter
+from tuibend.model.timbre import TimbreModel
+
+BLOCK_SIZES = (64, 128, 256, 512, 1024)
+SLOW_LOAD = 0.7  # a model using more of a block's duration than this cannot play without underruns
+
+
+@dataclass
+class EngineSettings:
+    """How to run: block size, device, and where the performance is written."""
+
+    block: int = 256
+    device: str | int | None = None  # None: the default device; "none": no device, paced by the clock
+    output_channels: int = 2
+    record: Path | None = None
+    stats: Path | None = None
+    log: Path | None = None
+    seed: int = 0
+    check_speed: bool = True
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One snapshot of the engine for meters and the stats file (replaced whole after each block)."""
+
+    time_s: float = 0.0
+    input_db: float = -120.0
+    output_db: float = -120.0
+    f0_hz: float = 0.0
+    confidence: float = 0.0
+    loudness_db: float = -120.0
+    load: float = 0.0  # time per block over the block's duration, mean of the last second
+    load_peak: float = 0.0  # the worst block of the last second
+    underruns: int = 0
+    overruns: int = 0
+    guard_mutes: int = 0
+    latency_ms: float = 0.0  # the engine's own added delay, input onset to output onset
+    pitch_lag_ms: float = 0.0
+    position_s: float = 0.0
+    duration_s: float = 0.0
+    playing: bool = False
+    bypass: bool = False
+    scene: str = ""
+    preparing: bool = False
+    take_s: float | None = None
+    blocks: int = 0
+    error: str | None = None
+
+
+def _level_db(samples: np.ndarray) -> float:
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    return 20.0 * math.log10(peak) if peak > 1e-6 else -120.0
+
+
+@dataclass
+class _SceneChange:
+    scene: Scene
+    seconds: float
+    source: str
+    fade_out_until: int | None = None  # engine frame at which the old chain, faded out, is swapped
+
+
+@dataclass
+class _LoadMeter:
+    loads: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))
+
+    def add(self, load: float) -> None:
+        self.loads.append(load)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.loads)) if self.loads else 0.0
+
+    @property
+    def peak(self) -> float:
+        return float(np.max(self.loads)) if self.loads else 0.0
+
+
+class Engine:
+    """Plays a model from a source to a device and/or a take, with scenes of bends.
+
+    ``source`` is a :class:`FilePlayer` or a :class:`LiveAnalysis` (which needs a device with an input).
+    ``scenes`` is the set that :meth:`recall` indexes (MIDI program changes and number keys); the
+    first is played at start unless ``scene`` names another. ``units_provider`` computes the model's
+    unit statistics the first time a chain with an informed selection is built.
+    """
+
+    def __init__(self, model: TimbreModel, source: FilePlayer | LiveAnalysis, scenes: list[Scene] | None = None,
+                 settings: EngineSettings | None = None, unit_statistics: dict | None = None,
+                 scene: Scene | None = None, units_provider: Callable[[], dict] | None = None):
+        self.model = model
+        self.source = source
+        self.scenes = list(scenes or [])
+        self.settings = settings or EngineSettings()
+        self.unit_statistics = unit_statistics
+        self.units_provider = units_provider  # unit statistics for informed selections, when first needed
+        block, hop = self.settings.block, model.config.hop
+        if block not in BLOCK_SIZES:
+            raise EngineError(f"block size {block}: use one of {', '.join(map(str, BLOCK_SIZES))} samples")
+        if block % hop:
+            raise EngineError(f"block size {block} is not a whole number of model frames ({hop} samples)")
+        self.sample_rate = model.config.sample_rate
+        self.block_frames = block // hop
+        self.floor_db = -LOUDNESS_FLAVOURS[model.config.loudness].range_db
+        self.live = isinstance(source, LiveAnalysis)
+        self.scene = scene or (self.scenes[0] if self.scenes else Scene("unbent"))
+        self.events = EventLog(self.settings.log)
+        self.telemetry = Telemetry()
+        self.device: DeviceInfo | None = None
+        self.bypass = False
+        self.error: str | None = None
+        self.frame = 0  # engine time in model frames
+        self._requests: collections.deque = collections.deque()  # applied by the model thread
+        self._script: collections.deque[Event] = collections.deque()
+        self._change: _SceneChange | None = None
+        self._take: TakeWriter | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream = None
+        self._guard_mutes = 0
+        self._load = _LoadMeter()
+        self._last_stats = 0.0
+        self._dc = DcBlocker(self.sample_rate)
+        self._limiter = Limiter(self.sample_rate)
+        self._preparer = ChainPreparer(self._build_chain)
+        self._chain: Chain | None = None
+        self.controller: BendController | None = None
+
+    # ----- building -----------------------------------------------------------------------------
+
+    def _build_chain(self, bends) -> Chain:
+        informed = any(bend.select.method != "random" for bend in bends)
+        if informed and self.unit_statistics is None and self.units_provider is not None:
+            self.unit_statistics = self.units_provider()  # computed once, on the preparer thread
+        return build_chain(self.model, bends, self.block_frames, self.unit_statistics, self.settings.seed)
+
+    def _controller(self, chain: Chain, scene: Scene) -> BendController:
+        controller = BendController(chain.rig, self.model.config.frame_rate, scene.automation)
+        controller.jump({(i, name): bend.value(name) for i, bend in enumerate(scene.bends)
+                         for name in bend.parameter_names()})
+        return controller
+
+    def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Compiles every scene's chain before the music starts, and checks the model keeps up.
+
+        Compiling is Python-heavy (tracing holds the interpreter) and would starve the audio
+        callback if done while playing; only a chain edited live is compiled during a performance.
+        """
+        self.scene.check(self._widths(), f"scene {self.scene.name!r}")
+        scenes = [self.scene] + [scene for scene in self.scenes if scene is not self.scene]
+        for done, scene in enumerate(scenes):
+            key = structure_key(scene.bends)
+            if self._preparer.ready(key) is None:
+                self._preparer.add(key, self._build_chain(scene.bends))
+            if progress is not None:
+                progress(done + 1, len(scenes))
+        chain = self._preparer.ready(structure_key(self.scene.bends))
+        self._chain, self.controller = chain, self._controller(chain, self.scene)
+        if self.settings.check_speed:
+            self._check_speed(chain)
+
+    def _widths(self) -> dict[str, int]:
+        from tuibend.model.decoder import point_widths
+
+        return point_widths(self.model.config.decoder)
+
+    def _check_speed(self, chain: Chain) -> None:
+        f0 = np.full(self.block_frames, 220.0, np.float32)
+        loudness = np.full(self.block_frames, -30.0, np.float32)
+        times = []
+        for _ in range(12):
+            started = time.perf_counter()
+            self.controller.advance()
+            chain.stream.step(f0, loudness)
+            times.append(time.perf_counter() - started)
+        chain.stream.reset()
+        chain.rig.reset()
+        self.controller = self._controller(chain, self.scene)
+        per_block = float(np.median(times[2:]))
+        budget = self.settings.block / self.sample_rate
+        if per_block > SLOW_LOAD * budget:
+            raise EngineError(
+                f"the model is too slow for {self.settings.block}-sample blocks: {1000 * per_block:.1f} ms per "
+                f"block of {1000 * budget:.1f} ms; use a bigger block (--block {min(1024, 4 * self.settings.block)}) "
+                f"or the small model")
+
+    # ----- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Prepares (if not yet), opens the device (or the virtual clock) and starts the model thread."""
+        if self.controller is None:
+            self.prepare()
+        # The audio callback needs the interpreter within a period: switch threads often, and keep
+        # the collector off the prepared model's many objects (a full pass over them takes ~0.2 s).
+        sys.setswitchinterval(0.001)
+        gc.collect()
+        gc.freeze()
+        if self.settings.record is not None:
+            self._take = TakeWriter(self.settings.record, self.sample_rate)
+        virtual = self.settings.device == "none"
+        capacity = 16 * 1024 * max(1, self.settings.block // 256)
+        self._output = RingBuffer(capacity)
+        self._input = RingBuffer(capacity) if self.live else None
+        self.bridge = Bridge(self._input, self._output)
+        if virtual:
+            if self.live:
+                raise EngineError("live input needs an audio device with an input; none is in use (--device none)")
+            self._stream = VirtualDevice(self.bridge, self.sample_rate, period=256)
+            self._stream.start()
+            self.device = DeviceInfo("none (paced by the clock)", self.sample_rate, 256, virtual=True)
+        else:
+            self._stream, self.device = open_device(self.bridge, self.settings.device, self.sample_rate,
+                                                    duplex=self.live, output_channels=self.settings.output_channels)
+        self._setup_rates()
+        self._thread = threading.Thread(target=self._run, name="tuibend-model", daemon=True)
+        self._thread.start()
+        self.events.add(Event(0.0, "engine", "scene", self.scene.name))
+
+    def _setup_rates(self) -> None:
+        """Streaming resamplers where the device's rate is not the model's; the output ring's prefill."""
+        device_rate = self.device.sample_rate
+        self._resample_in = self._resample_out = None
+        if device_rate != self.sample_rate:
+            import soxr
+
+            self._resample_out = soxr.ResampleStream(self.sample_rate, device_rate, 1, dtype="float32", quality="MQ")
+            if self.live:
+                self._resample_in = soxr.ResampleStream(device_rate, self.sample_rate, 1, dtype="float32",
+                                                        quality="MQ")
+        self._device_block = math.ceil(self.settings.block * device_rate / self.sample_rate)
+        # Live: one block of silence ahead (the block being computed while the next arrives).
+        # A file: keep two blocks (at least two device periods) queued for the callback.
+        period = self.device.period or 256
+        self._prefill = self._device_block if self.live else max(2 * self._device_block, 2 * period)
+        self._pending_input = np.zeros(0, np.float32)
+        self._scratch = np.zeros(self._input.capacity if self._input is not None else 0, np.float32)
+        if self.live:
+            self._output.write(np.zeros(self._prefill, np.float32))
+
+    @property
+    def latency_ms(self) -> float:
+        """The engine's own added delay: queued output, the model's hop, and (live) the loudness lag."""
+        buffered = self._prefill / self.device.sample_rate if self.device else 0.0
+        model_delay = self.model.config.hop / self.sample_rate
+        lag = self.source.latency_ms["loudness"] if self.live else 0.0
+        return 1000.0 * (buffered + model_delay) + lag
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                block = self._next_input()
+                if block is None:
+                    self._stop.wait(0.001)
+                    continue
+                self._process(block)
+        except Exception as error:  # the engine reports and stays silent, never crashes the interface
+            self.error = f"{type(error).__name__}: {error}"
+            self.telemetry = replace(self.telemetry, error=self.error)
+            self.bridge.mute_until = 1 << 62
+        finally:
+            self.events.write_pending(force_flush=True)
+
+    def _next_input(self) -> Block | None:
+        """The next block of model input, or None when it is not time yet."""
+        if not self.live:
+            if self._output.readable >= self._prefill:
+                return None
+            return self.source.next_block(self.block_frames)
+        available = self._input.readable
+        if available:
+            got = self._input.read_into(self._scratch[:available])
+            samples = self._scratch[:got]
+            if self._resample_in is not None:
+                samples = self._resample_in.resample_chunk(samples)
+            self._pending_input = np.concatenate([self._pending_input, samples])
+        if len(self._pending_input) < self.settings.block:
+            return None
+        samples, self._pending_input = (self._pending_input[:self.settings.block],
+                                        self._pending_input[self.settings.block:])
+        return self.source.process(samples)
+
+    def _process(self, block: Block) -> None:
+        started = time.perf_counter()
+        self._apply_requests()
+        chain, controller = self._chain, self.controller
+        if self.bypass:
+            audio = block.dry.copy()
+        else:
+            controller.advance()
+            audio = chain.stream.step(block.f0_hz, block.loudness_db)
+        if not is_finite(audio):
+            self._guard(chain, "guard")
+            audio = np.zeros_like(audio)
+        audio = self._limiter.process(self._dc.process(audio))
+        if self._take is not None:
+            self._take.write(audio)
+        out = self._resample_out.resample_chunk(audio) if self._resample_out is not None else audio
+        self._output.write(out)
+        self.bridge.producing = True
+        self.frame += self.block_frames
+        load = (time.perf_counter() - started) / (self.settings.block / self.sample_rate)
+        self._load.add(load)
+        self._publish(block, audio)
+        self.events.write_pending()
+
+    def _guard(self, chain: Chain, reason: str) -> None:
+        """Mutes what is queued and clears every state that could hold NaN or Inf."""
+        self.bridge.mute_until = self._output.written
+        chain.stream.reset()
+        chain.rig.reset()
+        self._dc.reset()
+        self._limiter.reset()
+        if reason == "guard":
+            self._guard_mutes += 1
+            self.events.add(Event(self.seconds, "engine", "guard", "muted a non-finite block and reset"))
+
+    @property
+    def seconds(self) -> float:
+        return self.frame / self.model.config.frame_rate
+
+    def _publish(self, block: Block, audio: np.ndarray) -> None:
+        player = self.source if isinstance(self.source, FilePlayer) else None
+        self.telemetry = Telemetry(
+            time_s=self.seconds, input_db=_level_db(block.dry), output_db=_level_db(audio),
+            f0_hz=float(block.f0_hz[-1]), confidence=float(block.confidence[-1]),
+            loudness_db=float(block.loudness_db[-1]), load=self._load.mean, load_peak=self._load.peak,
+            underruns=self.bridge.underruns, overruns=self.bridge.overruns, guard_mutes=self._guard_mutes,
+            latency_ms=self.latency_ms, pitch_lag_ms=self.source.latency_ms["pitch"] if self.live else 0.0,
+            position_s=player.position_seconds if player else self.seconds,
+            duration_s=player.seconds if player else 0.0, playing=player.playing if player else True,
+            bypass=self.bypass, scene=self.scene.name, preparing=self._change is not None or self._preparer.busy,
+            take_s=self._take.seconds if self._take is not None else None, blocks=self.frame // self.block_frames,
+            error=self.error)
+        if self.settings.stats is not None and time.monotonic() - self._last_stats >= 1.0:
+            self.write_stats()
+
+    def write_stats(self) -> None:
+        """The telemetry as JSON, atomically."""
+        if self.settings.stats is None:
+            return
+        self._last_stats = time.monotonic()
+        stats = asdict(self.telemetry)
+        stats.update(block=self.settings.block, sample_rate=self.sample_rate,
+                     device=self.device.name if self.device else None,
+                     device_rate=self.device.sample_rate if self.device else None)
+        with atomic_path(self.settings.stats, suffix=".json") as temporary:
+            temporary.write_text(json.dumps(stats, indent=2) + "\n")
+
+    def stop(self) -> None:
+        """Stops the device and the model thread; finalises the take, the log and the stats."""
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.stop()
+                self._stream.close()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._preparer.close()
+        if self._take is not None:
+            self._take.close()
+            self._take = None
+        self.events.close()
+        self.write_stats()
+
+    # ----- control (any thread) -------------------------------------------------------------------
+
+    def _log(self, source: str, target: str, value) -> None:
+        self.events.add(Event(self.seconds, source, target, value))
+
+    def set(self, bend: int, name: str, value: float, source: str = "api") -> bool:
+        """Moves a fader or parameter of the playing chain (bend index from 0); False if it has none."""
+        controller = self.controller
+        try:
+            controller.set(bend, name, float(value))
+        except KeyError:
+            return False
+        self._log(source, f"bend{bend + 1}.{name}", round(float(value), 6))
+        return True
+
+    def target(self, bend: int, name: str) -> float:
+        return self.controller.target(bend, name)
+
+    def recall(self, index: int, source: str = "api", seconds: float | None = None) -> bool:
+        """Recalls scene ``index`` (from 0) of the set, morphing over its ``morph_seconds``."""
+        if not 0 <= index < len(self.scenes):
+            return False
+        self.load(self.scenes[index], source, seconds)
+        return True
+
+    def load(self, scene: Scene, source: str = "api", seconds: float | None = None) -> None:
+        """Plays ``scene`` (an edited one too): morphs to it, or compiles its chain first if it is new."""
+        scene.check(self._widths(), f"scene {scene.name!r}")
+        self._preparer.request(scene.bends)
+        self._requests.append(("scene", scene, scene.morph_seconds if seconds is None else seconds, source))
+
+    def panic(self, source: str = "api") -> None:
+        """Silence now (what is queued is muted in the callback), then a fresh model state."""
+        self.bridge.mute_until = self._output.written
+        self._requests.append(("panic",))
+        self._log(source, "panic", True)
+
+    def set_bypass(self, on: bool, source: str = "api") -> None:
+        self.bypass = bool(on)
+        self._log(source, "bypass", self.bypass)
+
+    def transport(self, action: str, source: str = "api", seconds: float = 0.0) -> None:
+        """play, pause, toggle or seek (a prepared file only)."""
+        if not isinstance(self.source, FilePlayer):
+            return
+        if action == "toggle":
+            action = "pause" if self.source.playing else "play"
+        if action == "play":
+            self.source.play()
+        elif action == "pause":
+            self.source.pause()
+        elif action == "seek":
+            self.source.seek(seconds)
+        self._log(source, "transport", action if action != "seek" else f"seek {seconds:.3f}")
+
+    def start_take(self, path: str | Path) -> None:
+        self._requests.append(("take", TakeWriter(path, self.sample_rate)))
+
+    def stop_take(self) -> None:
+        self._requests.append(("take", None))
+
+    @property
+    def recording_take(self) -> bool:
+        return self._take is not None
+
+    def replay(self, events: list[Event]) -> None:
+        """Plays a logged performance's control changes back at their times."""
+        self._script = collections.deque(events)
+
+    def current_scene(self) -> Scene:
+        """The playing scene with its faders where they stand now (what "save" writes)."""
+        scene, controller = self.scene, self.controller
+        bends = []
+        for index, bend in enumerate(scene.bends):
+            proportion = controller.target(index, "proportion")
+            params = {name: controller.target(index, name) for name in bend.params}
+            bends.append(replace(bend, proportion=proportion, params=params))
+        return replace(scene, bends=bends, automation=dict(controller.lanes))
+
+    # ----- the model thread's side of control --------------------------------------------------------
+
+    def _apply_requests(self) -> None:
+        while self._script and self._script[0].t <= self.seconds:
+            self._replay_event(self._script.popleft())
+        while self._requests:
+            request = self._requests.popleft()
+            if request[0] == "scene":
+                self._change = _SceneChange(request[1], request[2], request[3])
+                self._log(request[3], "scene", request[1].name)
+            elif request[0] == "panic":
+                self._guard(self._chain, "panic")
+                if self.live:
+                    self.source.reset()
+            elif request[0] == "take":
+                if self._take is not None:
+                    self._take.close()
+                self._take = request[1]
+        if self._change is not None:
+            self._advance_scene_change()
+
+    def _replay_event(self, event: Event) -> None:
+        if event.target == "scene":
+            names = [scene.name for scene in self.scenes]
+            if event.value in names:
+                self.load(self.scenes[names.index(event.value)], "replay")
+        elif event.target.startswith("bend") and "." in event.target:
+            number, name = event.target[4:].split(".", 1)
+            self.set(int(number) - 1, name, float(event.value), "replay")
+        elif event.target == "bypass":
+            self.set_bypass(bool(event.value), "replay")
+        elif event.target == "panic":
+            self.panic("replay")
+        elif event.target == "transport" and isinstance(self.source, FilePlayer):
+            action = str(event.value)
+            if action.startswith("seek "):
+                self.transport("seek", "replay", float(action.split()[1]))
+            else:
+                self.transport(action, "replay")
+
+    def _advance_scene_change(self) -> None:
+        """Same chain: morph the values. A new chain: fade the old bends out over half the morph, swap
+        (the new stream carries the old one's state on), fade the new ones in over the other half."""
+        change = self._change
+        key = structure_key(change.scene.bends)
+        chain = self._preparer.ready(key)
+        failure = self._preparer.failure(key)
+        if failure is not None:
+            self.error = f"scene {change.scene.name!r} could not be prepared: {failure}"
+            self._change = None
+            return
+        frame_rate = self.model.config.frame_rate
+        if chain is self._chain:
+            controller = self.controller
+            controller.lanes = dict(change.scene.automation)
+            controller.restart()
+            controller.morph({(i, name): bend.value(name) for i, bend in enumerate(change.scene.bends)
+                              for name in bend.parameter_names()}, change.seconds)
+            self.scene, self._change = change.scene, None
+            return
+        if chain is None:
+            return  # still compiling; the old chain plays on
+        if change.fade_out_until is None and change.seconds > 0 and self._chain.rig.bends:
+            half = change.seconds / 2
+            self.controller.morph({(i, "proportion"): 0.0 for i in range(len(self._chain.rig.bends))}, half)
+            change.fade_out_until = self.frame + round(half * frame_rate)
+        if change.fade_out_until is not None and self.frame < change.fade_out_until:
+            return
+        chain.stream.continue_from(self._chain.stream)
+        chain.rig.reset()
+        controller = self._controller(chain, change.scene)
+        if change.seconds > 0:
+            targets = {(i, "proportion"): bend.proportion for i, bend in enumerate(change.scene.bends)}
+            controller.jump({key: 0.0 for key in targets})
+            controller.morph(targets, change.seconds / 2)
+        self._chain, self.controller, self.scene, self._change = chain, controller, change.scene, None

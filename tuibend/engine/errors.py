@@ -1,0 +1,5 @@
+"""The engine's one error type: a message a performer can act on."""
+
+
+class EngineError(RuntimeError):
+    """A device, rate, block size or model the engine cannot run with, and what to do instead."""

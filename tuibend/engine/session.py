@@ -1,0 +1,51 @@
+"""Setting a performance up from files: the prepared input, the live input, the scene set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuibend.adjust import Adjustment, adjust
+from tuibend.audiofile import read_audio
+from tuibend.bend.scene import Scene, SceneError, load_scene
+from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
+from tuibend.engine.sources import FilePlayer, LiveAnalysis
+from tuibend.model.decoder import point_widths
+from tuibend.model.timbre import TimbreModel
+from tuibend.pitch.analysis import StreamingAnalyzer
+from tuibend.pitch.files import analyze
+from tuibend.pitch.trackers import make_tracker
+
+
+def file_player(model: TimbreModel, path: str | Path, tracker: str = "crepe-tiny", loop: bool = True,
+                adjustment: Adjustment | None = None) -> FilePlayer:
+    """A prepared file: read, analysed (or its cached analysis), fitted to the model's register."""
+    config = model.config
+    audio = read_audio(path, config.sample_rate)
+    features = analyze(path, tracker=tracker, loudness=config.loudness)
+    adjusted, _ = adjust(features, model.statistics, adjustment or Adjustment())
+    floor = -LOUDNESS_FLAVOURS[config.loudness].range_db
+    return FilePlayer(Path(path).name, audio, adjusted, config.hop, floor, loop)
+
+
+def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semitones: float = 0.0) -> LiveAnalysis:
+    config = model.config
+    analyzer = StreamingAnalyzer(make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop),
+                                 config.loudness, config.sample_rate, config.frame_rate)
+    return LiveAnalysis(analyzer, pitch_shift_semitones)
+
+
+def scene_set(model: TimbreModel, paths: list[Path]) -> tuple[list[Scene], list[str]]:
+    """The scenes that load and fit this model, in order, and one message per file that does not."""
+    widths = point_widths(model.config.decoder)
+    scenes, problems = [], []
+    for path in paths:
+        try:
+            scenes.append(load_scene(path).check(widths, str(path)))
+        except SceneError as error:
+            problems.append(str(error))
+    return scenes, problems
+
+
+def scene_files(folder: str | Path) -> list[Path]:
+    """A folder's scene files in name order."""
+    return sorted(Path(folder).glob("*.toml"))
