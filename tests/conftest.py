@@ -73,3 +73,30 @@ def crepe_full_path(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, str(REPO / "tools" / "convert_crepe.py"), "full", "-o", str(folder)],
                    check=True, capture_output=True)
     return folder / "crepe-full.npz"
+
+
+BUNDLED_MODEL = REPO / "models" / "choir"
+DEMO_INPUT = REPO / "audio" / "demo-voice.flac"
+
+
+@pytest.fixture(scope="session")
+def choir_model():
+    import tuibend
+
+    return tuibend.load_model(BUNDLED_MODEL)
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """The JACK dummy server (started unless one runs), with PortAudio re-initialised to see it."""
+    from jack_harness import start_dummy_server
+
+    server = start_dummy_server()
+    import sounddevice
+
+    sounddevice._terminate()
+    sounddevice._initialize()
+    yield
+    if server is not None:
+        server.terminate()
+        server.wait(timeout=10)

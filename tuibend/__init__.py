@@ -6,6 +6,11 @@ TensorFlow loads on first use, so ``tuibend --help`` stays quick.
 
 from __future__ import annotations
 
+import os
+
+# TensorFlow's C++ start-up notices would draw over the terminal interface: set before any import of it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -119,6 +122,115 @@ def _render(args: argparse.Namespace) -> None:
         draw_spectrograms(args.spectrogram, read_audio(args.input, model.config.sample_rate), result.audio,
                           model.config.sample_rate, (str(args.input), f"{args.output} ({model.config.name})"))
         print(f"wrote {args.spectrogram}")
+
+
+DEFAULT_MODEL = "models/choir"
+DEFAULT_INPUT = "audio/demo-voice.flac"
+
+
+def _configure_compute(compute: str, threads: int) -> None:
+    """Where the model runs (``--compute``) and on how many CPU threads; before TensorFlow's first op."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # one compiled chain per scene is by design, not a retracing fault
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    if compute == "cpu" and gpus:
+        tf.config.set_visible_devices([], "GPU")
+    elif compute == "gpu" and not gpus:
+        raise UserError("--compute gpu: TensorFlow sees no GPU here (use --compute auto or cpu)")
+
+
+def open_engine(args: argparse.Namespace, notify=print):
+    """The engine that ``play`` asks for, prepared (compiled, checked for speed) and not yet started."""
+    from tuibend.bend.scene import load_scene
+    from tuibend.bend.units import unit_statistics
+    from tuibend.engine import Engine, EngineSettings
+    from tuibend.engine.devices import has_audio_device
+    from tuibend.engine.session import file_player, live_input, scene_files, scene_set
+    from tuibend.model.decoder import point_widths
+    from tuibend.model.store import load_model
+
+    model = load_model(args.model)
+    paths = scene_files(args.scenes) if Path(args.scenes).is_dir() else []
+    scenes, problems = scene_set(model, paths)
+    for problem in problems:
+        notify(f"scene skipped: {problem}")
+    first = None
+    if args.scene:
+        by_name = {path.stem: scene for path, scene in zip(paths, scenes, strict=False)}
+        by_name.update({scene.name: scene for scene in scenes})
+        first = by_name.get(args.scene)
+        if first is None:
+            first = load_scene(args.scene).check(point_widths(model.config.decoder), args.scene)
+            scenes.insert(0, first)
+    device = args.device
+    if device is None and not has_audio_device():
+        if args.input == "mic":
+            raise UserError("--input mic: there is no audio device here to listen to")
+        device = "none"
+        if args.record is None:
+            args.record = Path("takes") / time.strftime("take-%Y%m%d-%H%M%S.wav")
+        notify(f"no audio device: playing in real time into {args.record}")
+    if args.input == "mic":
+        if device == "none":
+            raise UserError("--input mic needs an audio device (not --device none)")
+        source = live_input(model, args.tracker, args.pitch_shift)
+    else:
+        source = file_player(model, args.input, args.tracker, loop=not args.once)
+    settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
+                              margin_periods=args.margin)
+    engine = Engine(model, source, scenes, settings, scene=first,
+                    units_provider=lambda: unit_statistics(model, args.model))
+    engine.model_path = args.model
+    engine.scene_paths = paths
+    return engine
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM ends a headless performance as Ctrl-C does: the take and the logs are finalised."""
+    raise KeyboardInterrupt
+
+
+def _play(args: argparse.Namespace) -> None:
+    from tuibend.engine import EngineError
+
+    _configure_compute(args.compute, args.threads)
+    try:
+        engine = open_engine(args, notify=lambda text: print(f"tuibend: {text}", file=sys.stderr))
+        if not args.headless:
+            from tuibend.tui.app import run_app
+
+            run_app(engine, args)
+            return
+        engine.prepare()
+        engine.set_bypass(args.bypass, "command line")
+        if args.replay:
+            from tuibend.engine.events import read_events
+
+            engine.replay(read_events(args.replay))
+        engine.start()
+    except EngineError as error:
+        raise UserError(str(error)) from None
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.monotonic()
+    try:
+        while args.duration is None or time.monotonic() - started < args.duration:
+            time.sleep(0.05)
+            if engine.error or (args.once and not engine.telemetry.playing):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.stop()
+    report = engine.telemetry
+    print(f"played {report.time_s:.2f} s on {engine.device.name} at {engine.device.sample_rate} Hz, "
+          f"{args.block}-sample blocks: load {report.load:.2f} (peak {report.load_peak:.2f}), "
+          f"{report.underruns} underruns, {report.overruns} overruns, {report.guard_mutes} guard mutes, "
+          f"latency {report.latency_ms:.1f} ms" + (f"; take {args.record}" if args.record else ""))
+    if engine.error:
+        raise UserError(f"the engine stopped: {engine.error}")
 
 
 def _dataset(args: argparse.Namespace) -> None:
@@ -265,6 +377,29 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--scene", help="a scene file (scenes/NAME.toml): its bends and automation")
     render.add_argument("--spectrogram", metavar="PNG", help="also draw input and output spectrograms")
     render.set_defaults(handler=_render)
+
+    play = commands.add_parser("play", help="perform: the terminal instrument (or --headless)")
+    play.add_argument("--model", default=DEFAULT_MODEL, help=f"a tuibend model folder (default {DEFAULT_MODEL})")
+    play.add_argument("--input", default=DEFAULT_INPUT, help=f"mic, or an audio file (default {DEFAULT_INPUT})")
+    play.add_argument("--scenes", default="scenes", help="the folder of scene files to recall (default scenes/)")
+    play.add_argument("--scene", help="the scene to start with: a name from --scenes or a scene file")
+    play.add_argument("--device", help="audio device name or number (default: the system's; 'none': no device)")
+    play.add_argument("--block", type=positive_int, default=256, help="samples per block: 64 to 1024 (default 256)")
+    play.add_argument("--tracker", choices=["crepe-tiny", "crepe-full", "yin"], default="crepe-tiny")
+    play.add_argument("--margin", type=int, choices=[0, 1, 2], default=1,
+                      help="live input: device periods queued as a safety margin (default 1; 0: lowest latency)")
+    play.add_argument("--pitch-shift", type=float, default=0.0, metavar="SEMITONES", help="live input only")
+    play.add_argument("--once", action="store_true", help="play the file once instead of looping it")
+    play.add_argument("--bypass", action="store_true", help="start in bypass (the dry input is heard)")
+    play.add_argument("--compute", choices=["auto", "cpu", "gpu"], default="auto")
+    play.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model (default 1)")
+    play.add_argument("--headless", action="store_true", help="no interface: for installations, scripts and tests")
+    play.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
+    play.add_argument("--record", type=Path, metavar="TAKE.wav", help="record the output as it plays")
+    play.add_argument("--stats", type=Path, metavar="JSON", help="write the telemetry here each second")
+    play.add_argument("--log", type=Path, metavar="JSONL", help="write every applied control change here")
+    play.add_argument("--replay", type=Path, metavar="JSONL", help="play back a logged performance's changes")
+    play.set_defaults(handler=_play)
 
     dataset = commands.add_parser("dataset", help="analyse recordings into a training dataset")
     dataset.add_argument("audio", nargs="+", help="audio files or folders of them")

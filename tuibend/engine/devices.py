@@ -8,6 +8,8 @@ machine with no sound card (the performance goes to a take file).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -66,11 +68,21 @@ class DeviceInfo:
     virtual: bool = False
 
 
+JACK_CLIENT_NAME = ctypes.c_char_p(b"tuibend")  # kept alive: PortAudio holds the pointer
+
+
+@functools.cache
 def _sounddevice():
+    """sounddevice, with PortAudio re-initialised so that under JACK the client is called ``tuibend``."""
     try:
         import sounddevice
     except OSError as error:  # PortAudio's shared library is missing
         raise EngineError(f"no audio library: {error} (install it: sudo apt-get install libportaudio2)") from None
+    set_name = getattr(ctypes.CDLL(sounddevice._libname), "PaJack_SetClientName", None)
+    if set_name is not None:
+        set_name(JACK_CLIENT_NAME)
+        sounddevice._terminate()
+        sounddevice._initialize()
     return sounddevice
 
 
@@ -95,7 +107,7 @@ def _device_rate(sd, device, kind: str, wanted: int) -> int:
 
 def open_device(bridge: Bridge, device: str | int | None, sample_rate: int, duplex: bool,
                 output_channels: int = 2) -> tuple[object, DeviceInfo]:
-    """Opens and starts a PortAudio stream on ``device``; every fault becomes one EngineError."""
+    """Opens (not yet starts) a PortAudio stream on ``device``; every fault becomes one EngineError."""
     sd = _sounddevice()
     label = "the default device" if device is None else f"audio device {device!r}"
     try:
@@ -114,7 +126,6 @@ def open_device(bridge: Bridge, device: str | int | None, sample_rate: int, dupl
         else:
             stream = sd.OutputStream(device=device, samplerate=rate, channels=channels, dtype="float32",
                                      callback=bridge.output_callback)
-        stream.start()
     except sd.PortAudioError as error:
         raise EngineError(f"{label}: cannot open it at {rate} Hz ({error}); it may be busy or not support "
                           f"this rate") from None
@@ -136,6 +147,10 @@ class VirtualDevice:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def blocksize(self) -> int:
+        return self.period
 
     def _run(self) -> None:
         step = self.period / self.sample_rate

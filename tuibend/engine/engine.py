@@ -58,6 +58,9 @@ class EngineSettings:
     log: Path | None = None
     seed: int = 0
     check_speed: bool = True
+    # Live input: device periods of output queued beyond the one block in flight. 1 survives a late
+    # block on a busy machine (+16 ms at 256 samples); 0 is the lowest latency.
+    margin_periods: int = 1
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,10 @@ class Engine:
         self._chain, self.controller = chain, self._controller(chain, self.scene)
         if self.settings.check_speed:
             self._check_speed(chain)
+        if self.live:  # the tracker's first calls build its graph: not while the audio runs
+            for _ in range(4):
+                self.source.process(np.zeros(self.settings.block, np.float32))
+            self.source.reset()
 
     def _widths(self) -> dict[str, int]:
         from tuibend.model.decoder import point_widths
@@ -247,7 +254,6 @@ class Engine:
             if self.live:
                 raise EngineError("live input needs an audio device with an input; none is in use (--device none)")
             self._stream = VirtualDevice(self.bridge, self.sample_rate, period=256)
-            self._stream.start()
             self.device = DeviceInfo("none (paced by the clock)", self.sample_rate, 256, virtual=True)
         else:
             self._stream, self.device = open_device(self.bridge, self.settings.device, self.sample_rate,
@@ -255,6 +261,7 @@ class Engine:
         self._setup_rates()
         self._thread = threading.Thread(target=self._run, name="tuibend-model", daemon=True)
         self._thread.start()
+        self._stream.start()  # last: the rings are primed and the model thread waits for the first input
         self.events.add(Event(0.0, "engine", "scene", self.scene.name))
 
     def _setup_rates(self) -> None:
@@ -269,10 +276,11 @@ class Engine:
                 self._resample_in = soxr.ResampleStream(device_rate, self.sample_rate, 1, dtype="float32",
                                                         quality="MQ")
         self._device_block = math.ceil(self.settings.block * device_rate / self.sample_rate)
-        # Live: one block of silence ahead (the block being computed while the next arrives).
-        # A file: keep two blocks (at least two device periods) queued for the callback.
-        period = self.device.period or 256
-        self._prefill = self._device_block if self.live else max(2 * self._device_block, 2 * period)
+        # Live: one block of silence ahead (the block being computed while the next arrives), plus the
+        # margin. A file: keep two blocks (at least two device periods) queued for the callback.
+        period = self.device.period or self._device_block
+        self._prefill = (self._device_block + self.settings.margin_periods * period if self.live
+                         else max(2 * self._device_block, 2 * period))
         self._pending_input = np.zeros(0, np.float32)
         self._scratch = np.zeros(self._input.capacity if self._input is not None else 0, np.float32)
         if self.live:

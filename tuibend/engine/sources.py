@@ -84,11 +84,17 @@ class FilePlayer:
 
 
 class LiveAnalysis:
-    """Live input to model input: streaming pitch and loudness, confidence gating, pitch shift."""
+    """Live input to model input: streaming pitch and loudness, unvoiced frames holding the last
+    pitch, pitch shift.
+
+    Unvoiced frames are not made quieter here (the offline gate does that): confidence arrives
+    with the pitch, a tracker's look-ahead later than the loudness, so attenuating by it would hold
+    every onset back by the pitch lag (36 ms with CREPE) instead of the loudness lag (12 ms).
+    """
 
     def __init__(self, analyzer: StreamingAnalyzer, pitch_shift_semitones: float = 0.0):
         self.analyzer = analyzer
-        self.gate = Gate(analyzer.tracker.voiced_threshold)
+        self.gate = Gate(analyzer.tracker.voiced_threshold, attenuation_db=0.0)
         self.pitch_ratio = 2.0 ** (pitch_shift_semitones / 12.0)
 
     @property
@@ -97,7 +103,7 @@ class LiveAnalysis:
 
     def reset(self) -> None:
         self.analyzer.reset()
-        self.gate = Gate(self.analyzer.tracker.voiced_threshold)
+        self.gate = Gate(self.analyzer.tracker.voiced_threshold, attenuation_db=0.0)
 
     def process(self, samples: np.ndarray) -> Block:
         features = self.gate.apply(self.analyzer.process(samples))

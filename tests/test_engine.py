@@ -1,0 +1,350 @@
+"""The live engine: rings, safety, takes, events, and real runs on the virtual clock and through JACK."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO
+from jack_harness import RATE, Harness, Passthrough, onset
+
+from tuibend.bend.rig import Bend
+from tuibend.bend.scene import Scene
+from tuibend.engine import Engine, EngineError, EngineSettings
+from tuibend.engine.devices import Bridge
+from tuibend.engine.events import EventLog, read_events
+from tuibend.engine.ring import RingBuffer
+from tuibend.engine.safety import DcBlocker, Limiter
+from tuibend.engine.session import file_player, live_input
+from tuibend.engine.take import TakeWriter
+from tuibend.render import render_features
+
+FIVE_BENDS = [Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
+              Bend("gru", "ablate", 0.2), Bend("fc2", "scale", 0.2, params={"gain": 1.5}),
+              Bend("fc1", "noise", 0.1, params={"amount": 0.2}), Bend("harmonics", "smooth", 0.3)]
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+# ----- parts ------------------------------------------------------------------------------------
+
+
+def test_ring_buffer_wraps_and_refuses_overflow():
+    ring = RingBuffer(10)
+    assert ring.write(np.arange(7, dtype=np.float32)) == 7
+    out = np.zeros(5, np.float32)
+    assert ring.read_into(out) == 5 and out.tolist() == [0, 1, 2, 3, 4]
+    assert ring.write(np.arange(7, 15, dtype=np.float32)) == 8  # 2 left + 8 = 10: the rest is refused
+    out = np.zeros(12, np.float32)
+    assert ring.read_into(out) == 10
+    assert out[:10].tolist() == [5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+
+
+def test_dc_blocker_matches_its_recursion_across_blocks():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.3, 0.2, 2048).astype(np.float32)
+    blocker = DcBlocker(RATE)
+    streamed = np.concatenate([blocker.process(x[i:i + 256]) for i in range(0, 2048, 256)])
+    expected, last_x, last_y = np.zeros(2048), 0.0, 0.0
+    for n, value in enumerate(x.astype(np.float64)):
+        last_y = value - last_x + blocker.r * last_y
+        last_x = value
+        expected[n] = last_y
+    assert np.max(np.abs(streamed - expected)) < 1e-5
+    assert abs(float(np.mean(DcBlocker(RATE).process(np.full(16000, 0.5, np.float32))[8000:]))) < 0.01
+
+
+def test_limiter_holds_the_ceiling_and_recovers():
+    limiter = Limiter(RATE, ceiling=0.9)
+    loud = np.sin(np.linspace(0, 200, 4096)).astype(np.float32) * 50
+    out = np.concatenate([limiter.process(loud[i:i + 256]) for i in range(0, 4096, 256)])
+    assert np.max(np.abs(out)) <= 0.9
+    quiet = np.full(256, 0.1, np.float32)
+    for _ in range(100):  # 1.6 s of release (time constant 0.25 s)
+        last = limiter.process(quiet)
+    assert np.allclose(last, 0.1, atol=0.002)
+    assert np.array_equal(Limiter(RATE).process(quiet), quiet)  # below the ceiling: untouched
+
+
+def test_take_is_readable_while_recording_and_renamed_on_close(tmp_path):
+    path = tmp_path / "take.wav"
+    take = TakeWriter(path, RATE, sync_seconds=0.0)
+    take.write(np.full(1600, 0.25, np.float32))
+    audio, rate = soundfile.read(take.partial)  # a killed process leaves this: readable, all samples so far
+    assert rate == RATE and len(audio) == 1600 and not path.exists()
+    take.write(np.full(400, -0.25, np.float32))
+    take.close()
+    audio, _ = soundfile.read(path)
+    assert len(audio) == 2000 and audio[-1] == -0.25 and not take.partial.exists()
+
+
+def test_events_log_round_trips(tmp_path):
+    from tuibend.engine.events import Event
+
+    log = EventLog(tmp_path / "events.jsonl")
+    log.add(Event(0.5, "tui", "bend1.proportion", 0.25))
+    log.add(Event(0.25, "midi", "scene", "breath"))
+    log.close()
+    events = read_events(tmp_path / "events.jsonl")
+    assert [(e.t, e.source, e.target, e.value) for e in events] == [(0.25, "midi", "scene", "breath"),
+                                                                    (0.5, "tui", "bend1.proportion", 0.25)]
+    (tmp_path / "bad.jsonl").write_text('{"t": 1}\n')
+    with pytest.raises(EngineError, match="bad.jsonl:1"):
+        read_events(tmp_path / "bad.jsonl")
+
+
+def test_bridge_mutes_queued_output_at_once():
+    bridge = Bridge(None, RingBuffer(1024))
+    bridge.output.write(np.ones(512, np.float32))
+    bridge.producing = True
+    out = np.zeros((256, 2), np.float32)
+    bridge.output_callback(out, 256, None, None)
+    assert np.all(out == 1.0)  # both channels
+    bridge.mute_until = bridge.output.written  # what panic does
+    bridge.output_callback(out, 256, None, None)
+    assert np.all(out == 0.0) and bridge.underruns == 0
+    bridge.output_callback(out, 256, None, None)
+    assert bridge.underruns == 1
+
+
+# ----- the engine on the virtual clock -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def player(choir_model):
+    return file_player(choir_model, DEMO_INPUT, loop=False)
+
+
+def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path):
+    """Block edges are seamless: a take of the engine equals the offline render of the same input."""
+    settings = EngineSettings(device="none", record=tmp_path / "take.wav", check_speed=False)
+    engine = Engine(choir_model, player, settings=settings)
+    engine.start()
+    wait_for(lambda: engine.telemetry.time_s >= 3.0)
+    engine.stop()
+    take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
+    hop = choir_model.config.hop
+    reference = render_features(choir_model, player.features[:len(take) // hop], block_seconds=256 / RATE)
+    reference = Limiter(RATE).process(DcBlocker(RATE).process(np.concatenate([np.zeros(hop, np.float32),
+                                                                                reference])))
+    n = min(len(take), len(reference))
+    assert n >= 3 * RATE
+    assert np.max(np.abs(take[:n] - reference[:n])) < 1e-4
+    assert np.max(np.abs(take)) > 0.02
+
+
+def test_guard_mutes_a_blown_up_bend_and_the_engine_recovers(choir_model, player, tmp_path):
+    scene = Scene("blow-up", [Bend("gru", "scale", 1.0, params={"gain": 1.0})])
+    settings = EngineSettings(device="none", record=tmp_path / "take.wav", log=tmp_path / "events.jsonl",
+                              check_speed=False)
+    player.seek(0.0)
+    player.play()
+    engine = Engine(choir_model, player, [scene], settings)
+    engine.start()
+    wait_for(lambda: engine.telemetry.time_s >= 0.5)
+    engine.set(0, "gain", 1e38)  # far outside the fader's range: the decoder overflows
+    wait_for(lambda: engine.telemetry.guard_mutes > 0)
+    engine.set(0, "gain", 1.0)
+    wait_for(lambda: engine.telemetry.output_db > -60, seconds=5)
+    mutes = engine.telemetry.guard_mutes
+    engine.stop()
+    take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
+    assert np.all(np.isfinite(take)) and np.max(np.abs(take)) <= 0.89
+    assert np.max(np.abs(take[-RATE // 4:])) > 0.01  # sound again after the fader came back
+    guards = [e for e in read_events(tmp_path / "events.jsonl") if e.target == "guard"]
+    assert len(guards) == mutes > 0
+
+
+def test_panic_resets_and_play_goes_on(choir_model, player, tmp_path):
+    settings = EngineSettings(device="none", log=tmp_path / "events.jsonl", check_speed=False)
+    player.seek(2.0)
+    player.play()
+    engine = Engine(choir_model, player, [Scene("held", [Bend("harmonics", "freeze", 1.0,
+                                                              params={"rate": 0.0})])], settings)
+    engine.start()
+    wait_for(lambda: engine.telemetry.time_s >= 0.5)
+    queued = engine.bridge.output.written
+    engine.panic("test")
+    assert engine.bridge.mute_until == queued  # the callback silences what was queued from now on
+    wait_for(lambda: engine.telemetry.time_s >= 1.0)
+    engine.stop()
+    assert engine.telemetry.output_db > -60 and engine.error is None
+    assert any(e.target == "panic" and e.source == "test" for e in read_events(tmp_path / "events.jsonl"))
+
+
+def test_scene_recall_morphs_and_is_logged(choir_model, player, tmp_path):
+    a = Scene("a", [Bend("fc1", "ablate", 0.0)], morph_seconds=0.2)
+    b = Scene("b", [Bend("fc1", "ablate", 0.8)], morph_seconds=0.2)
+    c = Scene("c", [Bend("gru", "invert", 0.5)], morph_seconds=0.2)
+    settings = EngineSettings(device="none", log=tmp_path / "events.jsonl", check_speed=False)
+    engine = Engine(choir_model, player, [a, b, c], settings)
+    engine.start()
+    engine.recall(1, "test")
+    wait_for(lambda: engine.controller.value(0, "proportion") > 0.79)  # same chain: a morph
+    assert engine.scene.name == "b"
+    engine.recall(2, "test")  # another chain: fade out, swap, fade in
+    wait_for(lambda: engine.scene.name == "c" and engine.controller.value(0, "proportion") > 0.49)
+    assert not engine.recall(7)
+    engine.stop()
+    assert [e.value for e in read_events(tmp_path / "events.jsonl") if e.target == "scene"] == ["a", "b", "c"]
+
+
+def test_model_too_slow_is_refused_with_advice(choir_model, player, monkeypatch):
+    import tuibend.engine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "SLOW_LOAD", 0.0)
+    engine = Engine(choir_model, player, settings=EngineSettings(device="none", block=64))
+    with pytest.raises(EngineError, match=r"too slow for 64-sample blocks.*--block 256.*small model"):
+        engine.prepare()
+
+
+def test_block_sizes_are_checked(choir_model, player):
+    with pytest.raises(EngineError, match="block size 100"):
+        Engine(choir_model, player, settings=EngineSettings(block=100))
+
+
+# ----- through JACK -------------------------------------------------------------------------------
+
+
+def run_play(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(play_command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def play_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tuibend.cli", "play", "--headless", "--model", str(BUNDLED_MODEL), *args]
+
+
+def start_play(*args: str) -> subprocess.Popen:
+    """``tuibend play --headless`` in its own process (as on stage), once its JACK ports exist."""
+    import jack
+
+    probe = jack.Client("probe-ports", no_start_server=True)
+    assert not probe.get_ports("tuibend:"), "another tuibend is playing on this JACK server"
+    process = subprocess.Popen(play_command(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_for(lambda: probe.get_ports("tuibend:", is_audio=True) or process.poll() is not None, 120)
+    finally:
+        probe.close()
+    if process.poll() is not None:
+        raise AssertionError("tuibend play ended early: " + " | ".join(process.communicate()))
+    return process
+
+
+def test_duplex_run_through_jack_with_a_changing_chain(jack_server, tmp_path):
+    """30 s of live input through JACK, the five-bend chain changing every 100 ms: no underrun."""
+    from tuibend.bend.scene import save_scene
+
+    save_scene(tmp_path / "five.toml", Scene("five", FIVE_BENDS))
+    rng = np.random.default_rng(0)
+    (tmp_path / "moves.jsonl").write_text("".join(
+        json.dumps({"t": 0.1 * i, "source": "script", "target": f"bend{1 + i % 5}.proportion",
+                    "value": float(rng.uniform())}) + "\n" for i in range(1, 300)))
+    harness = Harness(seconds=40)
+    voice, _ = soundfile.read(DEMO_INPUT, dtype="float32")
+    process = start_play("--input", "mic", "--scene", str(tmp_path / "five.toml"), "--replay",
+                         str(tmp_path / "moves.jsonl"), "--record", str(tmp_path / "take.wav"), "--stats",
+                         str(tmp_path / "stats.json"), "--log", str(tmp_path / "events.jsonl"), "--duration", "30")
+    try:
+        harness.wire("tuibend")
+        harness.play(np.concatenate([voice, voice]))
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        harness.close()
+    assert process.returncode == 0, stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
+    assert (stats["underruns"], stats["overruns"]) == (0, 0)  # xruns JACK reported to tuibend included
+    assert abs(len(take) / RATE - 30.0) < 1.0
+    assert np.sqrt(np.mean(take ** 2)) > 0.01
+    moves = [e for e in read_events(tmp_path / "events.jsonl") if e.source == "replay"]
+    assert len(moves) >= 280  # every change was applied (and logged) within the 30 s
+
+
+def test_added_latency_through_jack(choir_model, jack_server, tmp_path):
+    """Onset to onset through tuibend, minus a plain passthrough client's round trip, at 256 samples.
+
+    The total is the engine's own delay (queued output, one hop, the loudness window's lag) plus
+    the model's attack: how long the trained instrument takes to speak, measured offline here."""
+    from tuibend.pitch.analysis import analyze_audio
+    from tuibend.pitch.trackers import make_tracker
+
+    t = np.arange(RATE // 2) / RATE
+    burst = np.concatenate([np.zeros(RATE, np.float32), (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32),
+                            np.zeros(RATE // 2, np.float32)])
+    offline = render_features(choir_model, analyze_audio(burst, make_tracker("crepe-tiny")))
+    attack = (onset(offline, RATE // 2) - RATE) / RATE * 1000
+
+    def round_trip(client: str) -> float:
+        harness = Harness(f"harness-{client.lower()}", seconds=4)
+        try:
+            harness.wire(client)
+            start, _ = harness.play(burst)
+            wait_for(lambda: harness.recorded > start + 2 * RATE)
+        finally:
+            harness.close()
+        return (onset(harness.recording, start + RATE // 2) - (start + RATE)) / RATE * 1000
+
+    passthrough = Passthrough()
+    try:
+        baseline = round_trip("passthrough")
+    finally:
+        passthrough.close()
+    results = {}
+    for margin, bypass in (("0", False), ("0", True), ("1", False)):
+        process = start_play("--input", "mic", "--margin", margin, "--stats", str(tmp_path / "stats.json"),
+                             "--scenes", str(tmp_path / "unbent"), *(["--bypass"] if bypass else []))
+        try:
+            total = round_trip("tuibend")
+        finally:
+            process.terminate()
+            process.communicate(timeout=60)
+        estimate = json.loads((tmp_path / "stats.json").read_text())["latency_ms"]
+        results[margin, bypass] = added = total - baseline
+        print(f"\nlatency at 256 samples, margin {margin}{', bypass' if bypass else ''}: passthrough {baseline:.1f} ms, "
+              f"tuibend {total:.1f} ms, added {added:.1f} ms; engine's estimate {estimate:.1f} ms, "
+              f"model attack offline {attack:.1f} ms (crepe-tiny pitch lag 36 ms)")
+    assert 0 <= baseline < 80
+    # The bypass path is the buffering alone; the model path adds one hop, the loudness lag and the attack.
+    hop_and_lag = 4.0 + 12.0
+    assert abs(results["0", False] - results["0", True] - hop_and_lag - attack) < 12
+    assert 12 < results["1", False] - results["0", False] < 22  # the margin costs one 16 ms period
+
+
+# ----- the command ---------------------------------------------------------------------------------
+
+
+def test_headless_play_with_no_audio_device_paces_into_the_take(tmp_path):
+    import os
+
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "tuibend-no-such-server", "JACK_NO_START_SERVER": "1"}
+    result = run_play("--duration", "2", "--record", str(tmp_path / "take.wav"), "--log",
+                      str(tmp_path / "events.jsonl"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "no audio device" in result.stderr
+    take, rate = soundfile.read(tmp_path / "take.wav")
+    assert 1.5 < len(take) / rate < 2.6 and np.max(np.abs(take)) > 0.01
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--device", "no-such-card"], "audio device 'no-such-card'"),
+    (["--block", "100"], "block size 100"),
+    (["--input", "no-such.wav"], "no-such.wav: no such file"),
+    (["--model", "no-such-model"], "no-such-model"),
+])
+def test_play_errors_are_one_clear_line(args, message, jack_server):
+    result = run_play("--duration", "1", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
