@@ -20,7 +20,7 @@ from tuibend.engine.devices import Bridge
 from tuibend.engine.events import EventLog, read_events
 from tuibend.engine.ring import RingBuffer
 from tuibend.engine.safety import DcBlocker, Limiter
-from tuibend.engine.session import file_player, live_input
+from tuibend.engine.session import file_player
 from tuibend.engine.take import TakeWriter
 from tuibend.render import render_features
 
@@ -100,7 +100,7 @@ def test_events_log_round_trips(tmp_path):
     assert [(e.t, e.source, e.target, e.value) for e in events] == [(0.25, "midi", "scene", "breath"),
                                                                     (0.5, "tui", "bend1.proportion", 0.25)]
     (tmp_path / "bad.jsonl").write_text('{"t": 1}\n')
-    with pytest.raises(EngineError, match="bad.jsonl:1"):
+    with pytest.raises(EngineError, match=r"bad\.jsonl:1"):
         read_events(tmp_path / "bad.jsonl")
 
 
@@ -312,7 +312,8 @@ def test_added_latency_through_jack(choir_model, jack_server, tmp_path):
             process.communicate(timeout=60)
         estimate = json.loads((tmp_path / "stats.json").read_text())["latency_ms"]
         results[margin, bypass] = added = total - baseline
-        print(f"\nlatency at 256 samples, margin {margin}{', bypass' if bypass else ''}: passthrough {baseline:.1f} ms, "
+        label = f"margin {margin}" + (", bypass" if bypass else "")
+        print(f"\nlatency at 256 samples, {label}: passthrough {baseline:.1f} ms, "
               f"tuibend {total:.1f} ms, added {added:.1f} ms; engine's estimate {estimate:.1f} ms, "
               f"model attack offline {attack:.1f} ms (crepe-tiny pitch lag 36 ms)")
     assert 0 <= baseline < 80
