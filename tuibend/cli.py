@@ -143,7 +143,8 @@ def _configure_compute(compute: str, threads: int) -> None:
 
 
 def open_engine(args: argparse.Namespace, notify=print):
-    """The engine that ``play`` asks for, prepared (compiled, checked for speed) and not yet started."""
+    """The engine that ``play`` asks for, not yet prepared or started; ``engine.scene_paths`` holds the
+    file of each scene in ``engine.scenes`` (None for one that has no file)."""
     from tuibend.bend.scene import load_scene
     from tuibend.bend.units import unit_statistics
     from tuibend.engine import Engine, EngineSettings
@@ -153,26 +154,26 @@ def open_engine(args: argparse.Namespace, notify=print):
     from tuibend.model.store import load_model
 
     model = load_model(args.model)
-    paths = scene_files(args.scenes) if Path(args.scenes).is_dir() else []
-    scenes, problems = scene_set(model, paths)
+    entries, problems = scene_set(model, scene_files(args.scenes) if Path(args.scenes).is_dir() else [])
     for problem in problems:
         notify(f"scene skipped: {problem}")
     first = None
     if args.scene:
-        by_name = {path.stem: scene for path, scene in zip(paths, scenes, strict=False)}
-        by_name.update({scene.name: scene for scene in scenes})
-        first = by_name.get(args.scene)
-        if first is None:
+        named = {key: index for index, (path, scene) in enumerate(entries) for key in (path.stem, scene.name)}
+        if args.scene in named:
+            first = entries[named[args.scene]][1]
+        else:
             first = load_scene(args.scene).check(point_widths(model.config.decoder), args.scene)
-            scenes.insert(0, first)
+            entries.insert(0, (Path(args.scene), first))
     device = args.device
     if device is None and not has_audio_device():
         if args.input == "mic":
             raise UserError("--input mic: there is no audio device here to listen to")
         device = "none"
-        if args.record is None:
-            args.record = Path("takes") / time.strftime("take-%Y%m%d-%H%M%S.wav")
-        notify(f"no audio device: playing in real time into {args.record}")
+        if args.record is None and args.headless:
+            args.record = Path(args.takes) / time.strftime("take-%Y%m%d-%H%M%S.wav")
+        notify("no audio device: playing in real time, paced by the clock"
+               + (f", into {args.record}" if args.record else "; record a take to hear it"))
     if args.input == "mic":
         if device == "none":
             raise UserError("--input mic needs an audio device (not --device none)")
@@ -181,10 +182,9 @@ def open_engine(args: argparse.Namespace, notify=print):
         source = file_player(model, args.input, args.tracker, loop=not args.once)
     settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
                               margin_periods=args.margin)
-    engine = Engine(model, source, scenes, settings, scene=first,
+    engine = Engine(model, source, [scene for _, scene in entries], settings, scene=first,
                     units_provider=lambda: unit_statistics(model, args.model))
-    engine.model_path = args.model
-    engine.scene_paths = paths
+    engine.scene_paths = [path for path, _ in entries]
     return engine
 
 
@@ -197,12 +197,15 @@ def _play(args: argparse.Namespace) -> None:
     from tuibend.engine import EngineError
 
     _configure_compute(args.compute, args.threads)
+    notices: list[str] = []
+    notify = notices.append if not args.headless else (lambda text: print(f"tuibend: {text}", file=sys.stderr))
     try:
-        engine = open_engine(args, notify=lambda text: print(f"tuibend: {text}", file=sys.stderr))
+        engine = open_engine(args, notify)
         if not args.headless:
             from tuibend.tui.app import run_app
 
-            run_app(engine, args)
+            run_app(engine, args, lambda changes: open_engine(argparse.Namespace(**{**vars(args), **changes}), notify),
+                    notices)
             return
         engine.prepare()
         engine.set_bypass(args.bypass, "command line")
@@ -396,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--headless", action="store_true", help="no interface: for installations, scripts and tests")
     play.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     play.add_argument("--record", type=Path, metavar="TAKE.wav", help="record the output as it plays")
+    play.add_argument("--takes", default="takes", help="where the interface's take key records (default takes/)")
+    play.add_argument("--keys", type=Path, metavar="TOML", help="key remapping (default ~/.config/tuibend/keys.toml)")
     play.add_argument("--stats", type=Path, metavar="JSON", help="write the telemetry here each second")
     play.add_argument("--log", type=Path, metavar="JSONL", help="write every applied control change here")
     play.add_argument("--replay", type=Path, metavar="JSONL", help="play back a logged performance's changes")

@@ -466,6 +466,22 @@ class Engine:
             self.source.seek(seconds)
         self._log(source, "transport", action if action != "seek" else f"seek {seconds:.3f}")
 
+    def record_lane(self, bend: int, name: str, source: str = "api") -> None:
+        """Starts recording live moves of a parameter into an automation lane."""
+        self.controller.record(bend, name)
+        self._log(source, f"bend{bend + 1}.{name}", "record lane")
+
+    def stop_lane(self, bend: int, name: str, source: str = "api"):
+        """Ends the recording: the moves become the parameter's lane, played from the scene's start."""
+        lane = self.controller.stop_recording(bend, name)
+        self._log(source, f"bend{bend + 1}.{name}", "lane recorded")
+        return lane
+
+    @property
+    def scene_seconds(self) -> float:
+        """Time since the scene (its automation) started."""
+        return self.controller.frame / self.model.config.frame_rate if self.controller else 0.0
+
     def start_take(self, path: str | Path) -> None:
         self._requests.append(("take", TakeWriter(path, self.sample_rate)))
 

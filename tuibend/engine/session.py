@@ -34,16 +34,17 @@ def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semi
     return LiveAnalysis(analyzer, pitch_shift_semitones)
 
 
-def scene_set(model: TimbreModel, paths: list[Path]) -> tuple[list[Scene], list[str]]:
-    """The scenes that load and fit this model, in order, and one message per file that does not."""
+def scene_set(model: TimbreModel, paths: list[Path]) -> tuple[list[tuple[Path, Scene]], list[str]]:
+    """The scene files that load and fit this model, in order, each with its path; one message per
+    file that does not."""
     widths = point_widths(model.config.decoder)
-    scenes, problems = [], []
+    entries, problems = [], []
     for path in paths:
         try:
-            scenes.append(load_scene(path).check(widths, str(path)))
+            entries.append((path, load_scene(path).check(widths, str(path))))
         except SceneError as error:
             problems.append(str(error))
-    return scenes, problems
+    return entries, problems
 
 
 def scene_files(folder: str | Path) -> list[Path]:

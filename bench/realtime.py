@@ -1,0 +1,280 @@
+"""Real-time factor and latency of the live engine's block path, beside the seed's 4-second calls.
+
+Run: ``python bench/realtime.py`` (about 3 minutes on a quiet 2-core machine). It answers the
+question the live instrument depends on: with a chain of five bends, how many times faster than
+real time does one thread compute a block, and how long after a sound goes in does it come out?
+
+Each block is computed exactly as the engine's model thread computes it
+(:meth:`tuibend.engine.engine.Engine._process`), without audio devices: a fader moves
+(``BendController.set``), the controller writes the block's per-frame bend values
+(``advance``), the XLA-compiled model stream renders the block (``ModelStream.step``), then the
+non-finite guard, DC blocker and limiter. Live input adds the streaming pitch (CREPE tiny) and
+loudness analysis of the same block (``LiveAnalysis.process``), timed on its own so the table
+shows the model alone (a prepared file) and the model with analysis (a microphone).
+
+The seed's approach is measured beside it: every 4 s, one fresh whole-signal render of the 4 s
+block (``TimbreModel.render``: GRU and phases start from zero each call), so a sound can only come
+out once its 4 s block is complete and computed.
+
+The full-size model is magenta-ddsp's solo instrument imported from ``../shared/fixtures`` (or
+``$TUIBEND_FIXTURES``, or ``--full``); the small one is the bundled ``models/choir``. A real-time
+factor is seconds of audio per second of computation, the median of ``--repeats`` runs over
+``--seconds`` of audio after a warm-up that compiles, measured in this run on this machine; the
+latency is what the engine reports (``Engine.latency_ms``, live input, no safety margin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import tensorflow as tf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import tuibend  # noqa: E402
+from tuibend.bend.rig import Bend, BendController, control_scene  # noqa: E402
+from tuibend.engine.engine import Engine  # noqa: E402
+from tuibend.engine.safety import DcBlocker, Limiter, is_finite  # noqa: E402
+from tuibend.engine.session import live_input  # noqa: E402
+from tuibend.engine.sources import LiveAnalysis  # noqa: E402
+from tuibend.model.decoder import point_widths  # noqa: E402
+from tuibend.model.timbre import TimbreModel  # noqa: E402
+
+BLOCKS = (64, 256, 1024)  # samples at 16 kHz: 4, 16 and 64 ms
+SEED_BLOCK_SECONDS = 4.0
+GOALS = {("full", 256): 25.0, ("small", 256): 60.0}  # the brief's real-time factors on one thread
+BENDS = [
+    Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
+    Bend("gru", "ablate", 0.2),
+    Bend("fc2", "scale", 0.2, params={"gain": 1.5}),
+    Bend("fc1", "noise", 0.1, params={"amount": 0.2}),
+    Bend("harmonics", "smooth", 0.3),
+]
+MOVED_FADER = (0, "proportion")  # moved every block, as a performer's hand would
+
+
+@dataclass
+class Timing:
+    """Median seconds of computation per block: the model's path and the live analysis."""
+
+    model: float
+    analysis: float
+
+
+@dataclass
+class Row:
+    model: str
+    work: str
+    block_samples: int
+    sample_rate: int
+    timing: Timing
+    latency_ms: float
+    goal: float | None = None
+
+    @property
+    def block_seconds(self) -> float:
+        return self.block_samples / self.sample_rate
+
+    @property
+    def model_factor(self) -> float:
+        return self.block_seconds / self.timing.model
+
+    @property
+    def live_factor(self) -> float:
+        return self.block_seconds / (self.timing.model + self.timing.analysis)
+
+
+def features(seconds: float, frame_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sung-like contour: 220 Hz with a 5 Hz vibrato and a slow glide, loudness swelling around -30 dB."""
+    t = np.arange(int(seconds * frame_rate)) / frame_rate
+    f0 = 220.0 * 2 ** (0.5 * np.sin(2 * np.pi * 0.1 * t)) * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))
+    loudness = -30.0 + 10.0 * np.sin(2 * np.pi * 0.3 * t)
+    return f0.astype(np.float32), loudness.astype(np.float32)
+
+
+def voice(f0: np.ndarray, loudness: np.ndarray, hop: int, sample_rate: int) -> np.ndarray:
+    """Audio for the live analysis to hear: ten harmonics following the same contour."""
+    f0_samples = np.repeat(f0.astype(np.float64), hop)
+    amplitude = 0.3 * 10 ** ((np.repeat(loudness, hop) + 30.0) / 20.0)
+    phase = 2 * np.pi * np.cumsum(f0_samples) / sample_rate
+    harmonics = sum(np.sin(k * phase) / k for k in range(1, 11))
+    return (amplitude * harmonics / 3.0).astype(np.float32)
+
+
+def fader_positions(count: int) -> np.ndarray:
+    """One position of the moved fader per block: a slow sweep between 0.1 and 0.5."""
+    return (0.3 + 0.2 * np.sin(np.arange(count) * 0.05)).astype(np.float32)
+
+
+def engine_latency_ms(model: TimbreModel, live: LiveAnalysis, block_samples: int) -> float:
+    """What :attr:`Engine.latency_ms` reports for live input at this block, margin 0, device at the
+    model's rate: one block queued, one hop of the model, the analysis' loudness lag. The engine's
+    own property computes it, on the few attributes it reads."""
+    rate = model.config.sample_rate
+    engine = SimpleNamespace(_prefill=block_samples, device=SimpleNamespace(sample_rate=rate), model=model,
+                             sample_rate=rate, source=live, live=True)
+    return Engine.latency_ms.fget(engine)
+
+
+def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, seconds: float,
+                  repeats: int) -> Timing:
+    """The engine's block path (fader, controller, compiled step, guard, DC blocker, limiter) and the
+    live analysis of the same block, timed apart over ``seconds`` of audio, median of ``repeats``."""
+    config = model.config
+    block_frames = block_samples // config.hop
+    controller = control_scene(BENDS, {}, point_widths(config.decoder), block_frames, config.frame_rate)
+    stream = model.stream(block_frames, hook=controller.rig.hook)
+    f0, loudness = features(seconds, config.frame_rate)
+    audio = voice(f0, loudness, config.hop, config.sample_rate)
+    n_blocks = len(f0) // block_frames
+    faders = fader_positions(n_blocks)
+
+    def play(count: int) -> Timing:
+        stream.reset()
+        controller.rig.reset()
+        live.reset()
+        dc_blocker, limiter = DcBlocker(config.sample_rate), Limiter(config.sample_rate)
+        model_seconds = analysis_seconds = 0.0
+        for index in range(count):
+            frames = slice(index * block_frames, (index + 1) * block_frames)
+            started = time.perf_counter()
+            live.process(audio[index * block_samples:(index + 1) * block_samples])
+            analysed = time.perf_counter()
+            controller.set(*MOVED_FADER, float(faders[index]))
+            controller.advance()
+            out = stream.step(f0[frames], loudness[frames])
+            if not is_finite(out):
+                out = np.zeros_like(out)
+            limiter.process(dc_blocker.process(out))
+            finished = time.perf_counter()
+            analysis_seconds += analysed - started
+            model_seconds += finished - analysed
+        return Timing(model_seconds / count, analysis_seconds / count)
+
+    play(min(n_blocks, max(8, n_blocks // 20)))  # compiles the step and the tracker's graph
+    runs = [play(n_blocks) for _ in range(repeats)]
+    return Timing(float(np.median([run.model for run in runs])), float(np.median([run.analysis for run in runs])))
+
+
+def seed_timing(model: TimbreModel, live: LiveAnalysis, repeats: int) -> Timing:
+    """The seed's approach: each 4 s block one fresh whole-signal render with the same bends (state
+    reset: nothing carries from the previous block), and the analysis of the 4 s of input."""
+    config = model.config
+    block_frames = int(SEED_BLOCK_SECONDS * config.frame_rate)
+    block_samples = block_frames * config.hop
+    controller: BendController = control_scene(BENDS, {}, point_widths(config.decoder), block_frames,
+                                               config.frame_rate)
+    f0, loudness = features(SEED_BLOCK_SECONDS * (repeats + 1), config.frame_rate)
+    audio = voice(f0, loudness, config.hop, config.sample_rate)
+    faders = fader_positions(repeats + 1)
+    live.reset()
+    runs = []
+    for index in range(repeats + 1):  # the first is a warm-up
+        frames = slice(index * block_frames, (index + 1) * block_frames)
+        started = time.perf_counter()
+        live.process(audio[index * block_samples:(index + 1) * block_samples])
+        analysed = time.perf_counter()
+        controller.set(*MOVED_FADER, float(faders[index]))
+        controller.advance()
+        model.render(f0[frames], loudness[frames], hook=controller.rig.hook)
+        finished = time.perf_counter()
+        if index:
+            runs.append(Timing(finished - analysed, analysed - started))
+    return Timing(float(np.median([run.model for run in runs])), float(np.median([run.analysis for run in runs])))
+
+
+def full_model(path: str | None) -> TimbreModel:
+    if path:
+        return tuibend.load_model(path)
+    checkpoint = Path(os.environ.get("TUIBEND_FIXTURES", REPO.parent / "shared" / "fixtures")) / "ddsp" / \
+        "solo_instrument_ckpt"
+    with tempfile.TemporaryDirectory() as folder:
+        return tuibend.load_model(tuibend.import_ddsp(checkpoint, Path(folder) / "solo", name="solo"))
+
+
+def parameters(model: TimbreModel) -> int:
+    """Weights in the model file, the reverb's impulse response included."""
+    return sum(weight.size for weight in model.weights().values())
+
+
+def measure(label: str, size: str, model: TimbreModel, seconds: float, repeats: int) -> list[Row]:
+    live = live_input(model, "crepe-tiny")
+    rate = model.config.sample_rate
+    rows = []
+    for block in BLOCKS:
+        timing = stream_timing(model, live, block, seconds, repeats)
+        rows.append(Row(label, "stream", block, rate, timing, engine_latency_ms(model, live, block),
+                        GOALS.get((size, block))))
+        print(f"  {label}, {block}-sample blocks: {rows[-1].model_factor:.1f}x", file=sys.stderr, flush=True)
+    timing = seed_timing(model, live, repeats)
+    rows.append(Row(label, "seed: fresh render per 4 s", int(SEED_BLOCK_SECONDS * rate), rate, timing,
+                    1000.0 * (SEED_BLOCK_SECONDS + timing.model + timing.analysis)))
+    print(f"  {label}, seed: {rows[-1].model_factor:.1f}x", file=sys.stderr, flush=True)
+    return rows
+
+
+def goal_text(row: Row) -> str:
+    if row.goal is None:
+        return ""
+    met = "met" if row.model_factor >= row.goal else "missed"
+    with_analysis = "met" if row.live_factor >= row.goal else "missed"
+    return f"{row.goal:.0f}x: {met} (with analysis: {with_analysis})"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    load = f", load average {os.getloadavg()[0]:.2f} at the end" if hasattr(os, "getloadavg") else ""
+    return (f"{os.cpu_count()} cores ({cpu}){load}; TensorFlow {tf.__version__}, "
+            "one thread (intra-op 1, inter-op 1)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", help="the full-size tuibend model folder (default: the imported ddsp fixture)")
+    parser.add_argument("--small", default=str(REPO / "models" / "choir"), help="the small model folder")
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio per timed run (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs, the median is kept (default 3)")
+    args = parser.parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    models = {"full": full_model(args.full), "small": tuibend.load_model(args.small)}
+    rows = []
+    for size, model in models.items():
+        rows += measure(f"{model.config.name} ({size}, {parameters(model) / 1e6:.1f} M)", size, model, args.seconds,
+                        args.repeats)
+
+    print(f"\nReal-time block path with a 5-bend chain ({', '.join(f'{b.point} {b.transform}' for b in BENDS)}), "
+          "one fader moving every block, guard, DC blocker and limiter. Model: a prepared file's features; "
+          "with analysis: plus streaming CREPE-tiny pitch and loudness of the same block (live input). "
+          "Latency: live input, as the engine reports it (one block queued, one hop, the loudness analysis' lag); "
+          "the seed's is its 4 s block plus the time to compute it.\n")
+    print("| model | work | block | ms per block | real-time factor (model) | real-time factor (with analysis) "
+          "| latency ms | goal (model) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for row in rows:
+        print(f"| {row.model} | {row.work} | {row.block_samples} ({1000 * row.block_seconds:g} ms) | "
+              f"{1000 * row.timing.model:.2f} | {row.model_factor:.1f}x | {row.live_factor:.1f}x | "
+              f"{row.latency_ms:.0f} | {goal_text(row)} |")
+    print(f"\nMachine: {machine()}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""The terminal instrument: every action through Textual's pilot on a real engine, snapshots, and the
+whole program in tmux against the JACK dummy server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO
+
+from tuibend.bend.rig import Bend
+from tuibend.bend.scene import Scene, load_scene, save_scene
+from tuibend.engine import Engine, EngineSettings
+from tuibend.engine.events import read_events
+from tuibend.engine.session import file_player
+from tuibend.tui.app import AppOptions, TuibendApp
+from tuibend.tui.editor import SceneEditor
+from tuibend.tui.keys import KeymapError, load_keymap
+
+
+def two_scenes() -> list[Scene]:
+    return [Scene("glow", [Bend("fc1", "ablate", 0.5), Bend("gru", "oscillate", 0.25)], morph_seconds=0.0),
+            Scene("grit", [Bend("fc2", "threshold", 0.1)], morph_seconds=0.0)]
+
+
+@pytest.fixture(scope="module")
+def player(choir_model):
+    return file_player(choir_model, DEMO_INPUT, loop=True)
+
+
+@pytest.fixture
+def performance(choir_model, player, tmp_path):
+    """A real engine on the virtual clock with two scene files, and the app's options."""
+    scenes = two_scenes()
+    paths = []
+    for scene in scenes:
+        paths.append(save_scene(tmp_path / "scenes" / f"{scene.name}.toml", scene))
+    settings = EngineSettings(device="none", log=tmp_path / "events.jsonl", check_speed=False)
+    engine = Engine(choir_model, player, scenes, settings)
+    engine.scene_paths = paths
+    engine.prepare()
+    options = AppOptions("choir", "demo-voice.flac", tmp_path / "scenes", tmp_path / "takes", REPO / "models")
+    yield engine, options, tmp_path
+    engine.stop()
+
+
+def events(tmp_path: Path, target_prefix: str = "") -> list:
+    return [e for e in read_events(tmp_path / "events.jsonl") if e.target.startswith(target_prefix)]
+
+
+async def test_faders_move_the_engine_coarse_and_fine(performance):
+    engine, options, tmp_path = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("right", "right")  # bend 1 proportion 0.5 -> 0.6
+        assert engine.target(0, "proportion") == pytest.approx(0.6)
+        await pilot.press("H")  # fine: -0.01
+        assert engine.target(0, "proportion") == pytest.approx(0.59)
+        await pilot.press("j", "tab", "l")  # bend 2, its first parameter (freq, 0..60 Hz), up 5 %
+        assert engine.target(1, "freq") == pytest.approx(2.0 + 3.0)
+        await pilot.pause(0.2)
+    engine.events.write_pending(force_flush=True)
+    moves = [(e.source, e.target) for e in events(tmp_path, "bend")]
+    assert ("tui", "bend1.proportion") in moves and ("tui", "bend2.freq") in moves
+
+
+async def test_digits_recall_scenes_and_space_pauses(performance):
+    engine, options, tmp_path = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("2")
+        await pilot.pause(0.1)
+        deadline = time.monotonic() + 20
+        while engine.scene.name != "grit" and time.monotonic() < deadline:  # a new chain compiles first
+            await pilot.pause(0.1)
+        assert engine.scene.name == "grit" and app.editor.current == 1
+        assert engine.source.playing
+        await pilot.press("space")
+        assert not engine.source.playing
+        await pilot.press("space")
+        assert engine.source.playing
+        await pilot.press("9")  # no ninth scene: nothing happens
+        assert app.editor.current == 1
+    engine.events.write_pending(force_flush=True)
+    assert [e.value for e in events(tmp_path, "scene")][-1] == "grit"
+    assert [e.value for e in events(tmp_path, "transport")] == ["pause", "play"]
+
+
+async def test_panic_and_bypass(performance):
+    engine, options, tmp_path = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("b")
+        assert engine.bypass
+        await pilot.press("b")
+        assert not engine.bypass
+        written = engine.bridge.output.written
+        await pilot.press("escape")
+        assert engine.bridge.mute_until >= written
+    engine.events.write_pending(force_flush=True)
+    assert [e.target for e in events(tmp_path) if e.source == "tui"] == ["bypass", "bypass", "panic"]
+
+
+async def test_chain_edits_undo_redo_and_save(performance):
+    engine, options, tmp_path = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("a")  # a bend after bend 1
+        assert [b.transform for b in app.editor.scene.bends] == ["ablate", "oscillate", "oscillate"]
+        await pilot.press("t")  # oscillate -> the next transform
+        assert app.editor.scene.bends[1].transform == "threshold"
+        await pilot.press("p")  # the next bend point
+        assert app.editor.scene.bends[1].point != "fc1"
+        await pilot.press("left_square_bracket")  # up the chain
+        assert app.editor.scene.bends[0].transform == "threshold"
+        await pilot.press("d")
+        assert [b.transform for b in app.editor.scene.bends] == ["ablate", "oscillate"]
+        await pilot.press("u", "u")
+        assert [b.transform for b in app.editor.scene.bends] == ["ablate", "threshold", "oscillate"]
+        await pilot.press("U")
+        assert app.editor.scene.bends[0].transform == "threshold"
+        deadline = time.monotonic() + 30
+        while [b.transform for b in engine.scene.bends] != ["threshold", "ablate", "oscillate"]:
+            assert time.monotonic() < deadline, "the edited chain never reached the engine"
+            await pilot.pause(0.1)
+        await pilot.press("s")
+        await pilot.pause(0.1)
+    saved = load_scene(tmp_path / "scenes" / "glow.toml")
+    assert [b.transform for b in saved.bends] == ["threshold", "ablate", "oscillate"]
+    assert not app.editor.dirty
+
+
+async def test_save_as_writes_a_new_scene_file(performance):
+    engine, options, tmp_path = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("right")
+        await pilot.press("S")
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+a", *"dusk", "enter")  # ctrl+a: to the start... then a new name replaces
+        await pilot.pause(0.2)
+    written = sorted(p.name for p in (tmp_path / "scenes").glob("*.toml"))
+    assert len(written) == 3
+    new = next(p for p in (tmp_path / "scenes").glob("*.toml") if p.name not in ("glow.toml", "grit.toml"))
+    assert load_scene(new).bends[0].proportion == pytest.approx(0.55)
+
+
+async def test_lane_recording_from_live_moves(performance):
+    engine, options, _ = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("r")
+        for _ in range(4):
+            await pilot.press("right")
+            await pilot.pause(0.15)
+        await pilot.press("r")
+        lane = app.editor.scene.automation[(0, "proportion")]
+        assert lane.values[0] == pytest.approx(0.5) and lane.values[-1] == pytest.approx(0.7)
+        assert (0, "proportion") in engine.controller.lanes  # the engine plays it back
+    assert 0 in app.editor.dirty
+
+
+async def test_take_recording_key(performance):
+    engine, options, tmp_path = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("R")
+        started = engine.telemetry.time_s
+        await pilot.pause(1.0)
+        await pilot.press("R")
+        stopped = engine.telemetry.time_s
+        await pilot.pause(0.3)
+    takes = list((tmp_path / "takes").glob("take-*.wav"))
+    assert len(takes) == 1
+    audio, rate = soundfile.read(takes[0])
+    assert stopped - started > 0.9
+    assert abs(len(audio) / rate - (stopped - started)) < 0.2  # the take holds what played between the presses
+    assert np.max(np.abs(audio)) > 0.01
+
+
+async def test_quit_asks_first_when_there_are_unsaved_edits(performance):
+    engine, options, _ = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("q")
+        assert app._exit  # nothing edited: it quits at once
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.press("right", "q")
+        await pilot.pause(0.1)
+        assert app.screen.__class__.__name__ == "ConfirmScreen"
+        await pilot.press("n")
+        assert app.screen.__class__.__name__ == "Screen"
+        await pilot.press("q", "y")
+        await pilot.pause(0.1)
+        assert app._exit
+
+
+async def test_a_failing_model_switch_keeps_the_performance(performance, tmp_path):
+    engine, options, _ = performance
+
+    def make_engine(changes: dict) -> Engine:
+        raise ValueError(f"{changes['model']}: config.json is not valid JSON")
+
+    options.make_engine = make_engine
+    app = TuibendApp(engine, options)
+    async with app.run_test(notifications=True) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("m")
+        await pilot.pause(0.1)
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        messages = [n.message for n in app._notifications]
+        assert any("failed" in m and "not valid JSON" in m for m in messages)
+        assert app.engine is engine and engine.error is None
+        time_before = engine.telemetry.time_s
+        await pilot.pause(0.3)
+        assert engine.telemetry.time_s > time_before  # still playing
+
+
+async def test_keys_can_be_remapped(performance, tmp_path):
+    engine, options, _ = performance
+    (tmp_path / "keys.toml").write_text('[keys]\nbypass = "z"\n')
+    options.keymap = load_keymap(tmp_path / "keys.toml")
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("z")
+        assert engine.bypass
+    (tmp_path / "bad.toml").write_text('[keys]\nexplode = "z"\n')
+    with pytest.raises(KeymapError, match=r"keys\.explode: no such action"):
+        load_keymap(tmp_path / "bad.toml")
+
+
+async def test_hammering_keys_causes_no_underrun(performance):
+    """About a hundred key presses a second for 4 s, a dialog opened and closed among them: every
+    move reaches the engine and no block is late. (Keys are posted as events: the pilot's own
+    ``press`` waits for an idle process, which a playing engine never is.)"""
+    from textual import events as textual_events
+
+    engine, options, _ = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.5)
+        underruns, posted, started = engine.telemetry.underruns, 0, time.monotonic()
+        while time.monotonic() - started < 4.0:
+            keys = ["right", "left"] if posted % 100 else ["question_mark", "escape"]
+            for key in keys:
+                app.post_message(textual_events.Key(key, None))
+            posted += len(keys)
+            await asyncio.sleep(0.02)
+        await pilot.pause(0.5)
+        rate = posted / (time.monotonic() - started)
+        assert engine.telemetry.underruns == underruns
+    engine.events.write_pending(force_flush=True)
+    moves = [e for e in engine.events.recent if e.source == "tui" and e.target == "bend1.proportion"]
+    assert rate > 50 and len(moves) >= posted - 10
+
+
+def test_editor_groups_a_run_of_fader_moves_into_one_undo_step():
+    scenes = two_scenes()
+    editor = SceneEditor(scenes, [None, None], ["fc1", "gru", "fc2"])
+    for _ in range(5):
+        editor.adjust(0.05)
+    editor.move_row(1)
+    editor.adjust(-0.05)
+    editor.undo()
+    assert scenes[0].bends[1].proportion == pytest.approx(0.25)
+    assert scenes[0].bends[0].proportion == pytest.approx(0.75)
+    editor.undo()
+    assert scenes[0].bends[0].proportion == pytest.approx(0.5)
+    editor.redo()
+    assert scenes[0].bends[0].proportion == pytest.approx(0.75)
+
+
+# ----- snapshots: the main screen and the help screen at 80x24 ------------------------------------------
+
+
+@pytest.fixture
+def still_app(choir_model, player, tmp_path):
+    """The interface over a prepared engine that is not running: a fixed telemetry, a stable picture."""
+    engine = Engine(choir_model, player, two_scenes(), EngineSettings(device="none", check_speed=False))
+    engine.scene_paths = [None, None]
+    engine.prepare()
+    return TuibendApp(engine, AppOptions("choir", "demo-voice.flac", tmp_path, tmp_path, tmp_path,
+                                         start_engine=False))
+
+
+def test_main_screen_snapshot(still_app, snap_compare):
+    assert snap_compare(still_app, terminal_size=(80, 24))
+
+
+def test_help_screen_snapshot(still_app, snap_compare):
+    assert snap_compare(still_app, terminal_size=(80, 24), press=["question_mark"])
+
+
+# ----- the whole program in tmux, against JACK -----------------------------------------------------------
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_play_in_tmux_through_jack(jack_server, tmp_path):
+    """Start, recall a scene, move a fader, record a take, quit: the take sounds and the log shows it all."""
+    assert shutil.which("tmux"), "tmux is needed (apt-get install tmux)"
+    scenes = tmp_path / "scenes"
+    for scene in two_scenes():
+        save_scene(scenes / f"{scene.name}.toml", scene)
+    session = f"tuibend-test-{int(time.time())}"
+    command = (f"cd {REPO} && {REPO / '.venv/bin/tuibend'} play --model {BUNDLED_MODEL} --scenes {scenes} "
+               f"--takes {tmp_path / 'takes'} --log {tmp_path / 'events.jsonl'} --stats {tmp_path / 'stats.json'}")
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
+    try:
+        deadline = time.monotonic() + 120
+        while "Chain" not in tmux("capture-pane", "-p", "-t", session):
+            assert time.monotonic() < deadline, tmux("capture-pane", "-p", "-t", session)
+            time.sleep(0.5)
+        time.sleep(1.0)
+        tmux("send-keys", "-t", session, "R")
+        time.sleep(1.0)
+        tmux("send-keys", "-t", session, "2")
+        time.sleep(3.0)
+        tmux("send-keys", "-t", session, "Right", "Right")
+        time.sleep(1.5)
+        screen = tmux("capture-pane", "-p", "-t", session)
+        assert "grit" in screen and "0.20" in screen  # the fader shows its new value
+        tmux("send-keys", "-t", session, "R")
+        time.sleep(0.5)
+        tmux("send-keys", "-t", session, "q")
+        time.sleep(0.5)
+        assert "Quit anyway?" in tmux("capture-pane", "-p", "-t", session)  # the moved fader is unsaved
+        tmux("send-keys", "-t", session, "y")
+        deadline = time.monotonic() + 30
+        while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "tuibend did not quit"
+            time.sleep(0.3)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    takes = list((tmp_path / "takes").glob("take-*.wav"))
+    assert len(takes) == 1
+    audio, rate = soundfile.read(takes[0])
+    assert len(audio) / rate > 4.0 and np.max(np.abs(audio)) > 0.01
+    log = read_events(tmp_path / "events.jsonl")
+    assert any(e.target == "scene" and e.value == "grit" and e.source == "tui" for e in log)
+    assert any(e.target == "bend1.proportion" and e.source == "tui" and e.value == pytest.approx(0.2) for e in log)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["underruns"] == 0

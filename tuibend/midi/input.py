@@ -1,0 +1,203 @@
+"""MIDI input: ports opened by name, all of them, or a virtual port that a controller or DAW connects to.
+
+The rtmidi callback decodes and hands the message to the :class:`Router` (a dictionary look-up and
+a non-blocking engine call). A watcher thread polls the port list about once a second: a
+controller unplugged mid-performance is reported in :attr:`MidiInput.status` and
+:attr:`MidiInput.notices` while the performance goes on, and it is reconnected when a port of that
+name returns. The same thread saves the global map after a learn, off the MIDI thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from pathlib import Path
+
+import rtmidi
+
+from tuibend.midi.errors import MidiError
+from tuibend.midi.mapfile import save_mappings
+from tuibend.midi.mapping import Mapping
+from tuibend.midi.messages import MonitorEntry, decode
+from tuibend.midi.ports import api_name, close_clients, describe_ports, match_port, open_client
+from tuibend.midi.router import Router
+from tuibend.midi.target import ControlTarget
+
+ALL_PORTS = "all"
+VIRTUAL_PORT = "tuibend"  # the name of the port tuibend offers when no port is named
+CLIENT_NAME = "tuibend-midi"  # beside the audio client "tuibend" on a JACK server
+
+
+class MidiInput:
+    """Listens to ``port`` (a name, ``"all"``, or None for a virtual port named ``tuibend``) through ``api``
+    (an ``rtmidi.API_*``) and plays what arrives into ``target`` with ``mappings`` (None: the default
+    map) and per-scene ``overrides``. With ``save_to``, learned mappings are written there.
+
+    Raises :class:`MidiError` naming the port and the ports there are when a named port is absent.
+    """
+
+    def __init__(self, target: ControlTarget, port: str | None = None, api: int = rtmidi.API_UNSPECIFIED,
+                 mappings: list[Mapping] | None = None, overrides: dict[str, list[Mapping]] | None = None, *,
+                 save_to: str | Path | None = None, client_name: str = CLIENT_NAME, poll_seconds: float = 1.0):
+        self.port, self.api, self.client_name = port, api, client_name
+        self.save_to = Path(save_to) if save_to is not None else None
+        self.poll_seconds = poll_seconds
+        self.notices: collections.deque[str] = collections.deque(maxlen=100)
+        self.status = ""
+        self.router = Router(target, mappings, overrides, "midi", self._notice, self._learned)
+        # Port name -> the client listening to it; clients whose port went away, for reuse. Only the
+        # watcher changes them once it runs.
+        self._clients: dict[str, rtmidi.MidiIn] = {}
+        self._idle: list[rtmidi.MidiIn] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._unsaved = False
+        self._probe: rtmidi.MidiIn | None = None
+        self._watcher: threading.Thread | None = None
+        try:
+            if port is None:
+                name = f"{client_name}:{VIRTUAL_PORT}"
+                client = open_client(api, client_name)
+                client.set_callback(self._callback, name)
+                client.open_virtual_port(VIRTUAL_PORT)
+                self._clients[name] = client
+                self.status = f"MIDI: virtual port {name} open ({api_name(api)})"
+            else:
+                self._probe = open_client(api, f"{client_name}-ports")
+                ports = self._probe.get_ports()
+                if port != ALL_PORTS and match_port(port, ports) is None:
+                    raise MidiError(f"MIDI port {port!r} not found through {api_name(api)} "
+                                    f"(ports: {describe_ports(ports)})")
+                self._connect(ports)
+        except BaseException:
+            self.close()
+            raise
+        self._watcher = threading.Thread(target=self._watch, name="tuibend-midi-watch", daemon=True)
+        self._watcher.start()
+
+    # ----- what the interface reads and calls -----------------------------------------------------
+
+    @property
+    def monitor(self) -> collections.deque[MonitorEntry]:
+        """Recent messages, newest last."""
+        return self.router.monitor
+
+    @property
+    def mappings(self) -> list[Mapping]:
+        return self.router.mappings
+
+    @property
+    def ports(self) -> list[str]:
+        """The ports listened to now."""
+        return list(self._clients)
+
+    @property
+    def learning(self) -> tuple[int, str] | None:
+        return self.router.learning
+
+    def learn(self, bend: int, name: str) -> None:
+        """Arms learn: the next CC (or 14-bit pair) becomes the control of ``name`` of ``bend`` (from 0)."""
+        self.router.learn(bend, name)
+        self._notice(f"MIDI learn: move a control for bend {bend + 1} {name}")
+
+    def cancel_learn(self) -> None:
+        self.router.cancel_learn()
+
+    # ----- the MIDI thread ------------------------------------------------------------------------
+
+    def _callback(self, event: tuple[list[int], float], port: str) -> None:
+        message = decode(event[0])
+        if message is None:
+            return
+        try:
+            self.router.handle(message, port)
+        except Exception as error:  # never into rtmidi's thread: report, and play on
+            self._notice(f"MIDI {message.kind} {message.number}: {type(error).__name__}: {error}")
+
+    def _notice(self, text: str) -> None:
+        self.notices.append(text)
+
+    def _learned(self, mapping: Mapping) -> None:
+        self._notice(f"MIDI learned: {mapping.describe()}")
+        self._unsaved = True
+        self._wake.set()
+
+    # ----- the watcher ----------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if self._unsaved and self.save_to is not None:
+                self._unsaved = False
+                try:
+                    save_mappings(self.router.mappings, self.save_to)
+                except (OSError, MidiError) as error:
+                    self._notice(f"MIDI map not saved to {self.save_to}: {error}")
+            if self._probe is not None:
+                try:
+                    self._poll()
+                except rtmidi.RtMidiError as error:
+                    self._notice(f"MIDI: {error}")
+
+    def _poll(self) -> None:
+        ports = self._probe.get_ports()
+        for name in [name for name in self._clients if name not in ports]:
+            client = self._clients.pop(name)
+            client.close_port()  # the source is gone: no callback can be in flight
+            self._idle.append(client)
+            self._notice(f"MIDI port {name!r} is gone; playing on, and listening for it to return")
+        self._connect(ports, returning=True)
+
+    def _connect(self, ports: list[str], returning: bool = False) -> None:
+        """Opens what is wanted and not yet open among ``ports``, then updates the status.
+
+        A client unplugged earlier is reused: making or deleting one (a JACK client) holds the
+        interpreter for some 30 ms, long enough to starve the audio; reopening a port takes 2 ms."""
+        if self.port == ALL_PORTS:
+            wanted = [port for port in ports if port not in self._clients]
+        else:
+            found = match_port(self.port, ports)
+            wanted = [found] if found is not None and not self._clients else []
+        for name in wanted:
+            client = self._idle.pop() if self._idle else open_client(self.api, self.client_name)
+            try:
+                client.set_callback(self._callback, name)  # set again each time: closing a port cancels it
+                client.open_port(ports.index(name), "in")
+            except rtmidi.RtMidiError as error:  # gone again between listing and opening
+                client.close_port()
+                self._idle.append(client)
+                self._notice(f"MIDI port {name!r} could not be opened: {error}")
+                continue
+            self._clients[name] = client
+            if returning:
+                self._notice(f"MIDI port {name!r} connected")
+        self._update_status()
+
+    def _update_status(self) -> None:
+        listening = ", ".join(repr(name) for name in self._clients)
+        if listening:
+            self.status = f"MIDI: listening to {listening}"
+        elif self.port == ALL_PORTS:
+            self.status = f"MIDI: no ports yet ({api_name(self.api)}); waiting for one"
+        else:
+            self.status = f"MIDI: {self.port!r} is not there; waiting for it"
+
+    def close(self) -> None:
+        """Stops the watcher, closes every port, ends held-note glides."""
+        self._stop.set()
+        self._wake.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        clients = [*self._clients.values(), *self._idle, *([self._probe] if self._probe is not None else [])]
+        self._clients, self._idle, self._probe = {}, [], None
+        close_clients(clients)
+        self.router.close()
+
+    def __enter__(self) -> MidiInput:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,58 @@
+"""rtmidi's side: opening the MIDI system, listing ports, finding one by name, closing one safely."""
+
+from __future__ import annotations
+
+import time
+
+import rtmidi
+
+from tuibend.midi.errors import MidiError
+
+API_NAMES = {rtmidi.API_UNSPECIFIED: "the default MIDI system", rtmidi.API_LINUX_ALSA: "ALSA",
+             rtmidi.API_UNIX_JACK: "JACK", rtmidi.API_MACOSX_CORE: "CoreMIDI", rtmidi.API_WINDOWS_MM: "Windows MIDI"}
+
+
+def api_name(api: int) -> str:
+    return API_NAMES.get(api, f"MIDI API {api}")
+
+
+def open_client(api: int, name: str) -> rtmidi.MidiIn:
+    """An rtmidi input client (with JACK, a JACK client of that name); MidiError if the system is missing."""
+    try:
+        return rtmidi.MidiIn(api, name)
+    except rtmidi.SystemError as error:
+        hint = "" if api == rtmidi.API_UNIX_JACK else " (under a JACK server, JACK's own MIDI API may serve)"
+        raise MidiError(f"cannot open MIDI through {api_name(api)}: {error}{hint}") from None
+
+
+def input_ports(api: int = rtmidi.API_UNSPECIFIED) -> list[str]:
+    """The ports there are to listen to (other programs' and devices' outputs)."""
+    client = open_client(api, "tuibend-list")
+    try:
+        return client.get_ports()
+    finally:
+        client.delete()
+
+
+def match_port(wanted: str, ports: list[str]) -> str | None:
+    """``wanted`` exactly, else the first port whose name contains it (any case): ALSA appends client and
+    port numbers that change when a device is replugged, and JACK may number a returning client."""
+    if wanted in ports:
+        return wanted
+    return next((port for port in ports if wanted.lower() in port.lower()), None)
+
+
+def describe_ports(ports: list[str]) -> str:
+    return ", ".join(repr(port) for port in ports) if ports else "none"
+
+
+def close_clients(clients: list[rtmidi.MidiIn]) -> None:
+    """Stops callbacks first, lets any one in flight finish, then closes: rtmidi calls Python from the
+    MIDI system's thread, and closing waits for that thread, so it must not be waiting for us."""
+    for client in clients:
+        client.cancel_callback()
+    if clients:
+        time.sleep(0.05)
+    for client in clients:
+        client.close_port()
+        client.delete()

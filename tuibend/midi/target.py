@@ -1,0 +1,43 @@
+"""What MIDI and OSC push into: the small part of the engine they use, and parameter ranges.
+
+The control layer is written against :class:`ControlTarget` rather than the engine itself, so it
+never needs the interface and its logic runs against anything that moves faders and recalls scenes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from tuibend.bend.transforms import TRANSFORMS
+
+if TYPE_CHECKING:
+    from tuibend.bend.scene import Scene
+
+
+class ControlTarget(Protocol):
+    """Calls that never block, from any thread (what :class:`tuibend.engine.Engine` offers)."""
+
+    scene: Scene
+    scenes: list[Scene]
+
+    def set(self, bend: int, name: str, value: float, source: str = ...) -> bool: ...
+
+    def target(self, bend: int, name: str) -> float: ...
+
+    def recall(self, index: int, source: str = ...) -> bool: ...
+
+    def panic(self, source: str = ...) -> None: ...
+
+    def set_bypass(self, on: bool, source: str = ...) -> None: ...
+
+
+def parameter_range(scene: Scene, bend: int, name: str) -> tuple[float, float]:
+    """(minimum, maximum) of parameter ``name`` of bend ``bend`` (from 0); KeyError if the scene has none."""
+    if not 0 <= bend < len(scene.bends):
+        raise KeyError((bend, name))
+    transform = scene.bends[bend].transform
+    if name == "proportion":
+        return 0.0, 1.0
+    if name not in TRANSFORMS[transform].params:
+        raise KeyError((bend, name))
+    return TRANSFORMS[transform].params[name][1:]

@@ -1,0 +1,315 @@
+"""The terminal instrument: scenes, the chain with its faders, the focused lane, meters, and a key for everything.
+
+The app reads the engine's telemetry ten times a second and turns keys into engine calls that
+never wait (:meth:`Engine.set`, :meth:`Engine.recall`, :meth:`Engine.load`, ...). Work that takes
+time (compiling a new model or input) runs on a worker thread while the old engine plays on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Footer
+
+from tuibend.bend.scene import SceneError, save_scene
+from tuibend.engine import Engine, EngineError
+from tuibend.engine.chains import structure_key
+from tuibend.model.decoder import point_widths
+from tuibend.tui.editor import SceneEditor
+from tuibend.tui.keys import ACTIONS, bindings, load_keymap
+from tuibend.tui.screens import ChoiceScreen, ConfirmScreen, HelpScreen, PromptScreen
+from tuibend.tui.widgets import ChainView, LaneView, Meters, SceneList, StatusLine
+
+REFRESH_SECONDS = 0.1  # telemetry reaches the screen ten times a second
+
+
+@dataclass
+class AppOptions:
+    """What the app needs beyond the engine: labels, folders, keys, and how to open another engine."""
+
+    model: str
+    source: str
+    scenes_dir: Path = Path("scenes")
+    takes_dir: Path = Path("takes")
+    models_dir: Path = Path("models")
+    keymap: dict[str, str] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    make_engine: Callable[[dict], Engine] | None = None  # {"model": ...} or {"input": ...} -> a new engine
+    start_engine: bool = True  # False in snapshot tests: the screen shows a fixed telemetry
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name.strip().lower()).strip("-") or "scene"
+
+
+class TuibendApp(App):
+    """The instrument's one main screen; dialogs are modal screens over it."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tuibend"
+    BINDINGS = bindings()
+
+    def __init__(self, engine: Engine, options: AppOptions):
+        super().__init__()
+        self.engine = engine
+        self.options = options
+        self.editor = self._editor_for(engine)
+        self.recording_lane: tuple[int, str] | None = None
+        self._reported_error: str | None = None
+
+    @staticmethod
+    def _editor_for(engine: Engine) -> SceneEditor:
+        if not engine.scenes or engine.scene not in engine.scenes:
+            engine.scenes.insert(0, engine.scene)
+            engine.scene_paths = [None, *getattr(engine, "scene_paths", [])]
+        paths = list(getattr(engine, "scene_paths", [None] * len(engine.scenes)))
+        editor = SceneEditor(engine.scenes, paths, list(point_widths(engine.model.config.decoder)))
+        editor.select(engine.scenes.index(engine.scene))
+        return editor
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        with Horizontal(id="body"):
+            yield SceneList(id="scenes")
+            yield ChainView(id="chain")
+        yield LaneView(id="lane")
+        yield Meters(id="meters")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.options.keymap:
+            self.set_keymap(self.options.keymap)
+        if self.options.start_engine:  # after the first frame: the app's start-up would starve the audio
+            self.call_after_refresh(self.engine.start)
+        for notice in self.options.notices:
+            self.notify(notice, severity="warning", timeout=8)
+        self.refresh_panels()
+        self.set_interval(REFRESH_SECONDS, self.refresh_panels)
+
+    # ----- the clock ---------------------------------------------------------------------------
+
+    def _playing_edited_scene(self) -> bool:
+        """True when the engine plays the chain the editor shows (not while a new one compiles)."""
+        return structure_key(self.engine.scene.bends) == structure_key(self.editor.scene.bends)
+
+    def refresh_panels(self) -> None:
+        engine, editor, telemetry = self.engine, self.editor, self.engine.telemetry
+        moving = {}
+        if self._playing_edited_scene() and engine.controller is not None:
+            for index, bend in enumerate(editor.scene.bends):
+                for name in bend.parameter_names():
+                    moving[(index, name)] = engine.controller.value(index, name)
+                    editor.sync(index, name, engine.target(index, name))  # MIDI and OSC moves
+        self.query_one(StatusLine).show(self.options.model, self.options.source, engine, telemetry)
+        self.query_one(SceneList).show(editor, engine.scene.name)
+        self.query_one(ChainView).show(editor, moving)
+        self.query_one(LaneView).show(editor, engine.scene_seconds, self.recording_lane == editor.focused())
+        self.query_one(Meters).show(telemetry)
+        if telemetry.error and telemetry.error != self._reported_error:
+            self._reported_error = telemetry.error
+            self.notify(f"engine: {telemetry.error}", severity="error", timeout=30)
+
+    # ----- performance -----------------------------------------------------------------------------
+
+    def action_recall(self, index: int) -> None:
+        if self.engine.recall(index, "tui"):
+            self.editor.select(index)
+            self.recording_lane = None
+            self.refresh_panels()
+
+    def action_move_row(self, delta: int) -> None:
+        self.editor.move_row(delta)
+        self.refresh_panels()
+
+    def action_move_column(self, delta: int) -> None:
+        self.editor.move_column(delta)
+        self.refresh_panels()
+
+    def action_adjust(self, fraction: float) -> None:
+        moved = self.editor.adjust(fraction)
+        if moved is None:
+            return
+        if self._playing_edited_scene():
+            self.engine.set(*moved, source="tui")
+        else:
+            self._play(self.editor.scene)
+        self.refresh_panels()
+
+    def action_play_pause(self) -> None:
+        self.engine.transport("toggle", "tui")
+
+    def action_panic(self) -> None:
+        self.engine.panic("tui")
+        self.notify("panic: muted and reset", severity="warning", timeout=2)
+
+    def action_bypass(self) -> None:
+        self.engine.set_bypass(not self.engine.bypass, "tui")
+
+    def action_record_lane(self) -> None:
+        focus = self.editor.focused()
+        if focus is None or not self._playing_edited_scene():
+            return
+        if self.recording_lane == focus:
+            lane = self.engine.stop_lane(*focus, source="tui")
+            self.editor.set_lane(*focus, lane)
+            self.recording_lane = None
+            self.notify(f"lane recorded: bend {focus[0] + 1} {focus[1]}", timeout=3)
+        else:
+            if self.recording_lane is not None:
+                self.editor.set_lane(*self.recording_lane, self.engine.stop_lane(*self.recording_lane, source="tui"))
+            self.engine.record_lane(*focus, source="tui")
+            self.recording_lane = focus
+        self.refresh_panels()
+
+    def action_record_take(self) -> None:
+        if self.engine.recording_take:
+            self.engine.stop_take()
+            self.notify(f"take saved: {self._take_path}", timeout=5)
+            return
+        self._take_path = self.options.takes_dir / time.strftime("take-%Y%m%d-%H%M%S.wav")
+        self.engine.start_take(self._take_path)
+        self.notify(f"recording {self._take_path}", timeout=3)
+
+    # ----- editing ---------------------------------------------------------------------------------
+
+    def _play(self, scene) -> None:
+        """Sends an edited chain to the engine (compiled in the background if it is new)."""
+        try:
+            self.engine.load(scene, "tui", seconds=0.0)
+        except (SceneError, EngineError, ValueError) as error:
+            self.notify(str(error), severity="error", timeout=8)
+        self.refresh_panels()
+
+    def _edit(self, scene) -> None:
+        if scene is not None:
+            self.recording_lane = None
+            self._play(scene)
+
+    def action_add_bend(self) -> None:
+        self._edit(self.editor.add_bend())
+
+    def action_remove_bend(self) -> None:
+        self._edit(self.editor.remove_bend())
+
+    def action_move_bend(self, delta: int) -> None:
+        self._edit(self.editor.move_bend(delta))
+
+    def action_transform(self, delta: int) -> None:
+        self._edit(self.editor.cycle_transform(delta))
+
+    def action_point(self, delta: int) -> None:
+        self._edit(self.editor.cycle_point(delta))
+
+    def action_undo(self) -> None:
+        self._edit(self.editor.undo())
+
+    def action_redo(self) -> None:
+        self._edit(self.editor.redo())
+
+    def action_save(self) -> None:
+        path = self.editor.paths[self.editor.current]
+        if path is None:
+            self.action_save_as()
+            return
+        self._save(path)
+
+    def _save(self, path: Path) -> None:
+        try:
+            save_scene(path, self.editor.scene)
+        except OSError as error:
+            self.notify(f"{path}: not saved ({error.strerror or error})", severity="error", timeout=8)
+            return
+        self.editor.saved(path)
+        self.notify(f"saved {path}", timeout=3)
+
+    def action_save_as(self) -> None:
+        def answered(name: str | None) -> None:
+            if name:
+                self.editor.scene.name = name
+                self._save(self.options.scenes_dir / f"{slug(name)}.toml")
+
+        self.push_screen(PromptScreen("Save the scene as (name):", self.editor.scene.name), answered)
+
+    # ----- model, input, MIDI, help, quit ---------------------------------------------------------------
+
+    def action_switch_model(self) -> None:
+        models = sorted(str(p.parent) for p in self.options.models_dir.glob("*/config.json"))
+        if not models:
+            self.notify(f"no models under {self.options.models_dir}", severity="error")
+            return
+        self.push_screen(ChoiceScreen("Switch to model:", models),
+                         lambda choice: choice and self._switch({"model": choice}, f"model {choice}"))
+
+    def action_switch_input(self) -> None:
+        self.push_screen(PromptScreen("Input: mic, or an audio file:", self.options.source),
+                         lambda choice: choice and self._switch({"input": choice}, f"input {choice}"))
+
+    def _switch(self, changes: dict, label: str) -> None:
+        if self.options.make_engine is None:
+            self.notify("switching is not available here", severity="error")
+            return
+        self.notify(f"preparing {label}… (the current engine plays on)", timeout=4)
+        self.run_worker(lambda: self._prepare_engine(changes, label), thread=True, exclusive=True)
+
+    def _prepare_engine(self, changes: dict, label: str) -> None:
+        try:
+            engine = self.options.make_engine(changes)
+            engine.prepare()
+        except Exception as error:  # any fault: the performance goes on with what was playing
+            self.call_from_thread(self.notify, f"{label} failed: {error}", severity="error", timeout=10)
+            return
+        self.call_from_thread(self._swap_engine, engine, changes)
+
+    def _swap_engine(self, engine: Engine, changes: dict) -> None:
+        old = self.engine
+        old.stop()
+        try:
+            engine.start()
+        except EngineError as error:
+            self.notify(f"could not start: {error}; restarting the previous engine", severity="error", timeout=10)
+            engine, changes = self.options.make_engine({}), {}
+            engine.prepare()
+            engine.start()
+        self.engine = engine
+        self.editor = self._editor_for(engine)
+        self.options.model = changes.get("model", self.options.model)
+        self.options.source = changes.get("input", self.options.source)
+        self.recording_lane = None
+        self.refresh_panels()
+
+    def action_midi_learn(self) -> None:
+        self.notify("no MIDI input is open (start tuibend play with --midi)", severity="warning")
+
+    def action_help(self) -> None:
+        keymap = self.options.keymap
+        rows = [(keymap.get(action_id, keys), description) for action_id, keys, _, description, _ in ACTIONS]
+        self.push_screen(HelpScreen(rows))
+
+    def action_quit_app(self) -> None:
+        if not self.editor.dirty:
+            self.exit()
+            return
+        names = ", ".join(self.editor.scenes[i].name for i in sorted(self.editor.dirty))
+        self.push_screen(ConfirmScreen(f"Unsaved edits in: {names}. Quit anyway?"),
+                         lambda yes: yes and self.exit())
+
+
+def run_app(engine: Engine, args, make_engine: Callable[[dict], Engine], notices: list[str]) -> None:
+    """Compiles the scenes (with progress on the terminal), runs the interface, stops the engine after."""
+    keymap = load_keymap(args.keys)
+    engine.prepare(lambda done, total: print(f"\rtuibend: compiling scene chains {done}/{total}", end="",
+                                             file=sys.stderr, flush=True))
+    print(file=sys.stderr)
+    options = AppOptions(Path(args.model).name, "mic" if args.input == "mic" else str(args.input),
+                         Path(args.scenes), Path(args.takes), Path(args.model).parent, keymap, notices, make_engine)
+    app = TuibendApp(engine, options)
+    try:
+        app.run()
+    finally:
+        app.engine.stop()
