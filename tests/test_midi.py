@@ -442,3 +442,16 @@ def test_osc_over_loopback(fresh):
                           ("osc", "panic", True)]
     finally:
         server.close()
+
+
+def test_a_scene_carries_its_own_midi_map(tmp_path):
+    """``[[midi.map]]`` in a scene file: parsed, validated with the file and field named, saved back."""
+    from tuibend.bend.rig import Bend
+    from tuibend.bend.scene import Scene, SceneError, load_scene, save_scene
+
+    scene = Scene("mapped", [Bend("fc1", "scale", 0.5)], midi=[Mapping("cc", 74, 3, bend=0, param="gain")])
+    save_scene(tmp_path / "mapped.toml", scene)
+    assert load_scene(tmp_path / "mapped.toml").midi == scene.midi
+    (tmp_path / "bad.toml").write_text('name = "bad"\n[[midi.map]]\nsource = "cc"\nnumber = 7\nchannel = 17\n')
+    with pytest.raises(SceneError, match=r"bad\.toml: midi\.map\[1\]\.channel"):
+        load_scene(tmp_path / "bad.toml")

@@ -361,3 +361,39 @@ def test_play_in_tmux_through_jack(jack_server, tmp_path):
     assert any(e.target == "bend1.proportion" and e.source == "tui" and e.value == pytest.approx(0.2) for e in log)
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["underruns"] == 0
+
+
+async def test_midi_learn_from_the_interface_through_jack(performance, jack_server, tmp_path):
+    """g arms learn on the focused fader; a CC from a JACK MIDI controller becomes its control; the
+    monitor panel shows the messages."""
+    import rtmidi
+
+    from tuibend.midi import MidiInput
+
+    engine, options, _ = performance
+    controller = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "tui-controller")
+    controller.open_virtual_port("knobs")
+    midi = MidiInput(engine, "tui-controller:knobs", rtmidi.API_UNIX_JACK, save_to=tmp_path / "midi.toml",
+                     client_name="tui-midi")
+    options.midi = midi
+    app = TuibendApp(engine, options)
+    try:
+        async with app.run_test() as pilot:
+            await pilot.pause(0.3)
+            await pilot.press("g")
+            assert midi.learning == (0, "proportion")
+            for value in (60, 64, 70, 80):  # crosses the fader's 0.5 (soft takeover), then leads it
+                controller.send_message([0xB0, 7, value])
+                await pilot.pause(0.1)
+            deadline = time.monotonic() + 5
+            while engine.target(0, "proportion") != pytest.approx(80 / 127, abs=0.01):
+                assert time.monotonic() < deadline, engine.target(0, "proportion")
+                await pilot.pause(0.1)
+            assert midi.learning is None
+            monitor = str(app.query_one("#midi").render())
+            assert "cc ch1 7=80" in monitor
+    finally:
+        midi.close()
+        controller.close_port()
+        controller.delete()
+    assert "number = 7" in (tmp_path / "midi.toml").read_text()  # learned mappings are kept

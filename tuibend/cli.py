@@ -188,6 +188,36 @@ def open_engine(args: argparse.Namespace, notify=print):
     return engine
 
 
+def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, object | None]:
+    """MIDI input and OSC server as the flags ask (None where not asked). Made before the engine
+    starts: creating a MIDI client holds the interpreter for ~30 ms, too long once audio runs."""
+    midi = osc = None
+    if args.midi is not None or args.osc is not None:
+        from tuibend.midi import MidiInput, OscServer, default_map_path, load_mappings
+
+        overrides = {scene.name: scene.midi for scene in engine.scenes if scene.midi}
+    if args.midi is not None:
+        import rtmidi
+
+        apis = {"alsa": [rtmidi.API_LINUX_ALSA], "jack": [rtmidi.API_UNIX_JACK],
+                "auto": [rtmidi.API_LINUX_ALSA, rtmidi.API_UNIX_JACK]}[args.midi_api]
+        port = None if args.midi == "virtual" else args.midi
+        mappings = load_mappings(args.midi_map)
+        for index, api in enumerate(apis):
+            try:
+                midi = MidiInput(engine, port, api, mappings, overrides, save_to=args.midi_map or default_map_path())
+                break
+            except ValueError:
+                if index == len(apis) - 1:
+                    raise
+    if args.osc is not None:
+        host, _, port_text = args.osc.rpartition(":")
+        if not port_text.isdigit():
+            raise UserError(f"--osc {args.osc}: give a port, or HOST:PORT")
+        osc = OscServer(engine, host or "127.0.0.1", int(port_text))
+    return midi, osc
+
+
 def _interrupt(signum, frame) -> None:
     """SIGTERM ends a headless performance as Ctrl-C does: the take and the logs are finalised."""
     raise KeyboardInterrupt
@@ -201,18 +231,24 @@ def _play(args: argparse.Namespace) -> None:
     notify = notices.append if not args.headless else (lambda text: print(f"tuibend: {text}", file=sys.stderr))
     try:
         engine = open_engine(args, notify)
+        engine.prepare(lambda done, total: print(f"\rtuibend: compiling scene chains {done}/{total}", end="",
+                                                 file=sys.stderr, flush=True))
+        print(file=sys.stderr)
         if not args.headless:
             from tuibend.tui.app import run_app
 
             run_app(engine, args, lambda changes: open_engine(argparse.Namespace(**{**vars(args), **changes}), notify),
-                    notices)
+                    notices, open_controls(args, engine))
             return
-        engine.prepare()
         engine.set_bypass(args.bypass, "command line")
         if args.replay:
             from tuibend.engine.events import read_events
 
             engine.replay(read_events(args.replay))
+        controls = open_controls(args, engine)
+        for control in controls:
+            if control is not None:
+                print(f"tuibend: {control.status}", file=sys.stderr)
         engine.start()
     except EngineError as error:
         raise UserError(str(error)) from None
@@ -227,6 +263,9 @@ def _play(args: argparse.Namespace) -> None:
         pass
     finally:
         engine.stop()
+        for control in controls:
+            if control is not None:
+                control.close()
     report = engine.telemetry
     print(f"played {report.time_s:.2f} s on {engine.device.name} at {engine.device.sample_rate} Hz, "
           f"{args.block}-sample blocks: load {report.load:.2f} (peak {report.load_peak:.2f}), "
@@ -404,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--stats", type=Path, metavar="JSON", help="write the telemetry here each second")
     play.add_argument("--log", type=Path, metavar="JSONL", help="write every applied control change here")
     play.add_argument("--replay", type=Path, metavar="JSONL", help="play back a logged performance's changes")
+    play.add_argument("--midi", metavar="PORT|all|virtual",
+                      help="MIDI input: a port (name or part of it), all ports, or a virtual port 'tuibend'")
+    play.add_argument("--midi-api", choices=["auto", "alsa", "jack"], default="auto",
+                      help="MIDI system (default: ALSA, else JACK)")
+    play.add_argument("--midi-map", type=Path, metavar="TOML",
+                      help="MIDI mappings (default ~/.config/tuibend/midi.toml; learned mappings are saved there)")
+    play.add_argument("--osc", metavar="[HOST:]PORT", help="listen for OSC (on 127.0.0.1 unless HOST is given)")
     play.set_defaults(handler=_play)
 
     dataset = commands.add_parser("dataset", help="analyse recordings into a training dataset")
@@ -469,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuibend.bend.rig import BendError
     from tuibend.bend.scene import SceneError
     from tuibend.bend.selection import SelectionError
+    from tuibend.midi.errors import MidiError, OscError
     from tuibend.model.config import ModelFormatError
     from tuibend.pitch.crepe import CrepeWeightsError
     from tuibend.training.dataset import DatasetError
@@ -476,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args)
     except (UserError, ModelFormatError, AudioFileError, CrepeWeightsError, DatasetError, SceneError, BendError,
-            SelectionError) as error:
+            SelectionError, MidiError, OscError) as error:
         print(f"tuibend: error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`tuibend info M | head`): leave quietly

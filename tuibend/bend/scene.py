@@ -31,6 +31,7 @@ class Scene:
     automation: dict[tuple[int, str], Lane] = field(default_factory=dict)  # (bend index from 0, parameter)
     morph_seconds: float = 0.0
     model: str | None = None
+    midi: list = field(default_factory=list)  # MIDI mappings that override the global map in this scene
 
     def check(self, widths: dict[str, int], where: str = "scene") -> Scene:
         """Checks the bends against a model's bend points."""
@@ -131,7 +132,7 @@ def scene_from_toml(text: str, where: str = "scene") -> Scene:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SceneError(f"{where}: unreadable TOML ({error})") from None
-    _known(table, {"name", "model", "morph_seconds", "bend", "automation"}, where)
+    _known(table, {"name", "model", "morph_seconds", "bend", "automation", "midi"}, where)
     if "name" not in table:
         raise SceneError(f"{where}.name: missing")
     bends = [_bend(b, f"{where}: bend[{i}]") for i, b in
@@ -152,7 +153,21 @@ def scene_from_toml(text: str, where: str = "scene") -> Scene:
         raise SceneError(f"{where}: morph_seconds: {morph} is negative")
     model = table.get("model")
     return Scene(_expect(table["name"], str, f"{where}: name", "a string"), bends, automation, morph,
-                 _expect(model, str, f"{where}: model", "a model name") if model is not None else None)
+                 _expect(model, str, f"{where}: model", "a model name") if model is not None else None,
+                 _midi(table.get("midi", {}), f"{where}: midi"))
+
+
+def _midi(table, where: str) -> list:
+    """A scene's ``[[midi.map]]`` tables: mappings in the global map's format (see tuibend.midi)."""
+    from tuibend.midi.errors import MidiError
+    from tuibend.midi.mapfile import mappings_from_tables
+
+    table = _expect(table, dict, where, "a table with a map list")
+    _known(table, {"map"}, where)
+    try:
+        return mappings_from_tables(table.get("map", []), f"{where}.map")
+    except MidiError as error:
+        raise SceneError(str(error)) from None
 
 
 def _selection_table(selection: Selection) -> dict:
@@ -185,6 +200,10 @@ def scene_to_toml(scene: Scene) -> str:
             lanes[f"{index + 1}.{parameter}"] = entry
     if lanes:
         body["automation"] = lanes
+    if scene.midi:
+        from tuibend.midi.mapfile import mapping_table
+
+        body["midi"] = {"map": [mapping_table(mapping) for mapping in scene.midi]}
     return tomli_w.dumps(body)
 
 

@@ -7,7 +7,6 @@ time (compiling a new model or input) runs on a worker thread while the old engi
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from tuibend.model.decoder import point_widths
 from tuibend.tui.editor import SceneEditor
 from tuibend.tui.keys import ACTIONS, bindings, load_keymap
 from tuibend.tui.screens import ChoiceScreen, ConfirmScreen, HelpScreen, PromptScreen
-from tuibend.tui.widgets import ChainView, LaneView, Meters, SceneList, StatusLine
+from tuibend.tui.widgets import ChainView, LaneView, Meters, MidiMonitor, SceneList, StatusLine
 
 REFRESH_SECONDS = 0.1  # telemetry reaches the screen ten times a second
 
@@ -42,6 +41,8 @@ class AppOptions:
     notices: list[str] = field(default_factory=list)
     make_engine: Callable[[dict], Engine] | None = None  # {"model": ...} or {"input": ...} -> a new engine
     start_engine: bool = True  # False in snapshot tests: the screen shows a fixed telemetry
+    midi: object | None = None  # a tuibend.midi.MidiInput: its monitor, notices and learn
+    osc: object | None = None  # a tuibend.midi.OscServer: its notices
 
 
 def slug(name: str) -> str:
@@ -79,6 +80,7 @@ class TuibendApp(App):
             yield SceneList(id="scenes")
             yield ChainView(id="chain")
         yield LaneView(id="lane")
+        yield MidiMonitor(id="midi")
         yield Meters(id="meters")
         yield Footer()
 
@@ -111,6 +113,10 @@ class TuibendApp(App):
         self.query_one(ChainView).show(editor, moving)
         self.query_one(LaneView).show(editor, engine.scene_seconds, self.recording_lane == editor.focused())
         self.query_one(Meters).show(telemetry)
+        self.query_one(MidiMonitor).show(self.options.midi, self.options.osc)
+        for control in (self.options.midi, self.options.osc):
+            while control is not None and control.notices:
+                self.notify(control.notices.popleft(), timeout=4)
         if telemetry.error and telemetry.error != self._reported_error:
             self._reported_error = telemetry.error
             self.notify(f"engine: {telemetry.error}", severity="error", timeout=30)
@@ -278,13 +284,21 @@ class TuibendApp(App):
             engine.start()
         self.engine = engine
         self.editor = self._editor_for(engine)
+        for control in (self.options.midi, self.options.osc):
+            if control is not None:  # MIDI and OSC now steer the new engine
+                (control.router if hasattr(control, "router") else control).target = engine
         self.options.model = changes.get("model", self.options.model)
         self.options.source = changes.get("input", self.options.source)
         self.recording_lane = None
         self.refresh_panels()
 
     def action_midi_learn(self) -> None:
-        self.notify("no MIDI input is open (start tuibend play with --midi)", severity="warning")
+        midi, focus = self.options.midi, self.editor.focused()
+        if midi is None:
+            self.notify("no MIDI input is open (start tuibend play with --midi)", severity="warning")
+        elif focus is not None:
+            midi.learn(*focus)
+            self.notify(f"MIDI learn: move a control for bend {focus[0] + 1} {focus[1]}", timeout=4)
 
     def action_help(self) -> None:
         keymap = self.options.keymap
@@ -300,16 +314,19 @@ class TuibendApp(App):
                          lambda yes: yes and self.exit())
 
 
-def run_app(engine: Engine, args, make_engine: Callable[[dict], Engine], notices: list[str]) -> None:
-    """Compiles the scenes (with progress on the terminal), runs the interface, stops the engine after."""
+def run_app(engine: Engine, args, make_engine: Callable[[dict], Engine], notices: list[str],
+            controls: tuple = (None, None)) -> None:
+    """Runs the interface over a prepared engine (started once the first frame is drawn); stops it after."""
     keymap = load_keymap(args.keys)
-    engine.prepare(lambda done, total: print(f"\rtuibend: compiling scene chains {done}/{total}", end="",
-                                             file=sys.stderr, flush=True))
-    print(file=sys.stderr)
+    midi, osc = controls
     options = AppOptions(Path(args.model).name, "mic" if args.input == "mic" else str(args.input),
-                         Path(args.scenes), Path(args.takes), Path(args.model).parent, keymap, notices, make_engine)
+                         Path(args.scenes), Path(args.takes), Path(args.model).parent, keymap, notices, make_engine,
+                         midi=midi, osc=osc)
     app = TuibendApp(engine, options)
     try:
         app.run()
     finally:
         app.engine.stop()
+        for control in controls:
+            if control is not None:
+                control.close()

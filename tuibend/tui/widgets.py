@@ -149,3 +149,21 @@ class Meters(Static):
         if t.guard_mutes:
             text.append(f"guard mutes {t.guard_mutes}", style="bold red")
         self.update(text)
+
+
+class MidiMonitor(Static):
+    """The last MIDI messages and the state of the MIDI and OSC inputs (hidden when neither is open)."""
+
+    def show(self, midi, osc) -> None:
+        self.display = midi is not None or osc is not None
+        if not self.display:
+            return
+        text = Text()
+        if midi is not None:
+            learning = midi.learning
+            text.append(midi.status + (f" · learning bend {learning[0] + 1} {learning[1]}" if learning else ""))
+            recent = list(midi.monitor)[-3:]
+            text.append("  " + "  ".join(f"{e.kind} ch{e.channel} {e.number}={e.value}" for e in recent))
+        if osc is not None:
+            text.append(("\n" if midi is not None else "") + osc.status)
+        self.update(text)
