@@ -1,4 +1,5 @@
-# tuibend: `make test` sets everything up and runs the tests; `make bench` prints the speed tables.
+# tuibend: `make play` sets everything up and plays the instrument; `make test` runs the tests;
+# `make bench` prints the speed tables.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,9 +7,34 @@ PY := $(VENV)/bin/python
 TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(TF_EXTRA)
 
-.PHONY: setup test lint bench clean
+# System packages: PortAudio to play (and to test), the JACK server and tmux to test.
+PLAY_PACKAGES := libportaudio2
+TEST_PACKAGES := libportaudio2 jackd2 tmux
+
+.PHONY: setup play test lint bench clean system-play system-test
 
 setup: $(STAMP)
+
+# Installs what is missing when run as root, otherwise prints the exact command.
+define install_missing
+	@missing=""; \
+	for package in $(1); do dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "tuibend needs:$$missing  -> run  sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+endef
+
+system-play:
+	$(call install_missing,$(PLAY_PACKAGES))
+
+system-test:
+	$(call install_missing,$(TEST_PACKAGES))
+
+# The instrument on the bundled model and demo file (ARGS="--input mic" and so on pass through).
+play: system-play $(STAMP)
+	$(VENV)/bin/tuibend play $(ARGS)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
@@ -22,7 +48,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-test: $(STAMP)
+test: system-test $(STAMP)
 	$(VENV)/bin/ruff check tuibend tests bench
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
 
@@ -33,6 +59,7 @@ bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_model.py
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_pitch.py
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_training.py
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/realtime.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

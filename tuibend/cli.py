@@ -170,10 +170,9 @@ def open_engine(args: argparse.Namespace, notify=print):
         if args.input == "mic":
             raise UserError("--input mic: there is no audio device here to listen to")
         device = "none"
-        if args.record is None and args.headless:
+        if args.record is None:
             args.record = Path(args.takes) / time.strftime("take-%Y%m%d-%H%M%S.wav")
-        notify("no audio device: playing in real time, paced by the clock"
-               + (f", into {args.record}" if args.record else "; record a take to hear it"))
+        notify(f"no audio device: playing in real time, paced by the clock, into {args.record}")
     if args.input == "mic":
         if device == "none":
             raise UserError("--input mic needs an audio device (not --device none)")
