@@ -134,12 +134,14 @@ def open_device(bridge: Bridge, device: str | int | None, sample_rate: int, dupl
 
 class VirtualDevice:
     """The callback driven by the wall clock, ``period`` samples at a time: a sound card's pace
-    with no sound card. Input reads as silence."""
+    with no sound card. Input reads as silence; with ``keep_output`` what would have been played
+    is kept in :attr:`played` (a list of periods), which is how tests listen to it."""
 
-    def __init__(self, bridge: Bridge, sample_rate: int, period: int = 256):
+    def __init__(self, bridge: Bridge, sample_rate: int, period: int = 256, keep_output: bool = False):
         self.bridge = bridge
         self.sample_rate = sample_rate
         self.period = period
+        self.played: list[np.ndarray] | None = [] if keep_output else None
         self._stop = threading.Event()
         self._input = np.zeros((period, 1), np.float32)
         self._output = np.zeros((period, 1), np.float32)
@@ -158,6 +160,8 @@ class VirtualDevice:
         while not self._stop.is_set():
             due += step
             self.bridge.callback(self._input, self._output, self.period, None, None)
+            if self.played is not None:
+                self.played.append(self._output[:, 0].copy())
             delay = due - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)

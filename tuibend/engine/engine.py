@@ -61,6 +61,8 @@ class EngineSettings:
     # Live input: device periods of output queued beyond the one block in flight. 1 survives a late
     # block on a busy machine (+16 ms at 256 samples); 0 is the lowest latency.
     margin_periods: int = 1
+    virtual_rate: int | None = None  # the clock-paced device's rate (default: the model's); tests resampling
+    keep_virtual_output: bool = False  # the clock-paced device keeps what it would have played (tests)
 
 
 @dataclass(frozen=True)
@@ -253,8 +255,9 @@ class Engine:
         if virtual:
             if self.live:
                 raise EngineError("live input needs an audio device with an input; none is in use (--device none)")
-            self._stream = VirtualDevice(self.bridge, self.sample_rate, period=256)
-            self.device = DeviceInfo("none (paced by the clock)", self.sample_rate, 256, virtual=True)
+            rate = self.settings.virtual_rate or self.sample_rate
+            self._stream = VirtualDevice(self.bridge, rate, 256, self.settings.keep_virtual_output)
+            self.device = DeviceInfo("none (paced by the clock)", rate, 256, virtual=True)
         else:
             self._stream, self.device = open_device(self.bridge, self.settings.device, self.sample_rate,
                                                     duplex=self.live, output_channels=self.settings.output_channels)
