@@ -12,6 +12,17 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("TUIBEND_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
 
+def wait_for(condition, seconds: float = 10.0, poll: float = 0.01) -> None:
+    """Waits until ``condition()`` holds; a test that waits longer than ``seconds`` fails."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(poll)
+
+
 def fixture_path(*parts: str) -> Path:
     """A reference file; a missing one fails the test (CI must never skip parity)."""
     path = FIXTURES.joinpath(*parts)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import soundfile
-from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO
+from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO, wait_for
 from jack_harness import RATE, Harness, Passthrough, onset
 
 from tuibend.bend.rig import Bend
@@ -27,14 +26,6 @@ from tuibend.render import render_features
 FIVE_BENDS = [Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
               Bend("gru", "ablate", 0.2), Bend("fc2", "scale", 0.2, params={"gain": 1.5}),
               Bend("fc1", "noise", 0.1, params={"amount": 0.2}), Bend("harmonics", "smooth", 0.3)]
-
-
-def wait_for(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
 
 
 # ----- parts ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rtmidi
 import soundfile
-from conftest import DEMO_INPUT
+from conftest import DEMO_INPUT, wait_for
 from pythonosc.udp_client import SimpleUDPClient
 
 from tuibend.bend.rig import Bend
@@ -37,14 +37,6 @@ from tuibend.midi.curves import shape
 
 JACK = rtmidi.API_UNIX_JACK
 _names = itertools.count()
-
-
-def wait_for(condition, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.005)
 
 
 def scenes() -> list[Scene]:

@@ -18,6 +18,7 @@ from tuibend.atomic import atomic_path
 from tuibend.bend.automation import CURVES, SHAPES, AutomationError, Breakpoints, Lane, Lfo
 from tuibend.bend.rig import Bend, BendError, check_bend
 from tuibend.bend.selection import FEATURES, METHODS, Selection
+from tuibend.textfile import read_user_text
 
 
 class SceneError(ValueError):
@@ -208,14 +209,7 @@ def scene_to_toml(scene: Scene) -> str:
 
 
 def load_scene(path: str | os.PathLike) -> Scene:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SceneError(f"{path}: no such scene file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SceneError(f"{path}: unreadable ({error})") from None
-    return scene_from_toml(text, str(path))
+    return scene_from_toml(read_user_text(path, SceneError, "scene file"), str(path))
 
 
 def save_scene(path: str | os.PathLike, scene: Scene) -> Path:

@@ -16,6 +16,7 @@ import tomli_w
 from tuibend.atomic import atomic_path
 from tuibend.midi.errors import MidiError
 from tuibend.midi.mapping import Mapping, default_map
+from tuibend.textfile import read_user_text
 
 _INTEGERS = ("number", "channel", "bend", "scene")
 _NUMBERS = ("amount", "value", "attack", "release")
@@ -113,13 +114,7 @@ def load_mappings(path: str | os.PathLike | None = None) -> list[Mapping]:
     if path is None and not default_map_path().exists():
         return default_map()
     path = Path(path) if path is not None else default_map_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MidiError(f"{path}: no such mapping file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise MidiError(f"{path}: unreadable ({error})") from None
-    return mappings_from_toml(text, str(path))
+    return mappings_from_toml(read_user_text(path, MidiError, "mapping file"), str(path))
 
 
 def save_mappings(mappings: list[Mapping], path: str | os.PathLike | None = None) -> Path:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from textual.binding import Binding
 
+from tuibend.textfile import read_user_text
+
 DEFAULT_KEYS_FILE = Path.home() / ".config" / "tuibend" / "keys.toml"
 
 # (id, default keys, action, description shown in the footer and the help screen, shown in the footer)
@@ -68,9 +70,7 @@ def load_keymap(path: Path | None) -> dict[str, str]:
             return {}
         path = DEFAULT_KEYS_FILE
     try:
-        table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise KeymapError(f"{path}: cannot read it ({error.strerror})") from None
+        table = tomllib.loads(read_user_text(path, KeymapError, "keys file"))
     except tomllib.TOMLDecodeError as error:
         raise KeymapError(f"{path}: not valid TOML ({error})") from None
     keys = table.get("keys", {})
