@@ -117,9 +117,13 @@ def player(choir_model):
     return file_player(choir_model, DEMO_INPUT, loop=False)
 
 
-def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path):
-    """Block edges are seamless: a take of the engine equals the offline render of the same input."""
-    settings = EngineSettings(device="none", record=tmp_path / "take.wav", check_speed=False)
+@pytest.mark.parametrize("gain_db", [0.0, 6.0])
+def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path, gain_db):
+    """Block edges are seamless: a take of the engine equals the offline render of the same input
+    (times the output gain)."""
+    settings = EngineSettings(device="none", record=tmp_path / "take.wav", check_speed=False, gain_db=gain_db)
+    player.seek(0.0)
+    player.play()
     engine = Engine(choir_model, player, settings=settings)
     engine.start()
     wait_for(lambda: engine.telemetry.time_s >= 3.0)
@@ -127,12 +131,12 @@ def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path):
     take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
     hop = choir_model.config.hop
     reference = render_features(choir_model, player.features[:len(take) // hop], block_seconds=256 / RATE)
-    reference = Limiter(RATE).process(DcBlocker(RATE).process(np.concatenate([np.zeros(hop, np.float32),
-                                                                                reference])))
+    reference = np.concatenate([np.zeros(hop, np.float32), reference]) * np.float32(10 ** (gain_db / 20))
+    reference = Limiter(RATE).process(DcBlocker(RATE).process(reference))
     n = min(len(take), len(reference))
     assert n >= 3 * RATE
     assert np.max(np.abs(take[:n] - reference[:n])) < 1e-4
-    assert np.max(np.abs(take)) > 0.02
+    assert np.max(np.abs(take)) > 0.02 * 10 ** (gain_db / 20)
 
 
 def test_guard_mutes_a_blown_up_bend_and_the_engine_recovers(choir_model, player, tmp_path):

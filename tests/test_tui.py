@@ -95,7 +95,7 @@ async def test_digits_recall_scenes_and_space_pauses(performance):
     assert [e.value for e in events(tmp_path, "transport")] == ["pause", "play"]
 
 
-async def test_panic_and_bypass(performance):
+async def test_panic_bypass_and_gain(performance):
     engine, options, tmp_path = performance
     app = TuibendApp(engine, options)
     async with app.run_test() as pilot:
@@ -104,11 +104,13 @@ async def test_panic_and_bypass(performance):
         assert engine.bypass
         await pilot.press("b")
         assert not engine.bypass
+        await pilot.press("plus", "plus", "plus", "minus")
+        assert engine.gain_db == 2.0
         written = engine.bridge.output.written
         await pilot.press("escape")
         assert engine.bridge.mute_until >= written
     engine.events.write_pending(force_flush=True)
-    assert [e.target for e in events(tmp_path) if e.source == "tui"] == ["bypass", "bypass", "panic"]
+    assert [e.target for e in events(tmp_path) if e.source == "tui"] == ["bypass", "bypass", *["gain"] * 4, "panic"]
 
 
 async def test_chain_edits_undo_redo_and_save(performance):

@@ -180,7 +180,7 @@ def open_engine(args: argparse.Namespace, notify=print):
     else:
         source = file_player(model, args.input, args.tracker, loop=not args.once)
     settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
-                              margin_periods=args.margin)
+                              margin_periods=args.margin, gain_db=args.gain)
     engine = Engine(model, source, [scene for _, scene in entries], settings, scene=first,
                     units_provider=lambda: unit_statistics(model, args.model))
     engine.scene_paths = [path for path, _ in entries]
@@ -432,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--pitch-shift", type=float, default=0.0, metavar="SEMITONES", help="live input only")
     play.add_argument("--once", action="store_true", help="play the file once instead of looping it")
     play.add_argument("--bypass", action="store_true", help="start in bypass (the dry input is heard)")
+    play.add_argument("--gain", type=float, default=0.0, metavar="DB", help="output gain before the limiter")
     play.add_argument("--compute", choices=["auto", "cpu", "gpu"], default="auto")
     play.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model (default 1)")
     play.add_argument("--headless", action="store_true", help="no interface: for installations, scripts and tests")

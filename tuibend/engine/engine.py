@@ -61,6 +61,7 @@ class EngineSettings:
     # Live input: device periods of output queued beyond the one block in flight. 1 survives a late
     # block on a busy machine (+16 ms at 256 samples); 0 is the lowest latency.
     margin_periods: int = 1
+    gain_db: float = 0.0  # output gain before the limiter (the model's own level is often low)
     virtual_rate: int | None = None  # the clock-paced device's rate (default: the model's); tests resampling
     keep_virtual_output: bool = False  # the clock-paced device keeps what it would have played (tests)
 
@@ -86,6 +87,7 @@ class Telemetry:
     duration_s: float = 0.0
     playing: bool = False
     bypass: bool = False
+    gain_db: float = 0.0
     scene: str = ""
     preparing: bool = False
     take_s: float | None = None
@@ -154,6 +156,8 @@ class Engine:
         self.telemetry = Telemetry()
         self.device: DeviceInfo | None = None
         self.bypass = False
+        self.gain_db = 0.0
+        self.set_gain(self.settings.gain_db, "settings")
         self.error: str | None = None
         self.frame = 0  # engine time in model frames
         self._requests: collections.deque = collections.deque()  # applied by the model thread
@@ -343,7 +347,7 @@ class Engine:
         if not is_finite(audio):
             self._guard(chain, "guard")
             audio = np.zeros_like(audio)
-        audio = self._limiter.process(self._dc.process(audio))
+        audio = self._limiter.process(self._dc.process(audio * self._gain))
         if self._take is not None:
             self._take.write(audio)
         out = self._resample_out.resample_chunk(audio) if self._resample_out is not None else audio
@@ -380,7 +384,8 @@ class Engine:
             latency_ms=self.latency_ms, pitch_lag_ms=self.source.latency_ms["pitch"] if self.live else 0.0,
             position_s=player.position_seconds if player else self.seconds,
             duration_s=player.seconds if player else 0.0, playing=player.playing if player else True,
-            bypass=self.bypass, scene=self.scene.name, preparing=self._change is not None or self._preparer.busy,
+            bypass=self.bypass, gain_db=self.gain_db, scene=self.scene.name,
+            preparing=self._change is not None or self._preparer.busy,
             take_s=self._take.seconds if self._take is not None else None, blocks=self.frame // self.block_frames,
             error=self.error)
         if self.settings.stats is not None and time.monotonic() - self._last_stats >= 1.0:
@@ -450,6 +455,15 @@ class Engine:
         self.bridge.mute_until = self._output.written
         self._requests.append(("panic",))
         self._log(source, "panic", True)
+
+    GAIN_RANGE_DB = (-24.0, 24.0)
+
+    def set_gain(self, db: float, source: str = "api") -> None:
+        """The output gain in dB (within +-24), before the limiter."""
+        self.gain_db = float(min(self.GAIN_RANGE_DB[1], max(self.GAIN_RANGE_DB[0], db)))
+        self._gain = np.float32(10.0 ** (self.gain_db / 20.0))
+        if source != "settings":
+            self._log(source, "gain", round(self.gain_db, 3))
 
     def set_bypass(self, on: bool, source: str = "api") -> None:
         self.bypass = bool(on)
@@ -540,6 +554,8 @@ class Engine:
             self.set(int(number) - 1, name, float(event.value), "replay")
         elif event.target == "bypass":
             self.set_bypass(bool(event.value), "replay")
+        elif event.target == "gain":
+            self.set_gain(float(event.value), "replay")
         elif event.target == "panic":
             self.panic("replay")
         elif event.target == "transport" and isinstance(self.source, FilePlayer):

@@ -3,7 +3,7 @@
 Callers on any thread append to a deque (atomic under the GIL, never waits); the model thread
 writes the lines out between blocks and flushes them each second. A line is
 ``{"t": seconds of engine time, "source": "tui"|"midi"|"osc"|"replay"|..., "target": ..., "value": ...}``
-with targets ``bend<N>.<parameter>`` (N from 1), ``scene``, ``bypass``, ``panic``, ``transport``.
+with targets ``bend<N>.<parameter>`` (N from 1), ``scene``, ``bypass``, ``gain``, ``panic``, ``transport``.
 """
 
 from __future__ import annotations

@@ -157,6 +157,9 @@ class TuibendApp(App):
     def action_bypass(self) -> None:
         self.engine.set_bypass(not self.engine.bypass, "tui")
 
+    def action_gain(self, db: float) -> None:
+        self.engine.set_gain(self.engine.gain_db + db, "tui")
+
     def action_record_lane(self) -> None:
         focus = self.editor.focused()
         if focus is None or not self._playing_edited_scene():

@@ -29,6 +29,8 @@ ACTIONS: list[tuple[str, str, str, str, bool]] = [
     ("play_pause", "space", "play_pause", "play/pause", True),
     ("panic", "escape", "panic", "panic", True),
     ("bypass", "b", "bypass", "bypass", True),
+    ("gain_up", "plus", "gain(1.0)", "output gain +1 dB", False),
+    ("gain_down", "minus", "gain(-1.0)", "output gain -1 dB", False),
     ("record_lane", "r", "record_lane", "rec lane", True),
     ("record_take", "R", "record_take", "rec take", True),
     ("add_bend", "a", "add_bend", "add bend", False),
