@@ -399,3 +399,36 @@ async def test_midi_learn_from_the_interface_through_jack(performance, jack_serv
         controller.close_port()
         controller.delete()
     assert "number = 7" in (tmp_path / "midi.toml").read_text()  # learned mappings are kept
+
+
+async def test_switching_input_swaps_the_engine_and_the_performance_goes_on(performance, choir_model):
+    engine, options, _ = performance
+    asked = []
+
+    def make_engine(changes: dict) -> Engine:
+        asked.append(changes)
+        new = Engine(choir_model, file_player(choir_model, changes["input"], loop=True), two_scenes(),
+                     EngineSettings(device="none", check_speed=False))
+        new.scene_paths = [None, None]
+        return new
+
+    options.make_engine = make_engine
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("i")
+        await pilot.pause(0.1)
+        app.screen.query_one("#answer").value = str(DEMO_INPUT)
+        await pilot.press("enter")
+        deadline = time.monotonic() + 60
+        while app.engine is engine:
+            assert time.monotonic() < deadline, "the new engine never took over"
+            await pilot.pause(0.2)
+        new = app.engine
+        played = new.telemetry.time_s
+        await pilot.pause(0.5)
+        assert new.telemetry.time_s > played and new.error is None
+        assert engine._stop.is_set()  # the old engine was stopped once the new one was ready
+        assert app.options.source == str(DEMO_INPUT)
+    new.stop()
+    assert asked == [{"input": str(DEMO_INPUT)}]

@@ -165,6 +165,7 @@ class Engine:
         self._change: _SceneChange | None = None
         self._take: TakeWriter | None = None
         self._stop = threading.Event()
+        self._stopped = False
         self._thread: threading.Thread | None = None
         self._stream = None
         self._guard_mutes = 0
@@ -404,7 +405,10 @@ class Engine:
             temporary.write_text(json.dumps(stats, indent=2) + "\n")
 
     def stop(self) -> None:
-        """Stops the device and the model thread; finalises the take, the log and the stats."""
+        """Stops the device and the model thread; finalises the take, the log and the stats (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.stop()
