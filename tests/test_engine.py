@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO, wait_for
 from jack_harness import RATE, Harness, Passthrough, onset
 
 from tuibend.bend.rig import Bend
-from tuibend.bend.scene import Scene
+from tuibend.bend.scene import Scene, save_scene
 from tuibend.engine import Engine, EngineError, EngineSettings
 from tuibend.engine.devices import Bridge
 from tuibend.engine.events import EventLog, read_events
@@ -239,8 +240,6 @@ def start_play(*args: str) -> subprocess.Popen:
 
 def test_duplex_run_through_jack_with_a_changing_chain(jack_server, tmp_path):
     """30 s of live input through JACK, the five-bend chain changing every 100 ms: no underrun."""
-    from tuibend.bend.scene import save_scene
-
     save_scene(tmp_path / "five.toml", Scene("five", FIVE_BENDS))
     rng = np.random.default_rng(0)
     (tmp_path / "moves.jsonl").write_text("".join(
@@ -371,3 +370,34 @@ def test_a_device_rate_other_than_the_models_is_resampled_as_it_streams(choir_mo
     aligned = produced[3000 + lag:3000 + lag + len(window)]
     # MQ streaming against VHQ whole-signal resampling, a fractional delay apart: 8 % measured here
     assert np.linalg.norm(aligned - window) / np.linalg.norm(window) < 0.15
+
+
+def test_headless_play_follows_a_midi_fader_bank_through_jack(jack_server, tmp_path):
+    """``tuibend play --headless --midi virtual``: a controller on JACK MIDI moves bend 1 with CC 20 (the
+    default map) and recalls scene 2 with a program change; the events log has both from "midi"."""
+    import rtmidi
+
+    scenes = tmp_path / "scenes"
+    for name, point in (("first", "fc1"), ("second", "gru")):
+        save_scene(scenes / f"{name}.toml", Scene(name, [Bend(point, "ablate", 0.5)]))
+    process = start_play("--input", str(DEMO_INPUT), "--scenes", str(scenes), "--midi", "virtual", "--midi-api",
+                         "jack", "--midi-map", str(tmp_path / "midi.toml"), "--log", str(tmp_path / "events.jsonl"),
+                         "--duration", "8")
+    controller = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "test-fader-bank")
+    try:
+        wait_for(lambda: "tuibend-midi:tuibend" in controller.get_ports(), 30)
+        controller.open_port(controller.get_ports().index("tuibend-midi:tuibend"))
+        time.sleep(0.5)
+        for value in (60, 64, 90, 100):  # soft takeover: from below the fader's 0.5, through it
+            controller.send_message([0xB0, 20, value])
+            time.sleep(0.1)
+        controller.send_message([0xC0, 1])
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        controller.close_port()
+        controller.delete()
+    assert process.returncode == 0, stderr
+    log = [e for e in read_events(tmp_path / "events.jsonl") if e.source == "midi"]
+    moves = [e.value for e in log if e.target == "bend1.proportion"]
+    assert moves and moves[-1] == pytest.approx(100 / 127, abs=1e-3)
+    assert any(e.target == "scene" and e.value == "second" for e in log)

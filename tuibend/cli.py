@@ -192,7 +192,7 @@ def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, obje
     starts: creating a MIDI client holds the interpreter for ~30 ms, too long once audio runs."""
     midi = osc = None
     if args.midi is not None or args.osc is not None:
-        from tuibend.midi import MidiInput, OscServer, default_map_path, load_mappings
+        from tuibend.midi import MidiInput, OscServer, default_map, default_map_path, load_mappings
 
         overrides = {scene.name: scene.midi for scene in engine.scenes if scene.midi}
     if args.midi is not None:
@@ -201,7 +201,8 @@ def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, obje
         apis = {"alsa": [rtmidi.API_LINUX_ALSA], "jack": [rtmidi.API_UNIX_JACK],
                 "auto": [rtmidi.API_LINUX_ALSA, rtmidi.API_UNIX_JACK]}[args.midi_api]
         port = None if args.midi == "virtual" else args.midi
-        mappings = load_mappings(args.midi_map)
+        # A map file not written yet starts as the default map; what is learned is saved there.
+        mappings = default_map() if args.midi_map and not args.midi_map.exists() else load_mappings(args.midi_map)
         for index, api in enumerate(apis):
             try:
                 midi = MidiInput(engine, port, api, mappings, overrides, save_to=args.midi_map or default_map_path())
