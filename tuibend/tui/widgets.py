@@ -140,7 +140,8 @@ class Meters(Static):
         text.append(f"load {t.load:4.2f} (peak {t.load_peak:4.2f})", style=load_style)
         text.append("  xruns ")
         text.append(f"{t.underruns}/{t.overruns}", style="bold red" if t.underruns or t.overruns else "")
-        text.append(f"  latency {t.latency_ms:4.1f} ms  gain {t.gain_db:+.0f} dB\n")
+        text.append(f"  latency {t.latency_ms:4.1f} ms\n")
+        text.append(f"gain {t.gain_db:+.0f} dB  ")
         if t.duration_s:
             state = "▶" if t.playing else "⏸"
             text.append(f"{state} {t.position_s:5.1f} / {t.duration_s:5.1f} s  ")
