@@ -109,5 +109,8 @@ def jack_server():
     sounddevice._initialize()
     yield
     if server is not None:
+        # PortAudio's JACK host asserts if its server is gone when it closes: close it first.
+        while sounddevice._initialized:
+            sounddevice._terminate()
         server.terminate()
         server.wait(timeout=10)

@@ -252,7 +252,8 @@ def test_render_with_a_scene_differs_from_the_unbent_render(solo_model_dir, crep
     assert not (tmp_path / "never.wav").exists()
 
 
-def test_bundled_scenes_load_bind_and_change_the_sound(solo_model, golden, solo_model_dir):
+def test_bundled_scenes_load_bind_and_change_the_sound(choir_model, golden):
+    """Every bundled scene fits the bundled default model, stays finite and changes its sound."""
     from pathlib import Path
 
     from tuibend.bend.units import unit_statistics
@@ -261,12 +262,13 @@ def test_bundled_scenes_load_bind_and_change_the_sound(solo_model, golden, solo_
 
     scenes = sorted((Path(__file__).parents[1] / "scenes").glob("*.toml"))
     assert len(scenes) >= 8
-    features = Features(golden["f0_hz"][:500], np.ones(500, np.float32), golden["loudness_db"][:500])
-    plain = render_features(solo_model, features)
-    statistics = unit_statistics(solo_model, solo_model_dir)
+    f0 = golden["f0_hz"][:500] * 2.0 ** np.round((choir_model.statistics.mean_pitch - 69) / 12)  # its register
+    features = Features(f0.astype(np.float32), np.ones(500, np.float32), golden["loudness_db"][:500])
+    plain = render_features(choir_model, features)
+    statistics = unit_statistics(choir_model, None)
     for path in scenes:
-        scene = load_scene(path).check(point_widths(solo_model.config.decoder), str(path))
-        bent = render_features(solo_model, features, scene=scene, unit_statistics=statistics)
+        scene = load_scene(path).check(point_widths(choir_model.config.decoder), str(path))
+        bent = render_features(choir_model, features, scene=scene, unit_statistics=statistics)
         assert np.all(np.isfinite(bent)), path.name
         assert relative_error(bent, plain) > 0.05, path.name
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.widgets import Footer
 
 from tuibend.bend.scene import SceneError, save_scene
@@ -63,6 +64,7 @@ class TuibendApp(App):
         self.editor = self._editor_for(engine)
         self.recording_lane: tuple[int, str] | None = None
         self._reported_error: str | None = None
+        self._panels: dict = {}
 
     @staticmethod
     def _editor_for(engine: Engine) -> SceneEditor:
@@ -101,6 +103,15 @@ class TuibendApp(App):
         return structure_key(self.engine.scene.bends) == structure_key(self.editor.scene.bends)
 
     def refresh_panels(self) -> None:
+        if not self._panels:
+            try:  # found once on the main screen; a dialog over it later does not hide them
+                self._panels = {kind: self.query_one(kind) for kind in
+                                (StatusLine, SceneList, ChainView, LaneView, MidiMonitor, Meters)}
+            except NoMatches:  # the clock fired while the app was closing: nothing left to draw
+                return
+        self._refresh_panels(self._panels)
+
+    def _refresh_panels(self, panels: dict) -> None:
         engine, editor, telemetry = self.engine, self.editor, self.engine.telemetry
         moving = {}
         if self._playing_edited_scene() and engine.controller is not None:
@@ -108,12 +119,12 @@ class TuibendApp(App):
                 for name in bend.parameter_names():
                     moving[(index, name)] = engine.controller.value(index, name)
                     editor.sync(index, name, engine.target(index, name))  # MIDI and OSC moves
-        self.query_one(StatusLine).show(self.options.model, self.options.source, engine, telemetry)
-        self.query_one(SceneList).show(editor, engine.scene.name)
-        self.query_one(ChainView).show(editor, moving)
-        self.query_one(LaneView).show(editor, engine.scene_seconds, self.recording_lane == editor.focused())
-        self.query_one(Meters).show(telemetry)
-        self.query_one(MidiMonitor).show(self.options.midi, self.options.osc)
+        panels[StatusLine].show(self.options.model, self.options.source, engine, telemetry)
+        panels[SceneList].show(editor, engine.scene.name)
+        panels[ChainView].show(editor, moving)
+        panels[LaneView].show(editor, engine.scene_seconds, self.recording_lane == editor.focused())
+        panels[Meters].show(telemetry)
+        panels[MidiMonitor].show(self.options.midi, self.options.osc)
         for control in (self.options.midi, self.options.osc):
             while control is not None and control.notices:
                 self.notify(control.notices.popleft(), timeout=4)
