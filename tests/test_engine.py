@@ -259,7 +259,8 @@ def test_duplex_run_through_jack_with_a_changing_chain(jack_server, tmp_path):
     assert process.returncode == 0, stderr
     stats = json.loads((tmp_path / "stats.json").read_text())
     take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
-    assert (stats["underruns"], stats["overruns"]) == (0, 0)  # xruns JACK reported to tuibend included
+    # tuibend's own rings never ran dry or full (periods JACK itself reported late are counted apart)
+    assert (stats["underruns"], stats["overruns"]) == (0, 0), f"JACK xruns: {stats['xruns']}"
     assert abs(len(take) / RATE - 30.0) < 1.0
     assert np.sqrt(np.mean(take ** 2)) > 0.01
     moves = [e for e in read_events(tmp_path / "events.jsonl") if e.source == "replay"]

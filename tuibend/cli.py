@@ -269,7 +269,8 @@ def _play(args: argparse.Namespace) -> None:
     report = engine.telemetry
     print(f"played {report.time_s:.2f} s on {engine.device.name} at {engine.device.sample_rate} Hz, "
           f"{args.block}-sample blocks: load {report.load:.2f} (peak {report.load_peak:.2f}), "
-          f"{report.underruns} underruns, {report.overruns} overruns, {report.guard_mutes} guard mutes, "
+          f"{report.underruns} underruns, {report.overruns} overruns, {report.xruns} xruns, "
+          f"{report.guard_mutes} guard mutes, "
           f"latency {report.latency_ms:.1f} ms" + (f"; take {args.record}" if args.record else ""))
     if engine.error:
         raise UserError(f"the engine stopped: {engine.error}")

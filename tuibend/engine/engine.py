@@ -80,6 +80,7 @@ class Telemetry:
     load_peak: float = 0.0  # the worst block of the last second
     underruns: int = 0
     overruns: int = 0
+    xruns: int = 0  # periods the audio system itself reported late (JACK: the whole graph)
     guard_mutes: int = 0
     latency_ms: float = 0.0  # the engine's own added delay, input onset to output onset
     pitch_lag_ms: float = 0.0
@@ -285,10 +286,11 @@ class Engine:
                                                         quality="MQ")
         self._device_block = math.ceil(self.settings.block * device_rate / self.sample_rate)
         # Live: one block of silence ahead (the block being computed while the next arrives), plus the
-        # margin. A file: keep two blocks (at least two device periods) queued for the callback.
+        # margin. A file: keep three blocks (at least three device periods) queued for the callback, so
+        # that an interface busy redrawing can delay a block by two without a gap.
         period = self.device.period or self._device_block
         self._prefill = (self._device_block + self.settings.margin_periods * period if self.live
-                         else max(2 * self._device_block, 2 * period))
+                         else max(3 * self._device_block, 3 * period))
         self._pending_input = np.zeros(0, np.float32)
         self._scratch = np.zeros(self._input.capacity if self._input is not None else 0, np.float32)
         if self.live:
@@ -381,7 +383,8 @@ class Engine:
             time_s=self.seconds, input_db=_level_db(block.dry), output_db=_level_db(audio),
             f0_hz=float(block.f0_hz[-1]), confidence=float(block.confidence[-1]),
             loudness_db=float(block.loudness_db[-1]), load=self._load.mean, load_peak=self._load.peak,
-            underruns=self.bridge.underruns, overruns=self.bridge.overruns, guard_mutes=self._guard_mutes,
+            underruns=self.bridge.underruns, overruns=self.bridge.overruns, xruns=self.bridge.xruns,
+            guard_mutes=self._guard_mutes,
             latency_ms=self.latency_ms, pitch_lag_ms=self.source.latency_ms["pitch"] if self.live else 0.0,
             position_s=player.position_seconds if player else self.seconds,
             duration_s=player.seconds if player else 0.0, playing=player.playing if player else True,

@@ -140,13 +140,12 @@ class TuibendApp(App):
             self.recording_lane = None
             self.refresh_panels()
 
+    # Moves and fader steps come many a second: the panels catch up at the next tick (0.1 s).
     def action_move_row(self, delta: int) -> None:
         self.editor.move_row(delta)
-        self.refresh_panels()
 
     def action_move_column(self, delta: int) -> None:
         self.editor.move_column(delta)
-        self.refresh_panels()
 
     def action_adjust(self, fraction: float) -> None:
         moved = self.editor.adjust(fraction)
@@ -156,7 +155,6 @@ class TuibendApp(App):
             self.engine.set(*moved, source="tui")
         else:
             self._play(self.editor.scene)
-        self.refresh_panels()
 
     def action_play_pause(self) -> None:
         self.engine.transport("toggle", "tui")
