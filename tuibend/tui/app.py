@@ -331,7 +331,7 @@ def run_app(engine: Engine, args, make_engine: Callable[[dict], Engine], notices
     """Runs the interface over a prepared engine (started once the first frame is drawn); stops it after."""
     keymap = load_keymap(args.keys)
     midi, osc = controls
-    options = AppOptions(Path(args.model).name, "mic" if args.input == "mic" else str(args.input),
+    options = AppOptions(Path(args.model).name, "mic" if args.input == "mic" else Path(args.input).name,
                          Path(args.scenes), Path(args.takes), Path(args.model).parent, keymap, notices, make_engine,
                          midi=midi, osc=osc)
     app = TuibendApp(engine, options)

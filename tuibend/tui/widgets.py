@@ -137,10 +137,10 @@ class Meters(Static):
         text.append(f"f0 {t.f0_hz:6.1f} Hz {note_name(t.f0_hz):<4} loud {t.loudness_db:6.1f} dB\n")
         text.append(f"out {level_bar(t.output_db)} {t.output_db:6.1f} dB   ")
         load_style = "bold red" if t.load_peak > 0.8 else ("yellow" if t.load > 0.5 else "")
-        text.append(f"load {t.load:4.2f} (peak {t.load_peak:4.2f})", style=load_style)
-        text.append("  under/over/xrun ")
+        text.append(f"load {t.load:4.2f}/{t.load_peak:4.2f}", style=load_style)  # mean / peak of the last second
+        text.append("  xruns ")  # tuibend's underruns / overruns / the audio system's own
         text.append(f"{t.underruns}/{t.overruns}/{t.xruns}", style="bold red" if t.underruns or t.overruns else "")
-        text.append(f"  latency {t.latency_ms:4.1f} ms\n")
+        text.append(f"  lat {t.latency_ms:4.1f} ms\n")
         text.append(f"gain {t.gain_db:+.0f} dB  ")
         if t.duration_s:
             state = "▶" if t.playing else "⏸"
