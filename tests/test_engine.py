@@ -118,18 +118,25 @@ def player(choir_model):
     return file_player(choir_model, DEMO_INPUT, loop=False)
 
 
+def play_file(model, player, tmp_path, seconds: float, start: float = 0.0, **settings) -> tuple[Engine, np.ndarray]:
+    """Plays the prepared file from ``start`` on the clock-paced device for ``seconds`` of engine time;
+    returns the stopped engine and its take."""
+    player.seek(start)
+    player.play()
+    engine = Engine(model, player, settings=EngineSettings(device="none", record=tmp_path / "take.wav",
+                                                           check_speed=False, **settings))
+    engine.start()
+    wait_for(lambda: engine.telemetry.time_s >= seconds)
+    engine.stop()
+    take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
+    return engine, take
+
+
 @pytest.mark.parametrize("gain_db", [0.0, 6.0])
 def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path, gain_db):
     """Block edges are seamless: a take of the engine equals the offline render of the same input
     (times the output gain)."""
-    settings = EngineSettings(device="none", record=tmp_path / "take.wav", check_speed=False, gain_db=gain_db)
-    player.seek(0.0)
-    player.play()
-    engine = Engine(choir_model, player, settings=settings)
-    engine.start()
-    wait_for(lambda: engine.telemetry.time_s >= 3.0)
-    engine.stop()
-    take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
+    _, take = play_file(choir_model, player, tmp_path, 3.0, gain_db=gain_db)
     hop = choir_model.config.hop
     reference = render_features(choir_model, player.features[:len(take) // hop], block_seconds=256 / RATE)
     reference = np.concatenate([np.zeros(hop, np.float32), reference]) * np.float32(10 ** (gain_db / 20))
@@ -348,16 +355,9 @@ def test_play_errors_are_one_clear_line(args, message, jack_server):
 
 def test_a_device_rate_other_than_the_models_is_resampled_as_it_streams(choir_model, player, tmp_path):
     """At 48 kHz the device gets three samples for each of the model's, and the same music."""
-    settings = EngineSettings(device="none", virtual_rate=48000, keep_virtual_output=True,
-                              record=tmp_path / "take.wav", check_speed=False)
-    player.seek(3.0)
-    player.play()
-    engine = Engine(choir_model, player, settings=settings)
-    engine.start()
-    wait_for(lambda: engine.telemetry.time_s >= 2.0)
-    engine.stop()
+    engine, take = play_file(choir_model, player, tmp_path, 2.0, start=3.0, virtual_rate=48000,
+                             keep_virtual_output=True)
     played = np.concatenate(engine._stream.played)
-    take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
     produced = played[np.argmax(np.abs(played) > 1e-4):]  # from the first sound, past the queued silence
     start = np.argmax(np.abs(take) > 1e-4)
     n = min(len(produced) // 3, len(take) - start) - 2000

@@ -29,13 +29,11 @@ class Bridge:
         self.underruns = 0  # the output ring ran dry: the engine was late
         self.overruns = 0  # the input ring was full: the engine did not read in time
         self.xruns = 0  # the audio system reported a late or dropped period (the whole graph, e.g. JACK)
-        self.callbacks = 0
         self.producing = False  # set by the model thread once real output flows: only then a dry ring is an underrun
         self.mute_until = 0  # output samples before this index are played as silence (panic)
 
     def callback(self, indata, outdata, frames, time_info, status) -> None:
         """Copies input into one ring and output out of the other; nothing else."""
-        self.callbacks += 1
         if status and self.producing and (status.input_overflow or status.output_underflow):
             self.xruns += 1
         if self.input is not None and self.input.write(indata[:, 0]) < frames:
