@@ -67,9 +67,11 @@ MOVED_FADER = (0, "proportion")  # moved every block, as a performer's hand woul
 
 @dataclass
 class Timing:
-    """Median seconds of computation per block: the model's path and the live analysis."""
+    """Median seconds of computation per block: the model's path alone (a prepared file), and
+    for live input the model's path and the analysis as they run interleaved."""
 
     model: float
+    live_model: float
     analysis: float
 
 
@@ -93,7 +95,7 @@ class Row:
 
     @property
     def live_factor(self) -> float:
-        return self.block_seconds / (self.timing.model + self.timing.analysis)
+        return self.block_seconds / (self.timing.live_model + self.timing.analysis)
 
 
 def features(seconds: float, frame_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +132,10 @@ def engine_latency_ms(model: TimbreModel, live: LiveAnalysis, block_samples: int
 
 def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, seconds: float,
                   repeats: int) -> Timing:
-    """The engine's block path (fader, controller, compiled step, guard, DC blocker, limiter) and the
-    live analysis of the same block, timed apart over ``seconds`` of audio, median of ``repeats``."""
+    """The engine's block path (fader, controller, compiled step, guard, DC blocker, limiter) over
+    ``seconds`` of audio, median of ``repeats``: alone, as it runs for a prepared file, and after
+    the live analysis of each block, as it runs for a microphone (interleaved, the two slow each
+    other down: about 2x for the small model's step, measured), with the analysis timed apart."""
     config = model.config
     block_frames = block_samples // config.hop
     controller = control_scene(BENDS, {}, point_widths(config.decoder), block_frames, config.frame_rate)
@@ -141,7 +145,7 @@ def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, se
     n_blocks = len(f0) // block_frames
     faders = fader_positions(n_blocks)
 
-    def play(count: int) -> Timing:
+    def play(count: int, analyse: bool) -> Timing:
         stream.reset()
         controller.rig.reset()
         live.reset()
@@ -150,7 +154,8 @@ def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, se
         for index in range(count):
             frames = slice(index * block_frames, (index + 1) * block_frames)
             started = time.perf_counter()
-            live.process(audio[index * block_samples:(index + 1) * block_samples])
+            if analyse:
+                live.process(audio[index * block_samples:(index + 1) * block_samples])
             analysed = time.perf_counter()
             controller.set(*MOVED_FADER, float(faders[index]))
             controller.advance()
@@ -161,11 +166,13 @@ def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, se
             finished = time.perf_counter()
             analysis_seconds += analysed - started
             model_seconds += finished - analysed
-        return Timing(model_seconds / count, analysis_seconds / count)
+        return Timing(model_seconds / count, model_seconds / count, analysis_seconds / count)
 
-    play(min(n_blocks, max(8, n_blocks // 20)))  # compiles the step and the tracker's graph
-    runs = [play(n_blocks) for _ in range(repeats)]
-    return Timing(float(np.median([run.model for run in runs])), float(np.median([run.analysis for run in runs])))
+    play(min(n_blocks, max(8, n_blocks // 20)), analyse=True)  # compiles the step and the tracker's graph
+    alone = np.median([play(n_blocks, analyse=False).model for _ in range(repeats)])
+    live_runs = [play(n_blocks, analyse=True) for _ in range(repeats)]
+    return Timing(float(alone), float(np.median([run.model for run in live_runs])),
+                  float(np.median([run.analysis for run in live_runs])))
 
 
 def seed_timing(model: TimbreModel, live: LiveAnalysis, repeats: int) -> Timing:
@@ -191,8 +198,9 @@ def seed_timing(model: TimbreModel, live: LiveAnalysis, repeats: int) -> Timing:
         model.render(f0[frames], loudness[frames], hook=controller.rig.hook)
         finished = time.perf_counter()
         if index:
-            runs.append(Timing(finished - analysed, analysed - started))
-    return Timing(float(np.median([run.model for run in runs])), float(np.median([run.analysis for run in runs])))
+            runs.append(Timing(finished - analysed, finished - analysed, analysed - started))
+    model_seconds = float(np.median([run.model for run in runs]))
+    return Timing(model_seconds, model_seconds, float(np.median([run.analysis for run in runs])))
 
 
 def full_model(path: str | None) -> TimbreModel:
@@ -263,15 +271,18 @@ def main() -> None:
 
     print(f"\nReal-time block path with a 5-bend chain ({', '.join(f'{b.point} {b.transform}' for b in BENDS)}), "
           "one fader moving every block, guard, DC blocker and limiter. Model: a prepared file's features; "
-          "with analysis: plus streaming CREPE-tiny pitch and loudness of the same block (live input). "
+          "with analysis: plus streaming CREPE-tiny pitch and loudness of the same block (live input), "
+          "interleaved as the engine runs them. "
           "Latency: live input, as the engine reports it (one block queued, one hop, the loudness analysis' lag); "
           "the seed's is its 4 s block plus the time to compute it.\n")
-    print("| model | work | block | ms per block | real-time factor (model) | real-time factor (with analysis) "
-          "| latency ms | goal (model) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| model | work | block | ms per block (file) | ms per block (live: model + analysis) "
+          "| real-time factor (model) | real-time factor (with analysis) | latency ms | goal (model) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:
         print(f"| {row.model} | {row.work} | {row.block_samples} ({1000 * row.block_seconds:g} ms) | "
-              f"{1000 * row.timing.model:.2f} | {row.model_factor:.1f}x | {row.live_factor:.1f}x | "
+              f"{1000 * row.timing.model:.2f} | "
+              f"{1000 * row.timing.live_model:.2f} + {1000 * row.timing.analysis:.2f} | "
+              f"{row.model_factor:.1f}x | {row.live_factor:.1f}x | "
               f"{row.latency_ms:.0f} | {goal_text(row)} |")
     print(f"\nMachine: {machine()}.")
 

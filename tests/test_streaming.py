@@ -80,7 +80,7 @@ def test_reverb_stream_equals_whole_signal(block_size):
     audio = rng.normal(size=(1, 16 * 1024)).astype(np.float32)
     whole = dsp.reverb(audio, ir).numpy()[0]
     partitions = effects.partition_spectra(ir, block_size)
-    state = effects.reverb_initial_state(1, int(partitions.shape[0]), block_size)
+    state = effects.reverb_initial_state(1, partitions)
     step = tf.function(effects.reverb_step, jit_compile=True)
     blocks = []
     for start in range(0, audio.shape[1], block_size):
@@ -94,7 +94,7 @@ def test_reverb_tail_outlives_the_block():
     ir = np.zeros(2000, np.float32)
     ir[1500] = 0.5
     partitions = effects.partition_spectra(ir, 256)
-    state = effects.reverb_initial_state(1, int(partitions.shape[0]), 256)
+    state = effects.reverb_initial_state(1, partitions)
     impulse = np.zeros((1, 256), np.float32)
     impulse[0, 10] = 1.0
     _out, state = effects.reverb_step(state, impulse, partitions)

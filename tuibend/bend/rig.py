@@ -21,6 +21,7 @@ from tuibend.bend.selection import Selection, ranks_from_order, unit_order
 from tuibend.bend.transforms import TRANSFORMS
 
 SMOOTHING_SECONDS = 0.02  # one-pole time constant of fader moves: no zipper noise, heard within a block
+BLOCK_NUMBERS = 1 << 24  # block numbers stay exact in float32 (74 hours of 256-sample blocks, then wrap)
 
 
 class BendError(ValueError):
@@ -79,16 +80,19 @@ class BendRig:
         for index, bend in enumerate(self.bends):
             for name in bend.parameter_names() + list(TRANSFORMS[bend.transform].derived):
                 self.rows[(index, name)] = len(self.rows)
-        self.values = tf.Variable(tf.zeros([max(1, len(self.rows)), block_frames]), trainable=False,
+        # One variable carries a block's every per-frame value, and in its last row the block's
+        # number (which seeds the noise transform): one write per block, no second variable.
+        self.values = tf.Variable(tf.zeros([len(self.rows) + 1, block_frames]), trainable=False,
                                   name="bend_values")
-        self.block_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="bend_block")
+        self.blocks = 0  # blocks since the last reset (model thread only), wraps at BLOCK_NUMBERS
+        counter = tf.cast(self.values[-1, 0], tf.int64)
         self._ranks, self._eligible, self._state = [], [], []
         for bend in self.bends:
             units = widths[bend.point]
             order = unit_order(bend.select, units, bend.seed, unit_statistics, bend.point)
             self._ranks.append(tf.constant(ranks_from_order(order, units), tf.float32))
             self._eligible.append(float(len(order)))
-            state = {"seed": tf.constant(bend.seed, tf.int64), "counter": self.block_counter,
+            state = {"seed": tf.constant(bend.seed, tf.int64), "counter": counter,
                      "permutation": tf.constant(np.random.default_rng([bend.seed, 1]).permutation(units), tf.int32)}
             if TRANSFORMS[bend.transform].memory:
                 state["memory"] = tf.Variable(tf.zeros([batch, units]), trainable=False)
@@ -100,7 +104,7 @@ class BendRig:
         for state in self._state:
             if "memory" in state:
                 state["memory"].assign(tf.zeros_like(state["memory"]))
-        self.block_counter.assign(0)
+        self.blocks = 0
 
     def hook(self, point: str, activations: tf.Tensor) -> tf.Tensor:
         """Applies this point's bends in chain order."""
@@ -230,7 +234,7 @@ class BendController:
         frames = self.rig.block_frames
         times = (self.frame + np.arange(frames)) / self.frame_rate
         targets, lanes, morphs = self._targets, self.lanes, self._morphs
-        values = np.zeros((max(1, len(self.rig.rows)), frames), np.float32)
+        values = np.zeros((len(self.rig.rows) + 1, frames), np.float32)
         for key, row in self.rig.rows.items():
             if key in self._derived:
                 continue
@@ -265,8 +269,10 @@ class BendController:
 
     def advance(self) -> None:
         """Writes the next block's values into the rig (call before each model step)."""
-        self.rig.values.assign(self.block_values())
-        self.rig.block_counter.assign_add(1)
+        values = self.block_values()
+        values[-1] = self.rig.blocks
+        self.rig.values.assign(values)
+        self.rig.blocks = (self.rig.blocks + 1) % BLOCK_NUMBERS
 
 
 def control_scene(bends: list[Bend], lanes: dict[tuple[int, str], Lane], widths: dict[str, int], block_frames: int,

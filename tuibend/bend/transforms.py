@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from tuibend.dsp.core import RANDOM_ALGORITHM
+
 Derive = Callable[[dict[str, np.ndarray], dict, float], dict[str, np.ndarray]]
 
 
@@ -92,7 +94,7 @@ def quantise(a, p, state):
 def noise(a, p, state):
     """Gaussian noise, fresh every frame, seeded by the block counter in ``state``."""
     seed = tf.stack([state["seed"], state["counter"]])
-    return a + tf.random.stateless_normal(tf.shape(a), seed=seed) * _frames(p["amount"])
+    return a + tf.random.stateless_normal(tf.shape(a), seed=seed, alg=RANDOM_ALGORITHM) * _frames(p["amount"])
 
 
 def _over_frames(a, rows, state, step):

@@ -12,11 +12,19 @@ import math
 import tensorflow as tf
 
 F0_RANGE = 127.0  # MIDI notes; f0_scaled = midi / F0_RANGE
+# Named, not left to "auto_select": XLA on CPU compiles the default about 0.2 ms slower per
+# live block (measured), a sixth of the block's whole budget.
+RANDOM_ALGORITHM = "philox"
 
 
 def f32(x) -> tf.Tensor:
     """Converts to a float32 tensor (a no-op for float32 tensors)."""
     return tf.cast(tf.convert_to_tensor(x), tf.float32)
+
+
+def uniform_noise(shape, seed) -> tf.Tensor:
+    """White noise uniform in [-1, 1), the same for the same two-integer seed."""
+    return tf.random.stateless_uniform(shape, seed=seed, minval=-1.0, alg=RANDOM_ALGORITHM)
 
 
 def exp_sigmoid(x, exponent: float = 10.0, max_value: float = 2.0, threshold: float = 1e-7) -> tf.Tensor:

@@ -2,8 +2,8 @@
 
 The stream uses uniformly partitioned overlap-save convolution: the response is cut
 into partitions of one block, their spectra are computed once, and each block costs
-one FFT, one multiply-accumulate over a frequency-domain delay line and one inverse
-FFT, whatever the response length. The tail therefore carries across blocks with no
+one FFT, one multiply-accumulate over a frequency-domain delay line (a ring written in
+place) and one inverse FFT. The tail therefore carries across blocks with no
 seam, unlike the seed's per-block reverb that restarted at every block.
 """
 
@@ -31,30 +31,50 @@ def reverb(audio, impulse_response) -> tf.Tensor:
 
 
 def partition_spectra(impulse_response, block_size: int) -> tf.Tensor:
-    """Spectra [n_parts, block+1] of the wet response cut into ``block_size`` partitions."""
+    """The wet response's partition spectra laid out for :func:`reverb_step`: [2 * n_parts, block+1].
+
+    The response is cut into ``block_size`` partitions whose spectra run in reverse order
+    (partition 0, then n-1 down to 1) and the list is written twice, so that a block's window
+    of n rows, taken at an offset that moves with the delay line's newest slot, pairs every
+    stored input spectrum with the partition of its age: the delay line is a ring written in
+    place, never shifted (shifting it cost a copy of the whole line per block).
+    """
     response = wet_response(impulse_response)
     n_parts = math.ceil(int(response.shape[-1]) / block_size)
     response = tf.pad(response, [[0, n_parts * block_size - int(response.shape[-1])]])
-    return tf.signal.rfft(tf.reshape(response, [n_parts, block_size]), [2 * block_size])
+    spectra = tf.signal.rfft(tf.reshape(response, [n_parts, block_size]), [2 * block_size])
+    by_slot = tf.gather(spectra, (-tf.range(n_parts)) % n_parts)
+    return tf.concat([by_slot, by_slot], axis=0)
 
 
 class ReverbState(NamedTuple):
-    """The previous input block and the frequency-domain delay line of input spectra."""
+    """The previous input block and a ring of the input spectra (frequency-domain delay line)."""
 
     previous: tf.Tensor  # [b, block]
-    spectra: tf.Tensor  # [b, n_parts, block+1] complex64, newest first
+    spectra: tf.Tensor  # [n_parts, b, block+1] complex64, a ring
+    newest: tf.Tensor  # int32 []: the ring slot of the latest spectrum
 
 
-def reverb_initial_state(batch: int, n_parts: int, block_size: int) -> ReverbState:
-    """A reverb with nothing in its tail."""
-    return ReverbState(tf.zeros([batch, block_size]), tf.zeros([batch, n_parts, block_size + 1], tf.complex64))
+def reverb_initial_state(batch: int, partitions: tf.Tensor) -> ReverbState:
+    """A reverb with nothing in its tail, for ``partitions`` from :func:`partition_spectra`."""
+    n_parts, block_size = int(partitions.shape[0]) // 2, int(partitions.shape[1]) - 1
+    return ReverbState(tf.zeros([batch, block_size]), tf.zeros([n_parts, batch, block_size + 1], tf.complex64),
+                       tf.constant(n_parts - 1, tf.int32))
 
 
 def reverb_step(state: ReverbState, audio, partitions: tf.Tensor) -> tuple[tf.Tensor, ReverbState]:
-    """One block [b, block] through the reverb; equals :func:`reverb` over the joined blocks."""
+    """One block [b, block] through the reverb; equals :func:`reverb` over the joined blocks.
+
+    ``partitions`` comes from :func:`partition_spectra`. The spectrum in slot s is (newest - s)
+    mod n blocks old, so it meets partition (newest - s) mod n, which the doubled, reversed
+    layout holds at row s + n - newest.
+    """
     audio = f32(audio)
     block_size = int(audio.shape[-1])
+    n_parts = int(state.spectra.shape[0])
+    newest = (state.newest + 1) % n_parts
     spectrum = tf.signal.rfft(tf.concat([state.previous, audio], axis=1), [2 * block_size])
-    spectra = tf.concat([spectrum[:, tf.newaxis], state.spectra[:, :-1]], axis=1)
-    wet = tf.signal.irfft(tf.reduce_sum(spectra * partitions, axis=1), [2 * block_size])[:, block_size:]
-    return audio + wet, ReverbState(audio, spectra)
+    spectra = tf.tensor_scatter_nd_update(state.spectra, newest[tf.newaxis, tf.newaxis], spectrum[tf.newaxis])
+    window = tf.gather(partitions, tf.range(n_parts) + (n_parts - newest))  # a slice would recompile per offset
+    wet = tf.signal.irfft(tf.reduce_sum(spectra * window[:, tf.newaxis], axis=0), [2 * block_size])[:, block_size:]
+    return audio + wet, ReverbState(audio, spectra, newest)

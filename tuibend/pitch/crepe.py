@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tuibend.compiled import flat_call
 from tuibend.dsp.core import next_power_of_2
 
 CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
@@ -177,11 +178,12 @@ class Crepe:
         self.weights = {name: tf.cast(tf.constant(value), compute)
                         for name, value in _checked(weights, capacity, capacity).items()}
         # oneDNN's convolutions beat XLA's on the CPU here (see bench/bench_pitch.py), so no jit by default.
-        self._forward = tf.function(self._graph, jit_compile=jit, reduce_retracing=True)
+        self._forward = flat_call(tf.function(self._graph, jit_compile=jit),
+                                  tf.TensorSpec([None, FRAME_SIZE], tf.float32))
         # For a single frame oneDNN's algorithm for the wide first layer is slow: a matmul over
         # the frame's 256 windows does the same sums 2.4x faster.
-        self._forward_one = tf.function(lambda frames: self._graph(frames, windowed_first_layer=True),
-                                        jit_compile=jit)
+        self._forward_one = flat_call(tf.function(lambda frames: self._graph(frames, windowed_first_layer=True),
+                                                  jit_compile=jit), tf.TensorSpec([1, FRAME_SIZE], tf.float32))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, jit: bool = False, precision: str = "float32") -> Crepe:

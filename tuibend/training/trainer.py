@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tuibend.atomic import atomic_path
+from tuibend.dsp import core
 from tuibend.dsp.spectral import spectral_loss
 from tuibend.model.config import SIZES, DecoderConfig, ModelConfig
 from tuibend.model.decoder import initial_weights
@@ -118,7 +119,7 @@ class Trainer:
 
     def _noise(self, shape, step: int) -> tf.Tensor:
         """The noise synth's input for a global batch: seeded by the step, so a resumed run repeats it."""
-        return tf.random.stateless_uniform(shape, seed=tf.constant([self.config.seed, step], tf.int64), minval=-1.0)
+        return core.uniform_noise(shape, tf.constant([self.config.seed, step], tf.int64))
 
     def _train_replica(self, audio, f0, loudness, noise):
         replicas = self.strategy.num_replicas_in_sync
