@@ -4,8 +4,8 @@ Run: ``python bench/scene_effects.py [--models models/choir models/flute] [--sce
 The demo voice (``audio/demo-voice.flac``, 20 s of singing) is analysed and adjusted to each model
 as ``tuibend render`` does, rendered unbent and through every scene (with its automation, from the
 start), and each render is measured against the unbent one: level (RMS, dB), spectral centroid
-and flatness, the vibrato-rate modulation of the level and of the centroid (their 3-9 Hz band,
-where a singer's vibrato lives: how much the sound wobbles), and YIN's pitch error against the
+and flatness, the modulation of the level and of the centroid (their 1-9 Hz band, the rates of
+LFOs, tremolo and a singer's vibrato: how much the sound wobbles), and YIN's pitch error against the
 input contour (median cents on voiced frames: is the melody still there). This is the listening
 proxy the scenes were tuned with; the README carries the table.
 """
@@ -36,14 +36,15 @@ from tuibend.render import render_features  # noqa: E402
 
 FRAME = 1024
 HOP = 256
-VIBRATO_BAND_HZ = (3.0, 9.0)
+MODULATION_BAND_HZ = (1.0, 9.0)
 
 
 def band_wobble(contour: np.ndarray, frame_rate: float) -> float:
-    """Standard deviation of a contour's 3-9 Hz band: the vibrato-rate part of its movement."""
+    """Standard deviation of a contour's 1-9 Hz band: its movement at the rates of LFOs, tremolo and
+    a singer's vibrato, without the phrase-long swells."""
     spectrum = np.fft.rfft(contour - contour.mean())
     frequencies = np.fft.rfftfreq(len(contour), 1.0 / frame_rate)
-    spectrum[(frequencies < VIBRATO_BAND_HZ[0]) | (frequencies > VIBRATO_BAND_HZ[1])] = 0.0
+    spectrum[(frequencies < MODULATION_BAND_HZ[0]) | (frequencies > MODULATION_BAND_HZ[1])] = 0.0
     return float(np.std(np.fft.irfft(spectrum, len(contour))))
 
 
@@ -74,7 +75,8 @@ def measures(audio: np.ndarray, f0_in: np.ndarray, sample_rate: int) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", type=Path, default=[REPO / "models" / "choir", REPO / "models" / "flute"])
+    parser.add_argument("--models", nargs="+", type=Path,
+                        default=[REPO / "models" / "choir", REPO / "models" / "flute"])
     parser.add_argument("--scenes", type=Path, default=REPO / "scenes")
     parser.add_argument("--input", type=Path, default=REPO / "audio" / "demo-voice.flac")
     args = parser.parse_args()

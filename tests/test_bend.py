@@ -253,7 +253,8 @@ def test_render_with_a_scene_differs_from_the_unbent_render(solo_model_dir, crep
 
 
 def test_bundled_scenes_load_bind_and_change_the_sound(choir_model, golden):
-    """Every bundled scene fits the bundled default model, stays finite and changes its sound."""
+    """Every bundled scene fits the bundled default model, stays finite, changes its sound and keeps
+    its level near the unbent one (a recall on stage must not jump by 15 dB)."""
     from pathlib import Path
 
     from tuibend.bend.units import unit_statistics
@@ -271,6 +272,8 @@ def test_bundled_scenes_load_bind_and_change_the_sound(choir_model, golden):
         bent = render_features(choir_model, features, scene=scene, unit_statistics=statistics)
         assert np.all(np.isfinite(bent)), path.name
         assert relative_error(bent, plain) > 0.05, path.name
+        level_change_db = 10 * np.log10(np.mean(bent ** 2) / np.mean(plain ** 2))
+        assert abs(level_change_db) < 8.0, f"{path.name}: {level_change_db:+.1f} dB"
 
 
 def _run_blocks(transform: str, activations: np.ndarray, block: int, **params) -> np.ndarray:
