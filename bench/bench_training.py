@@ -9,6 +9,7 @@ installed here (Python 3.11), so those two figures are quoted from the brief, no
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -46,22 +47,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     data = args.data or fixture_dataset()
-    print("| size | batch | seconds per step | steps/s | magenta-ddsp (brief) / ours |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for size in ("small", "solo"):
-        for batch in (8, 16):
-            config = TrainingConfig(size=size, batch_size=batch)
-            trainer = Trainer(fresh_model(config, size), config)
-            stream = batches(data, "train", batch, 0)
-            trainer.train_step(next(stream))  # tracing
-            times = []
-            for _ in range(args.steps):
-                started = time.perf_counter()
-                trainer.train_step(next(stream))
-                times.append(time.perf_counter() - started)
-            seconds = float(np.median(times))
-            ratio = f"{MAGENTA_SECONDS[size] / seconds:.2f}" if batch == 16 else "-"
-            print(f"| {size} | {batch} | {seconds:.2f} | {1 / seconds:.2f} | {ratio} |", flush=True)
+    print("| size | batch | XLA | seconds per step | steps/s | magenta-ddsp (brief) / ours |")
+    print("| --- | ---: | --- | ---: | ---: | ---: |")
+    for size, batch, jit in itertools.product(("small", "solo"), (8, 16), (False, True)):
+        config = TrainingConfig(size=size, batch_size=batch, jit=jit)
+        trainer = Trainer(fresh_model(config, size), config)
+        stream = batches(data, "train", batch, 0)
+        trainer.train_step(next(stream))  # tracing
+        times = []
+        for _ in range(args.steps):
+            started = time.perf_counter()
+            trainer.train_step(next(stream))
+            times.append(time.perf_counter() - started)
+        seconds = float(np.median(times))
+        ratio = f"{MAGENTA_SECONDS[size] / seconds:.2f}" if batch == 16 else "-"
+        print(f"| {size} | {batch} | {'yes' if jit else 'no'} | {seconds:.2f} | {1 / seconds:.2f} | {ratio} |",
+              flush=True)
 
 
 if __name__ == "__main__":

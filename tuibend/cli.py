@@ -473,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--checkpoint-every", type=positive_int, default=100)
     trainer.add_argument("--eval-every", type=positive_int, default=500)
     trainer.add_argument("--seed", type=int, default=0)
-    trainer.add_argument("--xla", action="store_true", help="compile the step with XLA (slower on CPUs)")
+    trainer.add_argument("--no-xla", dest="xla", action="store_false",
+                         help="run the step op by op instead of compiling it with XLA")
     trainer.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="measure a model's resynthesis of held-out audio")
