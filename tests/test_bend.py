@@ -287,6 +287,16 @@ def _run_blocks(transform: str, activations: np.ndarray, block: int, **params) -
     return np.concatenate(out)
 
 
+def test_noise_is_fresh_every_block_and_repeats_with_its_seed():
+    """The noise transform draws new noise each block (seeded by the block number the controller
+    writes), and a reset run draws the same again."""
+    zeros = np.zeros((12, 8), np.float32)
+    first = _run_blocks("noise", zeros, 4, amount=1.0)
+    blocks = first.reshape(3, 4, 8)
+    assert not np.allclose(blocks[0], blocks[1]) and not np.allclose(blocks[1], blocks[2])
+    np.testing.assert_array_equal(_run_blocks("noise", zeros, 4, amount=1.0), first)
+
+
 def test_freeze_holds_across_blocks():
     a = np.random.default_rng(1).normal(size=(12, 8)).astype(np.float32)
     np.testing.assert_allclose(_run_blocks("freeze", a, 4, rate=0.0), np.repeat(a[:1], 12, axis=0), atol=1e-6)

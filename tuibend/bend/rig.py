@@ -85,14 +85,13 @@ class BendRig:
         self.values = tf.Variable(tf.zeros([len(self.rows) + 1, block_frames]), trainable=False,
                                   name="bend_values")
         self.blocks = 0  # blocks since the last reset (model thread only), wraps at BLOCK_NUMBERS
-        counter = tf.cast(self.values[-1, 0], tf.int64)
         self._ranks, self._eligible, self._state = [], [], []
         for bend in self.bends:
             units = widths[bend.point]
             order = unit_order(bend.select, units, bend.seed, unit_statistics, bend.point)
             self._ranks.append(tf.constant(ranks_from_order(order, units), tf.float32))
             self._eligible.append(float(len(order)))
-            state = {"seed": tf.constant(bend.seed, tf.int64), "counter": counter,
+            state = {"seed": tf.constant(bend.seed, tf.int64),
                      "permutation": tf.constant(np.random.default_rng([bend.seed, 1]).permutation(units), tf.int32)}
             if TRANSFORMS[bend.transform].memory:
                 state["memory"] = tf.Variable(tf.zeros([batch, units]), trainable=False)
@@ -114,7 +113,8 @@ class BendRig:
             params = {name: self.values[row] for (i, name), row in self.rows.items() if i == index}
             weights = tf.clip_by_value(params["proportion"][:, tf.newaxis] * self._eligible[index]
                                        - self._ranks[index][tf.newaxis, :], 0.0, 1.0)
-            transformed = TRANSFORMS[bend.transform].apply(activations, params, self._state[index])
+            state = {**self._state[index], "counter": tf.cast(self.values[-1, 0], tf.int64)}  # read per block
+            transformed = TRANSFORMS[bend.transform].apply(activations, params, state)
             activations = activations + weights[tf.newaxis] * (transformed - activations)
         return activations
 
