@@ -105,3 +105,23 @@ def test_reverb_tail_outlives_the_block():
     later = np.concatenate(later)
     assert abs(later[10 + 1500 - 256] - 0.5) < 1e-5
     assert np.sum(np.abs(later) > 1e-4) == 1
+
+
+def test_flat_call_matches_the_function_and_traces_once():
+    """The per-block entry point (no argument binding) computes what the tf.function computes, for
+    new values each call, and never traces again."""
+    from tuibend.compiled import flat_call
+
+    traces = []
+
+    @tf.function(jit_compile=True)
+    def scaled_sum(x, y):
+        traces.append(1)
+        return tf.reduce_sum(x * y, axis=-1)
+
+    call = flat_call(scaled_sum, tf.TensorSpec([2, 3], tf.float32), tf.TensorSpec([2, 3], tf.float32))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x, y = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(2, 3)).astype(np.float32)
+        np.testing.assert_allclose(call(tf.constant(x), tf.constant(y)).numpy(), (x * y).sum(-1), rtol=1e-5)
+    assert len(traces) == 1
