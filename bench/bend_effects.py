@@ -23,13 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tuibend  # noqa: E402
-from tuibend.bend.rig import Bend  # noqa: E402
-from tuibend.bend.scene import Scene  # noqa: E402
+from tuibend.bend.rig import Bend, control_scene  # noqa: E402
 from tuibend.bend.transforms import TRANSFORMS  # noqa: E402
 from tuibend.bend.units import probe_features  # noqa: E402
+from tuibend.model.decoder import point_widths  # noqa: E402
 from tuibend.pitch.analysis import Features, analyze_audio  # noqa: E402
 from tuibend.pitch.trackers import make_tracker  # noqa: E402
-from tuibend.render import render_features  # noqa: E402
+from tuibend.render import render_features, stream_features  # noqa: E402
 
 PROPORTIONS = (0.1, 0.5, 0.9)
 
@@ -80,11 +80,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     from tuibend.render import draw_spectrograms
 
+    block = model.config.frame_rate  # one-second blocks, as render_features
     for transform in TRANSFORMS:
         for point in model.bend_points:
+            # One compiled stream per transform and point, its proportion set for each render:
+            # TensorFlow keeps every compiled executable, and 288 of them exhaust the process's maps.
+            controller = control_scene([Bend(point, transform, PROPORTIONS[0], seed=1)], {},
+                                       point_widths(model.config.decoder), block, model.config.frame_rate)
+            stream = model.stream(block, hook=controller.rig.hook)
             for proportion in PROPORTIONS:
-                scene = Scene(f"{transform}@{point}", [Bend(point, transform, proportion, seed=1)])
-                audio = render_features(model, features, scene=scene)
+                controller.jump({(0, "proportion"): proportion})
+                audio = stream_features(stream, features, controller)
                 if not np.all(np.isfinite(audio)):
                     print(f"| {transform} | {point} | {proportion} | non-finite output | | | |")
                     continue

@@ -129,6 +129,31 @@ def test_block_render_equals_whole_signal_render(solo_model, golden):
     assert relative_error(blocks, whole) < 1e-4
 
 
+def test_one_stream_renders_many_times_as_fresh_ones(solo_model, golden):
+    """A compiled stream and its bend controller, reused with a new proportion, render what a fresh
+    scene render does (reset state, restarted oscillator and lanes): the bench reuses them."""
+    from dataclasses import replace
+
+    from tuibend.bend.rig import Bend, control_scene
+    from tuibend.bend.scene import Scene
+    from tuibend.model.decoder import point_widths
+    from tuibend.render import stream_features
+
+    features = Features(golden["f0_hz"][:300], np.ones(300, np.float32), golden["loudness_db"][:300])
+    bend = Bend("fc1", "oscillate", 0.2, seed=1, params={"freq": 3.0, "depth": 1.0})
+    controller = control_scene([bend], {}, point_widths(solo_model.config.decoder), 250, 250.0)
+    stream = solo_model.stream(250, hook=controller.rig.hook)
+    first = stream_features(stream, features, controller)
+    for proportion in (0.7, 0.2):
+        controller.jump({(0, "proportion"): proportion})
+        again = stream_features(stream, features, controller)
+        fresh = render_features(solo_model, features, scene=Scene("s", [replace(bend, proportion=proportion)]))
+        np.testing.assert_allclose(again, fresh, atol=1e-5)
+    np.testing.assert_allclose(again, first, atol=1e-5)
+    assert relative_error(render_features(solo_model, features, scene=Scene("s", [replace(bend, proportion=0.7)])),
+                          first) > 0.01  # the proportion matters
+
+
 def test_render_command_end_to_end(solo_model_dir, flute_44k_stereo, tmp_path):
     output, picture = tmp_path / "out" / "take.wav", tmp_path / "spectrogram.png"
     result = subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(flute_44k_stereo), "-o", str(output),

@@ -11,10 +11,10 @@ import numpy as np
 from tuibend.adjust import Adjustment, adjust
 from tuibend.atomic import atomic_path
 from tuibend.audiofile import AudioFileError, check_output_format, write_audio
-from tuibend.bend.rig import control_scene
+from tuibend.bend.rig import BendController, control_scene
 from tuibend.bend.scene import Scene
 from tuibend.model.decoder import BendHook, no_bend, point_widths
-from tuibend.model.timbre import TimbreModel
+from tuibend.model.timbre import ModelStream, TimbreModel
 from tuibend.pitch.analysis import Features
 from tuibend.pitch.files import analyze
 
@@ -31,25 +31,36 @@ class RenderResult:
 def render_features(model: TimbreModel, features: Features, hook: BendHook = no_bend, seed: int = 0,
                     block_seconds: float = 1.0, progress: Progress | None = None, scene: Scene | None = None,
                     unit_statistics: dict | None = None) -> np.ndarray:
-    """Resynthesises features in blocks of about a second (so long files report progress).
-
-    A stream equals the whole-signal render delayed by one hop: it is fed one frame more
-    (the last, held, as the whole signal holds it) and its first hop is dropped. A scene's
-    bends and automation run from the start of the file.
-    """
-    hop = model.config.hop
-    n_frames = len(features)
+    """Resynthesises features in blocks of about a second (so long files report progress); a
+    scene's bends and automation run from the start of the file."""
     block = max(1, int(block_seconds * model.config.frame_rate))
     controller = None
     if scene is not None:
         controller = control_scene(scene.bends, scene.automation, point_widths(model.config.decoder), block,
                                    model.config.frame_rate, unit_statistics)
         hook = controller.rig.hook
+    return stream_features(model.stream(block, hook=hook, seed=seed), features, controller, progress)
+
+
+def stream_features(stream: ModelStream, features: Features, controller: BendController | None = None,
+                    progress: Progress | None = None) -> np.ndarray:
+    """Resynthesises features through a stream (and the controller of its bends), from their start.
+
+    A stream equals the whole-signal render delayed by one hop: it is fed one frame more (the
+    last, held, as the whole signal holds it) and its first hop is dropped. Reusing one compiled
+    stream for many renders (reset here) spares a compilation each: TensorFlow keeps every
+    compiled executable for the life of the process.
+    """
+    hop, block = stream.model.config.hop, stream.block_frames
+    stream.reset()
+    if controller is not None:
+        controller.rig.reset()
+        controller.restart()
+    n_frames = len(features)
     n_blocks = -(-(n_frames + 1) // block)
     padding = n_blocks * block - n_frames
     f0 = np.concatenate([features.f0_hz, np.repeat(features.f0_hz[-1:], padding)])
     loudness = np.concatenate([features.loudness_db, np.repeat(features.loudness_db[-1:], padding)])
-    stream = model.stream(block, hook=hook, seed=seed)
     pieces = []
     for index in range(n_blocks):
         window = slice(index * block, (index + 1) * block)
