@@ -31,7 +31,9 @@ def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semi
     config = model.config
     analyzer = StreamingAnalyzer(make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop),
                                  config.loudness, config.sample_rate, config.frame_rate)
-    return LiveAnalysis(analyzer, pitch_shift_semitones)
+    mean_pitch = model.statistics.mean_pitch if model.statistics is not None else None
+    resting = None if mean_pitch is None else 440.0 * 2.0 ** ((mean_pitch - 69.0) / 12.0)
+    return LiveAnalysis(analyzer, pitch_shift_semitones, resting)
 
 
 def scene_set(model: TimbreModel, paths: list[Path]) -> tuple[list[tuple[Path, Scene]], list[str]]:

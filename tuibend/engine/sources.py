@@ -89,13 +89,22 @@ class LiveAnalysis:
 
     Unvoiced frames are not made quieter here (the offline gate does that): confidence arrives
     with the pitch, a tracker's look-ahead later than the loudness, so attenuating by it would hold
-    every onset back by the pitch lag (36 ms with CREPE) instead of the loudness lag (12 ms).
+    every onset back by the pitch lag (36 ms with CREPE) instead of the loudness lag (4 ms).
     """
 
-    def __init__(self, analyzer: StreamingAnalyzer, pitch_shift_semitones: float = 0.0):
+    def __init__(self, analyzer: StreamingAnalyzer, pitch_shift_semitones: float = 0.0,
+                 resting_f0_hz: float | None = None):
         self.analyzer = analyzer
-        self.gate = Gate(analyzer.tracker.voiced_threshold, attenuation_db=0.0)
         self.pitch_ratio = 2.0 ** (pitch_shift_semitones / 12.0)
+        # Before the first voiced frame the model hears this pitch (its training data's mean), not the
+        # tracker's guess on silence: a first note then speaks as early as later ones (held at the last
+        # note's pitch), instead of after a scoop from wherever the tracker wandered.
+        self.resting_f0_hz = resting_f0_hz
+        self.reset_gate()
+
+    def reset_gate(self) -> None:
+        resting = None if self.resting_f0_hz is None else self.resting_f0_hz / self.pitch_ratio
+        self.gate = Gate(self.analyzer.tracker.voiced_threshold, attenuation_db=0.0, resting_f0_hz=resting)
 
     @property
     def latency_ms(self) -> dict[str, float]:
@@ -103,7 +112,7 @@ class LiveAnalysis:
 
     def reset(self) -> None:
         self.analyzer.reset()
-        self.gate = Gate(self.analyzer.tracker.voiced_threshold, attenuation_db=0.0)
+        self.reset_gate()
 
     def process(self, samples: np.ndarray) -> Block:
         features = self.gate.apply(self.analyzer.process(samples))

@@ -6,6 +6,12 @@ block by block for live input and emits, for output frame j, loudness of frame
 fixed, documented lags (the pitch lag is the tracker's look-ahead, plus the wait for the next
 estimate when the tracker's hop is coarser than the frames). Loudness, which carries the
 onsets, is not held back by the slower pitch.
+
+The live loudness (v3) does not wait for the last few samples of each centred window: a Hann
+window gives them almost no weight (the last 128 of 512 hold 3.8 % of its energy), so the frame
+is computed without them, its level restored by that share, two frames (8 ms) sooner. A steady
+sound reads the same (0.06 dB median difference on a sung phrase); an onset in those last samples
+reaches the next frame instead.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from tuibend.pitch.trackers import Tracker
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 250
+# The share of a loudness window's energy its live frames may do without, in whole hops at its newest end.
+LIVE_LOUDNESS_MISSING_ENERGY = 0.04
 
 
 @dataclass
@@ -99,6 +107,18 @@ def _pitch_lag(tracker: Tracker, hop: int) -> int:
     return max(0, math.ceil((worst + tracker.lookahead) / hop) - 1)
 
 
+def live_loudness_truncation(n_fft: int, hop: int) -> tuple[int, float]:
+    """Samples (whole hops) a live loudness window goes without at its newest end, and the dB that
+    restores a steady sound's level: the most whose share of the Hann window's energy stays
+    within :data:`LIVE_LOUDNESS_MISSING_ENERGY`."""
+    energy = np.cumsum(np.hanning(n_fft + 1)[:n_fft][::-1] ** 2)  # periodic Hann, newest sample first
+    missing = 0
+    while missing + hop < n_fft and energy[missing + hop - 1] <= LIVE_LOUDNESS_MISSING_ENERGY * energy[-1]:
+        missing += hop
+    kept = energy[-1] - (energy[missing - 1] if missing else 0.0)
+    return missing, float(10.0 * np.log10(energy[-1] / kept))
+
+
 class StreamingAnalyzer:
     """Causal analysis of live input in blocks of any size (at the model's sample rate).
 
@@ -116,8 +136,11 @@ class StreamingAnalyzer:
         self.hop = sample_rate // frame_rate
         lead = loudness_padding(self.flavour.n_fft, loudness)
         self._loudness_lead = lead
-        # Frame i is complete once 64(i + lag + 1) samples are in.
-        self.loudness_lag = max(0, math.ceil((self.flavour.n_fft - lead) / self.hop) - 1)
+        # v3 only: v1 averages per-bin dB, which a shorter window's leakage shifts by about 3 dB (measured).
+        self._missing, self._missing_db = (live_loudness_truncation(self.flavour.n_fft, self.hop)
+                                           if loudness == "v3" else (0, 0.0))
+        # Frame i is complete once 64(i + lag + 1) samples are in (all but the window's missing end).
+        self.loudness_lag = max(0, math.ceil((self.flavour.n_fft - self._missing - lead) / self.hop) - 1)
         self.pitch_lag = _pitch_lag(tracker, self.hop)
         flavour = self.flavour
         # Compiled once: op by op, the few windows of a block cost 1.6 ms (measured), a tenth of the block.
@@ -171,9 +194,12 @@ class StreamingAnalyzer:
         loudness_frames = frames - self.loudness_lag
         valid = loudness_frames >= 0
         if valid.any():
-            windows = np.stack([self._window(i * hop - self._loudness_lead, self.flavour.n_fft)
-                                for i in loudness_frames[valid]])
-            loudness[valid] = self._block_loudness(tf.constant(windows)).numpy()
+            windows = np.zeros((int(valid.sum()), self.flavour.n_fft), np.float32)
+            kept = self.flavour.n_fft - self._missing
+            for row, i in enumerate(loudness_frames[valid]):
+                windows[row, :kept] = self._window(i * hop - self._loudness_lead, kept)
+            measured = self._block_loudness(tf.constant(windows)).numpy()
+            loudness[valid] = np.where(measured > -self.flavour.range_db, measured + self._missing_db, measured)
         f0 = np.zeros(len(frames), np.float32)
         confidence = np.zeros(len(frames), np.float32)
         pitch_frames = frames - self.pitch_lag
@@ -209,10 +235,11 @@ class Gate:
     Stateful so that a stream gated block by block equals the whole signal gated at once.
     """
 
-    def __init__(self, threshold: float, attenuation_db: float = 20.0):
+    def __init__(self, threshold: float, attenuation_db: float = 20.0, resting_f0_hz: float | None = None):
+        """``resting_f0_hz``: the pitch held before the first voiced frame (else the tracker's own)."""
         self.threshold = threshold
         self.attenuation_db = attenuation_db
-        self.last_voiced_f0: float | None = None
+        self.last_voiced_f0: float | None = resting_f0_hz
 
     def apply(self, features: Features) -> Features:
         voiced = features.confidence >= self.threshold

@@ -10,6 +10,8 @@ import numpy as np
 
 from tuibend.dsp.core import next_power_of_2
 
+SILENCE_POWER = 1e-10  # mean square below which a frame is silent (-100 dBFS)
+
 
 class Yin:
     """YIN over frames of ``integration + max_lag`` samples; confidence is 1 - d'(tau)."""
@@ -63,4 +65,6 @@ class Yin:
         shift = np.where(np.abs(curvature) > 1e-12, 0.5 * (left - right) / np.where(curvature == 0, 1, curvature), 0)
         f0 = self.sample_rate / (tau + np.clip(shift, -1, 1))
         confidence = np.clip(1.0 - centre, 0.0, 1.0)
+        # Digital silence has d'(tau) = 0 at every lag, a "perfect" period: it is unvoiced (below -100 dBFS).
+        confidence[energy[:, w] <= SILENCE_POWER * w] = 0.0
         return f0.astype(np.float32), confidence.astype(np.float32)
