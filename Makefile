@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(TF_EXTRA)
 PLAY_PACKAGES := libportaudio2
 TEST_PACKAGES := libportaudio2 jackd2 tmux
 
-.PHONY: setup play test lint bench clean system-play system-test
+.PHONY: setup play test lint bench soak clean system-play system-test
 
 setup: $(STAMP)
 
@@ -60,6 +60,10 @@ bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_pitch.py
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_training.py
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/realtime.py
+
+# Ten minutes of live processing through JACK with the interface and MIDI faders (run it alone).
+soak: system-test $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

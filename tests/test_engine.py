@@ -222,6 +222,27 @@ def test_scene_recall_morphs_and_is_logged(choir_model, player, tmp_path):
     assert [e.value for e in read_events(tmp_path / "events.jsonl") if e.target == "scene"] == ["a", "b", "c"]
 
 
+def test_a_chain_that_cannot_be_compiled_is_refused_and_the_scene_plays_on(choir_model, player, monkeypatch):
+    """Every compiled chain keeps its memory maps for the life of the process: when too few are left,
+    a new structure is refused with a message, and the chain playing goes on (no crash, no stop)."""
+    from tuibend.engine import chains
+
+    player.seek(0.0)
+    player.play()
+    playing = Scene("playing", [Bend("fc1", "ablate", 0.3)], morph_seconds=0.1)
+    engine = Engine(choir_model, player, [playing], EngineSettings(device="none", check_speed=False))
+    engine.start()
+    monkeypatch.setattr(chains, "map_headroom", lambda: chains.MAPS_RESERVE - 1)
+    engine.load(Scene("new", [Bend("fc2", "invert", 0.5)]), "test")  # a structure never compiled
+    wait_for(lambda: engine.telemetry.notice is not None, 30)
+    blocks = engine.telemetry.blocks
+    wait_for(lambda: engine.telemetry.blocks > blocks + 20)
+    engine.stop()
+    assert "no room to compile another chain structure" in engine.telemetry.notice
+    assert "'playing' plays on" in engine.telemetry.notice
+    assert engine.error is None and engine.scene.name == "playing"
+
+
 def test_model_too_slow_is_refused_with_advice(choir_model, player, monkeypatch):
     import tuibend.engine.engine as engine_module
 

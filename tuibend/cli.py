@@ -254,9 +254,13 @@ def _play(args: argparse.Namespace) -> None:
         raise UserError(str(error)) from None
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
+    reported = None
     try:
         while args.duration is None or time.monotonic() - started < args.duration:
             time.sleep(0.05)
+            if engine.notice != reported:
+                reported = engine.notice
+                print(f"tuibend: {reported}", file=sys.stderr)
             if engine.error or (args.once and not engine.telemetry.playing):
                 break
     except KeyboardInterrupt:

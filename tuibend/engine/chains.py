@@ -13,14 +13,32 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from tuibend.bend.rig import Bend, BendRig
+from tuibend.engine.errors import EngineError
 from tuibend.model.decoder import point_widths
 from tuibend.model.timbre import ModelStream, TimbreModel
 
 StructureKey = tuple
+# TensorFlow never frees an XLA-compiled function: each compiled chain keeps about 230 memory maps
+# (measured), and Linux's default vm.max_map_count of 65530 holds about 280 of them. A new chain is
+# refused, with a message, while fewer than this many maps are left, instead of the process aborting.
+MAPS_PER_CHAIN = 400
+MAPS_RESERVE = 2 * MAPS_PER_CHAIN
+
+
+def map_headroom() -> int | None:
+    """Memory maps this process may still make (Linux), or None where that cannot be read."""
+    try:
+        limit = int(Path("/proc/sys/vm/max_map_count").read_text())
+        with open("/proc/self/maps", "rb") as maps:
+            used = sum(1 for _ in maps)
+    except (OSError, ValueError):
+        return None
+    return limit - used
 
 
 def structure_key(bends: list[Bend]) -> StructureKey:
@@ -39,6 +57,11 @@ class Chain:
 def build_chain(model: TimbreModel, bends: list[Bend], block_frames: int,
                 unit_statistics: dict[str, np.ndarray] | None, seed: int) -> Chain:
     """Builds and compiles (by one step on silence) a chain; its state is then cleared."""
+    headroom = map_headroom()
+    if headroom is not None and headroom < MAPS_RESERVE:
+        raise EngineError(f"no room to compile another chain structure in this process ({headroom} memory maps "
+                          f"left; TensorFlow keeps every compiled chain): recall a scene already played, or "
+                          f"restart tuibend")
     rig = BendRig(bends, point_widths(model.config.decoder), block_frames, unit_statistics)
     stream = model.stream(block_frames, hook=rig.hook, seed=seed)
     floor = np.full(block_frames, -120.0, np.float32)

@@ -94,6 +94,7 @@ class Telemetry:
     take_s: float | None = None
     blocks: int = 0
     error: str | None = None
+    notice: str | None = None  # the last thing the performer should know that did not stop the engine
 
 
 def _level_db(samples: np.ndarray) -> float:
@@ -160,6 +161,7 @@ class Engine:
         self.gain_db = 0.0
         self.set_gain(self.settings.gain_db, "settings")
         self.error: str | None = None
+        self.notice: str | None = None
         self.frame = 0  # engine time in model frames
         self._requests: collections.deque = collections.deque()  # applied by the model thread
         self._script: collections.deque[Event] = collections.deque()
@@ -391,7 +393,7 @@ class Engine:
             bypass=self.bypass, gain_db=self.gain_db, scene=self.scene.name,
             preparing=self._change is not None or self._preparer.busy,
             take_s=self._take.seconds if self._take is not None else None, blocks=self.frame // self.block_frames,
-            error=self.error)
+            error=self.error, notice=self.notice)
         if self.settings.stats is not None and time.monotonic() - self._last_stats >= 1.0:
             self.write_stats()
 
@@ -579,8 +581,8 @@ class Engine:
         key = structure_key(change.scene.bends)
         chain = self._preparer.ready(key)
         failure = self._preparer.failure(key)
-        if failure is not None:
-            self.error = f"scene {change.scene.name!r} could not be prepared: {failure}"
+        if failure is not None:  # the playing chain goes on: a performance never stops for a scene
+            self.notice = f"scene {change.scene.name!r} could not be prepared ({failure}); {self.scene.name!r} plays on"
             self._change = None
             return
         frame_rate = self.model.config.frame_rate

@@ -64,6 +64,7 @@ class TuibendApp(App):
         self.editor = self._editor_for(engine)
         self.recording_lane: tuple[int, str] | None = None
         self._reported_error: str | None = None
+        self._reported_notice: str | None = None
         self._panels: dict = {}
 
     @staticmethod
@@ -128,6 +129,9 @@ class TuibendApp(App):
         for control in (self.options.midi, self.options.osc):
             while control is not None and control.notices:
                 self.notify(control.notices.popleft(), timeout=4)
+        if telemetry.notice and telemetry.notice != self._reported_notice:
+            self._reported_notice = telemetry.notice
+            self.notify(telemetry.notice, severity="warning", timeout=15)
         if telemetry.error and telemetry.error != self._reported_error:
             self._reported_error = telemetry.error
             self.notify(f"engine: {telemetry.error}", severity="error", timeout=30)
