@@ -88,6 +88,9 @@ def test_events_log_round_trips(tmp_path):
     log.add(Event(0.5, "tui", "bend1.proportion", 0.25))
     log.add(Event(0.25, "midi", "scene", "breath"))
     log.close()
+    log.add(Event(0.75, "tui", "bypass", True))  # a model thread that outlived the engine's stop
+    log.write_pending(force_flush=True)  # writes nothing, raises nothing
+    log.close()
     events = read_events(tmp_path / "events.jsonl")
     assert [(e.t, e.source, e.target, e.value) for e in events] == [(0.25, "midi", "scene", "breath"),
                                                                     (0.5, "tui", "bend1.proportion", 0.25)]

@@ -235,6 +235,28 @@ async def test_a_failing_model_switch_keeps_the_performance(performance, tmp_pat
         assert engine.telemetry.time_s > time_before  # still playing
 
 
+async def test_a_scene_that_cannot_be_prepared_is_a_warning_and_the_music_goes_on(performance, monkeypatch):
+    from tuibend.engine import chains
+
+    engine, options, _ = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test(notifications=True) as pilot:
+        await pilot.pause(0.3)
+        monkeypatch.setattr(chains, "map_headroom", lambda: 0)  # no memory maps left for a new chain
+        engine.load(Scene("unpreparable", [Bend("fc2", "invert", 0.5)]), "test")
+        for _ in range(100):
+            if engine.notice is not None:
+                break
+            await pilot.pause(0.1)
+        await pilot.pause(0.3)
+        warnings = [n.message for n in app._notifications if n.severity == "warning"]
+        assert any("'unpreparable' could not be prepared" in m and "no room to compile" in m for m in warnings)
+        assert engine.error is None and engine.scene.name == "glow"
+        time_before = engine.telemetry.time_s
+        await pilot.pause(0.3)
+        assert engine.telemetry.time_s > time_before  # still playing
+
+
 async def test_keys_can_be_remapped(performance, tmp_path):
     engine, options, _ = performance
     (tmp_path / "keys.toml").write_text('[keys]\nbypass = "z"\n')

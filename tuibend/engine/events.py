@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ class EventLog:
         self._pending: collections.deque[Event] = collections.deque()
         self.recent: collections.deque[Event] = collections.deque(maxlen=keep)  # for the interface
         self._file = None
+        # Held while lines are written or the file closed (model thread, or whoever stops the engine):
+        # a model thread that outlives stop() writes nothing instead of failing on a closed file.
+        self._writing = threading.Lock()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - open for the performance
@@ -47,6 +51,10 @@ class EventLog:
 
     def write_pending(self, force_flush: bool = False) -> None:
         """Writes what has arrived (model thread), flushing about once a second."""
+        with self._writing:
+            self._write_pending(force_flush)
+
+    def _write_pending(self, force_flush: bool) -> None:
         while self._pending:
             event = self._pending.popleft()
             if self._file is not None:
@@ -56,9 +64,11 @@ class EventLog:
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        self.write_pending(force_flush=True)
-        if self._file is not None:
-            self._file.close()
+        with self._writing:
+            self._write_pending(force_flush=True)
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def read_events(path: str | Path) -> list[Event]:
