@@ -225,6 +225,23 @@ def test_scene_recall_morphs_and_is_logged(choir_model, player, tmp_path):
     assert [e.value for e in read_events(tmp_path / "events.jsonl") if e.target == "scene"] == ["a", "b", "c"]
 
 
+def test_starting_twice_runs_one_model_thread(choir_model, player):
+    import threading
+
+    def model_threads() -> int:
+        return sum(thread.name == "tuibend-model" for thread in threading.enumerate())
+
+    before = model_threads()
+    engine = Engine(choir_model, player, settings=EngineSettings(device="none", check_speed=False))
+    engine.start()
+    engine.start()  # a second interface over the same engine
+    try:
+        assert model_threads() == before + 1
+    finally:
+        engine.stop()
+    assert model_threads() == before
+
+
 def test_a_chain_that_cannot_be_compiled_is_refused_and_the_scene_plays_on(choir_model, player, monkeypatch):
     """Every compiled chain keeps its memory maps for the life of the process: when too few are left,
     a new structure is refused with a message, and the chain playing goes on (no crash, no stop)."""

@@ -245,7 +245,10 @@ class Engine:
     # ----- running ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Prepares (if not yet), opens the device (or the virtual clock) and starts the model thread."""
+        """Prepares (if not yet), opens the device (or the virtual clock) and starts the model thread;
+        once: a second call (two interfaces over one engine) leaves the running engine alone."""
+        if self._thread is not None:
+            return
         if self.controller is None:
             self.prepare()
         # The audio callback needs the interpreter within a period: switch threads often, and keep
