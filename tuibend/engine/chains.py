@@ -25,9 +25,9 @@ from tuibend.model.timbre import ModelStream, TimbreModel
 StructureKey = tuple
 # TensorFlow never frees an XLA-compiled function: each compiled chain keeps about 230 memory maps
 # (measured), and Linux's default vm.max_map_count of 65530 holds about 280 of them. A new chain is
-# refused, with a message, while fewer than this many maps are left, instead of the process aborting.
-MAPS_PER_CHAIN = 400
-MAPS_RESERVE = 2 * MAPS_PER_CHAIN
+# refused, with a message, while fewer than this many maps are left (room for a chain or two and
+# whatever else the process maps), instead of the process aborting.
+MAPS_RESERVE = 800
 
 
 def map_headroom() -> int | None:

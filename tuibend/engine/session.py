@@ -7,6 +7,7 @@ from pathlib import Path
 from tuibend.adjust import Adjustment, adjust
 from tuibend.audiofile import read_audio
 from tuibend.bend.scene import Scene, SceneError, load_scene
+from tuibend.dsp import core
 from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
 from tuibend.engine.sources import FilePlayer, LiveAnalysis
 from tuibend.model.decoder import point_widths
@@ -31,8 +32,8 @@ def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semi
     config = model.config
     analyzer = StreamingAnalyzer(make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop),
                                  config.loudness, config.sample_rate, config.frame_rate)
-    mean_pitch = model.statistics.mean_pitch if model.statistics is not None else None
-    resting = None if mean_pitch is None else 440.0 * 2.0 ** ((mean_pitch - 69.0) / 12.0)
+    mean_pitch = model.statistics.mean_pitch
+    resting = None if mean_pitch is None else float(core.midi_to_hz(mean_pitch))
     return LiveAnalysis(analyzer, pitch_shift_semitones, resting)
 
 

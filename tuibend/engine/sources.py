@@ -100,9 +100,9 @@ class LiveAnalysis:
         # tracker's guess on silence: a first note then speaks as early as later ones (held at the last
         # note's pitch), instead of after a scoop from wherever the tracker wandered.
         self.resting_f0_hz = resting_f0_hz
-        self.reset_gate()
+        self._reset_gate()
 
-    def reset_gate(self) -> None:
+    def _reset_gate(self) -> None:
         resting = None if self.resting_f0_hz is None else self.resting_f0_hz / self.pitch_ratio
         self.gate = Gate(self.analyzer.tracker.voiced_threshold, attenuation_db=0.0, resting_f0_hz=resting)
 
@@ -112,7 +112,7 @@ class LiveAnalysis:
 
     def reset(self) -> None:
         self.analyzer.reset()
-        self.reset_gate()
+        self._reset_gate()
 
     def process(self, samples: np.ndarray) -> Block:
         features = self.gate.apply(self.analyzer.process(samples))
