@@ -5,8 +5,17 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from conftest import DEMO_INPUT
 
-from tuibend.pitch.analysis import Features, Gate, StreamingAnalyzer, analyze_audio, centred_frames
+from tuibend.audiofile import read_audio
+from tuibend.pitch.analysis import (
+    Features,
+    Gate,
+    StreamingAnalyzer,
+    analyze_audio,
+    centred_frames,
+    interpolate_estimates,
+)
 from tuibend.pitch.crepe import Crepe, CrepeWeightsError, decode, load_npz_weights, models_dir, normalise_frames
 from tuibend.pitch.trackers import make_tracker
 
@@ -191,6 +200,44 @@ def test_live_loudness_reads_a_steady_sound_as_offline_and_an_onset_two_frames_s
                                atol=1.0)
     assert offline.loudness_db[rises - 3] < streamed.loudness_db[rises] - 15
     assert np.all(streamed.loudness_db[:rises] == -80.0)  # silence stays at the floor
+
+
+def test_no_glide_between_a_voiced_estimate_and_an_unvoiced_one():
+    # CREPE's guess on silence (1900 Hz, unvoiced), then a sung 440 Hz, then silence again
+    f0 = np.array([1900.0, 440.0, 440.0, 1900.0], np.float32)
+    confidence = np.array([0.1, 0.9, 0.9, 0.1], np.float32)
+    positions = np.arange(0, 481, 32)
+    glide, _ = interpolate_estimates(positions, 160, f0, confidence)
+    held, held_confidence = interpolate_estimates(positions, 160, f0, confidence, voiced_threshold=0.5)
+    np.testing.assert_allclose(held_confidence, np.interp(positions, [0, 160, 320, 480], confidence), rtol=1e-6)
+    inside = (positions > 0) & (positions < 480)
+    np.testing.assert_allclose(held[inside], 440.0, rtol=1e-5)  # only the voiced pitch between them
+    assert held[0] == pytest.approx(1900.0) and held[-1] == pytest.approx(1900.0)  # the estimates themselves
+    assert glide[1] > 1000  # without the threshold: a glide from the unvoiced guess
+
+
+def test_voiced_frames_at_note_edges_carry_the_sung_pitch():
+    """On the demo voice with CREPE tiny, each frame that counts as voiced between a voiced estimate and
+    an unvoiced one has the voiced estimate's pitch: offline and streamed (interpolating towards the
+    unvoiced guess put six frames up to 7 semitones off)."""
+    audio = read_audio(DEMO_INPUT, 16000)
+    tracker = make_tracker("crepe-tiny")
+    f0, confidence = tracker.estimate(centred_frames(audio, tracker.window, tracker.hop, 1 + len(audio) // tracker.hop))
+    voiced = confidence >= tracker.voiced_threshold
+    positions = np.arange(len(audio) // 64) * 64
+    right = np.minimum(positions // tracker.hop + 1, len(f0) - 1)
+    left = right - 1
+    edges = (voiced[left] != voiced[right]) & (positions % tracker.hop > 0)
+    sung = np.where(voiced[left], f0[left], f0[right])
+    offline = analyze_audio(audio, tracker)
+    analyzer = StreamingAnalyzer(tracker)
+    streamed = Features.concatenate([analyzer.process(audio[i:i + 256]) for i in range(0, len(audio), 256)])
+    lag = analyzer.pitch_lag
+    for features, shift in ((offline, 0), (streamed, lag)):
+        frames = np.flatnonzero(edges[:len(features) - shift] & (features.confidence[shift:] >= 0.5))
+        assert len(frames) > 20
+        cents = 1200 * np.log2(features.f0_hz[frames + shift] / sung[frames])
+        assert np.max(np.abs(cents)) < 1.0
 
 
 def test_gate_holds_pitch_and_lowers_loudness_the_same_in_blocks():

@@ -58,11 +58,23 @@ def _cents(f0_hz: np.ndarray) -> np.ndarray:
 
 
 def interpolate_estimates(positions: np.ndarray, hop: int, f0_hz: np.ndarray, confidence: np.ndarray,
-                          first_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Pitch at sample ``positions`` from estimates every ``hop`` samples (linear in cents)."""
+                          first_index: int = 0, voiced_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch at sample ``positions`` from estimates every ``hop`` samples (linear in cents).
+
+    Between a voiced estimate and an unvoiced one (``voiced_threshold`` given), the pitch is the
+    voiced one's: an unvoiced estimate's f0 is the tracker's guess on noise or silence (CREPE reads
+    silence as ~2 kHz), and a glide towards it would be heard wherever the interpolated confidence
+    still counts as voiced, at the edges of notes."""
     centres = (first_index + np.arange(len(f0_hz))) * hop
-    cents = np.interp(positions, centres, _cents(f0_hz))
-    return (10.0 * 2.0 ** (cents / 1200.0)).astype(np.float32), np.interp(positions, centres, confidence).astype(
+    cents = _cents(f0_hz)
+    interpolated = np.interp(positions, centres, cents)
+    if voiced_threshold is not None and len(centres) > 1:
+        voiced = confidence >= voiced_threshold
+        right = np.clip(np.searchsorted(centres, positions, side="right"), 1, len(centres) - 1)
+        left = right - 1
+        mixed = (voiced[left] != voiced[right]) & (positions > centres[left]) & (positions < centres[right])
+        interpolated = np.where(mixed, np.where(voiced[left], cents[left], cents[right]), interpolated)
+    return (10.0 * 2.0 ** (interpolated / 1200.0)).astype(np.float32), np.interp(positions, centres, confidence).astype(
         np.float32)
 
 
@@ -81,7 +93,8 @@ def analyze_audio(audio: np.ndarray, tracker: Tracker, loudness: str = "v3", sam
     hop = sample_rate // frame_rate
     n_frames = len(audio) // hop
     f0, confidence = tracker.estimate(centred_frames(audio, tracker.window, tracker.hop, 1 + len(audio) // tracker.hop))
-    f0_frames, confidence_frames = interpolate_estimates(np.arange(n_frames) * hop, tracker.hop, f0, confidence)
+    f0_frames, confidence_frames = interpolate_estimates(np.arange(n_frames) * hop, tracker.hop, f0, confidence,
+                                                         voiced_threshold=tracker.voiced_threshold)
     return Features(f0_frames, confidence_frames, _loudness(audio, n_frames, loudness, sample_rate, hop), frame_rate)
 
 
@@ -207,7 +220,8 @@ class StreamingAnalyzer:
         if valid.any():
             f0[valid], confidence[valid] = interpolate_estimates(
                 pitch_frames[valid] * hop, tracker.hop, np.asarray(self._estimates_f0, np.float32),
-                np.asarray(self._estimates_confidence, np.float32), self._first_estimate)
+                np.asarray(self._estimates_confidence, np.float32), self._first_estimate,
+                tracker.voiced_threshold)
         self._forget()
         return Features(f0, confidence, loudness, self.frame_rate)
 

@@ -19,7 +19,7 @@ from tuibend.audiofile import AudioFileError, check_audio, read_audio
 from tuibend.pitch.analysis import FRAME_RATE, SAMPLE_RATE, Features, analyze_audio
 from tuibend.pitch.trackers import make_tracker
 
-ANALYSIS_VERSION = 1  # bump when the analysis itself changes
+ANALYSIS_VERSION = 2  # bump when the analysis itself changes (2: no glides towards unvoiced estimates)
 
 
 def cache_dir() -> Path:
