@@ -257,10 +257,16 @@ def test_a_chain_that_cannot_be_compiled_is_refused_and_the_scene_plays_on(choir
     wait_for(lambda: engine.telemetry.notice is not None, 30)
     blocks = engine.telemetry.blocks
     wait_for(lambda: engine.telemetry.blocks > blocks + 20)
+    notice, scene_after_refusal = engine.telemetry.notice, engine.scene.name
+    # Room again (another process ended, say): the same structure recalled is compiled afresh, not
+    # refused from memory of the first attempt.
+    monkeypatch.setattr(chains, "map_headroom", lambda: 10 * chains.MAPS_RESERVE)
+    engine.load(Scene("new", [Bend("fc2", "invert", 0.5)], morph_seconds=0.1), "test")
+    wait_for(lambda: engine.scene.name == "new", 60)
     engine.stop()
-    assert "no room to compile another chain structure" in engine.telemetry.notice
-    assert "'playing' plays on" in engine.telemetry.notice
-    assert engine.error is None and engine.scene.name == "playing"
+    assert "no room to compile another chain structure" in notice
+    assert "'playing' plays on" in notice
+    assert engine.error is None and scene_after_refusal == "playing"
 
 
 def test_model_too_slow_is_refused_with_advice(choir_model, player, monkeypatch):

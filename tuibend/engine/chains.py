@@ -87,9 +87,10 @@ class ChainPreparer:
         self._ready[key] = chain
 
     def request(self, bends: list[Bend]) -> StructureKey:
-        """Queues a structure for compiling (once); returns its key."""
+        """Queues a structure for compiling (once, or again after a failure); returns its key."""
         key = structure_key(bends)
         if key not in self._ready and key not in self._queued:
+            self._failed.pop(key, None)  # a new attempt: the last one's failure no longer stands
             self._queued.add(key)
             self._queue.put((key, list(bends)))
         return key
