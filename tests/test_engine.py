@@ -13,6 +13,7 @@ import soundfile
 from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO, wait_for
 from jack_harness import RATE, Harness, Passthrough, onset
 
+from tuibend.audiofile import read_audio
 from tuibend.bend.rig import Bend
 from tuibend.bend.scene import Scene, save_scene
 from tuibend.engine import Engine, EngineError, EngineSettings
@@ -22,6 +23,8 @@ from tuibend.engine.ring import RingBuffer
 from tuibend.engine.safety import DcBlocker, Limiter
 from tuibend.engine.session import file_player
 from tuibend.engine.take import TakeWriter
+from tuibend.pitch.analysis import analyze_audio
+from tuibend.pitch.trackers import make_tracker
 from tuibend.render import render_features
 
 FIVE_BENDS = [Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
@@ -152,6 +155,61 @@ def test_live_input_rests_on_the_models_mean_pitch_until_a_voice_is_heard(choir_
         np.testing.assert_allclose(after[-8:], voiced[-1], rtol=0.01)  # then the last note is held
         live.reset()
         np.testing.assert_allclose(live.process(np.zeros(256, np.float32)).f0_hz, resting, rtol=1e-5)
+
+
+def test_a_note_after_silence_starts_on_its_own_pitch(choir_model):
+    """Live with CREPE tiny, whose pitch comes 36 ms after the loudness: within 16 ms of the loudness
+    rising, the model hears the sung pitch (the onset pitch from the newest samples), not the pitch
+    held from before for the 24-56 ms CREPE takes; and never a wrong one."""
+    from tuibend.engine.session import live_input
+
+    t = np.arange(RATE) / RATE
+    live = live_input(choir_model, "crepe-tiny")
+    for frequency in (110.0, 220.0, 440.0, 660.0):
+        envelope = np.clip((t - 0.3) / 0.005, 0, 1) * (t < 0.8)  # a 5 ms attack after silence
+        note = (envelope * 0.3 * sum(np.sin(2 * np.pi * frequency * k * t) / k ** 1.5 for k in range(1, 8)))
+        blocks = [live.process(note[i:i + 256].astype(np.float32)) for i in range(0, RATE, 256)]
+        f0 = np.concatenate([block.f0_hz for block in blocks])
+        loudness = np.concatenate([block.loudness_db for block in blocks])
+        rise = np.flatnonzero(loudness > -60)[0]
+        cents = 1200 * np.log2(f0[rise:rise + 50] / frequency)
+        in_tune = np.abs(cents) < 50
+        assert in_tune[:5].any(), (frequency, f0[rise:rise + 12])
+        first = np.argmax(in_tune)
+        assert in_tune[first:].all(), (frequency, f0[rise:rise + 50])  # once there, it stays
+        assert np.all(f0[rise:rise + first] == f0[rise - 1])  # before it, the held pitch, nothing else
+        live.reset()
+
+
+def test_onset_pitch_on_a_real_voice_moves_only_note_starts_and_towards_the_sung_pitch(choir_model):
+    """The demo voice live with CREPE tiny, with and without the onset pitch: they differ only in the
+    first frames of notes, and there the onset pitch is nearer the pitch offline analysis finds for
+    the same moment than the held pitch was, with no octave errors."""
+    from tuibend.engine.session import live_input
+    from tuibend.engine.sources import LiveAnalysis
+
+    audio = read_audio(DEMO_INPUT, RATE)
+    plain = live_input(choir_model, "crepe-tiny")
+    plain = LiveAnalysis(plain.analyzer, resting_f0_hz=plain.resting_f0_hz, onset_pitch=False)
+    with_onset = live_input(choir_model, "crepe-tiny")
+    blocks = range(0, len(audio) - 255, 256)
+    held = np.concatenate([plain.process(audio[i:i + 256]).f0_hz for i in blocks])
+    moved = np.concatenate([with_onset.process(audio[i:i + 256]).f0_hz for i in blocks])
+    offline = analyze_audio(audio, make_tracker("crepe-tiny"))
+    changed = np.flatnonzero(np.abs(1200 * np.log2(moved / held)) > 1)
+    assert len(changed) >= 5
+    truth = offline.f0_hz[changed]
+    voiced = offline.confidence[changed] >= 0.5
+    error_moved = np.abs(1200 * np.log2(moved[changed] / truth))[voiced]
+    error_held = np.abs(1200 * np.log2(held[changed] / truth))[voiced]
+    print(f"onset pitch: {len(changed)} frames moved, median error {np.median(error_moved):.0f} cents "
+          f"(held: {np.median(error_held):.0f}), worst {error_moved.max():.0f}")
+    assert np.median(error_moved) < 50 < np.median(error_held)
+    assert error_moved.max() < 600
+    # nowhere but within a CREPE lag (plus two frames) of the loudness coming up from quiet
+    quiet = np.concatenate([[-80.0], offline.loudness_db[:-1]])[:len(held)] < -60
+    last_quiet = np.maximum.accumulate(np.where(quiet, np.arange(len(quiet)), -1000))
+    assert np.all(changed - last_quiet[changed] <= with_onset.analyzer.pitch_lag + 2)
 
 
 @pytest.mark.parametrize("gain_db", [0.0, 6.0])

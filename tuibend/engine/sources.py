@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuibend.pitch.analysis import Features, Gate, StreamingAnalyzer
+from tuibend.pitch.analysis import Features, Gate, OnsetPitch, StreamingAnalyzer
 
 
 @dataclass
@@ -83,9 +83,13 @@ class FilePlayer:
         return Block(self.features.f0_hz[indices], loudness, self.features.confidence[indices], dry.astype(np.float32))
 
 
+# A note starts when the loudness comes up from within this many dB of the analysis' floor.
+ONSET_QUIET_DB = 20.0
+
+
 class LiveAnalysis:
     """Live input to model input: streaming pitch and loudness, unvoiced frames holding the last
-    pitch, pitch shift.
+    pitch (or taking a provisional one from the newest samples, at onsets), pitch shift.
 
     Unvoiced frames are not made quieter here (the offline gate does that): confidence arrives
     with the pitch, a tracker's look-ahead later than the loudness, so attenuating by it would hold
@@ -93,13 +97,16 @@ class LiveAnalysis:
     """
 
     def __init__(self, analyzer: StreamingAnalyzer, pitch_shift_semitones: float = 0.0,
-                 resting_f0_hz: float | None = None):
+                 resting_f0_hz: float | None = None, onset_pitch: bool = True):
         self.analyzer = analyzer
         self.pitch_ratio = 2.0 ** (pitch_shift_semitones / 12.0)
         # Before the first voiced frame the model hears this pitch (its training data's mean), not the
         # tracker's guess on silence: a first note then speaks as early as later ones (held at the last
         # note's pitch), instead of after a scoop from wherever the tracker wandered.
         self.resting_f0_hz = resting_f0_hz
+        self.onset_pitch = OnsetPitch(analyzer.sample_rate, analyzer.frame_rate) if onset_pitch else None
+        self._quiet_db = -analyzer.flavour.range_db + ONSET_QUIET_DB
+        self._frames_since_quiet = 0
         self._reset_gate()
 
     def _reset_gate(self) -> None:
@@ -112,9 +119,26 @@ class LiveAnalysis:
 
     def reset(self) -> None:
         self.analyzer.reset()
+        if self.onset_pitch is not None:
+            self.onset_pitch.reset()
         self._reset_gate()
+        self._frames_since_quiet = 0
 
     def process(self, samples: np.ndarray) -> Block:
-        features = self.gate.apply(self.analyzer.process(samples))
+        analysed = self.analyzer.process(samples)
+        if self.onset_pitch is None:
+            return self._block(self.gate.apply(analysed), samples)
+        # A note's first frames after quiet, where the tracker's pitch (36 ms behind with CREPE) is not
+        # voiced yet, take the pitch of the newest samples. Only there: mid-phrase, where the tracker
+        # doubts a frame, the short window's estimate is less sure than holding (octave errors, measured).
+        since_quiet = np.empty(len(analysed), np.int64)
+        for i, quiet in enumerate(analysed.loudness_db < self._quiet_db):
+            self._frames_since_quiet = 0 if quiet else self._frames_since_quiet + 1
+            since_quiet[i] = self._frames_since_quiet
+        onset = since_quiet <= self.analyzer.pitch_lag + 2
+        provisional = self.onset_pitch.process(samples, onset & (analysed.confidence < self.gate.threshold))
+        return self._block(self.gate.apply(analysed, provisional), samples)
+
+    def _block(self, features: Features, samples: np.ndarray) -> Block:
         f0 = features.f0_hz * self.pitch_ratio
         return Block(f0.astype(np.float32), features.loudness_db, features.confidence, samples)

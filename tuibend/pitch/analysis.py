@@ -25,6 +25,7 @@ import tensorflow as tf
 from tuibend.compiled import flat_call
 from tuibend.dsp.spectral import LOUDNESS_FLAVOURS, frame_loudness, loudness_padding
 from tuibend.pitch.trackers import Tracker
+from tuibend.pitch.yin import Yin
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 250
@@ -243,6 +244,51 @@ class StreamingAnalyzer:
             self._buffer_start += cut
 
 
+class OnsetPitch:
+    """A provisional pitch for the frames a slow tracker has not reached yet, from the newest samples.
+
+    A live frame's loudness arrives 4 ms after the sound, its CREPE pitch 36 ms after (the estimate
+    needs half its window after the frame), so a note sung after silence would start on the pitch
+    held from before and move to its own 24-56 ms later (measured on harmonic tones of 110-660 Hz):
+    a scoop at every onset. YIN over the newest :attr:`window` samples, read backwards so that its
+    integration window holds the newest 8 ms, is confident 4-16 ms after the onset for voices from
+    70 Hz up; lower ones stay held until CREPE's pitch arrives.
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, frame_rate: int = FRAME_RATE, confidence: float = 0.85):
+        self.yin = Yin(sample_rate, fmin=70.0, integration=128)
+        self.window = self.yin.window
+        self.hop = sample_rate // frame_rate
+        self.confidence = confidence
+        self.reset()
+
+    def reset(self) -> None:
+        self._recent = np.zeros(self.window, np.float32)  # the newest samples; absolute end at _n_in
+        self._n_in = 0
+        self._emitted = 0
+
+    def process(self, block: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        """Consumes ``block`` (as :meth:`StreamingAnalyzer.process` does, same frames); for each frame
+        it completes, the pitch of the ``window`` samples up to that frame's end where ``wanted`` and
+        confident, else NaN."""
+        block = np.asarray(block, np.float32)
+        block = block.mean(axis=1) if block.ndim == 2 else block.reshape(-1)
+        recent = np.concatenate([self._recent, block])
+        self._n_in += len(block)
+        start = self._n_in - len(recent)  # absolute index of recent[0]
+        frames = np.arange(self._emitted, self._n_in // self.hop)
+        self._emitted += len(frames)
+        self._recent = recent[-self.window:]
+        f0 = np.full(len(frames), np.nan, np.float32)
+        wanted = np.flatnonzero(wanted)
+        if len(wanted):
+            ends = (frames[wanted] + 1) * self.hop - start
+            windows = np.stack([recent[end - self.window:end][::-1] for end in ends])
+            estimate, confidence = self.yin.estimate(windows)
+            f0[wanted] = np.where(confidence >= self.confidence, estimate, np.nan)
+        return f0
+
+
 class Gate:
     """Confidence gating: unvoiced frames keep the last voiced pitch and their loudness falls.
 
@@ -255,12 +301,16 @@ class Gate:
         self.attenuation_db = attenuation_db
         self.last_voiced_f0: float | None = resting_f0_hz
 
-    def apply(self, features: Features) -> Features:
+    def apply(self, features: Features, provisional: np.ndarray | None = None) -> Features:
+        """``provisional``: per frame, a pitch an unvoiced frame takes (and holds on) instead of the
+        last voiced one where it is not NaN (:class:`OnsetPitch`)."""
         voiced = features.confidence >= self.threshold
         f0 = features.f0_hz.copy()
         for i in range(len(f0)):
             if voiced[i]:
                 self.last_voiced_f0 = float(f0[i])
+            elif provisional is not None and not np.isnan(provisional[i]):
+                f0[i] = self.last_voiced_f0 = float(provisional[i])
             elif self.last_voiced_f0 is not None:
                 f0[i] = self.last_voiced_f0
         loudness = np.where(voiced, features.loudness_db, features.loudness_db - self.attenuation_db)
