@@ -495,6 +495,8 @@ def test_a_device_rate_other_than_the_models_is_resampled_as_it_streams(choir_mo
     aligned = produced[3000 + lag:3000 + lag + len(window)]
     # MQ streaming against VHQ whole-signal resampling, a fractional delay apart: 8 % measured here
     assert np.linalg.norm(aligned - window) / np.linalg.norm(window) < 0.15
+    # stopped, the engine lets its native resamplers go (else soxr reports them leaked at exit)
+    assert engine._resample_in is None and engine._resample_out is None
 
 
 def test_headless_play_follows_a_midi_fader_bank_through_jack(jack_server, tmp_path):

@@ -424,6 +424,10 @@ class Engine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._thread is None or not self._thread.is_alive():
+            # soxr's native resamplers go now, not whenever the engine's reference cycles are collected
+            # (at interpreter exit they were reported as leaked)
+            self._resample_in = self._resample_out = None
         self._preparer.close()
         if self._take is not None:
             self._take.close()
