@@ -327,6 +327,35 @@ def test_a_chain_that_cannot_be_compiled_is_refused_and_the_scene_plays_on(choir
     assert engine.error is None and scene_after_refusal == "playing"
 
 
+def test_a_failed_chain_is_compiled_again_only_when_the_failure_may_have_cleared():
+    """A structure refused for want of memory maps is tried again at its next recall; one whose
+    compiling failed otherwise is not traced again mid-performance (its failure stands)."""
+    from tuibend.engine.chains import ChainPreparer, NoRoomForChain
+
+    attempts = []
+
+    def build(bends):
+        attempts.append(bends[0].transform)
+        if bends[0].transform == "ablate":
+            raise NoRoomForChain("no room to compile another chain structure")
+        raise ValueError("this transform cannot be compiled")
+
+    preparer = ChainPreparer(build)
+    try:
+        short_of_room, broken = [Bend("fc1", "ablate", 0.3)], [Bend("fc1", "invert", 0.3)]
+        for bends in (short_of_room, broken):
+            key = preparer.request(bends)
+            wait_for(lambda key=key: preparer.failure(key) is not None)
+        recalled = preparer.request(broken)
+        assert preparer.failure(recalled).startswith("ValueError")
+        assert preparer.failure(preparer.request(short_of_room)) is None  # being tried again
+        wait_for(lambda: attempts.count("ablate") == 2)
+        wait_for(lambda: not preparer.busy)
+        assert attempts.count("invert") == 1
+    finally:
+        preparer.close()
+
+
 def test_model_too_slow_is_refused_with_advice(choir_model, player, monkeypatch):
     import tuibend.engine.engine as engine_module
 
@@ -496,7 +525,7 @@ def test_a_device_rate_other_than_the_models_is_resampled_as_it_streams(choir_mo
     # MQ streaming against VHQ whole-signal resampling, a fractional delay apart: 8 % measured here
     assert np.linalg.norm(aligned - window) / np.linalg.norm(window) < 0.15
     # stopped, the engine lets its native resamplers go (else soxr reports them leaked at exit)
-    assert engine._resample_in is None and engine._resample_out is None
+    assert engine._resample_out is None
 
 
 def test_headless_play_follows_a_midi_fader_bank_through_jack(jack_server, tmp_path):

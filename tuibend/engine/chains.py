@@ -46,6 +46,10 @@ def structure_key(bends: list[Bend]) -> StructureKey:
     return tuple((bend.point, bend.transform, bend.select, bend.seed) for bend in bends)
 
 
+class NoRoomForChain(EngineError):
+    """Too few memory maps left to compile another chain: may clear up (another process ends)."""
+
+
 @dataclass
 class Chain:
     """One compiled chain structure: the rig its hook reads, and the stream that runs it."""
@@ -59,7 +63,7 @@ def build_chain(model: TimbreModel, bends: list[Bend], block_frames: int,
     """Builds and compiles (by one step on silence) a chain; its state is then cleared."""
     headroom = map_headroom()
     if headroom is not None and headroom < MAPS_RESERVE:
-        raise EngineError(f"no room to compile another chain structure in this process ({headroom} memory maps "
+        raise NoRoomForChain(f"no room to compile another chain structure in this process ({headroom} memory maps "
                           f"left; TensorFlow keeps every compiled chain): recall a scene already played, or "
                           f"restart tuibend")
     rig = BendRig(bends, point_widths(model.config.decoder), block_frames, unit_statistics)
@@ -78,6 +82,7 @@ class ChainPreparer:
         self._build = build
         self._ready: dict[StructureKey, Chain] = {}
         self._failed: dict[StructureKey, str] = {}
+        self._retryable: set[StructureKey] = set()  # failed for want of room, which may come back
         self._queued: set[StructureKey] = set()
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="tuibend-chains", daemon=True)
@@ -87,10 +92,13 @@ class ChainPreparer:
         self._ready[key] = chain
 
     def request(self, bends: list[Bend]) -> StructureKey:
-        """Queues a structure for compiling (once, or again after a failure); returns its key."""
+        """Queues a structure for compiling (once; again after a failure for want of room, which may
+        have cleared: other failures would only repeat their tracing mid-performance); returns its key."""
         key = structure_key(bends)
-        if key not in self._ready and key not in self._queued:
+        if key in self._retryable:
+            self._retryable.discard(key)
             self._failed.pop(key, None)  # a new attempt: the last one's failure no longer stands
+        if key not in self._ready and key not in self._queued and key not in self._failed:
             self._queued.add(key)
             self._queue.put((key, list(bends)))
         return key
@@ -113,6 +121,8 @@ class ChainPreparer:
             try:
                 self._ready[key] = self._build(bends)
             except Exception as error:  # reported to the interface, the performance goes on
+                if isinstance(error, NoRoomForChain):
+                    self._retryable.add(key)
                 self._failed[key] = f"{type(error).__name__}: {error}"
             self._queued.discard(key)
 

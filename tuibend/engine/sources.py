@@ -135,7 +135,7 @@ class LiveAnalysis:
         for i, quiet in enumerate(analysed.loudness_db < self._quiet_db):
             self._frames_since_quiet = 0 if quiet else self._frames_since_quiet + 1
             since_quiet[i] = self._frames_since_quiet
-        onset = since_quiet <= self.analyzer.pitch_lag + 2
+        onset = (since_quiet >= 1) & (since_quiet <= self.analyzer.pitch_lag + 2)  # sounding, newly
         provisional = self.onset_pitch.process(samples, onset & (analysed.confidence < self.gate.threshold))
         return self._block(self.gate.apply(analysed, provisional), samples)
 

@@ -251,8 +251,8 @@ class OnsetPitch:
     needs half its window after the frame), so a note sung after silence would start on the pitch
     held from before and move to its own 24-56 ms later (measured on harmonic tones of 110-660 Hz):
     a scoop at every onset. YIN over the newest :attr:`window` samples, read backwards so that its
-    integration window holds the newest 8 ms, is confident 4-16 ms after the onset for voices from
-    70 Hz up; lower ones stay held until CREPE's pitch arrives.
+    integration window holds the newest 128 samples (8 ms at 16 kHz), is confident 4-16 ms after the
+    onset for voices from 70 Hz up; lower ones stay held until CREPE's pitch arrives.
     """
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, frame_rate: int = FRAME_RATE, confidence: float = 0.85):
