@@ -27,6 +27,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +63,17 @@ def export(folder: Path) -> None:
             f0, loudness = features(EXPORTED_BLOCKS * frames / model.config.frame_rate + 1, model.config.frame_rate)
             shape = (EXPORTED_BLOCKS, 1, frames, 1)
             f0, loudness = (x[:EXPORTED_BLOCKS * frames].reshape(shape) for x in (f0, loudness))
-            arrays = _lowered_step(tf, stream, f0, loudness)
-            reference = []
+            proto, kinds, read = _lowered_step(tf, stream, f0, loudness)
+            reference, per_block = [], []
             for index, position in enumerate(fader_positions(EXPORTED_BLOCKS)):
                 controller.set(*MOVED_FADER, float(position))
                 controller.advance()
-                arrays["values"].append(arrays["read"]())
+                per_block.append(read())
                 reference.append(stream.step(f0[index].ravel(), loudness[index].ravel()))
-            saved = {"proto": arrays["proto"], "kinds": np.array(arrays["kinds"]), "f0": f0, "loudness": loudness,
+            saved = {"proto": proto, "kinds": np.array(kinds), "f0": f0, "loudness": loudness,
                      "reference": np.stack(reference)}
-            per_block = arrays["values"]
             for index, value in enumerate(per_block[0]):
-                kind = arrays["kinds"][index]
-                if kind == "var" and any(not np.array_equal(value, values[index]) for values in per_block):
+                if kinds[index] == "var" and any(not np.array_equal(value, values[index]) for values in per_block):
                     saved[f"changing{index}"] = np.stack([values[index] for values in per_block])
                 elif value.nbytes > 100_000:  # weights: stored once per model
                     key = hashlib.sha1(value.tobytes()).hexdigest()[:16]
@@ -83,12 +82,12 @@ def export(folder: Path) -> None:
                 else:
                     saved[f"value{index}"] = value
             np.savez_compressed(folder / f"{size}_{block}.npz", **saved)
-            print(f"exported {size}, {block}-sample blocks: {arrays['proto'].size} bytes of HLO, "
-                  f"{len(arrays['kinds']) + 2} parameters", flush=True)
+            print(f"exported {size}, {block}-sample blocks: {proto.size} bytes of HLO, {len(kinds) + 2} parameters",
+                  flush=True)
         np.savez(folder / f"{size}_weights.npz", **weights)
 
 
-def _lowered_step(tf, stream, f0: np.ndarray, loudness: np.ndarray) -> dict:
+def _lowered_step(tf, stream, f0: np.ndarray, loudness: np.ndarray) -> tuple[np.ndarray, list[str], Callable]:
     """The stream's compiled step as HLO, the kind of each captured input, and a reader of their values.
 
     The module's parameters are f0, loudness, then the concrete function's captured inputs in order
@@ -104,7 +103,7 @@ def _lowered_step(tf, stream, f0: np.ndarray, loudness: np.ndarray) -> dict:
         return [np.asarray(variables[id(t)].numpy() if id(t) in variables else t.numpy()) for t in captured]
 
     kinds = ["const" if id(t) not in variables else "state" if id(t) in state else "var" for t in captured]
-    return {"proto": np.frombuffer(proto, np.uint8), "kinds": kinds, "read": read, "values": []}
+    return np.frombuffer(proto, np.uint8), kinds, read
 
 
 def _compile(backend, proto: bytes, device):

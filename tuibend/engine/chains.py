@@ -64,8 +64,8 @@ def build_chain(model: TimbreModel, bends: list[Bend], block_frames: int,
     headroom = map_headroom()
     if headroom is not None and headroom < MAPS_RESERVE:
         raise NoRoomForChain(f"no room to compile another chain structure in this process ({headroom} memory maps "
-                          f"left; TensorFlow keeps every compiled chain): recall a scene already played, or "
-                          f"restart tuibend")
+                             f"left; TensorFlow keeps every compiled chain): recall a scene already played, or "
+                             f"restart tuibend")
     rig = BendRig(bends, point_widths(model.config.decoder), block_frames, unit_statistics)
     stream = model.stream(block_frames, hook=rig.hook, seed=seed)
     floor = np.full(block_frames, -120.0, np.float32)
@@ -81,8 +81,7 @@ class ChainPreparer:
     def __init__(self, build: Callable[[list[Bend]], Chain]):
         self._build = build
         self._ready: dict[StructureKey, Chain] = {}
-        self._failed: dict[StructureKey, str] = {}
-        self._retryable: set[StructureKey] = set()  # failed for want of room, which may come back
+        self._failed: dict[StructureKey, Exception] = {}
         self._queued: set[StructureKey] = set()
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="tuibend-chains", daemon=True)
@@ -95,8 +94,7 @@ class ChainPreparer:
         """Queues a structure for compiling (once; again after a failure for want of room, which may
         have cleared: other failures would only repeat their tracing mid-performance); returns its key."""
         key = structure_key(bends)
-        if key in self._retryable:
-            self._retryable.discard(key)
+        if isinstance(self._failed.get(key), NoRoomForChain):
             self._failed.pop(key, None)  # a new attempt: the last one's failure no longer stands
         if key not in self._ready and key not in self._queued and key not in self._failed:
             self._queued.add(key)
@@ -107,7 +105,8 @@ class ChainPreparer:
         return self._ready.get(key)
 
     def failure(self, key: StructureKey) -> str | None:
-        return self._failed.get(key)
+        error = self._failed.get(key)
+        return None if error is None else f"{type(error).__name__}: {error}"
 
     @property
     def busy(self) -> bool:
@@ -121,9 +120,7 @@ class ChainPreparer:
             try:
                 self._ready[key] = self._build(bends)
             except Exception as error:  # reported to the interface, the performance goes on
-                if isinstance(error, NoRoomForChain):
-                    self._retryable.add(key)
-                self._failed[key] = f"{type(error).__name__}: {error}"
+                self._failed[key] = error
             self._queued.discard(key)
 
     def close(self) -> None:

@@ -79,6 +79,12 @@ def interpolate_estimates(positions: np.ndarray, hop: int, f0_hz: np.ndarray, co
         np.float32)
 
 
+def mono(block: np.ndarray) -> np.ndarray:
+    """A block of samples ([n], or [n, channels], downmixed) as float32 [n]."""
+    block = np.asarray(block, np.float32)
+    return block.mean(axis=1) if block.ndim == 2 else block.reshape(-1)
+
+
 def centred_frames(audio: np.ndarray, window: int, hop: int, count: int) -> np.ndarray:
     """``count`` windows centred on samples ``k * hop`` (zeros outside the signal) [count, window]."""
     before, after = window // 2, window - window // 2
@@ -187,8 +193,7 @@ class StreamingAnalyzer:
 
     def process(self, block: np.ndarray) -> Features:
         """Consumes a block of samples ([n], or [n, channels], downmixed), returns the frames it completes."""
-        block = np.asarray(block, np.float32)
-        block = block.mean(axis=1) if block.ndim == 2 else block.reshape(-1)
+        block = mono(block)
         self._buffer = np.concatenate([self._buffer, block])
         self._n_in += len(block)
         tracker, hop = self.tracker, self.hop
@@ -265,19 +270,16 @@ class OnsetPitch:
     def reset(self) -> None:
         self._recent = np.zeros(self.window, np.float32)  # the newest samples; absolute end at _n_in
         self._n_in = 0
-        self._emitted = 0
 
     def process(self, block: np.ndarray, wanted: np.ndarray) -> np.ndarray:
         """Consumes ``block`` (as :meth:`StreamingAnalyzer.process` does, same frames); for each frame
         it completes, the pitch of the ``window`` samples up to that frame's end where ``wanted`` and
         confident, else NaN."""
-        block = np.asarray(block, np.float32)
-        block = block.mean(axis=1) if block.ndim == 2 else block.reshape(-1)
+        block = mono(block)
         recent = np.concatenate([self._recent, block])
+        start = self._n_in - self.window  # absolute index of recent[0]
+        frames = np.arange(self._n_in // self.hop, (self._n_in + len(block)) // self.hop)
         self._n_in += len(block)
-        start = self._n_in - len(recent)  # absolute index of recent[0]
-        frames = np.arange(self._emitted, self._n_in // self.hop)
-        self._emitted += len(frames)
         self._recent = recent[-self.window:]
         f0 = np.full(len(frames), np.nan, np.float32)
         wanted = np.flatnonzero(wanted)
