@@ -71,7 +71,7 @@ class BendRig:
     """The graph side of a chain: call :attr:`hook` inside the model's compiled step."""
 
     def __init__(self, bends: list[Bend], widths: dict[str, int], block_frames: int,
-                 unit_statistics: dict[str, np.ndarray] | None = None, batch: int = 1):
+                 unit_statistics: dict[str, np.ndarray] | None = None, batch: int = 1, graph: bool = True):
         for index, bend in enumerate(bends, start=1):
             check_bend(bend, widths, f"bend {index}")
         self.bends = list(bends)
@@ -80,30 +80,42 @@ class BendRig:
         for index, bend in enumerate(self.bends):
             for name in bend.parameter_names() + list(TRANSFORMS[bend.transform].derived):
                 self.rows[(index, name)] = len(self.rows)
-        # One variable carries a block's every per-frame value, and in its last row the block's
-        # number (which seeds the noise transform): one write per block, no second variable.
-        self.values = tf.Variable(tf.zeros([len(self.rows) + 1, block_frames]), trainable=False,
-                                  name="bend_values")
         self.blocks = 0  # blocks since the last reset (model thread only), wraps at BLOCK_NUMBERS
-        self._ranks, self._eligible, self._state = [], [], []
-        for bend in self.bends:
-            units = widths[bend.point]
-            order = unit_order(bend.select, units, bend.seed, unit_statistics, bend.point)
-            self._ranks.append(tf.constant(ranks_from_order(order, units), tf.float32))
-            self._eligible.append(float(len(order)))
-            state = {"seed": tf.constant(bend.seed, tf.int64),
-                     "permutation": tf.constant(np.random.default_rng([bend.seed, 1]).permutation(units), tf.int32)}
-            if TRANSFORMS[bend.transform].memory:
-                state["memory"] = tf.Variable(tf.zeros([batch, units]), trainable=False)
-            self._state.append(state)
+        # What each bend acts on, as plain arrays: the graph's constants and the native kernel's input.
+        self.units = [widths[bend.point] for bend in self.bends]
+        self.ranks = [ranks_from_order(unit_order(bend.select, units, bend.seed, unit_statistics, bend.point),
+                                       units).astype(np.float32)
+                      for bend, units in zip(self.bends, self.units)]
+        self.eligible = [float(np.count_nonzero(ranks < units)) for ranks, units in zip(self.ranks, self.units)]
+        self.permutations = [np.random.default_rng([bend.seed, 1]).permutation(units).astype(np.int32)
+                             for bend, units in zip(self.bends, self.units)]
+        # The latest block's every per-frame value, and in its last row the block's number (which
+        # seeds the noise transform). A graph rig (``graph=True``) mirrors it in one variable its hook
+        # reads: one write per block; a rig for the native kernel keeps only the array.
+        self.latest = np.zeros((len(self.rows) + 1, block_frames), np.float32)
+        self.values = None
+        self._state = []
+        if graph:
+            self.values = tf.Variable(self.latest, trainable=False, name="bend_values")
+            for bend, units, permutation in zip(self.bends, self.units, self.permutations):
+                state = {"seed": tf.constant(bend.seed, tf.int64), "permutation": tf.constant(permutation)}
+                if TRANSFORMS[bend.transform].memory:
+                    state["memory"] = tf.Variable(tf.zeros([batch, units]), trainable=False)
+                self._state.append(state)
 
     def reset(self) -> None:
         """Clears what the transforms carry across blocks (held and smoothed activations), as a
-        model stream's reset clears its own state."""
+        model stream's reset clears its own state (a native stream holds its bends' memory itself)."""
         for state in self._state:
             if "memory" in state:
                 state["memory"].assign(tf.zeros_like(state["memory"]))
         self.blocks = 0
+
+    def write(self, values: np.ndarray) -> None:
+        """The next block's values (call before each model step)."""
+        self.latest = values
+        if self.values is not None:
+            self.values.assign(values)
 
     def hook(self, point: str, activations: tf.Tensor) -> tf.Tensor:
         """Applies this point's bends in chain order."""
@@ -111,8 +123,8 @@ class BendRig:
             if bend.point != point:
                 continue
             params = {name: self.values[row] for (i, name), row in self.rows.items() if i == index}
-            weights = tf.clip_by_value(params["proportion"][:, tf.newaxis] * self._eligible[index]
-                                       - self._ranks[index][tf.newaxis, :], 0.0, 1.0)
+            weights = tf.clip_by_value(params["proportion"][:, tf.newaxis] * self.eligible[index]
+                                       - tf.constant(self.ranks[index])[tf.newaxis, :], 0.0, 1.0)
             state = {**self._state[index], "counter": tf.cast(self.values[-1, 0], tf.int64)}  # read per block
             transformed = TRANSFORMS[bend.transform].apply(activations, params, state)
             activations = activations + weights[tf.newaxis] * (transformed - activations)
@@ -271,7 +283,7 @@ class BendController:
         """Writes the next block's values into the rig (call before each model step)."""
         values = self.block_values()
         values[-1] = self.rig.blocks
-        self.rig.values.assign(values)
+        self.rig.write(values)
         self.rig.blocks = (self.rig.blocks + 1) % BLOCK_NUMBERS
 
 

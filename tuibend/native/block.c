@@ -1,0 +1,718 @@
+/* One live block of a timbre model, bends included, in one native call.
+ *
+ * The same maths as tuibend.model.timbre.ModelStream (decoder, bends, scaling, harmonic and
+ * filtered-noise synths, partitioned reverb) for one voice and one block size, so a live block
+ * costs one call: weights packed once into panels that stream through the caches, the
+ * oscillators summed by a recurrence instead of a sine per harmonic and sample, the noise
+ * filtered in the time domain. Everything is allocated at tb_create; tb_step allocates nothing.
+ */
+#define _GNU_SOURCE /* sincos */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PANEL 64  /* output columns per weight panel: 4 vectors of 16 floats */
+#define MAX_FRAMES 16
+#define LN_EPSILON 1e-3f
+#define LEAKY_ALPHA 0.2f
+#define TWO_PI 6.283185307179586
+
+typedef float v16 __attribute__((vector_size(64)));
+
+enum { POINT_FC1 = 16, POINT_GRU, POINT_FC2, POINT_AMPS, POINT_HARMONICS, POINT_NOISE };
+enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP, T_QUANTISE, T_NOISE,
+       T_FREEZE, T_SMOOTH, T_PERMUTE };
+
+typedef struct {
+    int n_inputs;       /* decoder input keys, in the model's order */
+    int input_is_f0[2]; /* 1: that key is f0_scaled, 0: ld_scaled */
+    int ch, layers, rnn, n_harmonics, n_bands, hop, block_frames, reverb_parts;
+    float sample_rate, f0_range, ld_range, noise_bias;
+    uint64_t seed;
+} tb_config;
+
+typedef struct {
+    int point, transform, units, row_proportion, row_a, row_b;
+    float eligible;
+    const float *ranks;
+    const int32_t *permutation;
+    uint64_t seed;
+} tb_bend;
+
+typedef struct { int n_in, n_out, n_panels; float *panels; float *bias; } dense_t;
+typedef struct { dense_t dense; float *gamma, *beta; } fc_t;
+
+typedef struct {
+    tb_bend spec;
+    float *ranks, *memory;
+    int32_t *permutation;
+} bend_t;
+
+typedef struct {
+    tb_config c;
+    int n_out, block, fft_half, ir_size, noise_tail, noise_delay;
+    fc_t *stacks[2];
+    fc_t *out_stack;
+    dense_t gru_in, gru_rec, dense_out;
+    float *gru_rec_bias;
+    int n_bends;
+    bend_t *bends;
+    /* state */
+    float *h, *prev_amps, prev_f0;
+    double phase;
+    int started;
+    uint64_t block_index;
+    float *noise_tail_buf, *noise_delay_buf, *reverb_previous;
+    float *ring_re, *ring_im;  /* [parts][fft_half + 1] */
+    int newest;
+    /* constants */
+    float *part_re, *part_im;
+    float *twiddle_re, *twiddle_im;  /* fft_half-point complex FFT */
+    float *real_re, *real_im;        /* W_N^k for the real-FFT split, k <= fft_half */
+    int *bit_reverse;
+    float *window_weights, *linear_weights, *noise_window, *cos_table;
+    /* scratch */
+    float *x_in[2], *stack_out[2], *fc1, *projected, *gru_out, *skip, *fc2, *raw, *tmp, *tmp2;
+    float *amp_frames, *noise_ir, *noise_frames, *own_noise, *noise_buf, *harmonic, *f0_env, *audio;
+    double *sin_prev, *sin_cur, *cos2;
+    float *fft_re, *fft_im, *acc_re, *acc_im;
+} tb_model;
+
+static void *zalloc(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64)) return NULL;
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+/* Weights [n_in, n_out] row-major -> panels of PANEL columns, each [n_in][PANEL], zero-padded. */
+static int dense_init(dense_t *d, const float *kernel, const float *bias, int n_in, int n_out) {
+    d->n_in = n_in;
+    d->n_out = n_out;
+    d->n_panels = (n_out + PANEL - 1) / PANEL;
+    d->panels = zalloc(sizeof(float) * (size_t)d->n_panels * n_in * PANEL);
+    d->bias = zalloc(sizeof(float) * d->n_panels * PANEL);
+    if (!d->panels || !d->bias) return -1;
+    for (int p = 0; p < d->n_panels; p++)
+        for (int i = 0; i < n_in; i++)
+            for (int j = 0; j < PANEL && p * PANEL + j < n_out; j++)
+                d->panels[((size_t)p * n_in + i) * PANEL + j] = kernel[(size_t)i * n_out + p * PANEL + j];
+    if (bias) memcpy(d->bias, bias, sizeof(float) * n_out);
+    return 0;
+}
+
+/* y[f][0:n_out] = x[f] @ kernel + bias for F frames; x rows have stride n_in, y rows stride ldy. */
+static void dense_apply(const dense_t *d, const float *x, int frames, float *y, int ldy) {
+    for (int f0 = 0; f0 < frames; f0 += 4) {
+        int nf = frames - f0 < 4 ? frames - f0 : 4;
+        for (int p = 0; p < d->n_panels; p++) {
+            const float *w = d->panels + (size_t)p * d->n_in * PANEL;
+            v16 acc[4][4];
+            for (int f = 0; f < 4; f++)
+                for (int v = 0; v < 4; v++) memcpy(&acc[f][v], d->bias + p * PANEL + 16 * v, 64);
+            for (int i = 0; i < d->n_in; i++, w += PANEL) {
+                v16 w0, w1, w2, w3;
+                memcpy(&w0, w, 64); memcpy(&w1, w + 16, 64); memcpy(&w2, w + 32, 64); memcpy(&w3, w + 48, 64);
+                for (int f = 0; f < nf; f++) {
+                    float xv = x[(size_t)(f0 + f) * d->n_in + i];
+                    acc[f][0] += xv * w0; acc[f][1] += xv * w1; acc[f][2] += xv * w2; acc[f][3] += xv * w3;
+                }
+            }
+            int cols = d->n_out - p * PANEL < PANEL ? d->n_out - p * PANEL : PANEL;
+            for (int f = 0; f < nf; f++) {
+                float out[PANEL] __attribute__((aligned(64)));
+                memcpy(out, acc[f], sizeof(out));
+                memcpy(y + (size_t)(f0 + f) * ldy + p * PANEL, out, sizeof(float) * cols);
+            }
+        }
+    }
+}
+
+static int fc_init(fc_t *fc, const float **w, int n_in, int ch) {
+    if (dense_init(&fc->dense, w[0], w[1], n_in, ch)) return -1;
+    fc->gamma = zalloc(sizeof(float) * ch);
+    fc->beta = zalloc(sizeof(float) * ch);
+    if (!fc->gamma || !fc->beta) return -1;
+    memcpy(fc->gamma, w[2], sizeof(float) * ch);
+    memcpy(fc->beta, w[3], sizeof(float) * ch);
+    return 0;
+}
+
+/* ddsp's Fc: dense, layer normalisation, leaky ReLU, in place over y [frames][ch]. */
+static void fc_apply(const fc_t *fc, const float *x, int frames, float *y) {
+    int ch = fc->dense.n_out;
+    dense_apply(&fc->dense, x, frames, y, ch);
+    for (int f = 0; f < frames; f++) {
+        float *row = y + (size_t)f * ch, mean = 0.0f, var = 0.0f;
+        for (int u = 0; u < ch; u++) mean += row[u];
+        mean /= ch;
+        for (int u = 0; u < ch; u++) var += (row[u] - mean) * (row[u] - mean);
+        float scale = 1.0f / sqrtf(var / ch + LN_EPSILON);
+        for (int u = 0; u < ch; u++) {
+            float v = (row[u] - mean) * scale * fc->gamma[u] + fc->beta[u];
+            row[u] = v >= 0.0f ? v : LEAKY_ALPHA * v;
+        }
+    }
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static float exp_sigmoid(float x) { return 2.0f * powf(sigmoidf(x), logf(10.0f)) + 1e-7f; }
+
+/* splitmix64: a counter-based generator, so a block's noise depends only on (seed, block). */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static float uniform01(uint64_t key, uint64_t index) {
+    return (float)(mix64(key + 0x9e3779b97f4a7c15ULL * (index + 1)) >> 40) * (1.0f / 16777216.0f);
+}
+
+static float gaussian(uint64_t key, uint64_t index) {
+    float u1 = uniform01(key, 2 * index) + 1.0f / 33554432.0f, u2 = uniform01(key, 2 * index + 1);
+    return sqrtf(-2.0f * logf(u1)) * cosf((float)TWO_PI * u2);
+}
+
+/* The bends at one point, in chain order: a + w * (T(a) - a) per unit and frame. */
+static void apply_bends(tb_model *m, int point, float *a, int frames, int units, int lda, const float *values,
+                        uint64_t counter) {
+    int F = m->c.block_frames;
+    for (int b = 0; b < m->n_bends; b++) {
+        bend_t *bend = &m->bends[b];
+        const tb_bend *s = &bend->spec;
+        if (s->point != point) continue;
+        const float *pa = s->row_a >= 0 ? values + (size_t)s->row_a * F : NULL;
+        const float *pb = s->row_b >= 0 ? values + (size_t)s->row_b * F : NULL;
+        for (int f = 0; f < frames; f++) {
+            float *row = a + (size_t)f * lda, *t = m->tmp2;
+            float proportion = values[(size_t)s->row_proportion * F + f] * s->eligible;
+            switch (s->transform) {
+            case T_OSCILLATE: { float add = sinf(pa[f]) * pb[f]; for (int u = 0; u < units; u++) t[u] = row[u] + add; break; }
+            case T_THRESHOLD: {
+                float low = row[0], high = row[0];
+                for (int u = 1; u < units; u++) { low = fminf(low, row[u]); high = fmaxf(high, row[u]); }
+                for (int u = 0; u < units; u++) t[u] = row[u] < pa[f] ? low : high;
+                break;
+            }
+            case T_INVERT: for (int u = 0; u < units; u++) t[u] = 1.0f - row[u]; break;
+            case T_ABLATE: for (int u = 0; u < units; u++) t[u] = 0.0f; break;
+            case T_SCALE: for (int u = 0; u < units; u++) t[u] = row[u] * pa[f]; break;
+            case T_OFFSET: for (int u = 0; u < units; u++) t[u] = row[u] + pa[f]; break;
+            case T_CLAMP: {
+                float low = pa[f], high = fmaxf(pa[f], pb[f]);
+                for (int u = 0; u < units; u++) t[u] = fminf(fmaxf(row[u], low), high);
+                break;
+            }
+            case T_QUANTISE: {
+                float step = fmaxf(pa[f], 1e-3f);
+                for (int u = 0; u < units; u++) t[u] = nearbyintf(row[u] / step) * step;
+                break;
+            }
+            case T_NOISE: {
+                uint64_t key = mix64(mix64(s->seed) + counter);
+                for (int u = 0; u < units; u++) t[u] = row[u] + gaussian(key, (uint64_t)f * units + u) * pa[f];
+                break;
+            }
+            case T_FREEZE:
+                for (int u = 0; u < units; u++) {
+                    if (pa[f] > 0.5f) bend->memory[u] = row[u];
+                    t[u] = bend->memory[u];
+                }
+                break;
+            case T_SMOOTH:
+                for (int u = 0; u < units; u++) {
+                    bend->memory[u] += pa[f] * (row[u] - bend->memory[u]);
+                    t[u] = bend->memory[u];
+                }
+                break;
+            case T_PERMUTE: for (int u = 0; u < units; u++) t[u] = row[bend->permutation[u]]; break;
+            default: for (int u = 0; u < units; u++) t[u] = row[u];
+            }
+            for (int u = 0; u < units; u++) {
+                float w = fminf(fmaxf(proportion - bend->ranks[u], 0.0f), 1.0f);
+                row[u] += w * (t[u] - row[u]);
+            }
+        }
+    }
+}
+
+/* In-place complex FFT of m->fft_half points (radix 2, split real and imaginary arrays). */
+static void fft(const tb_model *m, float *re, float *im) {
+    int n = m->fft_half;
+    for (int i = 0; i < n; i++) {
+        int j = m->bit_reverse[i];
+        if (i < j) {
+            float t = re[i]; re[i] = re[j]; re[j] = t;
+            t = im[i]; im[i] = im[j]; im[j] = t;
+        }
+    }
+    for (int len = 2; len <= n; len <<= 1) {
+        int half = len >> 1, stride = n / len;
+        for (int start = 0; start < n; start += len)
+            for (int k = 0; k < half; k++) {
+                float wr = m->twiddle_re[k * stride], wi = m->twiddle_im[k * stride];
+                int a = start + k, b = a + half;
+                float xr = re[b] * wr - im[b] * wi, xi = re[b] * wi + im[b] * wr;
+                re[b] = re[a] - xr; im[b] = im[a] - xi;
+                re[a] += xr; im[a] += xi;
+            }
+    }
+}
+
+/* Spectrum X[0..M] of 2M real samples, by one M-point complex FFT of the even/odd pairs. */
+static void real_fft(const tb_model *m, const float *x, float *out_re, float *out_im) {
+    int n = m->fft_half;
+    float *re = m->fft_re, *im = m->fft_im;
+    for (int i = 0; i < n; i++) { re[i] = x[2 * i]; im[i] = x[2 * i + 1]; }
+    fft(m, re, im);
+    for (int k = 0; k <= n; k++) {
+        int a = k % n, b = (n - k) % n;
+        float er = 0.5f * (re[a] + re[b]), ei = 0.5f * (im[a] - im[b]);   /* E = (Z[k] + conj Z[-k]) / 2 */
+        float or_ = 0.5f * (im[a] + im[b]), oi = -0.5f * (re[a] - re[b]); /* O = (Z[k] - conj Z[-k]) / 2i */
+        float wr = m->real_re[k], wi = m->real_im[k];
+        out_re[k] = er + or_ * wr - oi * wi;
+        out_im[k] = ei + or_ * wi + oi * wr;
+    }
+}
+
+/* 2M real samples from a Hermitian spectrum X[0..M] (the inverse of real_fft, scaled 1/2M). */
+static void real_ifft(const tb_model *m, const float *in_re, const float *in_im, float *x) {
+    int n = m->fft_half;
+    float *re = m->fft_re, *im = m->fft_im;
+    for (int k = 0; k < n; k++) {
+        float ar = in_re[k], ai = in_im[k], br = in_re[n - k], bi = -in_im[n - k]; /* b = conj X[M-k] */
+        float er = 0.5f * (ar + br), ei = 0.5f * (ai + bi);
+        float dr = 0.5f * (ar - br), di = 0.5f * (ai - bi);
+        float wr = m->real_re[k], wi = -m->real_im[k]; /* W^-k */
+        float or_ = dr * wr - di * wi, oi = dr * wi + di * wr;
+        /* Z = E + i O, inverse by conjugation around the forward transform */
+        re[k] = er - oi;
+        im[k] = -(ei + or_);
+    }
+    fft(m, re, im);
+    float scale = 1.0f / n;
+    for (int i = 0; i < n; i++) { x[2 * i] = re[i] * scale; x[2 * i + 1] = -im[i] * scale; }
+}
+
+static int is_power_of_two(int n) { return n > 0 && (n & (n - 1)) == 0; }
+
+static void reset_state(tb_model *m) {
+    const tb_config *c = &m->c;
+    memset(m->h, 0, sizeof(float) * c->rnn);
+    memset(m->prev_amps, 0, sizeof(float) * c->n_harmonics);
+    m->prev_f0 = 0.0f;
+    m->phase = 0.0;
+    m->started = 0;
+    m->block_index = 0;
+    memset(m->noise_tail_buf, 0, sizeof(float) * m->noise_tail);
+    memset(m->noise_delay_buf, 0, sizeof(float) * (m->noise_delay + 1));
+    memset(m->reverb_previous, 0, sizeof(float) * m->block);
+    if (c->reverb_parts) {
+        memset(m->ring_re, 0, sizeof(float) * (size_t)c->reverb_parts * (m->fft_half + 1));
+        memset(m->ring_im, 0, sizeof(float) * (size_t)c->reverb_parts * (m->fft_half + 1));
+    }
+    m->newest = c->reverb_parts ? c->reverb_parts - 1 : 0;
+    for (int b = 0; b < m->n_bends; b++)
+        if (m->bends[b].memory) memset(m->bends[b].memory, 0, sizeof(float) * m->bends[b].spec.units);
+}
+
+void tb_destroy(tb_model *m);
+
+/* weights: per input stack and layer kernel, bias, gamma, beta; the GRU's kernel, recurrent kernel
+ * and bias [2, 3u]; per output-stack layer kernel, bias, gamma, beta; dense_out kernel and bias.
+ * partitions: the reverb response's partition spectra [parts][block + 1], real and imaginary. */
+tb_model *tb_create(const tb_config *config, const float **weights, const float *part_re, const float *part_im,
+                    int n_bends, const tb_bend *bends) {
+    const tb_config *c = config;
+    int block = c->block_frames * c->hop;
+    if (c->block_frames < 1 || c->block_frames > MAX_FRAMES || !is_power_of_two(block) || c->n_inputs < 1
+        || c->n_inputs > 2 || c->n_bands < 2)
+        return NULL;
+    tb_model *m = zalloc(sizeof(tb_model));
+    if (!m) return NULL;
+    m->c = *c;
+    m->block = block;
+    m->fft_half = block;
+    m->n_out = 1 + c->n_harmonics + c->n_bands;
+    m->ir_size = 2 * (c->n_bands - 1);
+    int fft_size = 1;
+    while (fft_size < c->hop + m->ir_size - 1) fft_size <<= 1;
+    m->noise_tail = fft_size - c->hop;
+    m->noise_delay = c->hop - ((m->ir_size - 1) / 2 - 1);
+    int ok = 1, w = 0, ch = c->ch, u = c->rnn, skip = c->n_inputs * ch + u;
+    for (int s = 0; s < c->n_inputs; s++) {
+        m->stacks[s] = zalloc(sizeof(fc_t) * c->layers);
+        ok &= m->stacks[s] != NULL;
+        for (int l = 0; ok && l < c->layers; l++, w += 4) ok &= !fc_init(&m->stacks[s][l], weights + w, l ? ch : 1, ch);
+    }
+    ok = ok && !dense_init(&m->gru_in, weights[w], weights[w + 2], c->n_inputs * ch, 3 * u);
+    ok = ok && !dense_init(&m->gru_rec, weights[w + 1], weights[w + 2] + 3 * u, u, 3 * u);
+    w += 3;
+    m->out_stack = zalloc(sizeof(fc_t) * c->layers);
+    ok &= m->out_stack != NULL;
+    for (int l = 0; ok && l < c->layers; l++, w += 4) ok &= !fc_init(&m->out_stack[l], weights + w, l ? ch : skip, ch);
+    ok = ok && !dense_init(&m->dense_out, weights[w], weights[w + 1], ch, m->n_out);
+    int F = MAX_FRAMES, widest = skip > 3 * u ? skip : 3 * u;
+    if (m->n_out > widest) widest = m->n_out;
+    widest += PANEL;
+    float **buffers[] = {&m->x_in[0], &m->x_in[1]};
+    for (int i = 0; i < 2; i++) *buffers[i] = zalloc(sizeof(float) * F), ok &= *buffers[i] != NULL;
+    float **frame_buffers[] = {&m->stack_out[0], &m->stack_out[1], &m->fc1, &m->projected, &m->gru_out, &m->skip,
+                               &m->fc2, &m->raw, &m->tmp, &m->amp_frames};
+    for (size_t i = 0; i < sizeof(frame_buffers) / sizeof(*frame_buffers); i++) {
+        *frame_buffers[i] = zalloc(sizeof(float) * (size_t)(F + 1) * widest);
+        ok &= *frame_buffers[i] != NULL;
+    }
+    m->tmp2 = zalloc(sizeof(float) * widest);
+    m->h = zalloc(sizeof(float) * u);
+    m->prev_amps = zalloc(sizeof(float) * c->n_harmonics);
+    m->noise_tail_buf = zalloc(sizeof(float) * m->noise_tail);
+    m->noise_delay_buf = zalloc(sizeof(float) * (m->noise_delay + 1));
+    m->reverb_previous = zalloc(sizeof(float) * block);
+    m->noise_ir = zalloc(sizeof(float) * F * m->ir_size);
+    m->noise_frames = zalloc(sizeof(float) * block);
+    m->own_noise = zalloc(sizeof(float) * block);
+    m->noise_buf = zalloc(sizeof(float) * (block + m->noise_tail));
+    m->harmonic = zalloc(sizeof(float) * block);
+    m->f0_env = zalloc(sizeof(float) * block);
+    m->audio = zalloc(sizeof(float) * 2 * block);
+    m->sin_prev = zalloc(sizeof(double) * block);
+    m->sin_cur = zalloc(sizeof(double) * block);
+    m->cos2 = zalloc(sizeof(double) * block);
+    m->fft_re = zalloc(sizeof(float) * block);
+    m->fft_im = zalloc(sizeof(float) * block);
+    m->acc_re = zalloc(sizeof(float) * (block + 1));
+    m->acc_im = zalloc(sizeof(float) * (block + 1));
+    m->twiddle_re = zalloc(sizeof(float) * block);
+    m->twiddle_im = zalloc(sizeof(float) * block);
+    m->real_re = zalloc(sizeof(float) * (block + 1));
+    m->real_im = zalloc(sizeof(float) * (block + 1));
+    m->bit_reverse = zalloc(sizeof(int) * block);
+    m->window_weights = zalloc(sizeof(float) * c->hop);
+    m->linear_weights = zalloc(sizeof(float) * c->hop);
+    m->noise_window = zalloc(sizeof(float) * m->ir_size);
+    m->cos_table = zalloc(sizeof(float) * c->n_bands * m->ir_size);
+    size_t ring = (size_t)(c->reverb_parts ? c->reverb_parts : 1) * (block + 1);
+    m->ring_re = zalloc(sizeof(float) * ring);
+    m->ring_im = zalloc(sizeof(float) * ring);
+    m->part_re = zalloc(sizeof(float) * ring);
+    m->part_im = zalloc(sizeof(float) * ring);
+    m->n_bends = n_bends;
+    m->bends = zalloc(sizeof(bend_t) * (n_bends ? n_bends : 1));
+    ok &= m->tmp2 && m->h && m->prev_amps && m->noise_tail_buf && m->noise_delay_buf && m->reverb_previous
+          && m->noise_ir && m->noise_frames && m->own_noise && m->noise_buf && m->harmonic && m->f0_env && m->audio && m->sin_prev
+          && m->sin_cur && m->cos2 && m->fft_re && m->fft_im && m->acc_re && m->acc_im && m->twiddle_re
+          && m->twiddle_im && m->real_re && m->real_im && m->bit_reverse && m->window_weights && m->linear_weights
+          && m->noise_window && m->cos_table && m->ring_re && m->ring_im && m->part_re && m->part_im && m->bends;
+    for (int b = 0; ok && b < n_bends; b++) {
+        bend_t *bend = &m->bends[b];
+        bend->spec = bends[b];
+        int units = bends[b].units;
+        bend->ranks = zalloc(sizeof(float) * units);
+        bend->permutation = zalloc(sizeof(int32_t) * units);
+        bend->memory = zalloc(sizeof(float) * units);
+        ok &= bend->ranks && bend->permutation && bend->memory;
+        if (!ok) break;
+        memcpy(bend->ranks, bends[b].ranks, sizeof(float) * units);
+        if (bends[b].permutation) memcpy(bend->permutation, bends[b].permutation, sizeof(int32_t) * units);
+    }
+    if (!ok) {
+        tb_destroy(m);
+        return NULL;
+    }
+    if (c->reverb_parts) {
+        memcpy(m->part_re, part_re, sizeof(float) * ring);
+        memcpy(m->part_im, part_im, sizeof(float) * ring);
+    }
+    int bits = 0;
+    while ((1 << bits) < block) bits++;
+    for (int i = 0; i < block; i++) {
+        int r = 0;
+        for (int bit = 0; bit < bits; bit++) r |= ((i >> bit) & 1) << (bits - 1 - bit);
+        m->bit_reverse[i] = r;
+        m->twiddle_re[i] = (float)cos(-TWO_PI * i / block);
+        m->twiddle_im[i] = (float)sin(-TWO_PI * i / block);
+    }
+    for (int k = 0; k <= block; k++) {
+        m->real_re[k] = (float)cos(-TWO_PI * k / (2 * block));
+        m->real_im[k] = (float)sin(-TWO_PI * k / (2 * block));
+    }
+    for (int r = 0; r < c->hop; r++) {
+        float position = (float)r / (float)c->hop;
+        m->linear_weights[r] = position;
+        m->window_weights[r] = 0.5f - 0.5f * cosf((float)M_PI * position);
+    }
+    for (int n = 0; n < m->ir_size; n++) {
+        m->noise_window[n] = (float)(0.5 - 0.5 * cos(TWO_PI * n / m->ir_size));
+        int source = (n + m->ir_size / 2) % m->ir_size; /* fftshift around the window */
+        for (int k = 0; k < c->n_bands; k++) {
+            double weight = (k == 0 || k == c->n_bands - 1) ? 1.0 : 2.0;
+            m->cos_table[(size_t)k * m->ir_size + n] = (float)(weight * cos(TWO_PI * k * source / m->ir_size)
+                                                               / m->ir_size);
+        }
+    }
+    reset_state(m);
+    return m;
+}
+
+void tb_destroy(tb_model *m) {
+    if (!m) return;
+    for (int s = 0; s < 2; s++) {
+        if (!m->stacks[s]) continue;
+        for (int l = 0; l < m->c.layers; l++) {
+            free(m->stacks[s][l].dense.panels); free(m->stacks[s][l].dense.bias);
+            free(m->stacks[s][l].gamma); free(m->stacks[s][l].beta);
+        }
+        free(m->stacks[s]);
+    }
+    if (m->out_stack)
+        for (int l = 0; l < m->c.layers; l++) {
+            free(m->out_stack[l].dense.panels); free(m->out_stack[l].dense.bias);
+            free(m->out_stack[l].gamma); free(m->out_stack[l].beta);
+        }
+    free(m->out_stack);
+    dense_t *denses[] = {&m->gru_in, &m->gru_rec, &m->dense_out};
+    for (int i = 0; i < 3; i++) { free(denses[i]->panels); free(denses[i]->bias); }
+    if (m->bends)
+        for (int b = 0; b < m->n_bends; b++) {
+            free(m->bends[b].ranks); free(m->bends[b].permutation); free(m->bends[b].memory);
+        }
+    void *owned[] = {m->bends, m->h, m->prev_amps, m->noise_tail_buf, m->noise_delay_buf, m->reverb_previous,
+                     m->ring_re, m->ring_im, m->part_re, m->part_im, m->twiddle_re, m->twiddle_im, m->real_re,
+                     m->real_im, m->bit_reverse, m->window_weights, m->linear_weights, m->noise_window,
+                     m->cos_table, m->x_in[0], m->x_in[1], m->stack_out[0], m->stack_out[1], m->fc1, m->projected,
+                     m->gru_out, m->skip, m->fc2, m->raw, m->tmp, m->tmp2, m->amp_frames, m->noise_ir,
+                     m->noise_frames, m->own_noise, m->noise_buf, m->harmonic, m->f0_env, m->audio, m->sin_prev, m->sin_cur,
+                     m->cos2, m->fft_re, m->fft_im, m->acc_re, m->acc_im};
+    for (size_t i = 0; i < sizeof(owned) / sizeof(*owned); i++) free(owned[i]);
+    free(m);
+}
+
+void tb_reset(tb_model *m) { reset_state(m); }
+
+/* Takes over another model's stream state (same model and block size): GRU, phases, tails. */
+void tb_continue_from(tb_model *m, const tb_model *other) {
+    memcpy(m->h, other->h, sizeof(float) * m->c.rnn);
+    memcpy(m->prev_amps, other->prev_amps, sizeof(float) * m->c.n_harmonics);
+    m->prev_f0 = other->prev_f0;
+    m->phase = other->phase;
+    m->started = other->started;
+    m->block_index = other->block_index;
+    memcpy(m->noise_tail_buf, other->noise_tail_buf, sizeof(float) * m->noise_tail);
+    memcpy(m->noise_delay_buf, other->noise_delay_buf, sizeof(float) * (m->noise_delay + 1));
+    memcpy(m->reverb_previous, other->reverb_previous, sizeof(float) * m->block);
+    size_t ring = (size_t)m->c.reverb_parts * (m->fft_half + 1);
+    memcpy(m->ring_re, other->ring_re, sizeof(float) * ring);
+    memcpy(m->ring_im, other->ring_im, sizeof(float) * ring);
+    m->newest = other->newest;
+}
+
+static void decoder(tb_model *m, const float *f0, const float *loudness, const float *values, uint64_t counter) {
+    const tb_config *c = &m->c;
+    int F = c->block_frames, ch = c->ch, u = c->rnn, joined = c->n_inputs * ch;
+    for (int s = 0; s < c->n_inputs; s++) {
+        for (int f = 0; f < F; f++) {
+            if (c->input_is_f0[s]) {
+                float hz = f0[f], safe = hz <= 1e-5f ? 1e-5f : hz;
+                float note = 12.0f * (logf(safe) / logf(2.0f) - log2f(440.0f)) + 69.0f;
+                m->x_in[s][f] = (hz <= 0.0f ? 0.0f : note) / c->f0_range;
+            } else {
+                m->x_in[s][f] = loudness[f] / c->ld_range + 1.0f;
+            }
+        }
+        const float *x = m->x_in[s];
+        float *a = m->tmp, *b = m->stack_out[s];
+        for (int l = 0; l < c->layers; l++) {
+            float *target = (c->layers - l) % 2 ? b : a;  /* the last layer lands in stack_out */
+            fc_apply(&m->stacks[s][l], x, F, target);
+            x = target;
+        }
+        apply_bends(m, s, m->stack_out[s], F, ch, ch, values, counter);
+        for (int f = 0; f < F; f++) memcpy(m->fc1 + (size_t)f * joined + s * ch, m->stack_out[s] + (size_t)f * ch,
+                                           sizeof(float) * ch);
+    }
+    apply_bends(m, POINT_FC1, m->fc1, F, joined, joined, values, counter);
+    dense_apply(&m->gru_in, m->fc1, F, m->projected, 3 * u);
+    float *hp = m->tmp2;
+    for (int f = 0; f < F; f++) {
+        dense_apply(&m->gru_rec, m->h, 1, hp, 3 * u);
+        const float *xp = m->projected + (size_t)f * 3 * u;
+        for (int i = 0; i < u; i++) {
+            float z = sigmoidf(xp[i] + hp[i]), r = sigmoidf(xp[u + i] + hp[u + i]);
+            float n = tanhf(xp[2 * u + i] + r * hp[2 * u + i]);
+            m->h[i] = z * m->h[i] + (1.0f - z) * n;
+        }
+        memcpy(m->gru_out + (size_t)f * u, m->h, sizeof(float) * u);
+    }
+    apply_bends(m, POINT_GRU, m->gru_out, F, u, u, values, counter);
+    int width = joined + u;
+    for (int f = 0; f < F; f++) {
+        memcpy(m->skip + (size_t)f * width, m->fc1 + (size_t)f * joined, sizeof(float) * joined);
+        memcpy(m->skip + (size_t)f * width + joined, m->gru_out + (size_t)f * u, sizeof(float) * u);
+    }
+    const float *x = m->skip;
+    for (int l = 0; l < c->layers; l++) {
+        float *target = (c->layers - l) % 2 ? m->fc2 : m->tmp;
+        fc_apply(&m->out_stack[l], x, F, target);
+        x = target;
+    }
+    apply_bends(m, POINT_FC2, m->fc2, F, ch, ch, values, counter);
+    dense_apply(&m->dense_out, m->fc2, F, m->raw, m->n_out);
+    apply_bends(m, POINT_AMPS, m->raw, F, 1, m->n_out, values, counter);
+    apply_bends(m, POINT_HARMONICS, m->raw + 1, F, c->n_harmonics, m->n_out, values, counter);
+    apply_bends(m, POINT_NOISE, m->raw + 1 + c->n_harmonics, F, c->n_bands, m->n_out, values, counter);
+}
+
+/* Per-harmonic amplitudes of each frame: overall amplitude times the band-limited distribution. */
+static void harmonic_amplitudes(tb_model *m, const float *f0) {
+    const tb_config *c = &m->c;
+    int nh = c->n_harmonics;
+    float nyquist = c->sample_rate / 2.0f;
+    for (int f = 0; f < c->block_frames; f++) {
+        const float *row = m->raw + (size_t)f * m->n_out;
+        float *out = m->amp_frames + (size_t)f * nh, total = 0.0f, amplitude = exp_sigmoid(row[0]);
+        for (int k = 0; k < nh; k++) {
+            out[k] = f0[f] * (float)(k + 1) >= nyquist ? 0.0f : exp_sigmoid(row[1 + k]);
+            total += out[k];
+        }
+        float divisor = total == 0.0f ? 1e-7f : total;
+        for (int k = 0; k < nh; k++) out[k] = amplitude * (out[k] / divisor);
+    }
+}
+
+/* The oscillator bank over the block: frame m-1 to m crossfades, sin(k theta) by recurrence in double. */
+static void harmonic_block(tb_model *m, const float *f0) {
+    const tb_config *c = &m->c;
+    int F = c->block_frames, hop = c->hop, nh = c->n_harmonics;
+    float nyquist = c->sample_rate / 2.0f;
+    double omega_scale = TWO_PI / c->sample_rate;
+    float left_f0 = m->started ? m->prev_f0 : f0[0];
+    double start = m->started ? m->phase : -(double)f0[0] * omega_scale * hop, cumulative = 0.0, phase = 0.0;
+    for (int frame = 0; frame < F; frame++) {
+        float right = f0[frame], left = frame ? f0[frame - 1] : left_f0;
+        for (int r = 0; r < hop; r++) {
+            int i = frame * hop + r;
+            float hz = left + (right - left) * m->linear_weights[r];
+            m->f0_env[i] = hz;
+            cumulative += (double)hz * omega_scale;
+            phase = start + cumulative;
+            phase -= floor(phase / TWO_PI) * TWO_PI;
+            double s, co;
+            sincos(phase, &s, &co);
+            m->sin_prev[i] = 0.0;
+            m->sin_cur[i] = s;
+            m->cos2[i] = 2.0 * co;
+            m->harmonic[i] = 0.0f;
+        }
+    }
+    for (int k = 1; k <= nh; k++) {
+        float ratio = (float)k;
+        for (int frame = 0; frame < F; frame++) {
+            const float *right_row = m->amp_frames + (size_t)frame * nh;
+            float left_amp = frame ? m->amp_frames[(size_t)(frame - 1) * nh + k - 1]
+                                   : (m->started ? m->prev_amps[k - 1] : right_row[k - 1]);
+            float step = right_row[k - 1] - left_amp;
+            int base = frame * hop;
+            for (int r = 0; r < hop; r++) {
+                int i = base + r;
+                float amp = left_amp + step * m->window_weights[r];
+                amp = m->f0_env[i] * ratio >= nyquist ? 0.0f : amp;
+                double s = m->sin_cur[i];
+                m->harmonic[i] += amp * (float)s;
+                m->sin_cur[i] = m->cos2[i] * s - m->sin_prev[i];
+                m->sin_prev[i] = s;
+            }
+        }
+    }
+    if (!m->started) memset(m->harmonic, 0, sizeof(float) * hop);
+    m->phase = phase;
+    m->prev_f0 = f0[F - 1];
+    memcpy(m->prev_amps, m->amp_frames + (size_t)(F - 1) * nh, sizeof(float) * nh);
+}
+
+/* Each frame's noise convolved with its linear-phase response, overlap-added into the carried tail. */
+static void noise_block(tb_model *m, const float *noise) {
+    const tb_config *c = &m->c;
+    int F = c->block_frames, hop = c->hop, nb = c->n_bands, size = m->ir_size, n = m->block;
+    for (int f = 0; f < F; f++) {
+        const float *row = m->raw + (size_t)f * m->n_out + 1 + c->n_harmonics;
+        float *ir = m->noise_ir + (size_t)f * size;
+        for (int j = 0; j < size; j++) ir[j] = 0.0f;
+        for (int k = 0; k < nb; k++) {
+            float magnitude = exp_sigmoid(row[k] + c->noise_bias);
+            const float *basis = m->cos_table + (size_t)k * size;
+            for (int j = 0; j < size; j++) ir[j] += magnitude * basis[j];
+        }
+        for (int j = 0; j < size; j++) ir[j] *= m->noise_window[j];
+    }
+    float *buf = m->noise_buf;
+    memcpy(buf, m->noise_tail_buf, sizeof(float) * m->noise_tail);
+    memset(buf + m->noise_tail, 0, sizeof(float) * n);
+    for (int f = 0; f < F; f++) {
+        const float *ir = m->noise_ir + (size_t)f * size, *x = noise + (size_t)f * hop;
+        float *out = buf + (size_t)f * hop;
+        for (int j = 0; j < size; j++) {
+            float tap = ir[j];
+            for (int i = 0; i < hop; i++) out[i + j] += tap * x[i];
+        }
+    }
+    int d = m->noise_delay;
+    float *filtered = m->noise_frames;
+    memcpy(filtered, m->noise_delay_buf, sizeof(float) * d);
+    memcpy(filtered + d, buf, sizeof(float) * (n - d));
+    memcpy(m->noise_delay_buf, buf + n - d, sizeof(float) * d);
+    memcpy(m->noise_tail_buf, buf + n, sizeof(float) * m->noise_tail);
+    if (m->block_index == 0) memset(filtered, 0, sizeof(float) * hop);
+}
+
+/* Dry plus the response, by uniformly partitioned overlap-save over a ring of input spectra. */
+static void reverb_block(tb_model *m, float *audio) {
+    int n = m->block, bins = n + 1, parts = m->c.reverb_parts;
+    float *frame = m->audio;
+    memcpy(frame, m->reverb_previous, sizeof(float) * n);
+    memcpy(frame + n, audio, sizeof(float) * n);
+    memcpy(m->reverb_previous, audio, sizeof(float) * n);
+    m->newest = (m->newest + 1) % parts;
+    real_fft(m, frame, m->ring_re + (size_t)m->newest * bins, m->ring_im + (size_t)m->newest * bins);
+    memset(m->acc_re, 0, sizeof(float) * bins);
+    memset(m->acc_im, 0, sizeof(float) * bins);
+    for (int age = 0; age < parts; age++) {
+        int slot = (m->newest - age + parts) % parts;
+        const float *xr = m->ring_re + (size_t)slot * bins, *xi = m->ring_im + (size_t)slot * bins;
+        const float *pr = m->part_re + (size_t)age * bins, *pi = m->part_im + (size_t)age * bins;
+        float *ar = m->acc_re, *ai = m->acc_im;
+        for (int k = 0; k < bins; k++) {
+            ar[k] += xr[k] * pr[k] - xi[k] * pi[k];
+            ai[k] += xr[k] * pi[k] + xi[k] * pr[k];
+        }
+    }
+    real_ifft(m, m->acc_re, m->acc_im, frame);
+    for (int i = 0; i < n; i++) audio[i] += frame[n + i];
+}
+
+/* One block: f0 and loudness of block_frames frames -> block_frames * hop samples in out.
+ * values: the bend rows [rows][frames] with the block counter in the last row; noise: the white
+ * noise to filter (NULL: the stream's own, seeded by block). */
+void tb_step(tb_model *m, const float *f0, const float *loudness, const float *values, int value_rows,
+             const float *noise, float *out) {
+    const tb_config *c = &m->c;
+    int n = m->block;
+    uint64_t counter = value_rows > 0 ? (uint64_t)values[(size_t)(value_rows - 1) * c->block_frames] : 0;
+    decoder(m, f0, loudness, values, counter);
+    harmonic_amplitudes(m, f0);
+    harmonic_block(m, f0);
+    if (!noise) {
+        uint64_t key = mix64(mix64(c->seed) ^ (m->block_index + 0x632be59bd9b4e019ULL));
+        float *own = m->own_noise;
+        for (int i = 0; i < n; i++) own[i] = 2.0f * uniform01(key, i) - 1.0f;
+        noise = own;
+    }
+    noise_block(m, noise);
+    for (int i = 0; i < n; i++) out[i] = m->harmonic[i] + m->noise_frames[i];
+    if (c->reverb_parts) reverb_block(m, out);
+    m->started = 1;
+    m->block_index++;
+}

@@ -1,0 +1,141 @@
+"""A model stream run by the native kernel: the same interface as :class:`ModelStream`.
+
+The bends come from a :class:`BendRig` built with ``graph=False``: its controller writes each
+block's per-frame values into ``rig.latest``, which the kernel reads; the transforms' memory
+(freeze, smooth) lives in the kernel with the rest of the stream's state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+
+import numpy as np
+
+from tuibend.bend.rig import BendRig
+from tuibend.model.timbre import TimbreModel
+from tuibend.native import BendSpec, Config, library
+
+TRANSFORM_IDS = {name: index for index, name in enumerate(
+    ("oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
+     "smooth", "permute"))}
+# The rows each transform reads, in the kernel's order (its row_a, row_b).
+TRANSFORM_ROWS = {"oscillate": ("phase", "depth"), "threshold": ("thresh",), "scale": ("gain",),
+                  "offset": ("amount",), "clamp": ("low", "high"), "quantise": ("step",), "noise": ("amount",),
+                  "freeze": ("refresh",), "smooth": ("alpha",)}
+LATE_POINTS = ("fc1", "gru", "fc2", "amps", "harmonics", "noise")
+FIRST_LATE_POINT = 16
+
+
+def point_ids(input_keys) -> dict[str, int]:
+    ids = {f"{key.removesuffix('_scaled')}_stack": index for index, key in enumerate(input_keys)}
+    ids.update({point: FIRST_LATE_POINT + index for index, point in enumerate(LATE_POINTS)})
+    return ids
+
+
+def weight_order(config) -> list[str]:
+    """The model's weight names in the order ``tb_create`` reads them."""
+    decoder = config.decoder
+    layer = ("kernel", "bias", "gamma", "beta")
+    names = [f"stack_{key}/{index}/{name}" for key in decoder.input_keys
+             for index in range(decoder.layers_per_stack) for name in layer]
+    names += ["gru/kernel", "gru/recurrent_kernel", "gru/bias"]
+    names += [f"out_stack/{index}/{name}" for index in range(decoder.layers_per_stack) for name in layer]
+    return names + ["dense_out/kernel", "dense_out/bias"]
+
+
+def reverb_partitions(impulse_response: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The wet response (first tap masked, as ddsp's) cut into blocks, each block's spectrum over
+    2 * block points: [parts, block + 1] real and imaginary parts."""
+    response = np.asarray(impulse_response, np.float64).copy()
+    response[0] = 0.0
+    parts = math.ceil(len(response) / block)
+    response = np.pad(response, (0, parts * block - len(response))).reshape(parts, block)
+    spectra = np.fft.rfft(response, 2 * block, axis=1)
+    return (np.ascontiguousarray(spectra.real, np.float32), np.ascontiguousarray(spectra.imag, np.float32))
+
+
+class NativeStream:
+    """Renders a model block by block in the native kernel, with every state carried.
+
+    Equals ``ModelStream`` for the same rig (up to float rounding, measured in the tests) with the
+    noise given; its own noise comes from a different generator than TensorFlow's.
+    """
+
+    def __init__(self, model: TimbreModel, rig: BendRig, block_frames: int, seed: int = 0):
+        config = model.config
+        decoder = config.decoder
+        self.model = model
+        self.rig = rig
+        self.block_frames = block_frames
+        self.block_samples = block_frames * config.hop
+        self.batch = 1
+        self.latency_samples = config.hop
+        self._lib = library()
+        weights = model.weights()
+        self._keep = [np.ascontiguousarray(weights[name], np.float32) for name in weight_order(config)]
+        pointers = (ctypes.POINTER(ctypes.c_float) * len(self._keep))(
+            *(array.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) for array in self._keep))
+        parts, part_re, part_im = 0, None, None
+        if model.reverb_ir is not None:
+            part_re, part_im = reverb_partitions(model.reverb_ir.numpy(), self.block_samples)
+            parts = len(part_re)
+        c = Config(n_inputs=len(decoder.input_keys), ch=decoder.ch, layers=decoder.layers_per_stack,
+                   rnn=decoder.rnn_channels, n_harmonics=decoder.n_harmonics, n_bands=decoder.n_noise_bands,
+                   hop=config.hop, block_frames=block_frames, reverb_parts=parts,
+                   sample_rate=config.sample_rate, f0_range=config.f0_range, ld_range=config.ld_range,
+                   noise_bias=config.noise_initial_bias, seed=seed)
+        for index, key in enumerate(decoder.input_keys):
+            c.input_is_f0[index] = int(key == "f0_scaled")
+        ids = point_ids(decoder.input_keys)
+        specs = (BendSpec * max(1, len(rig.bends)))()
+        for index, bend in enumerate(rig.bends):
+            rows = [rig.rows[(index, name)] for name in TRANSFORM_ROWS.get(bend.transform, ())] + [-1, -1]
+            specs[index] = BendSpec(
+                point=ids[bend.point], transform=TRANSFORM_IDS[bend.transform], units=rig.units[index],
+                row_proportion=rig.rows[(index, "proportion")], row_a=rows[0], row_b=rows[1],
+                eligible=rig.eligible[index], ranks=rig.ranks[index].ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                permutation=rig.permutations[index].ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                seed=bend.seed)
+        as_floats = (lambda array: None if array is None else array.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        handle = self._lib.tb_create(ctypes.byref(c), pointers, as_floats(part_re), as_floats(part_im),
+                                     len(rig.bends), specs)
+        if not handle:
+            raise ValueError(f"the native kernel cannot run this model at {self.block_samples}-sample blocks "
+                             "(it takes powers of two up to 1024 samples)")
+        self._handle = ctypes.c_void_p(handle)
+        self._keep = None  # the kernel holds its own packed copy
+        self._f0 = np.zeros(block_frames, np.float32)
+        self._loudness = np.zeros(block_frames, np.float32)
+
+    def __del__(self):
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._lib.tb_destroy(handle)
+            self._handle = None
+
+    def reset(self) -> None:
+        """Back to silence: GRU state, phase, filter and reverb tails, and the bends' memory."""
+        self._lib.tb_reset(self._handle)
+
+    def continue_from(self, other: NativeStream) -> None:
+        """Takes over another native stream's state (same model and block size), for a click-free chain change."""
+        self._lib.tb_continue_from(self._handle, other._handle)
+
+    def step(self, f0_hz, loudness_db, noise=None) -> np.ndarray:
+        """One block: ``block_frames`` frames of f0 and loudness -> ``block_frames * hop`` samples.
+
+        ``noise`` (optional, [block_frames * hop]) replaces the stream's own white noise."""
+        f0 = np.asarray(f0_hz, np.float32).reshape(-1)
+        if f0.shape[0] != self.block_frames:
+            raise ValueError(f"this stream takes blocks of {self.block_frames} frames, got {f0.shape[0]}")
+        self._f0[:] = f0
+        self._loudness[:] = np.asarray(loudness_db, np.float32).reshape(-1)
+        values = np.ascontiguousarray(self.rig.latest, np.float32)
+        given = None
+        if noise is not None:
+            given = np.ascontiguousarray(np.asarray(noise, np.float32).reshape(self.block_samples))
+        out = np.empty(self.block_samples, np.float32)
+        self._lib.tb_step(self._handle, self._f0.ctypes.data, self._loudness.ctypes.data, values.ctypes.data,
+                          values.shape[0], None if given is None else given.ctypes.data, out.ctypes.data)
+        return out
