@@ -14,7 +14,7 @@ from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO, wait_for
 from jack_harness import RATE, Harness, Passthrough, onset
 
 from tuibend.audiofile import read_audio
-from tuibend.bend.rig import Bend
+from tuibend.bend.rig import Bend, BendRig
 from tuibend.bend.scene import Scene, save_scene
 from tuibend.engine import Engine, EngineError, EngineSettings
 from tuibend.engine.devices import Bridge
@@ -23,9 +23,11 @@ from tuibend.engine.ring import RingBuffer
 from tuibend.engine.safety import DcBlocker, Limiter
 from tuibend.engine.session import file_player
 from tuibend.engine.take import TakeWriter
+from tuibend.model.decoder import point_widths
+from tuibend.native.stream import NativeStream
 from tuibend.pitch.analysis import analyze_audio
 from tuibend.pitch.trackers import make_tracker
-from tuibend.render import render_features
+from tuibend.render import render_features, stream_features
 
 FIVE_BENDS = [Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
               Bend("gru", "ablate", 0.2), Bend("fc2", "scale", 0.2, params={"gain": 1.5}),
@@ -212,13 +214,20 @@ def test_onset_pitch_on_a_real_voice_moves_only_note_starts_and_towards_the_sung
     assert np.all(changed - last_quiet[changed] <= with_onset.analyzer.pitch_lag + 2)
 
 
-@pytest.mark.parametrize("gain_db", [0.0, 6.0])
-def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path, gain_db):
+@pytest.mark.parametrize(("kernel", "gain_db"), [("tensorflow", 0.0), ("native", 0.0), ("native", 6.0)])
+def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path, kernel, gain_db):
     """Block edges are seamless: a take of the engine equals the offline render of the same input
-    (times the output gain)."""
-    _, take = play_file(choir_model, player, tmp_path, 3.0, gain_db=gain_db)
+    (times the output gain). The native kernel draws its own white noise, so its take is compared
+    with an offline render through the kernel (which equals TensorFlow's given the same noise:
+    test_native)."""
+    _, take = play_file(choir_model, player, tmp_path, 3.0, gain_db=gain_db, kernel=kernel)
     hop = choir_model.config.hop
-    reference = render_features(choir_model, player.features[:len(take) // hop], block_seconds=256 / RATE)
+    features = player.features[:len(take) // hop]
+    if kernel == "native":
+        rig = BendRig([], point_widths(choir_model.config.decoder), 16, graph=False)
+        reference = stream_features(NativeStream(choir_model, rig, 16), features)
+    else:
+        reference = render_features(choir_model, features, block_seconds=256 / RATE)
     reference = np.concatenate([np.zeros(hop, np.float32), reference]) * np.float32(10 ** (gain_db / 20))
     reference = Limiter(RATE).process(DcBlocker(RATE).process(reference))
     n = min(len(take), len(reference))
@@ -301,14 +310,15 @@ def test_starting_twice_runs_one_model_thread(choir_model, player):
 
 
 def test_a_chain_that_cannot_be_compiled_is_refused_and_the_scene_plays_on(choir_model, player, monkeypatch):
-    """Every compiled chain keeps its memory maps for the life of the process: when too few are left,
-    a new structure is refused with a message, and the chain playing goes on (no crash, no stop)."""
+    """Every chain TensorFlow compiles keeps its memory maps for the life of the process: when too few
+    are left, a new structure is refused with a message, and the chain playing goes on (no crash, no stop)."""
     from tuibend.engine import chains
 
     player.seek(0.0)
     player.play()
     playing = Scene("playing", [Bend("fc1", "ablate", 0.3)], morph_seconds=0.1)
-    engine = Engine(choir_model, player, [playing], EngineSettings(device="none", check_speed=False))
+    engine = Engine(choir_model, player, [playing], EngineSettings(device="none", check_speed=False,
+                                                                    kernel="tensorflow"))
     engine.start()
     monkeypatch.setattr(chains, "map_headroom", lambda: chains.MAPS_RESERVE - 1)
     engine.load(Scene("new", [Bend("fc2", "invert", 0.5)]), "test")  # a structure never compiled
@@ -325,6 +335,22 @@ def test_a_chain_that_cannot_be_compiled_is_refused_and_the_scene_plays_on(choir
     assert "no room to compile another chain structure" in notice
     assert "'playing' plays on" in notice
     assert engine.error is None and scene_after_refusal == "playing"
+
+
+def test_native_chains_need_no_memory_maps(choir_model, player, monkeypatch):
+    """The native kernel keeps no compiled executables: a new structure plays however few maps are left."""
+    from tuibend.engine import chains
+
+    player.seek(0.0)
+    player.play()
+    engine = Engine(choir_model, player, [Scene("playing", [Bend("fc1", "ablate", 0.3)])],
+                    EngineSettings(device="none", check_speed=False, kernel="native"))
+    engine.start()
+    monkeypatch.setattr(chains, "map_headroom", lambda: 0)
+    engine.load(Scene("new", [Bend("fc2", "invert", 0.5)], morph_seconds=0.1), "test")
+    wait_for(lambda: engine.scene.name == "new", 30)
+    engine.stop()
+    assert engine.kernel == "native" and engine.error is None and engine.telemetry.notice is None
 
 
 def test_a_failed_chain_is_compiled_again_only_when_the_failure_may_have_cleared():

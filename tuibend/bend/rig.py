@@ -85,10 +85,11 @@ class BendRig:
         self.units = [widths[bend.point] for bend in self.bends]
         self.ranks = [ranks_from_order(unit_order(bend.select, units, bend.seed, unit_statistics, bend.point),
                                        units).astype(np.float32)
-                      for bend, units in zip(self.bends, self.units)]
-        self.eligible = [float(np.count_nonzero(ranks < units)) for ranks, units in zip(self.ranks, self.units)]
+                      for bend, units in zip(self.bends, self.units, strict=True)]
+        self.eligible = [float(np.count_nonzero(ranks < units))
+                         for ranks, units in zip(self.ranks, self.units, strict=True)]
         self.permutations = [np.random.default_rng([bend.seed, 1]).permutation(units).astype(np.int32)
-                             for bend, units in zip(self.bends, self.units)]
+                             for bend, units in zip(self.bends, self.units, strict=True)]
         # The latest block's every per-frame value, and in its last row the block's number (which
         # seeds the noise transform). A graph rig (``graph=True``) mirrors it in one variable its hook
         # reads: one write per block; a rig for the native kernel keeps only the array.
@@ -97,7 +98,7 @@ class BendRig:
         self._state = []
         if graph:
             self.values = tf.Variable(self.latest, trainable=False, name="bend_values")
-            for bend, units, permutation in zip(self.bends, self.units, self.permutations):
+            for bend, units, permutation in zip(self.bends, self.units, self.permutations, strict=True):
                 state = {"seed": tf.constant(bend.seed, tf.int64), "permutation": tf.constant(permutation)}
                 if TRANSFORMS[bend.transform].memory:
                     state["memory"] = tf.Variable(tf.zeros([batch, units]), trainable=False)

@@ -21,6 +21,7 @@ from tuibend.bend.rig import Bend, BendRig
 from tuibend.engine.errors import EngineError
 from tuibend.model.decoder import point_widths
 from tuibend.model.timbre import ModelStream, TimbreModel
+from tuibend.native.stream import NativeStream
 
 StructureKey = tuple
 # TensorFlow never frees an XLA-compiled function: each compiled chain keeps about 230 memory maps
@@ -52,22 +53,29 @@ class NoRoomForChain(EngineError):
 
 @dataclass
 class Chain:
-    """One compiled chain structure: the rig its hook reads, and the stream that runs it."""
+    """One compiled chain structure: the rig its hook (or the native kernel) reads, and the stream that runs it."""
 
     rig: BendRig
-    stream: ModelStream
+    stream: ModelStream | NativeStream
 
 
 def build_chain(model: TimbreModel, bends: list[Bend], block_frames: int,
-                unit_statistics: dict[str, np.ndarray] | None, seed: int) -> Chain:
-    """Builds and compiles (by one step on silence) a chain; its state is then cleared."""
-    headroom = map_headroom()
-    if headroom is not None and headroom < MAPS_RESERVE:
-        raise NoRoomForChain(f"no room to compile another chain structure in this process ({headroom} memory maps "
-                             f"left; TensorFlow keeps every compiled chain): recall a scene already played, or "
-                             f"restart tuibend")
-    rig = BendRig(bends, point_widths(model.config.decoder), block_frames, unit_statistics)
-    stream = model.stream(block_frames, hook=rig.hook, seed=seed)
+                unit_statistics: dict[str, np.ndarray] | None, seed: int, native: bool = False) -> Chain:
+    """Builds and compiles (by one step on silence) a chain; its state is then cleared.
+
+    ``native``: the chain runs in the native kernel (no TensorFlow graph, no memory maps kept)."""
+    widths = point_widths(model.config.decoder)
+    if native:
+        rig = BendRig(bends, widths, block_frames, unit_statistics, graph=False)
+        stream = NativeStream(model, rig, block_frames, seed)
+    else:
+        headroom = map_headroom()
+        if headroom is not None and headroom < MAPS_RESERVE:
+            raise NoRoomForChain(f"no room to compile another chain structure in this process ({headroom} memory "
+                                 f"maps left; TensorFlow keeps every compiled chain): recall a scene already "
+                                 f"played, or restart tuibend")
+        rig = BendRig(bends, widths, block_frames, unit_statistics)
+        stream = model.stream(block_frames, hook=rig.hook, seed=seed)
     floor = np.full(block_frames, -120.0, np.float32)
     stream.step(np.full(block_frames, 220.0, np.float32), floor)
     stream.reset()

@@ -43,6 +43,7 @@ from tuibend.engine.take import TakeWriter
 from tuibend.model.timbre import TimbreModel
 
 BLOCK_SIZES = (64, 128, 256, 512, 1024)
+KERNELS = ("auto", "native", "tensorflow")
 SLOW_LOAD = 0.7  # a model using more of a block's duration than this cannot play without underruns
 
 
@@ -64,6 +65,9 @@ class EngineSettings:
     gain_db: float = 0.0  # output gain before the limiter (the model's own level is often low)
     virtual_rate: int | None = None  # the clock-paced device's rate (default: the model's); tests resampling
     keep_virtual_output: bool = False  # the clock-paced device keeps what it would have played (tests)
+    # What runs a block: "native" (the C kernel, built on first use), "tensorflow" (its compiled step, on
+    # its GPU where it sees one), or "auto": native unless TensorFlow has a GPU or the kernel cannot be built.
+    kernel: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,7 @@ class Engine:
         self._last_stats = 0.0
         self._dc = DcBlocker(self.sample_rate)
         self._limiter = Limiter(self.sample_rate)
+        self.kernel = self._choose_kernel()
         self._preparer = ChainPreparer(self._build_chain)
         self._chain: Chain | None = None
         self.controller: BendController | None = None
@@ -186,7 +191,29 @@ class Engine:
         informed = any(bend.select.method != "random" for bend in bends)
         if informed and self.unit_statistics is None and self.units_provider is not None:
             self.unit_statistics = self.units_provider()  # computed once, on the preparer thread
-        return build_chain(self.model, bends, self.block_frames, self.unit_statistics, self.settings.seed)
+        return build_chain(self.model, bends, self.block_frames, self.unit_statistics, self.settings.seed,
+                           native=self.kernel == "native")
+
+    def _choose_kernel(self) -> str:
+        """"native" or "tensorflow", as the settings ask and this machine allows (auto says why not native)."""
+        kernel = self.settings.kernel
+        if kernel not in KERNELS:
+            raise EngineError(f"kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+        if kernel == "tensorflow":
+            return kernel
+        import tensorflow as tf
+
+        from tuibend.native import available
+
+        if kernel == "auto" and tf.config.get_visible_devices("GPU"):
+            return "tensorflow"
+        reason = available()
+        if reason is None:
+            return "native"
+        if kernel == "native":
+            raise EngineError(f"--kernel native: {reason}")
+        self.notice = f"TensorFlow runs the model: {reason}"
+        return "tensorflow"
 
     def _controller(self, chain: Chain, scene: Scene) -> BendController:
         controller = BendController(chain.rig, self.model.config.frame_rate, scene.automation)
@@ -406,7 +433,7 @@ class Engine:
             return
         self._last_stats = time.monotonic()
         stats = asdict(self.telemetry)
-        stats.update(block=self.settings.block, sample_rate=self.sample_rate,
+        stats.update(block=self.settings.block, sample_rate=self.sample_rate, kernel=self.kernel,
                      device=self.device.name if self.device else None,
                      device_rate=self.device.sample_rate if self.device else None)
         with atomic_path(self.settings.stats, suffix=".json") as temporary:

@@ -58,8 +58,11 @@ def build(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as temporary:
         partial = Path(temporary) / target.name
-        result = subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE), "-lm"],
-                                capture_output=True, text=True)
+        try:
+            result = subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE), "-lm"],
+                                    capture_output=True, text=True)
+        except OSError as error:
+            raise NativeUnavailable(f"the C compiler {compiler} could not run: {error}") from error
         if result.returncode:
             raise NativeUnavailable(f"the native kernel did not compile ({compiler}): {result.stderr.strip()[:400]}")
         os.replace(partial, target)

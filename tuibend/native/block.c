@@ -705,9 +705,10 @@ void tb_step(tb_model *m, const float *f0, const float *loudness, const float *v
     harmonic_amplitudes(m, f0);
     harmonic_block(m, f0);
     if (!noise) {
-        uint64_t key = mix64(mix64(c->seed) ^ (m->block_index + 0x632be59bd9b4e019ULL));
+        /* a function of the seed and the sample's place in the stream, whatever the block size */
+        uint64_t key = mix64(c->seed + 0x632be59bd9b4e019ULL), first = m->block_index * (uint64_t)n;
         float *own = m->own_noise;
-        for (int i = 0; i < n; i++) own[i] = 2.0f * uniform01(key, i) - 1.0f;
+        for (int i = 0; i < n; i++) own[i] = 2.0f * uniform01(key, first + i) - 1.0f;
         noise = own;
     }
     noise_block(m, noise);

@@ -41,7 +41,7 @@ def weight_order(config) -> list[str]:
              for index in range(decoder.layers_per_stack) for name in layer]
     names += ["gru/kernel", "gru/recurrent_kernel", "gru/bias"]
     names += [f"out_stack/{index}/{name}" for index in range(decoder.layers_per_stack) for name in layer]
-    return names + ["dense_out/kernel", "dense_out/bias"]
+    return [*names, "dense_out/kernel", "dense_out/bias"]
 
 
 def reverb_partitions(impulse_response: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +53,10 @@ def reverb_partitions(impulse_response: np.ndarray, block: int) -> tuple[np.ndar
     response = np.pad(response, (0, parts * block - len(response))).reshape(parts, block)
     spectra = np.fft.rfft(response, 2 * block, axis=1)
     return (np.ascontiguousarray(spectra.real, np.float32), np.ascontiguousarray(spectra.imag, np.float32))
+
+
+def _floats(array: np.ndarray | None):
+    return None if array is None else array.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
 
 class NativeStream:
@@ -74,8 +78,7 @@ class NativeStream:
         self._lib = library()
         weights = model.weights()
         self._keep = [np.ascontiguousarray(weights[name], np.float32) for name in weight_order(config)]
-        pointers = (ctypes.POINTER(ctypes.c_float) * len(self._keep))(
-            *(array.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) for array in self._keep))
+        pointers = (ctypes.POINTER(ctypes.c_float) * len(self._keep))(*(_floats(array) for array in self._keep))
         parts, part_re, part_im = 0, None, None
         if model.reverb_ir is not None:
             part_re, part_im = reverb_partitions(model.reverb_ir.numpy(), self.block_samples)
@@ -94,11 +97,10 @@ class NativeStream:
             specs[index] = BendSpec(
                 point=ids[bend.point], transform=TRANSFORM_IDS[bend.transform], units=rig.units[index],
                 row_proportion=rig.rows[(index, "proportion")], row_a=rows[0], row_b=rows[1],
-                eligible=rig.eligible[index], ranks=rig.ranks[index].ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                eligible=rig.eligible[index], ranks=_floats(rig.ranks[index]),
                 permutation=rig.permutations[index].ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
                 seed=bend.seed)
-        as_floats = (lambda array: None if array is None else array.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
-        handle = self._lib.tb_create(ctypes.byref(c), pointers, as_floats(part_re), as_floats(part_im),
+        handle = self._lib.tb_create(ctypes.byref(c), pointers, _floats(part_re), _floats(part_im),
                                      len(rig.bends), specs)
         if not handle:
             raise ValueError(f"the native kernel cannot run this model at {self.block_samples}-sample blocks "

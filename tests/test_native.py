@@ -1,0 +1,164 @@
+"""The native block kernel against TensorFlow's compiled stream: same input, same bends, same noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DEMO_INPUT, relative_error
+
+from tuibend.bend.rig import Bend, BendController, BendRig
+from tuibend.bend.transforms import TRANSFORMS
+from tuibend.engine.session import file_player
+from tuibend.model.decoder import point_widths
+from tuibend.native import NativeUnavailable, build
+from tuibend.native.stream import TRANSFORM_IDS, TRANSFORM_ROWS, NativeStream
+
+SECONDS = 3.0
+# Where each transform is tried, and its parameters: the first two ways the README's scenes use it.
+TRANSFORM_CASES = {
+    "oscillate": ("fc1", {"freq": 3.0, "depth": 0.8}),
+    "threshold": ("fc2", {"thresh": 0.3}),
+    "invert": ("gru", {}),
+    "ablate": ("fc1", {}),
+    "scale": ("fc2", {"gain": -1.5}),
+    "offset": ("harmonics", {"amount": 1.5}),
+    "clamp": ("gru", {"low": -0.2, "high": 0.3}),
+    "quantise": ("f0_stack", {"step": 0.4}),
+    "freeze": ("fc2", {"rate": 7.0}),
+    "smooth": ("fc2", {"seconds": 0.2}),
+    "permute": ("ld_stack", {}),
+}
+
+
+@pytest.fixture(scope="module")
+def voice(choir_model):
+    """The demo voice's prepared features: f0 and loudness at the frame rate."""
+    features = file_player(choir_model, DEMO_INPUT, loop=False).features
+    frames = int(SECONDS * features.frame_rate)
+    return features.f0_hz[:frames].astype(np.float32), features.loudness_db[:frames].astype(np.float32)
+
+
+def play_both(model, bends, voice, block_frames, moves=None, seed=0):
+    """The voice through TensorFlow's stream and the native one, block by block, with the same
+    white noise and the same fader moves (``moves(controller, block)``); returns both takes."""
+    widths = point_widths(model.config.decoder)
+    graph_rig, plain_rig = BendRig(bends, widths, block_frames), BendRig(bends, widths, block_frames, graph=False)
+    rate = model.config.frame_rate
+    controllers = [BendController(graph_rig, rate), BendController(plain_rig, rate)]
+    streams = [model.stream(block_frames, hook=graph_rig.hook, seed=seed),
+               NativeStream(model, plain_rig, block_frames, seed)]
+    f0, loudness = voice
+    rng = np.random.default_rng(7)
+    takes = ([], [])
+    for block in range(len(f0) // block_frames):
+        window = slice(block * block_frames, (block + 1) * block_frames)
+        noise = rng.uniform(-1.0, 1.0, block_frames * model.config.hop).astype(np.float32)
+        for controller, stream, take in zip(controllers, streams, takes, strict=True):
+            if moves is not None:
+                moves(controller, block)
+            controller.advance()
+            take.append(stream.step(f0[window], loudness[window], noise))
+    return np.concatenate(takes[0]), np.concatenate(takes[1])
+
+
+@pytest.mark.parametrize("block_frames", [1, 4, 16])
+def test_native_stream_equals_tensorflow_unbent(choir_model, voice, block_frames):
+    expected, native = play_both(choir_model, [], voice, block_frames)
+    assert np.sqrt(np.mean(expected ** 2)) > 1e-3  # the voice sounds
+    assert relative_error(native, expected) < 1e-5
+
+
+def test_native_stream_equals_tensorflow_on_the_full_model(solo_model, voice):
+    """magenta-ddsp's solo instrument: three layers per stack, 100 harmonics."""
+    expected, native = play_both(solo_model, [Bend("fc2", "scale", 0.5, params={"gain": 1.5})], voice, 4)
+    assert relative_error(native, expected) < 1e-5
+
+
+@pytest.mark.parametrize("transform", sorted(TRANSFORM_CASES))
+def test_each_transform_equals_tensorflow(choir_model, voice, transform):
+    """Every transform but noise (its generator differs), on a moving proportion fader."""
+    point, params = TRANSFORM_CASES[transform]
+    bends = [Bend(point, transform, 0.3, seed=3, params=params)]
+
+    def moves(controller, block):
+        controller.set(0, "proportion", 0.2 + 0.6 * (block % 40) / 40)
+
+    unbent, _ = play_both(choir_model, [], voice, 4)
+    expected, native = play_both(choir_model, bends, voice, 4, moves)
+    assert relative_error(expected, unbent) > 1e-2  # the bend is heard
+    # Threshold and quantise are discontinuous: a rounding apart on either side of a step moves a unit
+    # a whole step; everywhere else the two agree to float rounding.
+    tolerance = 2e-3 if transform in ("threshold", "quantise") else 1e-5
+    assert relative_error(native, expected) < tolerance
+
+
+def test_a_chain_of_bends_equals_tensorflow(choir_model, voice):
+    bends = [Bend("fc1", "oscillate", 0.6, params={"freq": 2.0, "depth": 0.5}), Bend("gru", "ablate", 0.3),
+             Bend("fc2", "scale", 0.5, params={"gain": 1.5}), Bend("harmonics", "smooth", 0.5),
+             Bend("fc1", "permute", 0.4, seed=5), Bend("amps", "offset", 0.8, params={"amount": 0.3})]
+    expected, native = play_both(choir_model, bends, voice, 4)
+    assert relative_error(native, expected) < 1e-5
+
+
+def test_noise_bend_is_fresh_each_block_repeats_with_its_seed_and_as_strong_as_tensorflow(choir_model, voice):
+    """The noise transform's generator is the kernel's own: not equal to TensorFlow's draws, but the
+    same in distribution, so the bend changes the sound by as much."""
+    bends = [Bend("fc2", "noise", 1.0, seed=4, params={"amount": 0.5})]
+    unbent, _ = play_both(choir_model, [], voice, 4)
+    expected, native = play_both(choir_model, bends, voice, 4)
+    _, again = play_both(choir_model, bends, voice, 4)
+    _, other_seed = play_both(choir_model, [Bend("fc2", "noise", 1.0, seed=5, params={"amount": 0.5})], voice, 4)
+    np.testing.assert_array_equal(native, again)
+    assert relative_error(other_seed, native) > 1e-2
+    change_tf, change_native = relative_error(expected, unbent), relative_error(native, unbent)
+    assert change_tf > 0.05
+    assert 0.7 < change_native / change_tf < 1.4
+
+
+def test_own_white_noise_is_as_loud_as_tensorflows(choir_model, voice):
+    """Left to draw its own noise, the kernel's filtered noise has TensorFlow's level (within 5 %)."""
+    widths = point_widths(choir_model.config.decoder)
+    f0, loudness = voice
+    quiet = np.full_like(f0, 0.0)  # unvoiced: only the noise synth sounds
+    levels = []
+    for stream in (choir_model.stream(4, seed=1), NativeStream(choir_model, BendRig([], widths, 4, graph=False), 4, 1)):
+        take = np.concatenate([stream.step(quiet[i:i + 4], loudness[i:i + 4]) for i in range(0, len(f0) - 3, 4)])
+        levels.append(np.sqrt(np.mean(take ** 2)))
+    assert levels[0] > 1e-4
+    assert abs(levels[1] / levels[0] - 1.0) < 0.05
+
+
+def test_reset_and_continue_from_carry_or_clear_every_state(choir_model, voice):
+    widths = point_widths(choir_model.config.decoder)
+    f0, loudness = voice
+    bends = [Bend("fc2", "smooth", 1.0, params={"seconds": 0.5})]
+    streams = [NativeStream(choir_model, BendRig(bends, widths, 4, graph=False), 4) for _ in range(2)]
+    blocks = [(f0[i:i + 4], loudness[i:i + 4]) for i in range(0, 400, 4)]
+    first = [streams[0].step(*block) for block in blocks[:50]]
+    streams[1].continue_from(streams[0])
+    later = [stream.step(*blocks[50]) for stream in streams]
+    np.testing.assert_array_equal(later[0], later[1])  # GRU, phase, tails and reverb carried over
+    streams[0].reset()
+    np.testing.assert_array_equal(np.concatenate([streams[0].step(*block) for block in blocks[:50]]),
+                                  np.concatenate(first))  # reset: as new, the bend's memory included
+
+
+def test_a_block_size_the_kernel_cannot_take_is_refused(choir_model):
+    rig = BendRig([], point_widths(choir_model.config.decoder), 3, graph=False)
+    with pytest.raises(ValueError, match="powers of two"):
+        NativeStream(choir_model, rig, 3)
+
+
+def test_the_kernel_knows_every_transform():
+    assert set(TRANSFORM_IDS) == set(TRANSFORMS)
+    assert set(TRANSFORM_ROWS) | {"invert", "ablate", "permute"} == set(TRANSFORMS)
+
+
+def test_no_compiler_or_a_failed_build_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    with pytest.raises(NativeUnavailable, match="could not run"):
+        build(tmp_path / "block.so")
+    monkeypatch.setenv("CC", "false")  # a compiler that fails
+    with pytest.raises(NativeUnavailable, match="did not compile"):
+        build(tmp_path / "block.so")
+    assert not (tmp_path / "block.so").exists()
