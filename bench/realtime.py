@@ -7,8 +7,9 @@ real time does one thread compute a block, and how long after a sound goes in do
 Each block is computed exactly as the engine's model thread computes it
 (:meth:`tuibend.engine.engine.Engine._process`), without audio devices: a fader moves
 (``BendController.set``), the controller writes the block's per-frame bend values
-(``advance``), the XLA-compiled model stream renders the block (``ModelStream.step``), then the
-non-finite guard, DC blocker and limiter. Live input adds the streaming pitch (CREPE tiny) and
+(``advance``), the native kernel (``NativeStream.step``, the engine's default) or TensorFlow's
+XLA-compiled model stream (``ModelStream.step``) renders the block, then the non-finite guard, DC
+blocker and limiter. Live input adds the streaming pitch (CREPE tiny) and
 loudness analysis of the same block (``LiveAnalysis.process``), timed on its own so the table
 shows the model alone (a prepared file) and the model with analysis (a microphone).
 
@@ -44,13 +45,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tuibend  # noqa: E402
-from tuibend.bend.rig import Bend, BendController, control_scene  # noqa: E402
+from tuibend.bend.rig import Bend, BendController, BendRig, control_scene  # noqa: E402
 from tuibend.engine.engine import Engine  # noqa: E402
 from tuibend.engine.safety import DcBlocker, Limiter, is_finite  # noqa: E402
 from tuibend.engine.session import live_input  # noqa: E402
 from tuibend.engine.sources import LiveAnalysis  # noqa: E402
 from tuibend.model.decoder import point_widths  # noqa: E402
 from tuibend.model.timbre import TimbreModel  # noqa: E402
+from tuibend.native.stream import NativeStream  # noqa: E402
 
 BLOCKS = (64, 256, 1024)  # samples at 16 kHz: 4, 16 and 64 ms
 SEED_BLOCK_SECONDS = 4.0
@@ -62,6 +64,8 @@ BENDS = [
     Bend("fc1", "noise", 0.1, params={"amount": 0.2}),
     Bend("harmonics", "smooth", 0.3),
 ]
+KERNELS = {"native": "stream, native kernel (bfloat16 layers: the engine's default)",
+           "native-float32": "stream, native kernel (float32)", "tensorflow": "stream, TensorFlow XLA"}
 MOVED_FADER = (0, "proportion")  # moved every block, as a performer's hand would
 
 
@@ -131,15 +135,19 @@ def engine_latency_ms(model: TimbreModel, live: LiveAnalysis, block_samples: int
 
 
 def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, seconds: float,
-                  repeats: int) -> Timing:
-    """The engine's block path (fader, controller, compiled step, guard, DC blocker, limiter) over
+                  repeats: int, kernel: str) -> Timing:
+    """The engine's block path (fader, controller, the kernel's step, guard, DC blocker, limiter) over
     ``seconds`` of audio, median of ``repeats``: alone, as it runs for a prepared file, and after
     the live analysis of each block, as it runs for a microphone (interleaved, the two slow each
-    other down: about 2x for the small model's step, measured), with the analysis timed apart."""
+    other down: about 2x for the small model's step, measured), with the analysis timed apart.
+    ``kernel``: one of :data:`KERNELS`."""
     config = model.config
     block_frames = block_samples // config.hop
-    controller = control_scene(BENDS, {}, point_widths(config.decoder), block_frames, config.frame_rate)
-    stream = model.stream(block_frames, hook=controller.rig.hook)
+    native = kernel.startswith("native")
+    rig = BendRig(BENDS, point_widths(config.decoder), block_frames, graph=not native)
+    controller = BendController(rig, config.frame_rate)
+    stream = (NativeStream(model, rig, block_frames, bfloat16=kernel == "native") if native
+              else model.stream(block_frames, hook=rig.hook))
     f0, loudness = features(seconds, config.frame_rate)
     audio = voice(f0, loudness, config.hop, config.sample_rate)
     n_blocks = len(f0) // block_frames
@@ -221,11 +229,13 @@ def measure(label: str, size: str, model: TimbreModel, seconds: float, repeats: 
     live = live_input(model, "crepe-tiny")
     rate = model.config.sample_rate
     rows = []
-    for block in BLOCKS:
-        timing = stream_timing(model, live, block, seconds, repeats)
-        rows.append(Row(label, "stream", block, rate, timing, engine_latency_ms(model, live, block),
-                        GOALS.get((size, block))))
-        print(f"  {label}, {block}-sample blocks: {rows[-1].model_factor:.1f}x", file=sys.stderr, flush=True)
+    for kernel, work in KERNELS.items():
+        for block in BLOCKS:
+            timing = stream_timing(model, live, block, seconds, repeats, kernel)
+            rows.append(Row(label, work, block, rate, timing, engine_latency_ms(model, live, block),
+                            GOALS.get((size, block))))
+            print(f"  {label}, {work}, {block}-sample blocks: {rows[-1].model_factor:.1f}x", file=sys.stderr,
+                  flush=True)
     timing = seed_timing(model, live, repeats)
     rows.append(Row(label, "seed: fresh render per 4 s", int(SEED_BLOCK_SECONDS * rate), rate, timing,
                     1000.0 * (SEED_BLOCK_SECONDS + timing.model + timing.analysis)))

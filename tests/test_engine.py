@@ -225,7 +225,7 @@ def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path, 
     features = player.features[:len(take) // hop]
     if kernel == "native":
         rig = BendRig([], point_widths(choir_model.config.decoder), 16, graph=False)
-        reference = stream_features(NativeStream(choir_model, rig, 16), features)
+        reference = stream_features(NativeStream(choir_model, rig, 16, bfloat16=True), features)
     else:
         reference = render_features(choir_model, features, block_seconds=256 / RATE)
     reference = np.concatenate([np.zeros(hop, np.float32), reference]) * np.float32(10 ** (gain_db / 20))

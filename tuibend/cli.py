@@ -180,7 +180,8 @@ def open_engine(args: argparse.Namespace, notify=print):
     else:
         source = file_player(model, args.input, args.tracker, loop=not args.once)
     settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
-                              margin_periods=args.margin, gain_db=args.gain, kernel=args.kernel)
+                              margin_periods=args.margin, gain_db=args.gain, kernel=args.kernel,
+                              bfloat16=not args.float32)
     engine = Engine(model, source, [scene for _, scene in entries], settings, scene=first,
                     units_provider=lambda: unit_statistics(model, args.model))
     engine.scene_paths = [path for path, _ in entries]
@@ -444,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="what runs a block: the native C kernel (built on first use; the fastest on a CPU), "
                            "TensorFlow's compiled step (on its GPU where it sees one), or auto: native unless "
                            "TensorFlow has a GPU or the kernel cannot be built here (default)")
+    play.add_argument("--float32", action="store_true",
+                      help="the native kernel in float32 throughout (by default its layers run in bfloat16 where "
+                           "the CPU has AVX512-BF16: about twice as fast, 0.3-0.7 %% RMS off float32)")
     play.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model (default 1)")
     play.add_argument("--headless", action="store_true", help="no interface: for installations, scripts and tests")
     play.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")

@@ -60,14 +60,16 @@ class Chain:
 
 
 def build_chain(model: TimbreModel, bends: list[Bend], block_frames: int,
-                unit_statistics: dict[str, np.ndarray] | None, seed: int, native: bool = False) -> Chain:
+                unit_statistics: dict[str, np.ndarray] | None, seed: int, native: bool = False,
+                bfloat16: bool = False) -> Chain:
     """Builds and compiles (by one step on silence) a chain; its state is then cleared.
 
-    ``native``: the chain runs in the native kernel (no TensorFlow graph, no memory maps kept)."""
+    ``native``: the chain runs in the native kernel (no TensorFlow graph, no memory maps kept), its
+    layers in bfloat16 where the CPU has it and ``bfloat16`` asks."""
     widths = point_widths(model.config.decoder)
     if native:
         rig = BendRig(bends, widths, block_frames, unit_statistics, graph=False)
-        stream = NativeStream(model, rig, block_frames, seed)
+        stream = NativeStream(model, rig, block_frames, seed, bfloat16)
     else:
         headroom = map_headroom()
         if headroom is not None and headroom < MAPS_RESERVE:

@@ -20,6 +20,13 @@
 
 typedef float v16 __attribute__((vector_size(64)));
 
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#define HAVE_BF16 1
+#else
+#define HAVE_BF16 0
+#endif
+
 enum { POINT_FC1 = 16, POINT_GRU, POINT_FC2, POINT_AMPS, POINT_HARMONICS, POINT_NOISE };
 enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP, T_QUANTISE, T_NOISE,
        T_FREEZE, T_SMOOTH, T_PERMUTE };
@@ -28,6 +35,7 @@ typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
     int input_is_f0[2]; /* 1: that key is f0_scaled, 0: ld_scaled */
     int ch, layers, rnn, n_harmonics, n_bands, hop, block_frames, reverb_parts;
+    int bfloat16;       /* 1: weights and layer inputs in bfloat16 (float32 sums), where the CPU has it */
     float sample_rate, f0_range, ld_range, noise_bias;
     uint64_t seed;
 } tb_config;
@@ -40,7 +48,9 @@ typedef struct {
     uint64_t seed;
 } tb_bend;
 
-typedef struct { int n_in, n_out, n_panels; float *panels; float *bias; } dense_t;
+/* A dense layer's weights in panels of PANEL output columns: float32 [n_in][PANEL], or bfloat16
+ * pairs of consecutive inputs [n_in / 2][PANEL][2] (the operand order of AVX512-BF16's dot product). */
+typedef struct { int n_in, n_out, n_panels; float *panels; uint32_t *pairs, *x_pairs; float *bias; } dense_t;
 typedef struct { dense_t dense; float *gamma, *beta; } fc_t;
 
 typedef struct {
@@ -86,51 +96,135 @@ static void *zalloc(size_t bytes) {
     return p;
 }
 
-/* Weights [n_in, n_out] row-major -> panels of PANEL columns, each [n_in][PANEL], zero-padded. */
-static int dense_init(dense_t *d, const float *kernel, const float *bias, int n_in, int n_out) {
+static uint32_t bf16_bits(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, 4);
+    return (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;  /* round to nearest even */
+}
+
+/* Weights [n_in, n_out] row-major -> panels of PANEL columns, zero-padded, float32 or bfloat16 pairs. */
+static int dense_init(dense_t *d, const float *kernel, const float *bias, int n_in, int n_out, int bfloat16) {
     d->n_in = n_in;
     d->n_out = n_out;
     d->n_panels = (n_out + PANEL - 1) / PANEL;
-    d->panels = zalloc(sizeof(float) * (size_t)d->n_panels * n_in * PANEL);
     d->bias = zalloc(sizeof(float) * d->n_panels * PANEL);
-    if (!d->panels || !d->bias) return -1;
+    if (!d->bias) return -1;
+    if (bias) memcpy(d->bias, bias, sizeof(float) * n_out);
+    int pairs = (n_in + 1) / 2;
+    if (bfloat16 && n_in > 1) {  /* a lone input (f0, loudness) keeps float32: in bfloat16 a pitch moves by cents */
+        d->pairs = zalloc(sizeof(uint32_t) * (size_t)d->n_panels * pairs * PANEL);
+        d->x_pairs = zalloc(sizeof(uint32_t) * MAX_FRAMES * pairs);
+        if (!d->pairs || !d->x_pairs) return -1;
+        for (int p = 0; p < d->n_panels; p++)
+            for (int q = 0; q < pairs; q++)
+                for (int j = 0; j < PANEL && p * PANEL + j < n_out; j++) {
+                    size_t column = (size_t)p * PANEL + j;
+                    uint32_t low = bf16_bits(kernel[(size_t)2 * q * n_out + column]);
+                    uint32_t high = 2 * q + 1 < n_in ? bf16_bits(kernel[(size_t)(2 * q + 1) * n_out + column]) : 0;
+                    d->pairs[((size_t)p * pairs + q) * PANEL + j] = low | high << 16;
+                }
+        return 0;
+    }
+    d->panels = zalloc(sizeof(float) * (size_t)d->n_panels * n_in * PANEL);
+    if (!d->panels) return -1;
     for (int p = 0; p < d->n_panels; p++)
         for (int i = 0; i < n_in; i++)
             for (int j = 0; j < PANEL && p * PANEL + j < n_out; j++)
                 d->panels[((size_t)p * n_in + i) * PANEL + j] = kernel[(size_t)i * n_out + p * PANEL + j];
-    if (bias) memcpy(d->bias, bias, sizeof(float) * n_out);
     return 0;
 }
 
-/* y[f][0:n_out] = x[f] @ kernel + bias for F frames; x rows have stride n_in, y rows stride ldy. */
-static void dense_apply(const dense_t *d, const float *x, int frames, float *y, int ldy) {
-    for (int f0 = 0; f0 < frames; f0 += 4) {
-        int nf = frames - f0 < 4 ? frames - f0 : 4;
-        for (int p = 0; p < d->n_panels; p++) {
-            const float *w = d->panels + (size_t)p * d->n_in * PANEL;
-            v16 acc[4][4];
-            for (int f = 0; f < 4; f++)
-                for (int v = 0; v < 4; v++) memcpy(&acc[f][v], d->bias + p * PANEL + 16 * v, 64);
-            for (int i = 0; i < d->n_in; i++, w += PANEL) {
-                v16 w0, w1, w2, w3;
-                memcpy(&w0, w, 64); memcpy(&w1, w + 16, 64); memcpy(&w2, w + 32, 64); memcpy(&w3, w + 48, 64);
-                for (int f = 0; f < nf; f++) {
-                    float xv = x[(size_t)(f0 + f) * d->n_in + i];
-                    acc[f][0] += xv * w0; acc[f][1] += xv * w1; acc[f][2] += xv * w2; acc[f][3] += xv * w3;
-                }
-            }
-            int cols = d->n_out - p * PANEL < PANEL ? d->n_out - p * PANEL : PANEL;
-            for (int f = 0; f < nf; f++) {
-                float out[PANEL] __attribute__((aligned(64)));
-                memcpy(out, acc[f], sizeof(out));
-                memcpy(y + (size_t)(f0 + f) * ldy + p * PANEL, out, sizeof(float) * cols);
-            }
-        }
-    }
+static void dense_free(dense_t *d) {
+    free(d->panels);
+    free(d->pairs);
+    free(d->x_pairs);
+    free(d->bias);
 }
 
-static int fc_init(fc_t *fc, const float **w, int n_in, int ch) {
-    if (dense_init(&fc->dense, w[0], w[1], n_in, ch)) return -1;
+static inline void store_rows(const dense_t *d, int p, const float *acc, int nf, int first, float *y, int ldy) {
+    int cols = d->n_out - p * PANEL < PANEL ? d->n_out - p * PANEL : PANEL;
+    for (int f = 0; f < nf; f++)
+        memcpy(y + (size_t)(first + f) * ldy + p * PANEL, acc + f * PANEL, sizeof(float) * cols);
+}
+
+/* One panel for nf (a constant after inlining) frames from first: float32 weights. */
+static inline __attribute__((always_inline)) void panel_f32(const dense_t *d, int p, const float *x, int first,
+                                                            const int nf, float *y, int ldy) {
+    const float *w = d->panels + (size_t)p * d->n_in * PANEL;
+    v16 acc[4][4];
+    for (int f = 0; f < nf; f++)
+        for (int v = 0; v < 4; v++) memcpy(&acc[f][v], d->bias + p * PANEL + 16 * v, 64);
+    for (int i = 0; i < d->n_in; i++, w += PANEL) {
+        v16 w0, w1, w2, w3;
+        memcpy(&w0, w, 64); memcpy(&w1, w + 16, 64); memcpy(&w2, w + 32, 64); memcpy(&w3, w + 48, 64);
+        for (int f = 0; f < nf; f++) {
+            float xv = x[(size_t)(first + f) * d->n_in + i];
+            acc[f][0] += xv * w0; acc[f][1] += xv * w1; acc[f][2] += xv * w2; acc[f][3] += xv * w3;
+        }
+    }
+    float out[4 * PANEL] __attribute__((aligned(64)));
+    for (int f = 0; f < nf; f++) memcpy(out + f * PANEL, acc[f], sizeof(float) * PANEL);
+    store_rows(d, p, out, nf, first, y, ldy);
+}
+
+#if HAVE_BF16
+/* One panel for nf frames from first: bfloat16 weight pairs times bfloat16 input pairs, float32 sums. */
+static inline __attribute__((always_inline)) void panel_bf16(const dense_t *d, int p, int first, const int nf,
+                                                             float *y, int ldy) {
+    int pairs = (d->n_in + 1) / 2;
+    const uint32_t *w = d->pairs + (size_t)p * pairs * PANEL, *xp = d->x_pairs + (size_t)first * pairs;
+    __m512 acc[4][4];
+    for (int f = 0; f < nf; f++)
+        for (int v = 0; v < 4; v++) acc[f][v] = _mm512_loadu_ps(d->bias + p * PANEL + 16 * v);
+    for (int q = 0; q < pairs; q++, w += PANEL) {
+        __m512bh w0 = (__m512bh)_mm512_load_si512(w), w1 = (__m512bh)_mm512_load_si512(w + 16);
+        __m512bh w2 = (__m512bh)_mm512_load_si512(w + 32), w3 = (__m512bh)_mm512_load_si512(w + 48);
+        for (int f = 0; f < nf; f++) {
+            __m512bh xb = (__m512bh)_mm512_set1_epi32((int)xp[(size_t)f * pairs + q]);
+            acc[f][0] = _mm512_dpbf16_ps(acc[f][0], xb, w0);
+            acc[f][1] = _mm512_dpbf16_ps(acc[f][1], xb, w1);
+            acc[f][2] = _mm512_dpbf16_ps(acc[f][2], xb, w2);
+            acc[f][3] = _mm512_dpbf16_ps(acc[f][3], xb, w3);
+        }
+    }
+    float out[4 * PANEL] __attribute__((aligned(64)));
+    for (int f = 0; f < nf; f++)
+        for (int v = 0; v < 4; v++) _mm512_store_ps(out + f * PANEL + 16 * v, acc[f][v]);
+    store_rows(d, p, out, nf, first, y, ldy);
+}
+#endif
+
+/* y[f][0:n_out] = x[f] @ kernel + bias for F frames; x rows have stride n_in, y rows stride ldy. */
+static void dense_apply(const dense_t *d, const float *x, int frames, float *y, int ldy) {
+#if HAVE_BF16
+    if (d->pairs) {
+        int pairs = (d->n_in + 1) / 2;
+        for (int f = 0; f < frames; f++) {
+            const float *row = x + (size_t)f * d->n_in;
+            for (int q = 0; q < pairs; q++) {
+                uint32_t high = 2 * q + 1 < d->n_in ? bf16_bits(row[2 * q + 1]) : 0;
+                d->x_pairs[(size_t)f * pairs + q] = bf16_bits(row[2 * q]) | high << 16;
+            }
+        }
+        for (int first = 0; first < frames; first += 4)
+            for (int p = 0; p < d->n_panels; p++) {
+                if (frames - first >= 4) panel_bf16(d, p, first, 4, y, ldy);
+                else if (frames - first == 1) panel_bf16(d, p, first, 1, y, ldy);
+                else panel_bf16(d, p, first, frames - first, y, ldy);
+            }
+        return;
+    }
+#endif
+    for (int first = 0; first < frames; first += 4)
+        for (int p = 0; p < d->n_panels; p++) {
+            if (frames - first >= 4) panel_f32(d, p, x, first, 4, y, ldy);
+            else if (frames - first == 1) panel_f32(d, p, x, first, 1, y, ldy);
+            else panel_f32(d, p, x, first, frames - first, y, ldy);
+        }
+}
+
+static int fc_init(fc_t *fc, const float **w, int n_in, int ch, int bfloat16) {
+    if (dense_init(&fc->dense, w[0], w[1], n_in, ch, bfloat16)) return -1;
     fc->gamma = zalloc(sizeof(float) * ch);
     fc->beta = zalloc(sizeof(float) * ch);
     if (!fc->gamma || !fc->beta) return -1;
@@ -212,8 +306,9 @@ static void apply_bends(tb_model *m, int point, float *a, int frames, int units,
                 break;
             }
             case T_NOISE: {
-                uint64_t key = mix64(mix64(s->seed) + counter);
-                for (int u = 0; u < units; u++) t[u] = row[u] + gaussian(key, (uint64_t)f * units + u) * pa[f];
+                uint64_t key = mix64(mix64(s->seed) + counter);  /* drawn only for the units the fader reaches */
+                for (int u = 0; u < units; u++)
+                    t[u] = bend->ranks[u] < proportion ? row[u] + gaussian(key, (uint64_t)f * units + u) * pa[f] : row[u];
                 break;
             }
             case T_FREEZE:
@@ -342,19 +437,20 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     while (fft_size < c->hop + m->ir_size - 1) fft_size <<= 1;
     m->noise_tail = fft_size - c->hop;
     m->noise_delay = c->hop - ((m->ir_size - 1) / 2 - 1);
-    int ok = 1, w = 0, ch = c->ch, u = c->rnn, skip = c->n_inputs * ch + u;
+    m->c.bfloat16 = c->bfloat16 && HAVE_BF16;
+    int ok = 1, w = 0, ch = c->ch, u = c->rnn, skip = c->n_inputs * ch + u, bf = m->c.bfloat16;
     for (int s = 0; s < c->n_inputs; s++) {
         m->stacks[s] = zalloc(sizeof(fc_t) * c->layers);
         ok &= m->stacks[s] != NULL;
-        for (int l = 0; ok && l < c->layers; l++, w += 4) ok &= !fc_init(&m->stacks[s][l], weights + w, l ? ch : 1, ch);
+        for (int l = 0; ok && l < c->layers; l++, w += 4) ok &= !fc_init(&m->stacks[s][l], weights + w, l ? ch : 1, ch, bf);
     }
-    ok = ok && !dense_init(&m->gru_in, weights[w], weights[w + 2], c->n_inputs * ch, 3 * u);
-    ok = ok && !dense_init(&m->gru_rec, weights[w + 1], weights[w + 2] + 3 * u, u, 3 * u);
+    ok = ok && !dense_init(&m->gru_in, weights[w], weights[w + 2], c->n_inputs * ch, 3 * u, bf);
+    ok = ok && !dense_init(&m->gru_rec, weights[w + 1], weights[w + 2] + 3 * u, u, 3 * u, bf);
     w += 3;
     m->out_stack = zalloc(sizeof(fc_t) * c->layers);
     ok &= m->out_stack != NULL;
-    for (int l = 0; ok && l < c->layers; l++, w += 4) ok &= !fc_init(&m->out_stack[l], weights + w, l ? ch : skip, ch);
-    ok = ok && !dense_init(&m->dense_out, weights[w], weights[w + 1], ch, m->n_out);
+    for (int l = 0; ok && l < c->layers; l++, w += 4) ok &= !fc_init(&m->out_stack[l], weights + w, l ? ch : skip, ch, bf);
+    ok = ok && !dense_init(&m->dense_out, weights[w], weights[w + 1], ch, m->n_out, bf);
     int F = MAX_FRAMES, widest = skip > 3 * u ? skip : 3 * u;
     if (m->n_out > widest) widest = m->n_out;
     widest += PANEL;
@@ -463,19 +559,19 @@ void tb_destroy(tb_model *m) {
     for (int s = 0; s < 2; s++) {
         if (!m->stacks[s]) continue;
         for (int l = 0; l < m->c.layers; l++) {
-            free(m->stacks[s][l].dense.panels); free(m->stacks[s][l].dense.bias);
+            dense_free(&m->stacks[s][l].dense);
             free(m->stacks[s][l].gamma); free(m->stacks[s][l].beta);
         }
         free(m->stacks[s]);
     }
     if (m->out_stack)
         for (int l = 0; l < m->c.layers; l++) {
-            free(m->out_stack[l].dense.panels); free(m->out_stack[l].dense.bias);
+            dense_free(&m->out_stack[l].dense);
             free(m->out_stack[l].gamma); free(m->out_stack[l].beta);
         }
     free(m->out_stack);
     dense_t *denses[] = {&m->gru_in, &m->gru_rec, &m->dense_out};
-    for (int i = 0; i < 3; i++) { free(denses[i]->panels); free(denses[i]->bias); }
+    for (int i = 0; i < 3; i++) dense_free(denses[i]);
     if (m->bends)
         for (int b = 0; b < m->n_bends; b++) {
             free(m->bends[b].ranks); free(m->bends[b].permutation); free(m->bends[b].memory);
@@ -492,6 +588,9 @@ void tb_destroy(tb_model *m) {
 }
 
 void tb_reset(tb_model *m) { reset_state(m); }
+
+/* 1 when this model's layers run in bfloat16 (asked for, and the CPU and compiler have it). */
+int tb_bfloat16(const tb_model *m) { return m->c.bfloat16; }
 
 /* Takes over another model's stream state (same model and block size): GRU, phases, tails. */
 void tb_continue_from(tb_model *m, const tb_model *other) {
