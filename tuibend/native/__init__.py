@@ -73,7 +73,8 @@ class Config(ctypes.Structure):
                 ("layers", ctypes.c_int), ("rnn", ctypes.c_int), ("n_harmonics", ctypes.c_int),
                 ("n_bands", ctypes.c_int), ("hop", ctypes.c_int), ("block_frames", ctypes.c_int),
                 ("reverb_parts", ctypes.c_int), ("bfloat16", ctypes.c_int), ("sample_rate", ctypes.c_float),
-                ("f0_range", ctypes.c_float), ("ld_range", ctypes.c_float), ("noise_bias", ctypes.c_float), ("seed", ctypes.c_uint64)]
+                ("f0_range", ctypes.c_float), ("ld_range", ctypes.c_float), ("noise_bias", ctypes.c_float),
+                ("seed", ctypes.c_uint64)]
 
 
 class BendSpec(ctypes.Structure):
