@@ -147,6 +147,7 @@ class BendController:
         self.frame_rate = frame_rate
         self.lanes = dict(lanes or {})  # replaced, never mutated: a block reads a consistent snapshot
         self.decay = math.exp(-1.0 / (smoothing_seconds * frame_rate)) if smoothing_seconds > 0 else 0.0
+        self._decay_steps = self.decay ** np.arange(1, rig.block_frames + 1)
         self._derived = {(i, name) for i, bend in enumerate(rig.bends) for name in TRANSFORMS[bend.transform].derived}
         self._targets = {key: rig.bends[key[0]].value(key[1]) for key in rig.rows if key not in self._derived}
         self._current = dict(self._targets)  # model thread only
@@ -272,11 +273,14 @@ class BendController:
         self.frame += frames
         return values
 
-    def _glide(self, key, target: float, frames: int) -> np.ndarray:
-        """One-pole glide from the current value toward the target, frame by frame."""
+    def _glide(self, key, target: float, frames: int) -> np.ndarray | float:
+        """One-pole glide from the current value toward the target, frame by frame (a fader at rest,
+        as all but the moving ones are: its value, spared the arithmetic)."""
         start = self._current[key]
-        steps = self.decay ** np.arange(1, frames + 1)
-        glide = target + (start - target) * steps
+        if abs(start - target) <= 1e-7 * (1.0 + abs(target)):  # arrived, to float32 precision
+            self._current[key] = target
+            return target
+        glide = target + (start - target) * self._decay_steps[:frames]
         self._current[key] = float(glide[-1])
         return glide
 

@@ -17,6 +17,7 @@ class DcBlocker:
 
     def __init__(self, sample_rate: int, cutoff_hz: float = 10.0):
         self.r = math.exp(-2.0 * math.pi * cutoff_hz / sample_rate)
+        self._powers = np.ones(0)  # r^(n+1) for the last block length (the same every block)
         self.reset()
 
     def reset(self) -> None:
@@ -27,7 +28,9 @@ class DcBlocker:
         x = block.astype(np.float64)
         difference = np.diff(x, prepend=self._last_x)
         # y[n] = r^(n+1) y[-1] + sum_k r^(n-k) d[k], computed as a scaled cumulative sum (blocks <= 4096).
-        powers = self.r ** np.arange(1, len(x) + 1)
+        if len(self._powers) != len(x):
+            self._powers = self.r ** np.arange(1, len(x) + 1)
+        powers = self._powers
         y = powers * (self._last_y + np.cumsum(difference / powers))
         self._last_x, self._last_y = float(x[-1]), float(y[-1])
         return y.astype(np.float32)
@@ -51,10 +54,12 @@ class Limiter:
         needed = min(1.0, self.ceiling / peak) if peak > 0.0 else 1.0
         recovered = 1.0 - (1.0 - self.gain) * math.exp(-len(block) / (self.release_seconds * self.sample_rate))
         target = min(needed, recovered)
+        knee = 0.9 * self.ceiling
+        if target == self.gain == 1.0 and peak <= knee:
+            return block  # nothing to limit: most blocks
         gains = np.linspace(self.gain, target, len(block) + 1, dtype=np.float32)[1:]
         self.gain = target
         limited = block * gains
-        knee = 0.9 * self.ceiling
         over = np.abs(limited) > knee
         if np.any(over):  # a tanh knee over the ceiling's last 10 %: continuous, never past the ceiling
             magnitude = np.abs(limited[over])

@@ -194,8 +194,10 @@ static inline __attribute__((always_inline)) void panel_bf16(const dense_t *d, i
 }
 #endif
 
-/* y[f][0:n_out] = x[f] @ kernel + bias for F frames; x rows have stride n_in, y rows stride ldy. */
-static void dense_apply(const dense_t *d, const float *x, int frames, float *y, int ldy) {
+/* y[f][0:n_out] = x[f] @ kernel + bias for F frames; x rows have stride n_in, y rows stride ldy.
+ * ``reverse``: the panels in reverse order. A layer run once per frame (the GRU's recurrence) alternates
+ * direction, so a pass starts on the panels the last one ended on, still in the core's L2 cache. */
+static void dense_apply_ordered(const dense_t *d, const float *x, int frames, float *y, int ldy, int reverse) {
 #if HAVE_BF16
     if (d->pairs) {
         int pairs = (d->n_in + 1) / 2;
@@ -207,7 +209,8 @@ static void dense_apply(const dense_t *d, const float *x, int frames, float *y, 
             }
         }
         for (int first = 0; first < frames; first += 4)
-            for (int p = 0; p < d->n_panels; p++) {
+            for (int i = 0; i < d->n_panels; i++) {
+                int p = reverse ? d->n_panels - 1 - i : i;
                 if (frames - first >= 4) panel_bf16(d, p, first, 4, y, ldy);
                 else if (frames - first == 1) panel_bf16(d, p, first, 1, y, ldy);
                 else panel_bf16(d, p, first, frames - first, y, ldy);
@@ -216,11 +219,16 @@ static void dense_apply(const dense_t *d, const float *x, int frames, float *y, 
     }
 #endif
     for (int first = 0; first < frames; first += 4)
-        for (int p = 0; p < d->n_panels; p++) {
+        for (int i = 0; i < d->n_panels; i++) {
+            int p = reverse ? d->n_panels - 1 - i : i;
             if (frames - first >= 4) panel_f32(d, p, x, first, 4, y, ldy);
             else if (frames - first == 1) panel_f32(d, p, x, first, 1, y, ldy);
             else panel_f32(d, p, x, first, frames - first, y, ldy);
         }
+}
+
+static void dense_apply(const dense_t *d, const float *x, int frames, float *y, int ldy) {
+    dense_apply_ordered(d, x, frames, y, ldy, 0);
 }
 
 static int fc_init(fc_t *fc, const float **w, int n_in, int ch, int bfloat16) {
@@ -637,7 +645,7 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
     dense_apply(&m->gru_in, m->fc1, F, m->projected, 3 * u);
     float *hp = m->tmp2;
     for (int f = 0; f < F; f++) {
-        dense_apply(&m->gru_rec, m->h, 1, hp, 3 * u);
+        dense_apply_ordered(&m->gru_rec, m->h, 1, hp, 3 * u, (int)((m->block_index * F + f) & 1));
         const float *xp = m->projected + (size_t)f * 3 * u;
         for (int i = 0; i < u; i++) {
             float z = sigmoidf(xp[i] + hp[i]), r = sigmoidf(xp[u + i] + hp[u + i]);

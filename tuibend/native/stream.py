@@ -114,6 +114,7 @@ class NativeStream:
         self._keep = None  # the kernel holds its own packed copy
         self._f0 = np.zeros(block_frames, np.float32)
         self._loudness = np.zeros(block_frames, np.float32)
+        self._inputs = (self._f0.ctypes.data, self._loudness.ctypes.data)  # fixed addresses: looked up once
 
     def __del__(self):
         handle = getattr(self, "_handle", None)
@@ -139,10 +140,8 @@ class NativeStream:
         self._f0[:] = f0
         self._loudness[:] = np.asarray(loudness_db, np.float32).reshape(-1)
         values = np.ascontiguousarray(self.rig.latest, np.float32)
-        given = None
-        if noise is not None:
-            given = np.ascontiguousarray(np.asarray(noise, np.float32).reshape(self.block_samples))
+        given = None if noise is None else np.ascontiguousarray(noise, np.float32).reshape(self.block_samples)
         out = np.empty(self.block_samples, np.float32)
-        self._lib.tb_step(self._handle, self._f0.ctypes.data, self._loudness.ctypes.data, values.ctypes.data,
-                          values.shape[0], None if given is None else given.ctypes.data, out.ctypes.data)
+        self._lib.tb_step(self._handle, *self._inputs, values.ctypes.data, values.shape[0],
+                          None if given is None else given.ctypes.data, out.ctypes.data)
         return out
