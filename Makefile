@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(TF_EXTRA)
 
-# System packages: PortAudio to play (and to test), the JACK server and tmux to test.
-PLAY_PACKAGES := libportaudio2
-TEST_PACKAGES := libportaudio2 jackd2 tmux
+# System packages: PortAudio to play (and to test), a C compiler for the native block kernel (built on
+# first use; without one TensorFlow runs the model, slower), the JACK server and tmux to test.
+PLAY_PACKAGES := libportaudio2 gcc libc6-dev
+TEST_PACKAGES := libportaudio2 gcc libc6-dev jackd2 tmux
 
 .PHONY: setup play test lint bench soak clean system-play system-test
 
