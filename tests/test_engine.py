@@ -337,6 +337,19 @@ def test_a_chain_that_cannot_be_compiled_is_refused_and_the_scene_plays_on(choir
     assert engine.error is None and scene_after_refusal == "playing"
 
 
+def test_the_kernel_falls_back_to_tensorflow_only_when_allowed_and_says_why(choir_model, player, monkeypatch):
+    import tuibend.native
+
+    assert Engine(choir_model, player, settings=EngineSettings(device="none")).kernel == "native"
+    monkeypatch.setattr(tuibend.native, "available", lambda: "no C compiler (cc) to build the native kernel")
+    engine = Engine(choir_model, player, settings=EngineSettings(device="none"))
+    assert engine.kernel == "tensorflow" and "no C compiler" in engine.notice
+    with pytest.raises(EngineError, match="--kernel native: no C compiler"):
+        Engine(choir_model, player, settings=EngineSettings(device="none", kernel="native"))
+    with pytest.raises(EngineError, match="kernel 'fast'"):
+        Engine(choir_model, player, settings=EngineSettings(device="none", kernel="fast"))
+
+
 def test_native_chains_need_no_memory_maps(choir_model, player, monkeypatch):
     """The native kernel keeps no compiled executables: a new structure plays however few maps are left."""
     from tuibend.engine import chains

@@ -28,8 +28,10 @@ class NativeUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("TUIBEND_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "tuibend" / "native"
+    """``$TUIBEND_NATIVE_CACHE``, else ``$XDG_CACHE_HOME/tuibend/native``, else ``~/.cache/tuibend/native``."""
+    if os.environ.get("TUIBEND_NATIVE_CACHE"):
+        return Path(os.environ["TUIBEND_NATIVE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuibend" / "native"
 
 
 def library_path() -> Path:
