@@ -20,6 +20,11 @@
 
 typedef float v16 __attribute__((vector_size(64)));
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#define FLUSH_DENORMALS 0x8040u /* MXCSR flush-to-zero and denormals-are-zero: a decaying tail stays fast */
+#endif
+
 #if defined(__AVX512BF16__)
 #include <immintrin.h>
 #define HAVE_BF16 1
@@ -445,6 +450,10 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     while (fft_size < c->hop + m->ir_size - 1) fft_size <<= 1;
     m->noise_tail = fft_size - c->hop;
     m->noise_delay = c->hop - ((m->ir_size - 1) / 2 - 1);
+    if (m->noise_delay < 0 || c->ch < 1 || c->rnn < 1 || c->layers < 1 || c->n_harmonics < 1) {
+        free(m);  /* more noise bands than one hop can align, or an empty layer */
+        return NULL;
+    }
     m->c.bfloat16 = c->bfloat16 && HAVE_BF16;
     int ok = 1, w = 0, ch = c->ch, u = c->rnn, skip = c->n_inputs * ch + u, bf = m->c.bfloat16;
     for (int s = 0; s < c->n_inputs; s++) {
@@ -805,6 +814,10 @@ static void reverb_block(tb_model *m, float *audio) {
  * noise to filter (NULL: the stream's own, seeded by block). */
 void tb_step(tb_model *m, const float *f0, const float *loudness, const float *values, int value_rows,
              const float *noise, float *out) {
+#if defined(FLUSH_DENORMALS)
+    unsigned int saved_csr = _mm_getcsr();
+    _mm_setcsr(saved_csr | FLUSH_DENORMALS);
+#endif
     const tb_config *c = &m->c;
     int n = m->block;
     uint64_t counter = value_rows > 0 ? (uint64_t)values[(size_t)(value_rows - 1) * c->block_frames] : 0;
@@ -823,4 +836,7 @@ void tb_step(tb_model *m, const float *f0, const float *loudness, const float *v
     if (c->reverb_parts) reverb_block(m, out);
     m->started = 1;
     m->block_index++;
+#if defined(FLUSH_DENORMALS)
+    _mm_setcsr(saved_csr);
+#endif
 }

@@ -108,7 +108,8 @@ class NativeStream:
                                      len(rig.bends), specs)
         if not handle:
             raise ValueError(f"the native kernel cannot run this model at {self.block_samples}-sample blocks "
-                             "(it takes powers of two up to 1024 samples)")
+                             "(it takes blocks of a power of two up to 1024 samples, and models whose noise "
+                             "filter fits one hop)")
         self._handle = ctypes.c_void_p(handle)
         self.bfloat16 = bool(self._lib.tb_bfloat16(self._handle))
         self._keep = None  # the kernel holds its own packed copy
