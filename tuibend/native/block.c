@@ -70,7 +70,6 @@ typedef struct {
     fc_t *stacks[2];
     fc_t *out_stack;
     dense_t gru_in, gru_rec, dense_out;
-    float *gru_rec_bias;
     int n_bends;
     bend_t *bends;
     /* state */
@@ -89,7 +88,7 @@ typedef struct {
     float *window_weights, *linear_weights, *noise_window, *cos_table;
     /* scratch */
     float *x_in[2], *stack_out[2], *fc1, *projected, *gru_out, *skip, *fc2, *raw, *tmp, *tmp2;
-    float *amp_frames, *noise_ir, *noise_frames, *own_noise, *noise_buf, *harmonic, *f0_env, *audio;
+    float *amp_frames, *noise_ir, *filtered_noise, *own_noise, *noise_buf, *harmonic, *f0_env, *reverb_frame;
     double *sin_prev, *sin_cur, *cos2;
     float *fft_re, *fft_im, *acc_re, *acc_im;
 } tb_model;
@@ -297,7 +296,11 @@ static void apply_bends(tb_model *m, int point, float *a, int frames, int units,
             float *row = a + (size_t)f * lda, *t = m->tmp2;
             float proportion = values[(size_t)s->row_proportion * F + f] * s->eligible;
             switch (s->transform) {
-            case T_OSCILLATE: { float add = sinf(pa[f]) * pb[f]; for (int u = 0; u < units; u++) t[u] = row[u] + add; break; }
+            case T_OSCILLATE: {
+                float add = sinf(pa[f]) * pb[f];
+                for (int u = 0; u < units; u++) t[u] = row[u] + add;
+                break;
+            }
             case T_THRESHOLD: {
                 float low = row[0], high = row[0];
                 for (int u = 1; u < units; u++) { low = fminf(low, row[u]); high = fmaxf(high, row[u]); }
@@ -321,7 +324,8 @@ static void apply_bends(tb_model *m, int point, float *a, int frames, int units,
             case T_NOISE: {
                 uint64_t key = mix64(mix64(s->seed) + counter);  /* drawn only for the units the fader reaches */
                 for (int u = 0; u < units; u++)
-                    t[u] = bend->ranks[u] < proportion ? row[u] + gaussian(key, (uint64_t)f * units + u) * pa[f] : row[u];
+                    t[u] = bend->ranks[u] < proportion ? row[u] + gaussian(key, (uint64_t)f * units + u) * pa[f]
+                                                        : row[u];
                 break;
             }
             case T_FREEZE:
@@ -459,14 +463,16 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     for (int s = 0; s < c->n_inputs; s++) {
         m->stacks[s] = zalloc(sizeof(fc_t) * c->layers);
         ok &= m->stacks[s] != NULL;
-        for (int l = 0; ok && l < c->layers; l++, w += 4) ok &= !fc_init(&m->stacks[s][l], weights + w, l ? ch : 1, ch, bf);
+        for (int l = 0; ok && l < c->layers; l++, w += 4)
+            ok &= !fc_init(&m->stacks[s][l], weights + w, l ? ch : 1, ch, bf);
     }
     ok = ok && !dense_init(&m->gru_in, weights[w], weights[w + 2], c->n_inputs * ch, 3 * u, bf);
     ok = ok && !dense_init(&m->gru_rec, weights[w + 1], weights[w + 2] + 3 * u, u, 3 * u, bf);
     w += 3;
     m->out_stack = zalloc(sizeof(fc_t) * c->layers);
     ok &= m->out_stack != NULL;
-    for (int l = 0; ok && l < c->layers; l++, w += 4) ok &= !fc_init(&m->out_stack[l], weights + w, l ? ch : skip, ch, bf);
+    for (int l = 0; ok && l < c->layers; l++, w += 4)
+        ok &= !fc_init(&m->out_stack[l], weights + w, l ? ch : skip, ch, bf);
     ok = ok && !dense_init(&m->dense_out, weights[w], weights[w + 1], ch, m->n_out, bf);
     int F = MAX_FRAMES, widest = skip > 3 * u ? skip : 3 * u;
     if (m->n_out > widest) widest = m->n_out;
@@ -486,12 +492,12 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     m->noise_delay_buf = zalloc(sizeof(float) * (m->noise_delay + 1));
     m->reverb_previous = zalloc(sizeof(float) * block);
     m->noise_ir = zalloc(sizeof(float) * F * m->ir_size);
-    m->noise_frames = zalloc(sizeof(float) * block);
+    m->filtered_noise = zalloc(sizeof(float) * block);
     m->own_noise = zalloc(sizeof(float) * block);
     m->noise_buf = zalloc(sizeof(float) * (block + m->noise_tail));
     m->harmonic = zalloc(sizeof(float) * block);
     m->f0_env = zalloc(sizeof(float) * block);
-    m->audio = zalloc(sizeof(float) * 2 * block);
+    m->reverb_frame = zalloc(sizeof(float) * 2 * block);
     m->sin_prev = zalloc(sizeof(double) * block);
     m->sin_cur = zalloc(sizeof(double) * block);
     m->cos2 = zalloc(sizeof(double) * block);
@@ -516,7 +522,8 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     m->n_bends = n_bends;
     m->bends = zalloc(sizeof(bend_t) * (n_bends ? n_bends : 1));
     ok &= m->tmp2 && m->h && m->prev_amps && m->noise_tail_buf && m->noise_delay_buf && m->reverb_previous
-          && m->noise_ir && m->noise_frames && m->own_noise && m->noise_buf && m->harmonic && m->f0_env && m->audio && m->sin_prev
+          && m->noise_ir && m->filtered_noise && m->own_noise && m->noise_buf && m->harmonic && m->f0_env
+          && m->reverb_frame && m->sin_prev
           && m->sin_cur && m->cos2 && m->fft_re && m->fft_im && m->acc_re && m->acc_im && m->twiddle_re
           && m->twiddle_im && m->real_re && m->real_im && m->bit_reverse && m->window_weights && m->linear_weights
           && m->noise_window && m->cos_table && m->ring_re && m->ring_im && m->part_re && m->part_im && m->bends;
@@ -598,7 +605,8 @@ void tb_destroy(tb_model *m) {
                      m->real_im, m->bit_reverse, m->window_weights, m->linear_weights, m->noise_window,
                      m->cos_table, m->x_in[0], m->x_in[1], m->stack_out[0], m->stack_out[1], m->fc1, m->projected,
                      m->gru_out, m->skip, m->fc2, m->raw, m->tmp, m->tmp2, m->amp_frames, m->noise_ir,
-                     m->noise_frames, m->own_noise, m->noise_buf, m->harmonic, m->f0_env, m->audio, m->sin_prev, m->sin_cur,
+                     m->filtered_noise, m->own_noise, m->noise_buf, m->harmonic, m->f0_env, m->reverb_frame,
+                     m->sin_prev, m->sin_cur,
                      m->cos2, m->fft_re, m->fft_im, m->acc_re, m->acc_im};
     for (size_t i = 0; i < sizeof(owned) / sizeof(*owned); i++) free(owned[i]);
     free(m);
@@ -776,7 +784,7 @@ static void noise_block(tb_model *m, const float *noise) {
         }
     }
     int d = m->noise_delay;
-    float *filtered = m->noise_frames;
+    float *filtered = m->filtered_noise;
     memcpy(filtered, m->noise_delay_buf, sizeof(float) * d);
     memcpy(filtered + d, buf, sizeof(float) * (n - d));
     memcpy(m->noise_delay_buf, buf + n - d, sizeof(float) * d);
@@ -787,7 +795,7 @@ static void noise_block(tb_model *m, const float *noise) {
 /* Dry plus the response, by uniformly partitioned overlap-save over a ring of input spectra. */
 static void reverb_block(tb_model *m, float *audio) {
     int n = m->block, bins = n + 1, parts = m->c.reverb_parts;
-    float *frame = m->audio;
+    float *frame = m->reverb_frame;
     memcpy(frame, m->reverb_previous, sizeof(float) * n);
     memcpy(frame + n, audio, sizeof(float) * n);
     memcpy(m->reverb_previous, audio, sizeof(float) * n);
@@ -832,7 +840,7 @@ void tb_step(tb_model *m, const float *f0, const float *loudness, const float *v
         noise = own;
     }
     noise_block(m, noise);
-    for (int i = 0; i < n; i++) out[i] = m->harmonic[i] + m->noise_frames[i];
+    for (int i = 0; i < n; i++) out[i] = m->harmonic[i] + m->filtered_noise[i];
     if (c->reverb_parts) reverb_block(m, out);
     m->started = 1;
     m->block_index++;
