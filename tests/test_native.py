@@ -167,7 +167,7 @@ def test_reset_and_continue_from_carry_or_clear_every_state(choir_model, voice):
 
 def test_a_block_size_the_kernel_cannot_take_is_refused(choir_model):
     rig = BendRig([], point_widths(choir_model.config.decoder), 3, graph=False)
-    with pytest.raises(ValueError, match="192-sample blocks .*a power of two up to 1024"):
+    with pytest.raises(ValueError, match=r"192-sample blocks .*a power of two up to 1024"):
         NativeStream(choir_model, rig, 3)
 
 
