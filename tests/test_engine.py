@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -460,6 +461,9 @@ def test_duplex_run_through_jack_with_a_changing_chain(jack_server, tmp_path):
     take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
     # tuibend's own rings never ran dry or full (periods JACK itself reported late are counted apart)
     assert (stats["underruns"], stats["overruns"]) == (0, 0), f"JACK xruns: {stats['xruns']}"
+    # the program's default: the native kernel, its layers in bfloat16 where the CPU has AVX512-BF16
+    assert stats["kernel"] == "native"
+    assert stats["bfloat16"] == ("avx512_bf16" in Path("/proc/cpuinfo").read_text())
     assert abs(len(take) / RATE - 30.0) < 1.0
     assert np.sqrt(np.mean(take ** 2)) > 0.01
     moves = [e for e in read_events(tmp_path / "events.jsonl") if e.source == "replay"]
