@@ -184,3 +184,7 @@ def test_no_compiler_or_a_failed_build_says_so(tmp_path, monkeypatch):
     with pytest.raises(NativeUnavailable, match="did not compile"):
         build(tmp_path / "block.so")
     assert not (tmp_path / "block.so").exists()
+    monkeypatch.delenv("CC")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(NativeUnavailable, match=r"cannot be built into .*TUIBEND_NATIVE_CACHE"):
+        build(tmp_path / "a-file" / "block.so")  # a cache folder that cannot be made

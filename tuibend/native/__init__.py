@@ -57,8 +57,13 @@ def build(target: Path) -> None:
     if compiler is None:
         raise NativeUnavailable("no C compiler (cc) to build the native kernel: install gcc "
                                 "(apt-get install build-essential); TensorFlow runs the model meanwhile")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as temporary:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        workspace = tempfile.TemporaryDirectory(dir=target.parent)
+    except OSError as error:
+        raise NativeUnavailable(f"the native kernel cannot be built into {target.parent}: {error} "
+                                "(set TUIBEND_NATIVE_CACHE to a writable folder)") from error
+    with workspace as temporary:
         partial = Path(temporary) / target.name
         try:
             result = subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE), "-lm"],
