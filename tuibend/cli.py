@@ -272,8 +272,9 @@ def _play(args: argparse.Namespace) -> None:
             if control is not None:
                 control.close()
     report = engine.telemetry
+    kernel = engine.kernel + (" (bfloat16)" if getattr(engine.chain_stream, "bfloat16", False) else "")
     print(f"played {report.time_s:.2f} s on {engine.device.name} at {engine.device.sample_rate} Hz, "
-          f"{args.block}-sample blocks: load {report.load:.2f} (peak {report.load_peak:.2f}), "
+          f"{args.block}-sample blocks, {kernel} kernel: load {report.load:.2f} (peak {report.load_peak:.2f}), "
           f"{report.underruns} underruns, {report.overruns} overruns, {report.xruns} xruns, "
           f"{report.guard_mutes} guard mutes, "
           f"latency {report.latency_ms:.1f} ms" + (f"; take {args.record}" if args.record else ""))

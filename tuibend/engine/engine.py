@@ -409,6 +409,11 @@ class Engine:
             self.events.add(Event(self.seconds, "engine", "guard", "muted a non-finite block and reset"))
 
     @property
+    def chain_stream(self):
+        """The stream of the chain playing (native or TensorFlow), None before :meth:`prepare`."""
+        return self._chain.stream if self._chain is not None else None
+
+    @property
     def seconds(self) -> float:
         return self.frame / self.model.config.frame_rate
 
@@ -436,9 +441,8 @@ class Engine:
             return
         self._last_stats = time.monotonic()
         stats = asdict(self.telemetry)
-        stream = self._chain.stream if self._chain is not None else None
         stats.update(block=self.settings.block, sample_rate=self.sample_rate, kernel=self.kernel,
-                     bfloat16=bool(getattr(stream, "bfloat16", False)),
+                     bfloat16=bool(getattr(self.chain_stream, "bfloat16", False)),
                      device=self.device.name if self.device else None,
                      device_rate=self.device.sample_rate if self.device else None)
         with atomic_path(self.settings.stats, suffix=".json") as temporary:
