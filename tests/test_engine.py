@@ -535,9 +535,11 @@ def test_headless_play_with_no_audio_device_paces_into_the_take(tmp_path):
     take, rate = soundfile.read(tmp_path / "take.wav")
     assert 1.5 < len(take) / rate < 2.6 and np.max(np.abs(take)) > 0.01
     assert "Traceback" not in result.stderr
+    assert ", native" in result.stdout  # the summary names the kernel that played
 
 
 @pytest.mark.parametrize(("args", "message"), [
+    (["--kernel", "fast"], "--kernel: invalid choice"),
     (["--device", "no-such-card"], "audio device 'no-such-card'"),
     (["--block", "100"], "block size 100"),
     (["--input", "no-such.wav"], "no-such.wav: no such file"),
