@@ -169,6 +169,8 @@ def test_a_block_size_the_kernel_cannot_take_is_refused(choir_model):
     rig = BendRig([], point_widths(choir_model.config.decoder), 3, graph=False)
     with pytest.raises(ValueError, match=r"192-sample blocks .*a power of two up to 1024"):
         NativeStream(choir_model, rig, 3)
+    with pytest.raises(ValueError, match="rig is for blocks of 3 frames, the stream for 4"):
+        NativeStream(choir_model, rig, 4)  # its values would be read past their end
 
 
 def test_the_kernel_knows_every_transform():

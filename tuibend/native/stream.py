@@ -73,6 +73,8 @@ class NativeStream:
                  bfloat16: bool = False):
         config = model.config
         decoder = config.decoder
+        if rig.block_frames != block_frames:
+            raise ValueError(f"the rig is for blocks of {rig.block_frames} frames, the stream for {block_frames}")
         self.model = model
         self.rig = rig
         self.block_frames = block_frames
