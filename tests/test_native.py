@@ -64,7 +64,7 @@ def play_both(model, bends, voice, block_frames, moves=None, seed=0, bfloat16=Fa
     return np.concatenate(takes[0]), np.concatenate(takes[1])
 
 
-@pytest.mark.parametrize("block_frames", [1, 4, 16])
+@pytest.mark.parametrize("block_frames", [1, 2, 4, 16])  # every path of the layers' frame grouping
 def test_native_stream_equals_tensorflow_unbent(choir_model, voice, block_frames):
     expected, native = play_both(choir_model, [], voice, block_frames)
     assert np.sqrt(np.mean(expected ** 2)) > 1e-3  # the voice sounds
@@ -88,6 +88,30 @@ def test_bfloat16_layers_stay_near_float32(choir_model, solo_model, voice, size,
         assert 1e-4 < error < tolerance
     else:
         assert error < 1e-5
+
+
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_the_block_size_changes_nothing_but_the_delay(choir_model, voice, bfloat16):
+    """Blocks of 1, 2, 4 and 16 frames give the same take (the kernel's own noise is a function of the
+    sample's place, each frame's arithmetic is the same however frames are grouped; the reverb's
+    partitions follow the block, which changes only its rounding): no seam at any block edge."""
+    widths = point_widths(choir_model.config.decoder)
+    f0, loudness = voice
+    n = 320  # frames, a multiple of every block
+    takes = []
+    for frames in (1, 2, 4, 16):
+        bends = [Bend("fc2", "smooth", 0.7, params={"seconds": 0.1}), Bend("gru", "scale", 0.5)]
+        rig = BendRig(bends, widths, frames, graph=False)
+        controller = BendController(rig, choir_model.config.frame_rate)
+        stream = NativeStream(choir_model, rig, frames, seed=2, bfloat16=bfloat16)
+        take = []
+        for start in range(0, n, frames):
+            controller.advance()
+            take.append(stream.step(f0[start:start + frames], loudness[start:start + frames]))
+        takes.append(np.concatenate(take))
+    assert np.sqrt(np.mean(takes[0] ** 2)) > 1e-3
+    for take in takes[1:]:
+        assert relative_error(take, takes[0]) < 1e-5
 
 
 def test_native_stream_equals_tensorflow_on_the_full_model(solo_model, voice):
