@@ -175,18 +175,51 @@ def test_own_white_noise_is_as_loud_as_tensorflows(choir_model, voice):
 
 
 def test_reset_and_continue_from_carry_or_clear_every_state(choir_model, voice):
+    """continue_from carries the GRU, phases, filter and reverb tails over and starts the bends' memory
+    afresh (as the engine resets a TensorFlow chain's rig on a switch); reset clears everything."""
     widths = point_widths(choir_model.config.decoder)
     f0, loudness = voice
     bends = [Bend("fc2", "smooth", 1.0, params={"seconds": 0.5})]
-    streams = [NativeStream(choir_model, BendRig(bends, widths, 4, graph=False), 4) for _ in range(2)]
-    blocks = [(f0[i:i + 4], loudness[i:i + 4]) for i in range(0, 400, 4)]
-    first = [streams[0].step(*block) for block in blocks[:50]]
-    streams[1].continue_from(streams[0])
-    later = [stream.step(*blocks[50]) for stream in streams]
-    np.testing.assert_array_equal(later[0], later[1])  # GRU, phase, tails and reverb carried over
-    streams[0].reset()
-    np.testing.assert_array_equal(np.concatenate([streams[0].step(*block) for block in blocks[:50]]),
-                                  np.concatenate(first))  # reset: as new, the bend's memory included
+
+    def chain():
+        rig = BendRig(bends, widths, 4, graph=False)
+        return BendController(rig, choir_model.config.frame_rate), NativeStream(choir_model, rig, 4)
+
+    def play(pair, blocks, shift=0.0):
+        controller, stream = pair
+        out = []
+        for start in blocks:
+            controller.advance()
+            out.append(stream.step(f0[start:start + 4], loudness[start:start + 4] + shift))
+        return np.concatenate(out)
+
+    playing, returning, fresh = chain(), chain(), chain()
+    first = play(playing, range(0, 200, 4))
+    play(returning, range(0, 200, 4), shift=-20.0)  # a chain played before, its smoothed units elsewhere
+    returning[1].continue_from(playing[1])
+    fresh[1].continue_from(playing[1])
+    after = [play(pair, [200]) for pair in (returning, fresh)]
+    np.testing.assert_array_equal(after[0], after[1])  # no memory of its last turn
+    assert relative_error(after[1], play(playing, [200])) > 1e-3  # the bend's memory does shape the sound
+    playing[1].reset()
+    np.testing.assert_array_equal(play(playing, range(0, 200, 4)), first)  # reset: as new
+    short = NativeStream(choir_model, BendRig([], widths, 2, graph=False), 2)
+    with pytest.raises(ValueError, match="same model and block size"):
+        short.continue_from(playing[1])
+
+
+def test_a_model_with_linear_amplitude_interpolation(choir_model, voice):
+    """ddsp's other amplitude resampling ('linear', a model's config may ask it) is followed too."""
+    from dataclasses import replace
+
+    from tuibend.model.timbre import TimbreModel
+
+    linear = TimbreModel(replace(choir_model.config, amp_resample_method="linear"), choir_model.weights(),
+                         choir_model.statistics)
+    expected, native = play_both(linear, [], voice, 4)
+    window, _ = play_both(choir_model, [], voice, 4)
+    assert relative_error(expected, window) > 1e-4  # the two methods differ
+    assert relative_error(native, expected) < 1e-5
 
 
 def test_a_block_size_the_kernel_cannot_take_is_refused(choir_model):

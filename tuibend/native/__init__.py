@@ -79,7 +79,8 @@ class Config(ctypes.Structure):
     _fields_ = [("n_inputs", ctypes.c_int), ("input_is_f0", ctypes.c_int * 2), ("ch", ctypes.c_int),
                 ("layers", ctypes.c_int), ("rnn", ctypes.c_int), ("n_harmonics", ctypes.c_int),
                 ("n_bands", ctypes.c_int), ("hop", ctypes.c_int), ("block_frames", ctypes.c_int),
-                ("reverb_parts", ctypes.c_int), ("bfloat16", ctypes.c_int), ("sample_rate", ctypes.c_float),
+                ("reverb_parts", ctypes.c_int), ("bfloat16", ctypes.c_int), ("amp_linear", ctypes.c_int),
+                ("sample_rate", ctypes.c_float),
                 ("f0_range", ctypes.c_float), ("ld_range", ctypes.c_float), ("noise_bias", ctypes.c_float),
                 ("seed", ctypes.c_uint64)]
 
@@ -109,6 +110,7 @@ def library() -> ctypes.CDLL:
     lib.tb_reset.argtypes = [ctypes.c_void_p]
     lib.tb_bfloat16.argtypes = [ctypes.c_void_p]
     lib.tb_continue_from.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.tb_continue_from.restype = ctypes.c_int
     lib.tb_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
                             ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_step.restype = None

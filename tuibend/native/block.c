@@ -41,6 +41,7 @@ typedef struct {
     int input_is_f0[2]; /* 1: that key is f0_scaled, 0: ld_scaled */
     int ch, layers, rnn, n_harmonics, n_bands, hop, block_frames, reverb_parts;
     int bfloat16;       /* 1: weights and layer inputs in bfloat16 (float32 sums), where the CPU has it */
+    int amp_linear;     /* 1: harmonic amplitudes interpolated linearly between frames, 0: ddsp's "window" */
     float sample_rate, f0_range, ld_range, noise_bias;
     uint64_t seed;
 } tb_config;
@@ -454,7 +455,7 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     while (fft_size < c->hop + m->ir_size - 1) fft_size <<= 1;
     m->noise_tail = fft_size - c->hop;
     m->noise_delay = c->hop - ((m->ir_size - 1) / 2 - 1);
-    if (m->noise_delay < 0 || c->ch < 1 || c->rnn < 1 || c->layers < 1 || c->n_harmonics < 1) {
+    if (m->noise_delay < 0 || m->noise_delay > block || c->ch < 1 || c->rnn < 1 || c->layers < 1 || c->n_harmonics < 1) {
         free(m);  /* more noise bands than one hop can align, or an empty layer */
         return NULL;
     }
@@ -563,7 +564,7 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     for (int r = 0; r < c->hop; r++) {
         float position = (float)r / (float)c->hop;
         m->linear_weights[r] = position;
-        m->window_weights[r] = 0.5f - 0.5f * cosf((float)M_PI * position);
+        m->window_weights[r] = c->amp_linear ? position : 0.5f - 0.5f * cosf((float)M_PI * position);
     }
     for (int n = 0; n < m->ir_size; n++) {
         m->noise_window[n] = (float)(0.5 - 0.5 * cos(TWO_PI * n / m->ir_size));
@@ -617,8 +618,13 @@ void tb_reset(tb_model *m) { reset_state(m); }
 /* 1 when this model's layers run in bfloat16 (asked for, and the CPU and compiler have it). */
 int tb_bfloat16(const tb_model *m) { return m->c.bfloat16; }
 
-/* Takes over another model's stream state (same model and block size): GRU, phases, tails. */
-void tb_continue_from(tb_model *m, const tb_model *other) {
+/* Takes over another model's stream state (same model and block size; else returns -1 and changes
+ * nothing): GRU, phases, tails. The bends' memory starts afresh, as a TensorFlow chain's rig is reset. */
+int tb_continue_from(tb_model *m, const tb_model *other) {
+    const tb_config *a = &m->c, *b = &other->c;
+    if (a->rnn != b->rnn || a->n_harmonics != b->n_harmonics || a->n_bands != b->n_bands || a->hop != b->hop
+        || a->block_frames != b->block_frames || a->reverb_parts != b->reverb_parts)
+        return -1;
     memcpy(m->h, other->h, sizeof(float) * m->c.rnn);
     memcpy(m->prev_amps, other->prev_amps, sizeof(float) * m->c.n_harmonics);
     m->prev_f0 = other->prev_f0;
@@ -632,6 +638,9 @@ void tb_continue_from(tb_model *m, const tb_model *other) {
     memcpy(m->ring_re, other->ring_re, sizeof(float) * ring);
     memcpy(m->ring_im, other->ring_im, sizeof(float) * ring);
     m->newest = other->newest;
+    for (int i = 0; i < m->n_bends; i++)
+        if (m->bends[i].memory) memset(m->bends[i].memory, 0, sizeof(float) * m->bends[i].spec.units);
+    return 0;
 }
 
 static void decoder(tb_model *m, const float *f0, const float *loudness, const float *values, uint64_t counter) {

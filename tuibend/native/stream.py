@@ -92,6 +92,7 @@ class NativeStream:
         c = Config(n_inputs=len(decoder.input_keys), ch=decoder.ch, layers=decoder.layers_per_stack,
                    rnn=decoder.rnn_channels, n_harmonics=decoder.n_harmonics, n_bands=decoder.n_noise_bands,
                    hop=config.hop, block_frames=block_frames, reverb_parts=parts, bfloat16=int(bfloat16),
+                   amp_linear=int(config.amp_resample_method == "linear"),
                    sample_rate=config.sample_rate, f0_range=config.f0_range, ld_range=config.ld_range,
                    noise_bias=config.noise_initial_bias, seed=seed)
         for index, key in enumerate(decoder.input_keys):
@@ -130,8 +131,10 @@ class NativeStream:
         self._lib.tb_reset(self._handle)
 
     def continue_from(self, other: NativeStream) -> None:
-        """Takes over another native stream's state (same model and block size), for a click-free chain change."""
-        self._lib.tb_continue_from(self._handle, other._handle)
+        """Takes over another native stream's state (same model and block size), for a click-free chain
+        change; this stream's bends start afresh (as the engine resets a TensorFlow chain's rig)."""
+        if self._lib.tb_continue_from(self._handle, other._handle):
+            raise ValueError("a stream can only continue one of the same model and block size")
 
     def step(self, f0_hz, loudness_db, noise=None) -> np.ndarray:
         """One block: ``block_frames`` frames of f0 and loudness -> ``block_frames * hop`` samples.
