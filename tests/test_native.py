@@ -235,6 +235,12 @@ def test_the_kernel_knows_every_transform():
     assert set(TRANSFORM_ROWS) | {"invert", "ablate", "permute"} == set(TRANSFORMS)
 
 
+def test_a_build_replaces_older_ones(tmp_path):
+    (tmp_path / "block-0123456789abcdef.so").write_bytes(b"an older source's build")
+    build(tmp_path / "block-fedcba9876543210.so")
+    assert [path.name for path in tmp_path.iterdir()] == ["block-fedcba9876543210.so"]
+
+
 def test_no_compiler_or_a_failed_build_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.raises(NativeUnavailable, match="could not run"):

@@ -73,6 +73,9 @@ def build(target: Path) -> None:
         if result.returncode:
             raise NativeUnavailable(f"the native kernel did not compile ({compiler}): {result.stderr.strip()[:400]}")
         os.replace(partial, target)
+    for stale in target.parent.glob("block-*.so"):  # builds of other sources or CPUs: not needed again here
+        if stale != target:
+            stale.unlink(missing_ok=True)
 
 
 class Config(ctypes.Structure):
