@@ -1,8 +1,9 @@
 """Chains of bends on a model: the graph side (a hook) and the control side (per-frame values).
 
 ``BendRig`` is built once per chain structure and block size. Its hook runs inside the
-model's compiled step and reads every parameter, per frame, from one variable. The
-``BendController`` fills that variable before each block from faders (smoothed per frame),
+model's compiled step and reads every parameter, per frame, from one variable (the native
+kernel reads the same values as an array). The
+``BendController`` fills them before each block from faders (smoothed per frame),
 automation lanes and morphs, and derives what transforms need (oscillator phase), so changes are heard in the
 next block without retracing and without clicks.
 """
@@ -68,7 +69,9 @@ def check_bend(bend: Bend, widths: dict[str, int] | None, where: str = "bend") -
 
 
 class BendRig:
-    """The graph side of a chain: call :attr:`hook` inside the model's compiled step."""
+    """A chain's bends as the model reads them: each bend's plan (units, ranks, permutation) and the
+    latest block's per-frame values, which the native kernel reads; with ``graph`` (TensorFlow) also
+    the :attr:`hook` to call inside the model's compiled step."""
 
     def __init__(self, bends: list[Bend], widths: dict[str, int], block_frames: int,
                  unit_statistics: dict[str, np.ndarray] | None = None, batch: int = 1, graph: bool = True):
