@@ -67,7 +67,7 @@ typedef struct {
 
 typedef struct {
     tb_config c;
-    int n_out, block, fft_half, ir_size, noise_tail, noise_delay;
+    int n_out, block, ir_size, noise_tail, noise_delay;  /* block: samples, also the FFT's complex points */
     fc_t *stacks[2];
     fc_t *out_stack;
     dense_t gru_in, gru_rec, dense_out;
@@ -79,12 +79,12 @@ typedef struct {
     int started;
     uint64_t block_index;
     float *noise_tail_buf, *noise_delay_buf, *reverb_previous;
-    float *ring_re, *ring_im;  /* [parts][fft_half + 1] */
+    float *ring_re, *ring_im;  /* [parts][block + 1] */
     int newest;
     /* constants */
     float *part_re, *part_im;
-    float *twiddle_re, *twiddle_im;  /* fft_half-point complex FFT */
-    float *real_re, *real_im;        /* W_N^k for the real-FFT split, k <= fft_half */
+    float *twiddle_re, *twiddle_im;  /* block-point complex FFT */
+    float *real_re, *real_im;        /* W_N^k for the real-FFT split, k <= block */
     int *bit_reverse;
     float *window_weights, *linear_weights, *noise_window, *cos_table;
     /* scratch */
@@ -267,7 +267,7 @@ static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static float exp_sigmoid(float x) { return 2.0f * powf(sigmoidf(x), logf(10.0f)) + 1e-7f; }
 
-/* splitmix64: a counter-based generator, so a block's noise depends only on (seed, block). */
+/* splitmix64 over a counter: a draw depends only on its key and index, never on what came before. */
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -352,9 +352,9 @@ static void apply_bends(tb_model *m, int point, float *a, int frames, int units,
     }
 }
 
-/* In-place complex FFT of m->fft_half points (radix 2, split real and imaginary arrays). */
+/* In-place complex FFT of m->block points (radix 2, split real and imaginary arrays). */
 static void fft(const tb_model *m, float *re, float *im) {
-    int n = m->fft_half;
+    int n = m->block;
     for (int i = 0; i < n; i++) {
         int j = m->bit_reverse[i];
         if (i < j) {
@@ -377,7 +377,7 @@ static void fft(const tb_model *m, float *re, float *im) {
 
 /* Spectrum X[0..M] of 2M real samples, by one M-point complex FFT of the even/odd pairs. */
 static void real_fft(const tb_model *m, const float *x, float *out_re, float *out_im) {
-    int n = m->fft_half;
+    int n = m->block;
     float *re = m->fft_re, *im = m->fft_im;
     for (int i = 0; i < n; i++) { re[i] = x[2 * i]; im[i] = x[2 * i + 1]; }
     fft(m, re, im);
@@ -393,7 +393,7 @@ static void real_fft(const tb_model *m, const float *x, float *out_re, float *ou
 
 /* 2M real samples from a Hermitian spectrum X[0..M] (the inverse of real_fft, scaled 1/2M). */
 static void real_ifft(const tb_model *m, const float *in_re, const float *in_im, float *x) {
-    int n = m->fft_half;
+    int n = m->block;
     float *re = m->fft_re, *im = m->fft_im;
     for (int k = 0; k < n; k++) {
         float ar = in_re[k], ai = in_im[k], br = in_re[n - k], bi = -in_im[n - k]; /* b = conj X[M-k] */
@@ -424,8 +424,8 @@ static void reset_state(tb_model *m) {
     memset(m->noise_delay_buf, 0, sizeof(float) * (m->noise_delay + 1));
     memset(m->reverb_previous, 0, sizeof(float) * m->block);
     if (c->reverb_parts) {
-        memset(m->ring_re, 0, sizeof(float) * (size_t)c->reverb_parts * (m->fft_half + 1));
-        memset(m->ring_im, 0, sizeof(float) * (size_t)c->reverb_parts * (m->fft_half + 1));
+        memset(m->ring_re, 0, sizeof(float) * (size_t)c->reverb_parts * (m->block + 1));
+        memset(m->ring_im, 0, sizeof(float) * (size_t)c->reverb_parts * (m->block + 1));
     }
     m->newest = c->reverb_parts ? c->reverb_parts - 1 : 0;
     for (int b = 0; b < m->n_bends; b++)
@@ -448,7 +448,6 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     if (!m) return NULL;
     m->c = *c;
     m->block = block;
-    m->fft_half = block;
     m->n_out = 1 + c->n_harmonics + c->n_bands;
     m->ir_size = 2 * (c->n_bands - 1);
     int fft_size = 1;
@@ -634,7 +633,7 @@ int tb_continue_from(tb_model *m, const tb_model *other) {
     memcpy(m->noise_tail_buf, other->noise_tail_buf, sizeof(float) * m->noise_tail);
     memcpy(m->noise_delay_buf, other->noise_delay_buf, sizeof(float) * (m->noise_delay + 1));
     memcpy(m->reverb_previous, other->reverb_previous, sizeof(float) * m->block);
-    size_t ring = (size_t)m->c.reverb_parts * (m->fft_half + 1);
+    size_t ring = (size_t)m->c.reverb_parts * (m->block + 1);
     memcpy(m->ring_re, other->ring_re, sizeof(float) * ring);
     memcpy(m->ring_im, other->ring_im, sizeof(float) * ring);
     m->newest = other->newest;

@@ -79,8 +79,6 @@ class NativeStream:
         self.rig = rig
         self.block_frames = block_frames
         self.block_samples = block_frames * config.hop
-        self.batch = 1
-        self.latency_samples = config.hop
         self._lib = library()
         weights = model.weights()
         self._keep = [np.ascontiguousarray(weights[name], np.float32) for name in weight_order(config)]
