@@ -47,12 +47,12 @@ sys.path.insert(0, str(REPO))
 import tuibend  # noqa: E402
 from tuibend.bend.rig import Bend, BendController, BendRig, control_scene  # noqa: E402
 from tuibend.engine.engine import Engine  # noqa: E402
-from tuibend.engine.safety import DcBlocker, Limiter, is_finite  # noqa: E402
 from tuibend.engine.session import live_input  # noqa: E402
 from tuibend.engine.sources import LiveAnalysis  # noqa: E402
 from tuibend.model.decoder import point_widths  # noqa: E402
 from tuibend.model.timbre import TimbreModel  # noqa: E402
 from tuibend.native.stream import NativeStream  # noqa: E402
+from tuibend.safety import DcBlocker, Limiter, is_finite  # noqa: E402
 
 BLOCKS = (64, 256, 1024)  # samples at 16 kHz: 4, 16 and 64 ms
 SEED_BLOCK_SECONDS = 4.0

@@ -17,11 +17,11 @@ from jack_harness import RATE, Harness, Passthrough, onset
 from tuibend.audiofile import read_audio
 from tuibend.bend.rig import Bend, BendRig
 from tuibend.bend.scene import Scene, save_scene
+from tuibend.dynamics import Dynamics, GateSettings
 from tuibend.engine import Engine, EngineError, EngineSettings
 from tuibend.engine.devices import Bridge
 from tuibend.engine.events import EventLog, read_events
 from tuibend.engine.ring import RingBuffer
-from tuibend.engine.safety import DcBlocker, Limiter
 from tuibend.engine.session import file_player
 from tuibend.engine.take import TakeWriter
 from tuibend.model.decoder import point_widths
@@ -29,6 +29,7 @@ from tuibend.native.stream import NativeStream
 from tuibend.pitch.analysis import analyze_audio
 from tuibend.pitch.trackers import make_tracker
 from tuibend.render import render_features, stream_features
+from tuibend.safety import DcBlocker, Limiter
 
 FIVE_BENDS = [Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
               Bend("gru", "ablate", 0.2), Bend("fc2", "scale", 0.2, params={"gain": 1.5}),
@@ -218,19 +219,24 @@ def test_onset_pitch_on_a_real_voice_moves_only_note_starts_and_towards_the_sung
 @pytest.mark.parametrize(("kernel", "gain_db"), [("tensorflow", 0.0), ("native", 0.0), ("native", 6.0)])
 def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path, kernel, gain_db):
     """Block edges are seamless: a take of the engine equals the offline render of the same input
-    (times the output gain). The native kernel draws its own white noise, so its take is compared
-    with an offline render through the kernel (which equals TensorFlow's given the same noise:
-    test_native)."""
+    through the same gate and level match (times the output gain). The native kernel draws its own
+    white noise, so its take is compared with an offline render through the kernel (which equals
+    TensorFlow's given the same noise: test_native)."""
     _, take = play_file(choir_model, player, tmp_path, 3.0, gain_db=gain_db, kernel=kernel)
     hop = choir_model.config.hop
     features = player.features[:len(take) // hop]
+    dynamics = Dynamics.for_model(choir_model.config, GateSettings(), True, player.makeup_db)
     if kernel == "native":
-        rig = BendRig([], point_widths(choir_model.config.decoder), 16, graph=False)
-        reference = stream_features(NativeStream(choir_model, rig, 16, bfloat16=True), features)
+        rig = BendRig([], point_widths(choir_model.config.decoder), 4, graph=False)  # 256 samples, as the engine
+        reference = stream_features(NativeStream(choir_model, rig, 4, bfloat16=True), features,
+                                    dynamics=dynamics, dry=player.audio, levels_db=player.levels_db)
     else:
-        reference = render_features(choir_model, features, block_seconds=256 / RATE)
+        reference = render_features(choir_model, features, block_seconds=256 / RATE, dynamics=dynamics,
+                                    dry=player.audio, levels_db=player.levels_db)
     reference = np.concatenate([np.zeros(hop, np.float32), reference]) * np.float32(10 ** (gain_db / 20))
-    reference = Limiter(RATE).process(DcBlocker(RATE).process(reference))
+    dc, limiter = DcBlocker(RATE), Limiter(RATE)  # block by block, as the engine runs them
+    reference = np.concatenate([limiter.process(dc.process(reference[i:i + 256]))
+                                for i in range(0, len(reference), 256)])
     n = min(len(take), len(reference))
     assert n >= 3 * RATE
     assert np.max(np.abs(take[:n] - reference[:n])) < 1e-4

@@ -3,8 +3,9 @@
     python tools/make_training_audio.py midi              # writes data/midi/<instrument>/*.mid (committed)
     python tools/make_training_audio.py audio -o DIR      # renders them with the FluidR3 GM soundfont
 
-The melodies are legato and detached phrases over about two octaves with vibrato (modulation
-wheel), swells (expression) and velocity dynamics, rendered dry (FluidSynth's reverb and chorus off:
+The melodies are legato, detached and staccato phrases over about two octaves with vibrato
+(modulation wheel), swells (expression), velocity dynamics from pianissimo to fortissimo and rests
+from a breath to several seconds, rendered dry (FluidSynth's reverb and chorus off:
 the model learns its own reverb). Rendering needs Debian's ``fluidsynth`` and
 ``fluid-soundfont-gm`` (``apt-get install fluidsynth fluid-soundfont-gm``).
 """
@@ -58,7 +59,13 @@ def write_midi(path: Path, events: list[tuple[int, bytes]]) -> None:
 
 
 def melody(rng: np.random.Generator, program: int, low: int, high: int, seconds: float) -> list[tuple[int, bytes]]:
-    """One phrase-structured melody: a random walk in a scale, with dynamics, vibrato and rests."""
+    """One phrase-structured melody: a random walk in a scale, with dynamics, vibrato and rests.
+
+    Phrases are legato, detached or staccato (notes of 80-250 ms with silence between), each at its
+    own dynamic level from pianissimo to fortissimo, some swelling or fading across the phrase; rests
+    between phrases run from a breath to several seconds, so the model hears the instrument's real
+    releases into silence, soft and loud playing, and short notes.
+    """
     scale = np.array([0, 2, 4, 5, 7, 9, 11])
     root = int(rng.integers(0, 12))
     notes = sorted({n for n in range(low, high + 1) if (n - root) % 12 in scale})
@@ -66,16 +73,24 @@ def melody(rng: np.random.Generator, program: int, low: int, high: int, seconds:
     tick, index = 0, len(notes) // 2
     end = int(seconds * 2 * TICKS)
     while tick < end:
-        legato = rng.random() < 0.6
-        for _ in range(int(rng.integers(3, 9))):  # a phrase
+        style = rng.choice(["legato", "detached", "staccato"], p=[0.45, 0.3, 0.25])
+        level = rng.uniform(30, 120)  # the phrase's dynamic, pianissimo to fortissimo
+        slope = rng.choice([-1.0, 0.0, 0.0, 1.0]) * rng.uniform(0, 60)  # a crescendo or a fade across it
+        count = int(rng.integers(3, 9)) if style != "staccato" else int(rng.integers(4, 12))
+        for number in range(count):
             index = int(np.clip(index + rng.choice([-3, -2, -1, -1, 1, 1, 2, 3, 4, -4]), 0, len(notes) - 1))
-            length = int(TICKS * rng.choice([0.5, 1, 1, 1.5, 2, 3, 4]))
-            velocity = int(np.clip(rng.normal(80, 25), 30, 127))
-            sounding = int(length * (1.05 if legato else rng.uniform(0.6, 0.9)))
+            if style == "staccato":
+                length = int(TICKS * rng.choice([0.5, 0.5, 1.0]))
+                sounding = int(TICKS * rng.uniform(0.16, 0.5))  # 80-250 ms at 120 bpm
+            else:
+                length = int(TICKS * rng.choice([0.5, 1, 1, 1.5, 2, 3, 4]))
+                sounding = int(length * (1.05 if style == "legato" else rng.uniform(0.6, 0.9)))
+            progress = number / max(1, count - 1) - 0.5
+            velocity = int(np.clip(level + slope * progress + rng.normal(0, 6), 20, 127))
             events.append((tick, bytes([0x90, notes[index], velocity])))
             events.append((tick + sounding, bytes([0x80, notes[index], 0])))
             # Expression swell and delayed vibrato across the note.
-            swell = rng.uniform(0.4, 1.0)
+            swell = rng.uniform(0.2, 1.0) if style != "staccato" else 0.0
             for step in range(8):
                 at = tick + step * length // 8
                 shape = np.sin(np.pi * (step + 0.5) / 8)
@@ -83,7 +98,7 @@ def melody(rng: np.random.Generator, program: int, low: int, high: int, seconds:
                 vibrato = int(min(127, max(0, (step - 2) * rng.uniform(0, 14))))
                 events.append((at, bytes([0xB0, 1, vibrato])))
             tick += length
-        tick += int(TICKS * rng.choice([0.5, 1, 2]))  # breath
+        tick += int(TICKS * rng.choice([0.5, 1, 2, 4, 8]))  # a breath to a long rest
     events.append((end + TICKS, bytes([0xB0, 123, 0])))
     return events
 

@@ -114,7 +114,7 @@ def _render(args: argparse.Namespace) -> None:
                             pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
     result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
                          seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache,
-                         scene=scene, unit_statistics=statistics)
+                         scene=scene, unit_statistics=statistics, gate=args.gate, level_match=args.level_match)
     report = result.report
     print(f"wrote {args.output}: {len(result.audio) / model.config.sample_rate:.2f} s, peak {report['peak']:.2f}; "
           f"octave shift {report['octaves']:+d}, loudness {'mapped' if report['loudness_mapped'] else 'as is'}")
@@ -181,7 +181,7 @@ def open_engine(args: argparse.Namespace, notify=print):
         source = file_player(model, args.input, args.tracker, loop=not args.once)
     settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
                               margin_periods=args.margin, gain_db=args.gain, kernel=args.kernel,
-                              bfloat16=not args.float32)
+                              bfloat16=not args.float32, gate=args.gate, level_match=args.level_match)
     engine = Engine(model, source, [scene for _, scene in entries], settings, scene=first,
                     units_provider=lambda: unit_statistics(model, args.model))
     engine.scene_paths = [path for path, _ in entries]
@@ -286,7 +286,7 @@ def _dataset(args: argparse.Namespace) -> None:
     from tuibend.training.dataset import build_dataset
 
     manifest = build_dataset(args.audio, args.output, tracker=args.tracker, holdout=args.holdout, seed=args.seed,
-                             progress=ProgressBar("analysing"))
+                             noise_floors=args.noise_floors, progress=ProgressBar("analysing"))
     examples = manifest["examples"]
     print(f"wrote {args.output}: {examples['train']} training and {examples['holdout']} held-out examples "
           f"of 4 s (pitch by {manifest['tracker']})")
@@ -382,6 +382,20 @@ def _models(args: argparse.Namespace) -> None:
     print("\n".join(rows) if rows else f"no models in {args.folder}")
 
 
+def _noise_floors(text: str) -> tuple[float | None, ...]:
+    """'none,-70,-60' -> (None, -70.0, -60.0): floors in dBFS, each below 0."""
+    floors: list[float | None] = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        try:
+            floors.append(None if item == "none" else float(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a level in dBFS or 'none'") from None
+        if floors[-1] is not None and not -120.0 <= floors[-1] < 0.0:
+            raise argparse.ArgumentTypeError(f"{item} dBFS: a noise floor lies between -120 and 0 dBFS")
+    return tuple(floors)
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1."""
     try:
@@ -425,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0, help="seed of the noise synth")
     render.add_argument("--scene", help="a scene file (scenes/NAME.toml): its bends and automation")
     render.add_argument("--spectrogram", metavar="PNG", help="also draw input and output spectrograms")
+    _dynamics_options(render)
     render.set_defaults(handler=_render)
 
     play = commands.add_parser("play", help="perform: the terminal instrument (or --headless)")
@@ -441,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--once", action="store_true", help="play the file once instead of looping it")
     play.add_argument("--bypass", action="store_true", help="start in bypass (the dry input is heard)")
     play.add_argument("--gain", type=float, default=0.0, metavar="DB", help="output gain before the limiter")
+    _dynamics_options(play)
     play.add_argument("--compute", choices=["auto", "cpu", "gpu"], default="auto")
     play.add_argument("--kernel", choices=["auto", "native", "tensorflow"], default="auto",
                       help="what runs a block: the native C kernel (built on first use; the fastest on a CPU), "
@@ -474,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="pitch tracker (default: CREPE full where installed, else tiny)")
     dataset.add_argument("--holdout", type=float, default=0.1, help="share of 20 s chunks held out (default 0.1)")
     dataset.add_argument("--seed", type=int, default=0)
+    dataset.add_argument("--noise-floors", type=_noise_floors, default="none,-70,-60,-50", metavar="DB,...",
+                         help="noise floors (dBFS) mixed into the analysis of successive recordings, the target "
+                              "kept clean; 'none' for a clean one (default: none,-70,-60,-50)")
     dataset.set_defaults(handler=_dataset)
 
     trainer = commands.add_parser("train", help="train a model on a dataset (resumes when interrupted)")
@@ -518,6 +537,25 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--tracker", choices=TRACKERS, default="crepe-tiny", help="pitch tracker (default crepe-tiny)")
     parser.add_argument("--no-cache", action="store_true", help="analyse again, do not read or write the cache")
+
+
+def _gate(text: str):
+    """argparse type: the noise gate's setting."""
+    from tuibend.dynamics import parse_gate
+
+    try:
+        return parse_gate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _dynamics_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gate", type=_gate, default="auto", metavar="auto|off|DB",
+                        help="the noise gate: silent when the player is. auto: opens 10 dB above the input's "
+                             "measured noise floor (default); off; or a fixed threshold on the loudness scale "
+                             "(dB; white noise at -60 dBFS reads -37)")
+    parser.add_argument("--no-level-match", dest="level_match", action="store_false",
+                        help="keep the model's own level (by default the output follows the player's level)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

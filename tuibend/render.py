@@ -10,13 +10,15 @@ import numpy as np
 
 from tuibend.adjust import Adjustment, adjust
 from tuibend.atomic import atomic_path
-from tuibend.audiofile import AudioFileError, check_output_format, write_audio
+from tuibend.audiofile import AudioFileError, check_output_format, read_audio, write_audio
 from tuibend.bend.rig import BendController, control_scene
-from tuibend.bend.scene import Scene
+from tuibend.bend.scene import Scene, scene_gate
+from tuibend.dynamics import Dynamics, GateSettings
 from tuibend.model.decoder import BendHook, no_bend, point_widths
 from tuibend.model.timbre import ModelStream, TimbreModel
 from tuibend.pitch.analysis import Features
 from tuibend.pitch.files import analyze
+from tuibend.safety import Limiter
 
 Progress = Callable[[float], None]  # called with the fraction done, 0..1
 
@@ -30,20 +32,26 @@ class RenderResult:
 
 def render_features(model: TimbreModel, features: Features, hook: BendHook = no_bend, seed: int = 0,
                     block_seconds: float = 1.0, progress: Progress | None = None, scene: Scene | None = None,
-                    unit_statistics: dict | None = None) -> np.ndarray:
+                    unit_statistics: dict | None = None, dynamics: Dynamics | None = None,
+                    dry: np.ndarray | None = None, levels_db: np.ndarray | None = None) -> np.ndarray:
     """Resynthesises features in blocks of about a second (so long files report progress); a
-    scene's bends and automation run from the start of the file."""
+    scene's bends and automation run from the start of the file. ``dynamics`` (with the ``dry``
+    input it matches the level of, and ``levels_db``, the input's own loudness the gate listens to
+    where the features were fitted to the model) gates and levels the output as the live engine does."""
     block = max(1, int(block_seconds * model.config.frame_rate))
     controller = None
     if scene is not None:
         controller = control_scene(scene.bends, scene.automation, point_widths(model.config.decoder), block,
                                    model.config.frame_rate, unit_statistics)
         hook = controller.rig.hook
-    return stream_features(model.stream(block, hook=hook, seed=seed), features, controller, progress)
+    return stream_features(model.stream(block, hook=hook, seed=seed), features, controller, progress, dynamics,
+                           dry, levels_db, drone=scene is not None and scene.drone)
 
 
 def stream_features(stream: ModelStream, features: Features, controller: BendController | None = None,
-                    progress: Progress | None = None) -> np.ndarray:
+                    progress: Progress | None = None, dynamics: Dynamics | None = None,
+                    dry: np.ndarray | None = None, levels_db: np.ndarray | None = None,
+                    drone: bool = False) -> np.ndarray:
     """Resynthesises features through a stream (and the controller of its bends), from their start.
 
     A stream equals the whole-signal render delayed by one hop: it is fed one frame more (the
@@ -61,32 +69,55 @@ def stream_features(stream: ModelStream, features: Features, controller: BendCon
     padding = n_blocks * block - n_frames
     f0 = np.concatenate([features.f0_hz, np.repeat(features.f0_hz[-1:], padding)])
     loudness = np.concatenate([features.loudness_db, np.repeat(features.loudness_db[-1:], padding)])
+    if dynamics is not None:
+        dynamics.reset()
+        levels = features.loudness_db if levels_db is None else np.asarray(levels_db, np.float32)[:n_frames]
+        levels = np.concatenate([levels, np.repeat(levels[-1:], padding)])
+        dry = np.zeros(n_blocks * block * hop, np.float32) if dry is None else \
+            np.pad(np.asarray(dry, np.float32)[:n_blocks * block * hop], (0, max(0, n_blocks * block * hop - len(dry))))
     pieces = []
     for index in range(n_blocks):
         window = slice(index * block, (index + 1) * block)
         if controller is not None:
             controller.advance()
-        pieces.append(stream.step(f0[window], loudness[window]))
+        if dynamics is None:
+            pieces.append(stream.step(f0[window], loudness[window]))
+            continue
+        audio = stream.step(f0[window], dynamics.hear(loudness[window], levels[window]))
+        pieces.append(dynamics.shape(audio, dry[index * block * hop:(index + 1) * block * hop], drone))
         if progress is not None:
             progress((index + 1) / n_blocks)
     return np.concatenate(pieces)[hop:hop + n_frames * hop]
 
 
+def limit(audio: np.ndarray, sample_rate: int, block: int = 4096) -> np.ndarray:
+    """The live engine's peak limiter over a whole render (the level match may lift a model past 0 dBFS)."""
+    limiter = Limiter(sample_rate)
+    return np.concatenate([limiter.process(audio[start:start + block]) for start in range(0, len(audio), block)])
+
+
 def render_file(model: TimbreModel, input_path: str | Path, output_path: str | Path, tracker: str = "crepe-tiny",
                 adjustment: Adjustment | None = None, hook: BendHook = no_bend, seed: int = 0,
                 progress: Progress | None = None, use_cache: bool = True, scene: Scene | None = None,
-                unit_statistics: dict | None = None) -> RenderResult:
-    """Analyses (or reuses the cache), adjusts, resynthesises and writes ``output_path`` atomically."""
+                unit_statistics: dict | None = None, gate: GateSettings | None = None,
+                level_match: bool = True) -> RenderResult:
+    """Analyses (or reuses the cache), adjusts, resynthesises through the gate and the level match
+    (as the live engine plays), and writes ``output_path`` atomically."""
     check_output_format(output_path)
     features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache)
     if len(features) < 2:
         raise AudioFileError(f"{input_path}: too short to render (under 8 ms)")
     adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())
+    dynamics = Dynamics.for_model(model.config, scene_gate(scene, gate), level_match,
+                                  -report["loudness_shift_db"])
+    dry = read_audio(input_path, model.config.sample_rate)
     audio = render_features(model, adjusted, hook, seed, progress=progress, scene=scene,
-                            unit_statistics=unit_statistics)
-    peak = float(np.max(np.abs(audio)))
-    if not np.isfinite(peak):
+                            unit_statistics=unit_statistics, dynamics=dynamics, dry=dry,
+                            levels_db=features.loudness_db)
+    if not np.all(np.isfinite(audio)):
         raise FloatingPointError("the model produced NaN or infinite samples; nothing was written")
+    audio = limit(audio, model.config.sample_rate)
+    peak = float(np.max(np.abs(audio)))
     report["peak"] = peak
     write_audio(output_path, audio, model.config.sample_rate)
     return RenderResult(audio, adjusted, report)

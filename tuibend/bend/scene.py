@@ -7,6 +7,7 @@ loads back equal.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from tuibend.atomic import atomic_path
 from tuibend.bend.automation import CURVES, SHAPES, AutomationError, Breakpoints, Lane, Lfo
 from tuibend.bend.rig import Bend, BendError, check_bend
 from tuibend.bend.selection import FEATURES, METHODS, Selection
+from tuibend.dynamics import GateSettings, parse_gate
 from tuibend.textfile import read_user_text
 
 
@@ -33,6 +35,10 @@ class Scene:
     morph_seconds: float = 0.0
     model: str | None = None
     midi: list = field(default_factory=list)  # MIDI mappings that override the global map in this scene
+    # The noise gate while this scene plays: None (the performance's setting), "auto", "off" or a threshold
+    # in dB; and whether its bends may sound through rests on purpose (a drone: the output is not faded).
+    gate: str | None = None
+    drone: bool = False
 
     def check(self, widths: dict[str, int], where: str = "scene") -> Scene:
         """Checks the bends against a model's bend points."""
@@ -53,7 +59,10 @@ def _expect(value, kinds, where: str, what: str):
 
 
 def _number(value, where: str) -> float:
-    return float(_expect(value, (int, float), where, "a number"))
+    number = float(_expect(value, (int, float), where, "a number"))
+    if not math.isfinite(number):
+        raise SceneError(f"{where}: expected a finite number, got {value!r}")
+    return number
 
 
 def _known(table: dict, allowed: set[str], where: str) -> None:
@@ -133,7 +142,7 @@ def scene_from_toml(text: str, where: str = "scene") -> Scene:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SceneError(f"{where}: unreadable TOML ({error})") from None
-    _known(table, {"name", "model", "morph_seconds", "bend", "automation", "midi"}, where)
+    _known(table, {"name", "model", "morph_seconds", "bend", "automation", "midi", "gate", "drone"}, where)
     if "name" not in table:
         raise SceneError(f"{where}.name: missing")
     bends = [_bend(b, f"{where}: bend[{i}]") for i, b in
@@ -153,9 +162,24 @@ def scene_from_toml(text: str, where: str = "scene") -> Scene:
     if morph < 0:
         raise SceneError(f"{where}: morph_seconds: {morph} is negative")
     model = table.get("model")
+    gate = table.get("gate")
+    if gate is not None:
+        gate = str(_expect(gate, (str, int, float), f"{where}: gate", "'auto', 'off' or a threshold in dB"))
+        try:
+            parse_gate(gate)
+        except ValueError as error:
+            raise SceneError(f"{where}: {error}") from None
     return Scene(_expect(table["name"], str, f"{where}: name", "a string"), bends, automation, morph,
                  _expect(model, str, f"{where}: model", "a model name") if model is not None else None,
-                 _midi(table.get("midi", {}), f"{where}: midi"))
+                 _midi(table.get("midi", {}), f"{where}: midi"), gate,
+                 _expect(table.get("drone", False), bool, f"{where}: drone", "true or false"))
+
+
+def scene_gate(scene: Scene | None, default: GateSettings | None) -> GateSettings | None:
+    """The gate a scene asks for, else ``default``."""
+    if scene is None or scene.gate is None:
+        return default
+    return parse_gate(scene.gate)
 
 
 def _midi(table, where: str) -> list:
@@ -187,6 +211,10 @@ def scene_to_toml(scene: Scene) -> str:
     if scene.model is not None:
         body["model"] = scene.model
     body["morph_seconds"] = scene.morph_seconds
+    if scene.gate is not None:
+        body["gate"] = scene.gate
+    if scene.drone:
+        body["drone"] = True
     body["bend"] = [{"point": b.point, "transform": b.transform, "proportion": b.proportion, "seed": b.seed,
                      "select": _selection_table(b.select), "params": dict(b.params)} for b in scene.bends]
     lanes = {}

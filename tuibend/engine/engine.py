@@ -30,17 +30,18 @@ import numpy as np
 
 from tuibend.atomic import atomic_path
 from tuibend.bend.rig import BendController
-from tuibend.bend.scene import Scene
+from tuibend.bend.scene import Scene, scene_gate
 from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
+from tuibend.dynamics import Dynamics, GateSettings
 from tuibend.engine.chains import Chain, ChainPreparer, build_chain, structure_key
 from tuibend.engine.devices import Bridge, DeviceInfo, VirtualDevice, open_device
 from tuibend.engine.errors import EngineError
 from tuibend.engine.events import Event, EventLog
 from tuibend.engine.ring import RingBuffer
-from tuibend.engine.safety import DcBlocker, Limiter, is_finite
 from tuibend.engine.sources import Block, FilePlayer, LiveAnalysis
 from tuibend.engine.take import TakeWriter
 from tuibend.model.timbre import TimbreModel
+from tuibend.safety import DcBlocker, Limiter, is_finite
 
 BLOCK_SIZES = (64, 128, 256, 512, 1024)
 KERNELS = ("auto", "native", "tensorflow")
@@ -71,6 +72,9 @@ class EngineSettings:
     # The native kernel's layers in bfloat16 where the CPU has AVX512-BF16 (about twice as fast; the
     # sound 0.3-0.7 % RMS off float32, measured); False keeps float32 throughout.
     bfloat16: bool = True
+    # The noise gate (silent when the player is) and the level match (the output at the player's level).
+    gate: GateSettings = field(default_factory=GateSettings)
+    level_match: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,9 @@ class Engine:
         self._last_stats = 0.0
         self._dc = DcBlocker(self.sample_rate)
         self._limiter = Limiter(self.sample_rate)
+        self.dynamics = Dynamics.for_model(model.config, scene_gate(self.scene, self.settings.gate),
+                                           self.settings.level_match, source.makeup_db)
+        self._gated_scene = self.scene
         self.kernel = self._choose_kernel()
         self._preparer = ChainPreparer(self._build_chain)
         self._chain: Chain | None = None
@@ -377,11 +384,15 @@ class Engine:
         started = time.perf_counter()
         self._apply_requests()
         chain, controller = self._chain, self.controller
+        if self._gated_scene is not self.scene:
+            self._gated_scene = self.scene
+            self.dynamics.gate.configure(scene_gate(self.scene, self.settings.gate) or GateSettings())
+        heard = self.dynamics.hear(block.loudness_db, block.level_db)
         if self.bypass:
             audio = block.dry.copy()
         else:
             controller.advance()
-            audio = chain.stream.step(block.f0_hz, block.loudness_db)
+            audio = self.dynamics.shape(chain.stream.step(block.f0_hz, heard), block.dry, self.scene.drone)
         if not is_finite(audio):
             self._guard(chain, "guard")
             audio = np.zeros_like(audio)

@@ -23,9 +23,10 @@ def file_player(model: TimbreModel, path: str | Path, tracker: str = "crepe-tiny
     config = model.config
     audio = read_audio(path, config.sample_rate)
     features = analyze(path, tracker=tracker, loudness=config.loudness)
-    adjusted, _ = adjust(features, model.statistics, adjustment or Adjustment())
+    adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())
     floor = -LOUDNESS_FLAVOURS[config.loudness].range_db
-    return FilePlayer(Path(path).name, audio, adjusted, config.hop, floor, loop)
+    return FilePlayer(Path(path).name, audio, adjusted, config.hop, floor, loop, -report["loudness_shift_db"],
+                      features.loudness_db)
 
 
 def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semitones: float = 0.0) -> LiveAnalysis:

@@ -11,12 +11,14 @@ from tuibend.pitch.analysis import Features, Gate, OnsetPitch, StreamingAnalyzer
 
 @dataclass
 class Block:
-    """One block of model input: per-frame f0, loudness and confidence, and the dry samples."""
+    """One block of model input: per-frame f0, loudness and confidence, the dry samples, and the
+    player's own loudness (before any map into the model's range: what the noise gate listens to)."""
 
     f0_hz: np.ndarray
     loudness_db: np.ndarray
     confidence: np.ndarray
     dry: np.ndarray
+    level_db: np.ndarray
 
 
 class FilePlayer:
@@ -28,8 +30,12 @@ class FilePlayer:
     """
 
     def __init__(self, name: str, audio: np.ndarray, features: Features, hop: int, floor_db: float,
-                 loop: bool = True):
+                 loop: bool = True, makeup_db: float = 0.0, levels_db: np.ndarray | None = None):
+        """``features``: fitted to the model; ``levels_db``: the file's own loudness per frame (default:
+        the features'); ``makeup_db``: the output gain that undoes the loudness map's shift (a first guess)."""
         self.name = name
+        self.makeup_db = makeup_db
+        self.levels_db = np.asarray(features.loudness_db if levels_db is None else levels_db, np.float32)
         self.audio = np.asarray(audio, np.float32)
         self.features = features
         self.hop = hop
@@ -65,14 +71,16 @@ class FilePlayer:
             self.position, self._seek_to = self._seek_to, None
         if not self.playing:
             held = self.features.f0_hz[max(0, self.position - 1)]
-            return Block(np.full(frames, held, np.float32), np.full(frames, self.floor_db, np.float32),
-                         np.zeros(frames, np.float32), np.zeros(frames * self.hop, np.float32))
+            silent = np.full(frames, self.floor_db, np.float32)
+            return Block(np.full(frames, held, np.float32), silent, np.zeros(frames, np.float32),
+                         np.zeros(frames * self.hop, np.float32), silent)
         indices = self.position + np.arange(frames)
         if self.loop:
             indices %= self.frames
         past_end = indices >= self.frames
         indices = np.minimum(indices, self.frames - 1)
         loudness = np.where(past_end, self.floor_db, self.features.loudness_db[indices]).astype(np.float32)
+        levels = np.where(past_end, self.floor_db, self.levels_db[indices]).astype(np.float32)
         samples = (indices[:, None] * self.hop + np.arange(self.hop)).reshape(-1)
         dry = np.where(np.repeat(past_end, self.hop), 0.0, self.audio[np.minimum(samples, len(self.audio) - 1)])
         self.position += frames
@@ -80,7 +88,8 @@ class FilePlayer:
             self.position %= self.frames
         elif self.position >= self.frames:
             self.position, self.playing = 0, False  # ran once: back to the start, paused
-        return Block(self.features.f0_hz[indices], loudness, self.features.confidence[indices], dry.astype(np.float32))
+        return Block(self.features.f0_hz[indices], loudness, self.features.confidence[indices], dry.astype(np.float32),
+                     levels)
 
 
 # A note starts when the loudness comes up from within this many dB of the analysis' floor.
@@ -99,6 +108,7 @@ class LiveAnalysis:
     def __init__(self, analyzer: StreamingAnalyzer, pitch_shift_semitones: float = 0.0,
                  resting_f0_hz: float | None = None, onset_pitch: bool = True):
         self.analyzer = analyzer
+        self.makeup_db = 0.0  # the live loudness is not mapped: nothing to make up
         self.pitch_ratio = 2.0 ** (pitch_shift_semitones / 12.0)
         # Before the first voiced frame the model hears this pitch (its training data's mean), not the
         # tracker's guess on silence: a first note then speaks as early as later ones (held at the last
@@ -141,4 +151,4 @@ class LiveAnalysis:
 
     def _block(self, features: Features, samples: np.ndarray) -> Block:
         f0 = features.f0_hz * self.pitch_ratio
-        return Block(f0.astype(np.float32), features.loudness_db, features.confidence, samples)
+        return Block(f0.astype(np.float32), features.loudness_db, features.confidence, samples, features.loudness_db)

@@ -5,6 +5,12 @@ example overlaps a training one), and each chunk is cut into examples of 4 s eve
 ddsp does. Shards are ``.npz`` files of audio, f0, confidence and loudness that the trainer
 streams, so a dataset need not fit in memory. ``dataset.json`` records the settings, the
 counts and the statistics the model will carry (mean pitch, loudness quantiles).
+
+A microphone has a noise floor; a model that only ever heard digital silence between notes keeps
+a note sounding in a floor (its loudness is not the silence it knows). So each recording may be
+analysed with white noise at a floor level mixed in (``noise_floors``, dBFS RMS, cycled over the
+recordings) while the example's target audio stays clean: the model learns that a floor's loudness
+means silence.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ HOP_SECONDS = 1.0
 CHUNK_SECONDS = 20.0
 SHARD_SIZE = 64
 MANIFEST = "dataset.json"
+# Noise floors (dBFS RMS) mixed into the analysis of successive recordings; None: analysed clean.
+NOISE_FLOORS: tuple[float | None, ...] = (None, -70.0, -60.0, -50.0)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".mp3")
 
 
@@ -59,11 +67,14 @@ def _write_shard(path: Path, examples: list[dict[str, np.ndarray]]) -> None:
 
 def dataset_statistics(f0_hz: np.ndarray, confidence: np.ndarray, loudness_db: np.ndarray,
                        n_quantiles: int = 1000) -> DatasetStatistics:
-    """Mean pitch (MIDI, confident frames) and loudness quantiles, as ddsp's dataset statistics."""
+    """Mean pitch and register (MIDI, confident frames: 5th and 95th percentiles) and loudness quantiles,
+    as ddsp's dataset statistics."""
     voiced = confidence >= 0.5
     midi = 12.0 * np.log2(np.maximum(f0_hz[voiced], 1e-3) / 440.0) + 69.0
     references = np.linspace(0.0, 1.0, n_quantiles)
+    low, high = np.quantile(midi, [0.05, 0.95]) if voiced.any() else (48.0, 72.0)
     scalars = {"mean_pitch": float(np.mean(midi)) if voiced.any() else 60.0,
+               "pitch_low": float(low), "pitch_high": float(high),
                "mean_loudness": float(np.mean(loudness_db)), "max_loudness": float(np.max(loudness_db))}
     return DatasetStatistics(scalars, np.quantile(loudness_db[voiced] if voiced.any() else loudness_db, references),
                              references)
@@ -71,6 +82,7 @@ def dataset_statistics(f0_hz: np.ndarray, confidence: np.ndarray, loudness_db: n
 
 def build_dataset(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, tracker: str | None = None,
                   holdout: float = 0.1, seed: int = 0,
+                  noise_floors: Sequence[float | None] = NOISE_FLOORS,
                   progress: Callable[[float], None] | None = None) -> dict:
     """Analyses ``inputs`` (files or folders of audio) into a dataset folder; returns its manifest."""
     paths = []
@@ -105,7 +117,12 @@ def build_dataset(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         if len(audio) < EXAMPLE_SECONDS * SAMPLE_RATE:
             raise AudioFileError(f"{path}: {len(audio) / SAMPLE_RATE:.1f} s is shorter than one "
                                  f"{EXAMPLE_SECONDS:.0f}-second example")
-        features = analyze_audio(audio, analyser)
+        floor_db = noise_floors[number % len(noise_floors)] if noise_floors else None
+        heard = audio
+        if floor_db is not None:
+            noise = np.random.default_rng([seed, number]).standard_normal(len(audio)).astype(np.float32)
+            heard = audio + noise * np.float32(10.0 ** (floor_db / 20.0))
+        features = analyze_audio(heard, analyser)
         all_features.append(features)
         hop = SAMPLE_RATE // FRAME_RATE
         for start in range(0, len(audio), chunk):
@@ -126,6 +143,7 @@ def build_dataset(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         np.savez(temporary, **statistics.to_arrays())
     manifest = {"format": "tuibend-dataset", "version": 1, "sample_rate": SAMPLE_RATE, "frame_rate": FRAME_RATE,
                 "example_seconds": EXAMPLE_SECONDS, "tracker": tracker, "loudness": "v3",
+                "noise_floors_db": list(noise_floors),
                 "sources": [str(p) for p in paths], "examples": counts, "shards": shards}
     with atomic_path(folder / MANIFEST) as temporary:
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")

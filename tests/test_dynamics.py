@@ -1,0 +1,181 @@
+"""The noise gate, the level match, the loudness map and the octave rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tuibend.adjust import Adjustment, adjust, place_loudness, shift_octaves
+from tuibend.dsp.spectral import loudness
+from tuibend.dynamics import (
+    MAX_FLOOR_DB,
+    Dynamics,
+    GateSettings,
+    LevelMatch,
+    NoiseGate,
+    frame_gains_to_samples,
+    parse_gate,
+    rms_db,
+)
+from tuibend.model.statistics import DatasetStatistics
+from tuibend.pitch.analysis import Features
+
+RATE, FRAME_RATE, HOP = 16000, 250, 64
+SILENCE = -80.0
+
+
+def noise_loudness(dbfs: float, seconds: float, seed: int = 0) -> np.ndarray:
+    """The analysis' loudness of white noise at ``dbfs`` RMS (the real loudness function)."""
+    noise = np.random.default_rng(seed).standard_normal(int(seconds * RATE)).astype(np.float32)
+    return np.asarray(loudness(noise * np.float32(10 ** (dbfs / 20)), RATE, FRAME_RATE))
+
+
+def in_blocks(gate: NoiseGate, levels: np.ndarray, block: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    parts = [gate.process(levels[i:i + block]) for i in range(0, len(levels), block)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@pytest.mark.parametrize("floor_dbfs", [-70.0, -60.0, -50.0])
+def test_the_threshold_follows_the_measured_floor(floor_dbfs):
+    levels = noise_loudness(floor_dbfs, 4.0)
+    gate = NoiseGate(GateSettings(), FRAME_RATE, SILENCE)
+    model_db, gains = in_blocks(gate, levels)
+    floor = float(np.median(levels))
+    assert abs(gate.floor_db - floor) < 3.0  # learned within the four seconds
+    assert gate.threshold_db == pytest.approx(gate.floor_db + 10.0)
+    # after the first second the floor itself never opens the gate: the model hears its silence
+    assert np.all(gains[FRAME_RATE:] == 0.0) and np.all(model_db[FRAME_RATE:] == SILENCE)
+
+
+def test_a_note_in_the_floor_opens_at_once_and_its_end_closes_after_hold_and_release():
+    floor = noise_loudness(-60.0, 6.0)
+    note = floor.copy()
+    note[3 * FRAME_RATE:4 * FRAME_RATE] = -5.0  # a sung note (a sine at about -24 dBFS)
+    gate = NoiseGate(GateSettings(hold_ms=20.0, release_ms=80.0), FRAME_RATE, SILENCE)
+    model_db, gains = in_blocks(gate, note)
+    start, stop = 3 * FRAME_RATE, 4 * FRAME_RATE
+    assert gains[start] == 1.0 and model_db[start] == -5.0  # within the frame the note starts, not a block later
+    assert np.all(gains[start:stop] == 1.0)
+    hold = round(0.020 * FRAME_RATE)
+    assert np.all(gains[stop:stop + hold] == 1.0)  # held a moment (no chatter at a note's end)
+    assert np.all(model_db[stop + hold + 1:] == SILENCE)  # then the model hears its own silence
+    release_end = stop + hold + 1 + round(0.080 * FRAME_RATE)
+    fade = gains[stop + hold:release_end]
+    assert np.all(np.diff(fade) <= 0) and np.sum((fade > 0) & (fade < 1)) >= 15  # a fade, not a cut
+    assert np.all(gains[release_end:] == 0.0)
+
+
+def test_hysteresis_keeps_a_wavering_note_open_and_a_near_miss_closed():
+    gate = NoiseGate(GateSettings(threshold_db=-30.0, hysteresis_db=6.0, hold_ms=0.0), FRAME_RATE, SILENCE)
+    wavering = np.concatenate([np.full(10, -20.0), np.tile([-34.0, -29.0], 50)])  # dips below -30, above -36
+    _, gains = gate.process(wavering)
+    assert np.all(gains[:] == 1.0)
+    _, gains = gate.process(np.full(20, -37.0))  # below the closing threshold: closes
+    assert gains[-1] < 0.1
+    _, gains = gate.process(np.tile([-34.0, -31.0], 50))  # between the two: stays closed
+    assert np.all(gains == 0.0)
+
+
+def test_a_block_gated_stream_equals_the_whole_signal_gated():
+    levels = np.concatenate([noise_loudness(-55.0, 2.0), np.full(100, -8.0), noise_loudness(-55.0, 1.0, 1)])
+    whole = NoiseGate(GateSettings(), FRAME_RATE, SILENCE).process(levels)
+    blocks = in_blocks(NoiseGate(GateSettings(), FRAME_RATE, SILENCE), levels, block=4)
+    np.testing.assert_array_equal(whole[0], blocks[0])
+    np.testing.assert_array_equal(whole[1], blocks[1])
+
+
+def test_a_long_held_note_is_not_taken_for_the_floor():
+    floor = noise_loudness(-60.0, 1.0)
+    levels = np.concatenate([floor, np.full(30 * FRAME_RATE, -12.0)])
+    gate = NoiseGate(GateSettings(), FRAME_RATE, SILENCE)
+    _, gains = in_blocks(gate, levels)
+    assert np.all(gains[len(floor):] == 1.0)
+    assert gate.floor_db <= MAX_FLOOR_DB
+
+
+def test_gate_settings_are_checked():
+    assert parse_gate("off").enabled is False
+    assert parse_gate("auto") == GateSettings()
+    assert parse_gate("-35").threshold_db == -35.0
+    for bad in ("loud", "nan", "inf", "-500"):
+        with pytest.raises(ValueError, match="gate"):
+            parse_gate(bad)
+
+
+def test_frame_gains_ramp_without_steps():
+    samples = frame_gains_to_samples(np.array([1.0, 0.5, 0.0], np.float32), 0.0, HOP)
+    assert len(samples) == 3 * HOP
+    assert np.max(np.abs(np.diff(samples))) <= 1.0 / HOP + 1e-6
+    assert samples[HOP - 1] == 1.0 and samples[-1] == 0.0
+
+
+def test_level_match_brings_a_quiet_model_to_the_players_level_and_holds_in_rests():
+    rng = np.random.default_rng(0)
+    match = LevelMatch(RATE, time_constant_s=1.0)
+    dry = (0.1 * rng.standard_normal(256)).astype(np.float32)
+    for _ in range(int(8 * RATE / 256)):  # eight seconds of a model answering 12 dB low
+        out = match.process(dry, dry * np.float32(10 ** (-12 / 20)), playing=True)
+    assert abs(rms_db(out) - rms_db(dry)) < 0.5
+    gain = match.gain_db
+    match.process(dry * 0, np.zeros(256, np.float32), playing=False)  # a rest changes nothing
+    assert match.gain_db == gain
+    bounded = LevelMatch(RATE, time_constant_s=0.1, limit_db=20.0)
+    for _ in range(200):
+        bounded.process(dry, dry * np.float32(1e-3), playing=True)  # 60 dB low: a bend that silences the model
+    assert bounded.gain_db == pytest.approx(20.0)
+
+
+def test_dynamics_fade_unless_the_scene_is_a_drone():
+    class Config:
+        loudness, frame_rate, sample_rate, hop = "v3", FRAME_RATE, RATE, HOP
+
+    for drone in (False, True):
+        dynamics = Dynamics.for_model(Config, GateSettings(threshold_db=-30.0), level_match=False)
+        dynamics.hear(np.full(16, -70.0, np.float32))
+        out = dynamics.shape(np.ones(16 * HOP, np.float32), np.zeros(16 * HOP, np.float32), drone=drone)
+        assert (np.max(out) == 0.0) != drone
+
+
+def statistics(low_db: float, high_db: float, mean_pitch: float = 60.0, register=None) -> DatasetStatistics:
+    references = np.linspace(0, 1, 101)
+    scalars = {"mean_pitch": mean_pitch}
+    if register:
+        scalars.update(pitch_low=register[0], pitch_high=register[1])
+    return DatasetStatistics(scalars, np.linspace(low_db, high_db, 101), references)
+
+
+def test_the_loudness_map_is_monotone_and_keeps_the_players_range():
+    rng = np.random.default_rng(1)
+    player = np.sort(rng.uniform(-40.0, -10.0, 2000))  # 30 dB of playing
+    on = np.ones_like(player, bool)
+    for model_range in ((-60.0, -50.0), (-70.0, -10.0)):  # a narrower model, a wider one
+        mapped, shift = place_loudness(player, on, statistics(*model_range))
+        assert np.all(np.diff(mapped) >= 0)
+        kept = np.percentile(mapped, 95) - np.percentile(mapped, 5)
+        assert kept >= 0.75 * (np.percentile(player, 95) - np.percentile(player, 5)) - 1e-6
+        assert np.median(mapped) == pytest.approx(np.median(np.linspace(*model_range, 101)), abs=0.5)
+        assert shift == pytest.approx(np.median(mapped) - np.median(player), abs=1e-6)
+    # the soft end moves as the loud end: the 10th percentile is not crushed
+    mapped, shift = place_loudness(player, on, statistics(-70.0, -10.0))
+    assert np.percentile(mapped, 10) - np.percentile(player, 10) == pytest.approx(shift, abs=1e-6)
+
+
+def melody(low_midi: float, high_midi: float, frames: int = 2000) -> Features:
+    midi = np.linspace(low_midi, high_midi, frames)
+    f0 = (440.0 * 2 ** ((midi - 69) / 12)).astype(np.float32)
+    return Features(f0, np.ones(frames, np.float32), np.full(frames, -20.0, np.float32), FRAME_RATE)
+
+
+def test_the_octave_rule_moves_only_what_lies_outside_the_register():
+    stats = statistics(-60, -10, mean_pitch=66.0, register=(55.0, 79.0))
+    for low, high in ((56, 64), (60, 78), (70, 79)):  # inside the model's register: never moved
+        adjusted, report = adjust(melody(low, high), stats, Adjustment())
+        assert report["octaves"] == 0
+        np.testing.assert_allclose(adjusted.f0_hz, melody(low, high).f0_hz)
+    _, report = adjust(melody(36, 44), stats, Adjustment())  # two octaves down: brought in
+    assert report["octaves"] == 2
+    _, report = adjust(melody(84, 92), stats, Adjustment())
+    assert report["octaves"] == -1
+    f0, octaves = shift_octaves(melody(44, 50).f0_hz, np.ones(2000, bool), (55.0, 79.0))
+    assert octaves == 1
+    np.testing.assert_allclose(f0, melody(44, 50).f0_hz * 2)

@@ -1,0 +1,251 @@
+"""What the model hears in a rest and how loud it answers: a noise gate and a level match.
+
+A microphone never gives digital silence. Its floor has a loudness, and a timbre model fed that
+loudness with the last note's pitch keeps a quiet drone of that note through every rest. The
+:class:`NoiseGate` decides, frame by frame, whether the player is playing: its threshold follows
+the input's measured floor (or is set by hand), it opens at once and closes only after a short
+hold below a lower threshold (hysteresis: a note's tail does not chatter), and when it closes the
+model hears its own silence (the loudness floor it was trained with) while the output fades over
+the release. A scene that wants bends to sound through rests (a drone) skips the fade.
+
+The :class:`LevelMatch` keeps the output at the player's level: a slow gain that follows the
+ratio of the dry input's level to the output's while the player plays, so a model (or a loudness
+map) that answers 10 dB low is heard at the player's level, and dynamics within a phrase pass.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# The analysis' loudness scale (v3: A-weighted power, dB) sits about 20 dB above dBFS: white noise at
+# -60 dBFS RMS reads -37 dB, a sine at -20 dBFS RMS -1 dB (measured).
+MAX_FLOOR_DB = -20.0  # no floor louder than white noise at about -43 dBFS: above that is playing
+INITIAL_FLOOR_DB = -30.0  # the floor assumed until one is measured (a quiet room, about -53 dBFS)
+FLOOR_WINDOW_S = 2.0  # the floor is the quietest 100 ms stretch (its mean) of the last two seconds...
+FLOOR_RISE_DB_PER_S = 3.0  # ...rising no faster than this, so a long held note is not taken for a floor
+GATE_LIMITS_DB = (-80.0, 20.0)  # a hand-set threshold or margin must lie here
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """How the gate decides. ``threshold_db`` None: ``margin_db`` above the measured floor."""
+
+    enabled: bool = True
+    threshold_db: float | None = None  # a fixed opening threshold on the analysis' loudness scale
+    margin_db: float = 10.0  # the automatic threshold's distance above the floor
+    hysteresis_db: float = 6.0  # closes this far below where it opens
+    hold_ms: float = 20.0
+    release_ms: float = 80.0  # the output falls 60 dB over this, then to silence
+
+    def __post_init__(self) -> None:
+        for name in ("margin_db", "hysteresis_db", "hold_ms", "release_ms"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"gate {name.removesuffix('_db').removesuffix('_ms')}: {value} must be "
+                                 f"a finite number of at least 0")
+        low, high = GATE_LIMITS_DB
+        if self.threshold_db is not None and not low <= self.threshold_db <= high:
+            raise ValueError(f"gate threshold {self.threshold_db} dB: allowed {low:g} to {high:g}")
+
+
+def parse_gate(text: str) -> GateSettings:
+    """'auto' (follow the floor), 'off', or a fixed threshold in dB ('-35')."""
+    text = text.strip().lower()
+    if text == "auto":
+        return GateSettings()
+    if text == "off":
+        return GateSettings(enabled=False)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"gate {text!r}: use 'auto', 'off' or a threshold in dB such as -35") from None
+    return GateSettings(threshold_db=value)
+
+
+class NoiseGate:
+    """Per-frame gate over the analysis' loudness: the model's loudness and an output gain per frame.
+
+    Stateful, so a stream gated block by block equals the whole signal gated at once.
+    """
+
+    def __init__(self, settings: GateSettings, frame_rate: float, silence_db: float):
+        self.frame_rate = frame_rate
+        self.silence_db = silence_db  # the model's own silence: its loudness floor
+        self._chunk = max(1, round(0.1 * frame_rate))
+        self._rise_per_frame = FLOOR_RISE_DB_PER_S / frame_rate
+        self.offset_db = 0.0  # moved by a key: raises or lowers the threshold, whichever way it is set
+        self.configure(settings)
+        self.reset()
+
+    def configure(self, settings: GateSettings) -> None:
+        """New settings (a scene's); the measured floor and the gate's state carry on."""
+        self.settings = settings
+        self._hold_frames = round(settings.hold_ms * self.frame_rate / 1000.0)
+        self._release_db_per_frame = 60.0 / max(settings.release_ms * self.frame_rate / 1000.0, 1.0)
+
+    def reset(self) -> None:
+        self.floor_db: float | None = None
+        self._minima: collections.deque[float] = collections.deque(maxlen=round(FLOOR_WINDOW_S / 0.1))
+        self._chunk_sum = 0.0
+        self._chunk_count = 0
+        self.is_open = False
+        self._below = 0
+        self._gain_db = -math.inf
+
+    @property
+    def threshold_db(self) -> float:
+        """Where the gate opens now (on the analysis' loudness scale)."""
+        if self.settings.threshold_db is not None:
+            return self.settings.threshold_db + self.offset_db
+        floor = INITIAL_FLOOR_DB if self.floor_db is None else self.floor_db
+        return floor + self.settings.margin_db + self.offset_db
+
+    def _track_floor(self, level: float) -> None:
+        if self.floor_db is None:
+            self.floor_db = min(level, INITIAL_FLOOR_DB)
+        self._chunk_sum += level
+        self._chunk_count += 1
+        if self._chunk_count == self._chunk:
+            self._minima.append(self._chunk_sum / self._chunk)
+            self._chunk_sum, self._chunk_count = 0.0, 0
+        if not self._minima:
+            return  # the first 100 ms: the initial floor stands
+        quietest = min(self._minima)
+        if quietest < self.floor_db:
+            self.floor_db = quietest
+        else:
+            self.floor_db = min(quietest, self.floor_db + self._rise_per_frame)
+        self.floor_db = float(np.clip(self.floor_db, self.silence_db, MAX_FLOOR_DB))
+
+    def process(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(the loudness the model hears, the output gain) for each frame. ``levels_db``: the player's
+        own loudness, which the gate listens to, where ``loudness_db`` was mapped into the model's range."""
+        model_db = np.array(loudness_db, np.float32)
+        gains = np.ones(len(model_db), np.float32)
+        if not self.settings.enabled:
+            return model_db, gains
+        levels = model_db if levels_db is None else np.asarray(levels_db, np.float32)
+        for i, level in enumerate(levels.tolist()):
+            if not math.isfinite(level):
+                level = self.silence_db
+            self._track_floor(level)
+            threshold = self.threshold_db
+            if level >= threshold:
+                self.is_open, self._below = True, 0
+            elif self.is_open and level < threshold - self.settings.hysteresis_db:
+                self._below += 1
+                if self._below > self._hold_frames:
+                    self.is_open = False
+            if self.is_open:
+                self._gain_db = 0.0
+            else:
+                model_db[i] = self.silence_db
+                self._gain_db -= self._release_db_per_frame
+            gains[i] = 0.0 if self._gain_db <= -60.0 else 10.0 ** (self._gain_db / 20.0)
+        return model_db, gains
+
+
+def frame_gains_to_samples(gains: np.ndarray, previous: float, hop: int) -> np.ndarray:
+    """Per-sample gains ramping linearly from each frame's gain to the next (no zipper, no click).
+
+    The output of frame i is heard one hop after its input (the model's own delay), so the ramp
+    into frame i's gain spans frame i's samples, starting from the gain before it.
+    """
+    points = np.concatenate([[previous], gains]).astype(np.float32)
+    steps = (np.arange(1, hop + 1, dtype=np.float32) / hop)[None, :]
+    return (points[:-1, None] + (points[1:] - points[:-1])[:, None] * steps).reshape(-1)
+
+
+def rms_db(samples: np.ndarray) -> float:
+    """RMS level in dBFS (-inf for silence)."""
+    power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0
+    return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
+class LevelMatch:
+    """A slow gain that brings the output's level to the dry input's while the player plays.
+
+    Updated only from blocks where the gate is fully open and both levels are clearly above
+    silence; moves with a time constant of a few seconds (a phrase's dynamics pass through) and
+    stays within ``limit_db`` of 0 (a bend that silences the model is not boosted into its noise).
+    """
+
+    def __init__(self, sample_rate: float, initial_db: float = 0.0, time_constant_s: float = 2.0,
+                 limit_db: float = 30.0, enabled: bool = True):
+        self.sample_rate = sample_rate
+        self.time_constant_s = time_constant_s
+        self.limit_db = limit_db
+        self.enabled = enabled
+        self.initial_db = float(np.clip(initial_db, -limit_db, limit_db))
+        self.reset()
+
+    def reset(self) -> None:
+        self.gain_db = self.initial_db if self.enabled else 0.0
+        self._heard_s = 0.0
+        self._applied = 10.0 ** (self.gain_db / 20.0)
+
+    def process(self, dry: np.ndarray, audio: np.ndarray, playing: bool) -> np.ndarray:
+        """``audio`` at the matched level (a ramp from the last block's gain to this one's)."""
+        if not self.enabled:
+            return audio
+        if playing:
+            dry_db, out_db = rms_db(dry), rms_db(audio * self._applied)
+            if dry_db > -70.0 and out_db > -80.0:
+                # quick while it has heard little (the first notes find the level), then slow
+                self._heard_s += len(audio) / self.sample_rate
+                time_constant = min(self.time_constant_s, max(0.25, self._heard_s))
+                step = 1.0 - math.exp(-len(audio) / (time_constant * self.sample_rate))
+                self.gain_db += step * (dry_db - out_db)
+                self.gain_db = float(np.clip(self.gain_db, -self.limit_db, self.limit_db))
+        target = 10.0 ** (self.gain_db / 20.0)
+        ramp = np.linspace(self._applied, target, len(audio) + 1, dtype=np.float32)[1:]
+        self._applied = target
+        return audio * ramp
+
+
+class Dynamics:
+    """The gate and the level match around a model step, as the engine and an offline render use them.
+
+    :meth:`hear` turns a block's analysed loudness into what the model hears (and keeps the block's
+    output gains); :meth:`shape` applies those gains (unless the scene is a drone) and the level match.
+    """
+
+    def __init__(self, gate: NoiseGate, level: LevelMatch, hop: int):
+        self.gate = gate
+        self.level = level
+        self.hop = hop
+        self._gains = np.ones(0, np.float32)
+        self._last_gain = 0.0
+
+    @classmethod
+    def for_model(cls, config, gate: GateSettings | None = None, level_match: bool = True,
+                  makeup_db: float = 0.0) -> Dynamics:
+        """For a model's rates and loudness floor (``config``: a :class:`~tuibend.model.config.ModelConfig`)."""
+        from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
+
+        silence = -LOUDNESS_FLAVOURS[config.loudness].range_db
+        return cls(NoiseGate(gate or GateSettings(), config.frame_rate, silence),
+                   LevelMatch(config.sample_rate, makeup_db, enabled=level_match), config.hop)
+
+    def reset(self) -> None:
+        self.gate.reset()
+        self.level.reset()
+        self._last_gain = 0.0
+
+    def hear(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> np.ndarray:
+        """What the model hears of ``loudness_db``; the gate listens to ``levels_db`` (the player's
+        own loudness) where given."""
+        model_db, self._gains = self.gate.process(loudness_db, levels_db)
+        return model_db
+
+    def shape(self, audio: np.ndarray, dry: np.ndarray, drone: bool = False) -> np.ndarray:
+        gains = frame_gains_to_samples(self._gains, self._last_gain, self.hop)
+        self._last_gain = float(self._gains[-1]) if len(self._gains) else self._last_gain
+        playing = bool(np.all(self._gains >= 1.0))
+        if not drone:
+            audio = audio * gains[:len(audio)]
+        return self.level.process(dry, audio, playing)
