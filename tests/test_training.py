@@ -53,6 +53,21 @@ def test_dataset_cuts_analysed_examples_into_shards(dataset):
         assert 60 < float(statistics["scalar/mean_pitch"]) < 80
 
 
+def test_dataset_analyses_through_a_noise_floor_and_keeps_the_target_clean(recordings, tmp_path):
+    clean = tmp_path / "clean"
+    floored = tmp_path / "floored"
+    build_dataset([recordings / "flute.wav"], clean, tracker="yin", holdout=0.0, noise_floors=(None,))
+    build_dataset([recordings / "flute.wav"], floored, tracker="yin", holdout=0.0, noise_floors=(-50.0,))
+    assert read_manifest(floored)["noise_floors_db"] == [-50.0]
+    for a, b in zip(iterate_examples(clean, "train", False), iterate_examples(floored, "train", False), strict=True):
+        np.testing.assert_array_equal(a["audio"], b["audio"])  # the target: the clean recording
+        quiet = a["loudness_db"] < -60
+        if quiet.any():  # in its rests the analysis heard the floor (-50 dBFS white noise reads about -27 dB)
+            assert np.all(b["loudness_db"][quiet] > -35)
+    with np.load(floored / "statistics.npz") as statistics:
+        assert float(statistics["scalar/pitch_low"]) < float(statistics["scalar/pitch_high"])
+
+
 def test_dataset_errors(tmp_path, recordings):
     soundfile.write(tmp_path / "short.wav", np.sin(np.arange(16000) / 5.0), 16000)
     with pytest.raises(AudioFileError, match=r"short\.wav: 1\.0 s is shorter than one 4-second example"):
@@ -180,6 +195,28 @@ def test_evaluation_measures_pitch_and_loudness_errors(dataset, solo_model_dir, 
     assert result.returncode == 0, result.stderr
     assert "pitch error" in result.stdout and "misses the bar" in result.stdout  # a 3-step model is noise
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_model_folder_without_its_checkpoint_goes_on_from_its_exported_weights(dataset, tmp_path):
+    """A repository keeps a model's exported weights, not its 3x larger checkpoint: training goes on
+    from those weights at their step (the optimizer's moments afresh), not from scratch."""
+    import shutil
+
+    import tuibend
+
+    folder = tmp_path / "travelled"
+    first = train(dataset, folder, _small(8))
+    exported = tuibend.load_model(folder).weights()
+    for path in (folder / "training").glob("ckpt-*"):
+        path.unlink()
+    (folder / "training" / "checkpoint").unlink()
+    again = train(dataset, folder, _small(10))
+    assert again.steps[-2:] == [9, 10] and again.steps[:8] == first.steps  # the log goes on, from step 9
+    fresh_loss = Trainer(fresh_model(_small(10), "fresh"), _small(10)).evaluate(dataset, 2)
+    assert again.losses[8] < fresh_loss  # it started from the trained weights, not a new model
+    assert any(not np.array_equal(exported[k], v) for k, v in tuibend.load_model(folder).weights().items())
+    shutil.rmtree(folder / "training")  # no log either: it still starts from the weights, at their step
+    assert train(dataset, folder, _small(11)).steps == [11]
 
 
 def test_terminating_a_run_saves_a_checkpoint_first(dataset, tmp_path):

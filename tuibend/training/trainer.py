@@ -56,16 +56,35 @@ class TrainingLog:
     holdout_losses: list[float] = field(default_factory=list)
 
 
-def fresh_model(config: TrainingConfig, name: str) -> TimbreModel:
-    """A new model of the recipe's size, its reverb starting as near silence (as ddsp's)."""
+def fresh_model(config: TrainingConfig, name: str, weights: dict[str, np.ndarray] | None = None) -> TimbreModel:
+    """A new model of the recipe's size, its reverb starting as near silence (as ddsp's); ``weights``:
+    an exported model's, to go on from."""
     if config.size not in SIZES:
         raise ValueError(f"unknown size {config.size!r}: use one of {', '.join(SIZES)}")
     model_config = ModelConfig(name=name, decoder=DecoderConfig(**SIZES[config.size]), reverb=config.reverb,
                                source={"trainer": "tuibend", "size": config.size})
-    weights = initial_weights(model_config.decoder, config.seed)
-    if config.reverb:
-        weights["reverb/ir"] = np.random.default_rng(config.seed).normal(0, 1e-6, 48000).astype(np.float32)
+    if weights is None:
+        weights = initial_weights(model_config.decoder, config.seed)
+        if config.reverb:
+            weights["reverb/ir"] = np.random.default_rng(config.seed).normal(0, 1e-6, 48000).astype(np.float32)
     return TimbreModel(model_config, weights)
+
+
+def exported_start(output: Path, config: TrainingConfig) -> tuple[dict[str, np.ndarray] | None, int]:
+    """The weights of a model exported by an earlier run into ``output`` and the step it reached.
+
+    A checkpoint (weights and the optimizer's moments, 3x the weights) is kept on the machine that
+    trains; a model folder that travels without it (a repository keeps the exported weights only)
+    goes on from its weights at their step, the optimizer's moments starting afresh.
+    """
+    summary_path = output / "training.json"
+    if not (output / "weights.npz").exists() or not summary_path.exists():
+        return None, 0
+    summary = json.loads(summary_path.read_text())
+    if summary.get("recipe", {}).get("size") != config.size:
+        return None, 0
+    with np.load(output / "weights.npz", allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}, int(summary.get("step", 0))
 
 
 def trainable_variables(model: TimbreModel) -> list[tf.Variable]:
@@ -171,16 +190,19 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
     if strategy is None and len(tf.config.list_logical_devices("GPU")) > 1:
         strategy = tf.distribute.MirroredStrategy()
     strategy = strategy or tf.distribute.get_strategy()
+    has_checkpoint = tf.train.latest_checkpoint(output / "training") is not None
+    weights, start = (None, 0) if has_checkpoint else exported_start(output, config)
     with strategy.scope():
-        model = fresh_model(config, output.name)
+        model = fresh_model(config, output.name, weights)
     trainer = Trainer(model, config, strategy)
+    trainer.step.assign(start)
     manager = tf.train.CheckpointManager(trainer.checkpoint, output / "training", max_to_keep=2)
     log = TrainingLog()
     log_path = output / "training" / "log.json"
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        if log_path.exists():
-            log = TrainingLog(**json.loads(log_path.read_text())["log"])
+    if (manager.latest_checkpoint or start) and log_path.exists():
+        log = TrainingLog(**json.loads(log_path.read_text())["log"])
     batch_size = config.batch_size
     stream = batches(data, "train", batch_size, config.seed, skip_batches=int(trainer.step.numpy()))
 
