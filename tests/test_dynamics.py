@@ -179,3 +179,36 @@ def test_the_octave_rule_moves_only_what_lies_outside_the_register():
     f0, octaves = shift_octaves(melody(44, 50).f0_hz, np.ones(2000, bool), (55.0, 79.0))
     assert octaves == 1
     np.testing.assert_allclose(f0, melody(44, 50).f0_hz * 2)
+
+
+def test_the_ceiling_holds_a_burst_near_the_players_level_and_recovers():
+    from tuibend.dynamics import Ceiling
+
+    ceiling = Ceiling(RATE, headroom_db=3.0, recovery_db_per_s=40.0)
+    dry = (0.1 * np.random.default_rng(2).standard_normal(256)).astype(np.float32)
+    burst = ceiling.process(dry, dry * np.float32(10 ** (10 / 20)), playing=True)  # 10 dB over the player
+    assert rms_db(burst[-64:]) - rms_db(dry[-64:]) == pytest.approx(3.0, abs=0.1)
+    for _ in range(int(0.5 * RATE / 256)):  # the burst is over: the gain comes back
+        held = ceiling.process(dry, dry.copy(), playing=True)
+    assert ceiling.reduction_db == 0.0 and rms_db(held) == pytest.approx(rms_db(dry), abs=0.01)
+    quiet = ceiling.process(dry * 0, dry * np.float32(10.0), playing=False)  # in a rest it never acts
+    assert rms_db(quiet) == pytest.approx(rms_db(dry) + 20, abs=0.01)
+
+
+def test_the_first_seconds_learn_the_floor_even_after_digital_silence_or_from_a_player_who_starts_at_once():
+    floor = noise_loudness(-60.0, 3.0)
+    gate = NoiseGate(GateSettings(), FRAME_RATE, SILENCE)
+    _, gains = in_blocks(gate, np.concatenate([np.full(3, SILENCE), floor]))  # a live stream's first frames
+    assert np.all(gains[FRAME_RATE // 4:] == 0.0) and abs(gate.floor_db - np.median(floor)) < 1.5
+    gate = NoiseGate(GateSettings(), FRAME_RATE, SILENCE)
+    _, gains = in_blocks(gate, np.concatenate([np.full(3 * FRAME_RATE, -5.0), floor]))
+    assert np.all(gains[:3 * FRAME_RATE] == 1.0)  # singing from the first frame: every frame of it heard
+    assert np.all(gains[3 * FRAME_RATE + FRAME_RATE // 2:] == 0.0)  # and the floor after it silent
+
+
+def test_a_floor_that_arrives_after_digital_silence_is_learned_within_the_window():
+    floor = noise_loudness(-60.0, 4.0)
+    gate = NoiseGate(GateSettings(), FRAME_RATE, SILENCE)
+    _, gains = in_blocks(gate, np.concatenate([np.full(5 * FRAME_RATE, SILENCE), floor]))
+    assert np.all(gains[5 * FRAME_RATE + round(2.2 * FRAME_RATE):] == 0.0)  # the window's two seconds, then silent
+    assert abs(gate.floor_db - np.median(floor)) < 1.5

@@ -527,6 +527,43 @@ def test_added_latency_through_jack(choir_model, jack_server, tmp_path):
     assert 12 < results["1", False] - results["0", False] < 22  # the margin costs one 16 ms period
 
 
+def test_live_voice_falls_silent_in_the_microphones_noise_floor_through_jack(jack_server, tmp_path):
+    """A note sung into a -60 dBFS floor (under it too, as a real microphone's), through JACK with
+    CREPE running: the bundled model's output falls 60 dB below its playing level within 150 ms of
+    the note's end, and stays silent in the floor before and after it (no drone)."""
+    rng = np.random.default_rng(5)
+    t = np.arange(int(1.5 * RATE)) / RATE
+    note = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 12))
+    note *= 0.1 / np.sqrt(np.mean(note ** 2)) * np.minimum(1, t / 0.01) * np.minimum(1, (t[-1] - t) / 0.01)
+    lead, tail = 3 * RATE, int(1.5 * RATE)  # the floor alone: three seconds to learn it, then after the note
+    audio = np.concatenate([np.zeros(lead), note, np.zeros(tail)])
+    audio = (audio + 10 ** (-60 / 20) * rng.standard_normal(len(audio))).astype(np.float32)
+    process = start_play("--input", "mic", "--margin", "1", "--scenes", str(tmp_path / "unbent"))
+    harness = Harness("harness-floor", seconds=12)
+    try:
+        harness.wire("tuibend")
+        start, length = harness.play(audio)
+        wait_for(lambda: harness.recorded > start + length + RATE // 2, seconds=20)
+    finally:
+        harness.close()
+        process.terminate()
+        process.communicate(timeout=60)
+    out = harness.recording[start:start + length + RATE // 2]
+    soundfile.write(tmp_path / "floor-take.wav", out, RATE)
+    delay = onset(out, lead - RATE // 2, -40.0) - lead  # the instrument's latency, onset to onset
+    assert 0 <= delay < 0.2 * RATE
+    levels = 10 * np.log10(np.mean(out[:len(out) // 160 * 160].reshape(-1, 160).astype(np.float64) ** 2, 1) + 1e-14)
+    stop = (lead + len(note) + delay) // 160  # the note's end as heard at the output, in 10 ms frames
+    playing = np.median(levels[stop - 50:stop])
+    loud_after = np.nonzero(levels[stop:] > playing - 60)[0]
+    fall_ms = 10 * (loud_after[-1] + 1) if len(loud_after) else 0
+    print(f"\nlive, -60 dBFS floor: playing {playing:.1f} dBFS, falls 60 dB in {fall_ms} ms; "
+          f"in the floor before the note {np.max(levels[100:(lead + delay) // 160 - 2]) - playing:.0f} dB")
+    assert abs(playing - 20 * np.log10(0.1)) < 3  # at the player's level (the note: -20 dBFS RMS)
+    assert fall_ms <= 150
+    assert np.max(levels[100:(lead + delay) // 160 - 2]) < playing - 60  # after the first second: no drone
+
+
 # ----- the command ---------------------------------------------------------------------------------
 
 

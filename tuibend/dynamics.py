@@ -10,7 +10,8 @@ the release. A scene that wants bends to sound through rests (a drone) skips the
 
 The :class:`LevelMatch` keeps the output at the player's level: a slow gain that follows the
 ratio of the dry input's level to the output's while the player plays, so a model (or a loudness
-map) that answers 10 dB low is heard at the player's level, and dynamics within a phrase pass.
+map) that answers 10 dB low is heard at the player's level, and dynamics within a phrase pass;
+the :class:`Ceiling` stops a trained attack burst from rising far above the player.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import numpy as np
 # -60 dBFS RMS reads -37 dB, a sine at -20 dBFS RMS -1 dB (measured).
 MAX_FLOOR_DB = -20.0  # no floor louder than white noise at about -43 dBFS: above that is playing
 INITIAL_FLOOR_DB = -30.0  # the floor assumed until one is measured (a quiet room, about -53 dBFS)
-FLOOR_WINDOW_S = 2.0  # the floor is the quietest 100 ms stretch (its mean) of the last two seconds...
-FLOOR_RISE_DB_PER_S = 3.0  # ...rising no faster than this, so a long held note is not taken for a floor
-GATE_LIMITS_DB = (-80.0, 20.0)  # a hand-set threshold or margin must lie here
+FLOOR_WINDOW_S = 2.0  # the floor is the quietest 100 ms stretch (its median) of the last two seconds...
+FLOOR_RISE_DB_PER_S = 3.0  # ...rising no faster than this once learned, so a long held note is not a floor
+GATE_LIMITS_DB = (-80.0, 20.0)
+ATTACK_SAMPLES = 32  # the ceiling's gain falls within this many samples  # a hand-set threshold or margin must lie here
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class NoiseGate:
     def __init__(self, settings: GateSettings, frame_rate: float, silence_db: float):
         self.frame_rate = frame_rate
         self.silence_db = silence_db  # the model's own silence: its loudness floor
-        self._chunk = max(1, round(0.1 * frame_rate))
+        self._chunk_frames = max(1, round(0.1 * frame_rate))
+        self._learning_frames = round(FLOOR_WINDOW_S * frame_rate)
         self._rise_per_frame = FLOOR_RISE_DB_PER_S / frame_rate
         self.offset_db = 0.0  # moved by a key: raises or lowers the threshold, whichever way it is set
         self.configure(settings)
@@ -90,8 +93,8 @@ class NoiseGate:
     def reset(self) -> None:
         self.floor_db: float | None = None
         self._minima: collections.deque[float] = collections.deque(maxlen=round(FLOOR_WINDOW_S / 0.1))
-        self._chunk_sum = 0.0
-        self._chunk_count = 0
+        self._chunk: list[float] = []
+        self._frames = 0
         self.is_open = False
         self._below = 0
         self._gain_db = -math.inf
@@ -105,17 +108,22 @@ class NoiseGate:
         return floor + self.settings.margin_db + self.offset_db
 
     def _track_floor(self, level: float) -> None:
-        if self.floor_db is None:
-            self.floor_db = min(level, INITIAL_FLOOR_DB)
-        self._chunk_sum += level
-        self._chunk_count += 1
-        if self._chunk_count == self._chunk:
-            self._minima.append(self._chunk_sum / self._chunk)
-            self._chunk_sum, self._chunk_count = 0.0, 0
+        """The first seconds learn the floor (up to a quiet room's, so a player who starts at once is not
+        taken for it); after them it falls at once to a quieter floor and rises slowly to a louder one.
+        Digital silence is no microphone's floor: from it (an input connected late, a file's silent
+        start) the floor is learned afresh, as in the first seconds."""
+        self._frames += 1
+        self._chunk.append(level)
+        if len(self._chunk) == self._chunk_frames:
+            self._minima.append(float(np.median(self._chunk)))
+            self._chunk = []
         if not self._minima:
-            return  # the first 100 ms: the initial floor stands
+            self.floor_db = INITIAL_FLOOR_DB
+            return
         quietest = min(self._minima)
-        if quietest < self.floor_db:
+        if self._frames <= self._learning_frames or self.floor_db <= self.silence_db + 1.0:
+            self.floor_db = min(quietest, INITIAL_FLOOR_DB)
+        elif quietest < self.floor_db:
             self.floor_db = quietest
         else:
             self.floor_db = min(quietest, self.floor_db + self._rise_per_frame)
@@ -207,6 +215,40 @@ class LevelMatch:
         return audio * ramp
 
 
+class Ceiling:
+    """Holds the output within ``headroom_db`` of the dry input's level, block by block.
+
+    A model may answer an onset with a burst (a flute's trained chiff came out 8-10 dB over the
+    held note); the level match's slow gain cannot catch that. Where the block's output rises more
+    than the headroom above the input, it is brought down at once; the gain then recovers at
+    ``recovery_db_per_s``, in a ramp across each block (no zipper).
+    """
+
+    def __init__(self, sample_rate: float, headroom_db: float = 3.0, recovery_db_per_s: float = 40.0):
+        self.sample_rate = sample_rate
+        self.headroom_db = headroom_db
+        self.recovery_db_per_s = recovery_db_per_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.reduction_db = 0.0
+        self._applied = 1.0
+
+    def process(self, dry: np.ndarray, audio: np.ndarray, playing: bool) -> np.ndarray:
+        self.reduction_db = min(0.0, self.reduction_db + self.recovery_db_per_s * len(audio) / self.sample_rate)
+        if playing:
+            excess = rms_db(audio) + self.reduction_db - rms_db(dry) - self.headroom_db
+            if math.isfinite(excess) and excess > 0:
+                self.reduction_db -= excess
+        target = 10.0 ** (self.reduction_db / 20.0)
+        # down within 2 ms (a burst is caught as it starts), back up across the block
+        length = min(len(audio), ATTACK_SAMPLES) if target < self._applied else len(audio)
+        ramp = np.full(len(audio), target, np.float32)
+        ramp[:length] = np.linspace(self._applied, target, length + 1, dtype=np.float32)[1:]
+        self._applied = target
+        return audio * ramp
+
+
 class Dynamics:
     """The gate and the level match around a model step, as the engine and an offline render use them.
 
@@ -217,6 +259,7 @@ class Dynamics:
     def __init__(self, gate: NoiseGate, level: LevelMatch, hop: int):
         self.gate = gate
         self.level = level
+        self.ceiling = Ceiling(level.sample_rate)
         self.hop = hop
         self._gains = np.ones(0, np.float32)
         self._last_gain = 0.0
@@ -234,6 +277,7 @@ class Dynamics:
     def reset(self) -> None:
         self.gate.reset()
         self.level.reset()
+        self.ceiling.reset()
         self._last_gain = 0.0
 
     def hear(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> np.ndarray:
@@ -248,4 +292,7 @@ class Dynamics:
         playing = bool(np.all(self._gains >= 1.0))
         if not drone:
             audio = audio * gains[:len(audio)]
-        return self.level.process(dry, audio, playing)
+        audio = self.level.process(dry, audio, playing)
+        if self.level.enabled and not drone:
+            audio = self.ceiling.process(dry, audio, playing)
+        return audio

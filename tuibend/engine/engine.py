@@ -104,6 +104,10 @@ class Telemetry:
     preparing: bool = False
     take_s: float | None = None
     blocks: int = 0
+    gate_open: bool = False  # the noise gate: the player is playing
+    gate_threshold_db: float = 0.0  # where it opens, on the loudness scale
+    floor_db: float | None = None  # the input's measured noise floor (None: the gate is off or set by hand)
+    level_db: float = 0.0  # the level match's gain
     error: str | None = None
     notice: str | None = None  # the last thing the performer should know that did not stop the engine
 
@@ -430,6 +434,7 @@ class Engine:
 
     def _publish(self, block: Block, audio: np.ndarray) -> None:
         player = self.source if isinstance(self.source, FilePlayer) else None
+        gate = self.dynamics.gate
         self.telemetry = Telemetry(
             time_s=self.seconds, input_db=_level_db(block.dry), output_db=_level_db(audio),
             f0_hz=float(block.f0_hz[-1]), confidence=float(block.confidence[-1]),
@@ -442,7 +447,9 @@ class Engine:
             bypass=self.bypass, gain_db=self.gain_db, scene=self.scene.name,
             preparing=self._change is not None or self._preparer.busy,
             take_s=self._take.seconds if self._take is not None else None, blocks=self.frame // self.block_frames,
-            error=self.error, notice=self.notice)
+            gate_open=gate.is_open or not gate.settings.enabled, gate_threshold_db=gate.threshold_db,
+            floor_db=gate.floor_db if gate.settings.enabled and gate.settings.threshold_db is None else None,
+            level_db=self.dynamics.level.gain_db, error=self.error, notice=self.notice)
         if self.settings.stats is not None and time.monotonic() - self._last_stats >= 1.0:
             self.write_stats()
 
