@@ -288,3 +288,35 @@ def test_streaming_analyser_downmixes_multichannel_blocks(crepe_reference):
     b = Features.concatenate([two.process(stereo[i:i + 300]) for i in range(0, 8000, 300)])
     assert len(a) == len(b) == 8000 // 64
     np.testing.assert_allclose(b.f0_hz, a.f0_hz, rtol=1e-5)
+
+
+PEAK_MEMORY = """
+import resource, sys
+import numpy as np
+from tuibend.pitch.analysis import analyze_audio
+from tuibend.pitch.trackers import make_tracker
+seconds = float(sys.argv[1])
+t = np.arange(int(seconds * 16000)) / 16000
+audio = (0.2 * np.sin(2 * np.pi * 220 * t * (1 + 0.1 * np.sin(t)))).astype(np.float32)
+features = analyze_audio(audio, make_tracker("crepe-tiny"))
+assert len(features) == len(audio) // 64 and np.all(np.isfinite(features.loudness_db))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_song_length_file_is_analysed_in_flat_memory():
+    """Three minutes take no more memory than twenty seconds (in one batch they took gigabytes and, at
+    five minutes and more, crashed CREPE)."""
+    import os
+    import subprocess
+    import sys
+
+    def peak_mb(seconds: float) -> int:
+        run = subprocess.run([sys.executable, "-c", PEAK_MEMORY, str(seconds)], capture_output=True, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return int(run.stdout.split()[-1])
+
+    short, song = peak_mb(20.0), peak_mb(180.0)
+    print(f"\npeak memory: 20 s {short} MB, 3 min {song} MB")
+    assert song < short + 250

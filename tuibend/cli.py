@@ -84,7 +84,7 @@ def _analyze(args: argparse.Namespace) -> None:
     from tuibend.pitch.files import analyze, cache_dir
 
     features = analyze(args.input, tracker=args.tracker, loudness=args.loudness, crepe_hop=args.crepe_hop,
-                       use_cache=not args.no_cache)
+                       use_cache=not args.no_cache, progress=ProgressBar("analysing"))
     voiced = features.confidence >= (0.8 if args.tracker == "yin" else 0.5)
     median = float(np.median(features.f0_hz[voiced])) if voiced.any() else float("nan")
     print(f"{args.input}: {len(features)} frames ({len(features) / features.frame_rate:.2f} s), "
@@ -114,7 +114,8 @@ def _render(args: argparse.Namespace) -> None:
                             pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
     result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
                          seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache,
-                         scene=scene, unit_statistics=statistics, gate=args.gate, level_match=args.level_match)
+                         scene=scene, unit_statistics=statistics, gate=args.gate, level_match=args.level_match,
+                         analysis_progress=ProgressBar("analysing"))
     report = result.report
     print(f"wrote {args.output}: {len(result.audio) / model.config.sample_rate:.2f} s, peak {report['peak']:.2f}; "
           f"octave shift {report['octaves']:+d}, loudness {'mapped' if report['loudness_mapped'] else 'as is'}")

@@ -100,11 +100,12 @@ def render_file(model: TimbreModel, input_path: str | Path, output_path: str | P
                 adjustment: Adjustment | None = None, hook: BendHook = no_bend, seed: int = 0,
                 progress: Progress | None = None, use_cache: bool = True, scene: Scene | None = None,
                 unit_statistics: dict | None = None, gate: GateSettings | None = None,
-                level_match: bool = True) -> RenderResult:
+                level_match: bool = True, analysis_progress: Progress | None = None) -> RenderResult:
     """Analyses (or reuses the cache), adjusts, resynthesises through the gate and the level match
     (as the live engine plays), and writes ``output_path`` atomically."""
     check_output_format(output_path)
-    features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache)
+    features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache,
+                       progress=analysis_progress)
     if len(features) < 2:
         raise AudioFileError(f"{input_path}: too short to render (under 8 ms)")
     adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())

@@ -17,6 +17,7 @@ reaches the next frame instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,16 +94,33 @@ def centred_frames(audio: np.ndarray, window: int, hop: int, count: int) -> np.n
     return np.lib.stride_tricks.sliding_window_view(padded, window)[::hop][:count]
 
 
+# Windows analysed at once: a song-length file in one batch took gigabytes (CREPE's activations for every
+# window) and then crashed; in batches the memory stays flat whatever the file's length.
+ANALYSIS_BATCH = 1024
+
+
 def analyze_audio(audio: np.ndarray, tracker: Tracker, loudness: str = "v3", sample_rate: int = SAMPLE_RATE,
-                  frame_rate: int = FRAME_RATE) -> Features:
-    """Whole-signal analysis: ``len(audio) // hop`` frames."""
+                  frame_rate: int = FRAME_RATE, progress: Callable[[float], None] | None = None) -> Features:
+    """Whole-signal analysis: ``len(audio) // hop`` frames, computed in batches of windows
+    (``progress`` is told the fraction done after each)."""
     audio = np.asarray(audio, np.float32)
     hop = sample_rate // frame_rate
     n_frames = len(audio) // hop
-    f0, confidence = tracker.estimate(centred_frames(audio, tracker.window, tracker.hop, 1 + len(audio) // tracker.hop))
+    windows = centred_frames(audio, tracker.window, tracker.hop, 1 + len(audio) // tracker.hop)  # a view
+    n_batches = -(-len(windows) // ANALYSIS_BATCH)
+    estimates = []
+    for index, start in enumerate(range(0, len(windows), ANALYSIS_BATCH)):
+        estimates.append(tracker.estimate(windows[start:start + ANALYSIS_BATCH]))
+        if progress is not None:
+            progress(0.9 * (index + 1) / n_batches)
+    f0 = np.concatenate([e[0] for e in estimates]) if estimates else np.zeros(0, np.float32)
+    confidence = np.concatenate([e[1] for e in estimates]) if estimates else np.zeros(0, np.float32)
     f0_frames, confidence_frames = interpolate_estimates(np.arange(n_frames) * hop, tracker.hop, f0, confidence,
                                                          voiced_threshold=tracker.voiced_threshold)
-    return Features(f0_frames, confidence_frames, _loudness(audio, n_frames, loudness, sample_rate, hop), frame_rate)
+    levels = _loudness(audio, n_frames, loudness, sample_rate, hop)
+    if progress is not None:
+        progress(1.0)
+    return Features(f0_frames, confidence_frames, levels, frame_rate)
 
 
 def _loudness(audio: np.ndarray, n_frames: int, flavour_name: str, sample_rate: int, hop: int) -> np.ndarray:
@@ -110,7 +128,10 @@ def _loudness(audio: np.ndarray, n_frames: int, flavour_name: str, sample_rate: 
     lead = loudness_padding(flavour.n_fft, flavour_name)
     padded = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(flavour.n_fft, np.float32)])
     windows = np.lib.stride_tricks.sliding_window_view(padded, flavour.n_fft)[:n_frames * hop:hop]
-    return _frame_loudness(windows, flavour_name, sample_rate)
+    batch = 16 * ANALYSIS_BATCH
+    parts = [_frame_loudness(windows[start:start + batch], flavour_name, sample_rate)
+             for start in range(0, len(windows), batch)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def _frame_loudness(windows: np.ndarray, flavour_name: str, sample_rate: int) -> np.ndarray:

@@ -54,11 +54,11 @@ def _store(path: Path, features: Features) -> None:
 
 
 def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe-tiny", loudness: str = "v3",
-            crepe_hop: int = 160, use_cache: bool = True) -> Features:
+            crepe_hop: int = 160, use_cache: bool = True, progress=None) -> Features:
     """f0, confidence and loudness at the model frame rate (250/s) of a file or an array.
 
     A file is read at any rate and channel count (downmixed, resampled with soxr) and its
-    features are cached; an array needs its ``sample_rate``.
+    features are cached; an array needs its ``sample_rate``. ``progress`` is told the fraction done.
     """
     settings = {"tracker": tracker, "loudness": loudness, "crepe_hop": crepe_hop, "sample_rate": SAMPLE_RATE,
                 "frame_rate": FRAME_RATE}
@@ -70,7 +70,7 @@ def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe
         entry = cache_dir() / f"{cache_key(path, settings)}.npz" if use_cache else None
         if entry is not None and (cached := _load_cached(entry)) is not None:
             return cached
-        features = analyze_audio(audio, make_tracker(tracker, crepe_hop), loudness)
+        features = analyze_audio(audio, make_tracker(tracker, crepe_hop), loudness, progress=progress)
         if entry is not None:
             _store(entry, features)
         return features
@@ -81,4 +81,5 @@ def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe
     audio = check_audio(np.asarray(path_or_audio, np.float32), "audio")
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
-    return analyze_audio(resample(audio, sample_rate, SAMPLE_RATE), make_tracker(tracker, crepe_hop), loudness)
+    return analyze_audio(resample(audio, sample_rate, SAMPLE_RATE), make_tracker(tracker, crepe_hop), loudness,
+                         progress=progress)
