@@ -200,6 +200,42 @@ async def test_take_recording_key(performance):
     assert np.max(np.abs(audio)) > 0.01
 
 
+async def test_take_key_stops_a_take_that_record_started(choir_model, player, tmp_path):
+    """``R`` while ``--record``'s take (or the take of a run with no audio device) records ends it, saved."""
+    settings = EngineSettings(device="none", record=tmp_path / "recorded.wav", check_speed=False)
+    engine = Engine(choir_model, player, two_scenes(), settings)
+    engine.prepare()
+    options = AppOptions("choir", "demo-voice.flac", tmp_path / "scenes", tmp_path / "takes", REPO / "models")
+    app = TuibendApp(engine, options)
+    try:
+        async with app.run_test() as pilot:
+            await pilot.pause(0.5)
+            assert engine.recording_take and engine.take_path == tmp_path / "recorded.wav"
+            await pilot.press("R")
+            await pilot.pause(0.3)
+            assert not engine.recording_take and app.is_running
+            await pilot.press("R")  # and a new one starts in takes/
+            await pilot.pause(0.3)
+            assert engine.recording_take and engine.take_path.parent == tmp_path / "takes"
+    finally:
+        engine.stop()
+    assert soundfile.info(tmp_path / "recorded.wav").frames > 0
+
+
+async def test_mashing_enter_and_escape_in_dialogs_never_pops_the_main_screen(performance):
+    engine, options, tmp_path = performance
+    app = TuibendApp(engine, options)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        main = app.screen
+        await pilot.press("S", "enter", "enter")  # an empty name (nothing saved), then Enter on the main screen
+        await pilot.press("S", "escape", "enter")
+        await pilot.press("question_mark", "escape", "escape")
+        await pilot.pause(0.2)
+        assert app.is_running and app.screen is main
+    assert sorted(p.name for p in (tmp_path / "scenes").glob("*.toml")) == ["glow.toml", "grit.toml"]
+
+
 async def test_quit_asks_first_when_there_are_unsaved_edits(performance):
     engine, options, _ = performance
     app = TuibendApp(engine, options)

@@ -402,7 +402,10 @@ class Engine:
             audio = np.zeros_like(audio)
         audio = self._limiter.process(self._dc.process(audio * self._gain))
         if self._take is not None:
-            self._take.write(audio)
+            try:
+                self._take.write(audio)
+            except OSError as error:  # a full disk ends the take, never the performance
+                self._end_take(f"take {self._take.path} stopped: {error.strerror or error}")
         out = self._resample_out.resample_chunk(audio) if self._resample_out is not None else audio
         self._output.write(out)
         self.bridge.producing = True
@@ -411,6 +414,16 @@ class Engine:
         self._load.add(load)
         self._publish(block, audio)
         self.events.write_pending()
+        if self.events.failure is not None and self.notice != self.events.failure:
+            self.notice = self.events.failure
+
+    def _end_take(self, why: str) -> None:
+        """Closes the take as far as it was written (renamed where the disk allows), with a notice."""
+        take, self._take = self._take, None
+        with contextlib.suppress(OSError):
+            take.close()
+        self.notice = why
+        self.events.add(Event(self.seconds, "engine", "take", why))
 
     def _guard(self, chain: Chain, reason: str) -> None:
         """Mutes what is queued and clears every state that could hold NaN or Inf."""
@@ -463,8 +476,12 @@ class Engine:
                      bfloat16=bool(getattr(self.chain_stream, "bfloat16", False)),
                      device=self.device.name if self.device else None,
                      device_rate=self.device.sample_rate if self.device else None)
-        with atomic_path(self.settings.stats, suffix=".json") as temporary:
-            temporary.write_text(json.dumps(stats, indent=2) + "\n")
+        try:
+            with atomic_path(self.settings.stats, suffix=".json") as temporary:
+                temporary.write_text(json.dumps(stats, indent=2) + "\n")
+        except OSError as error:  # a full disk: the stats stop, the performance goes on
+            self.notice = f"stats {self.settings.stats}: {error.strerror or error}; no longer written"
+            self.settings = replace(self.settings, stats=None)
 
     def stop(self) -> None:
         """Stops the device and the model thread; finalises the take, the log and the stats (once)."""
@@ -497,8 +514,10 @@ class Engine:
     def set(self, bend: int, name: str, value: float, source: str = "api") -> bool:
         """Moves a fader or parameter of the playing chain (bend index from 0); False if it has none."""
         controller = self.controller
+        if not math.isfinite(value := float(value)):
+            return False  # a NaN or an infinity never reaches the model
         try:
-            controller.set(bend, name, float(value))
+            controller.set(bend, name, value)
         except KeyError:
             return False
         self._log(source, f"bend{bend + 1}.{name}", round(float(value), 6))
@@ -530,6 +549,8 @@ class Engine:
 
     def set_gain(self, db: float, source: str = "api") -> None:
         """The output gain in dB (within +-24), before the limiter."""
+        if not math.isfinite(db):
+            return
         self.gain_db = float(min(self.GAIN_RANGE_DB[1], max(self.GAIN_RANGE_DB[0], db)))
         self._gain = np.float32(10.0 ** (self.gain_db / 20.0))
         if source != "settings":
@@ -549,7 +570,7 @@ class Engine:
             self.source.play()
         elif action == "pause":
             self.source.pause()
-        elif action == "seek":
+        elif action == "seek" and math.isfinite(seconds):
             self.source.seek(seconds)
         self._log(source, "transport", action if action != "seek" else f"seek {seconds:.3f}")
 
@@ -578,6 +599,12 @@ class Engine:
     @property
     def recording_take(self) -> bool:
         return self._take is not None
+
+    @property
+    def take_path(self) -> Path | None:
+        """Where the take being recorded goes (``--record``'s, or one the interface started)."""
+        take = self._take
+        return take.path if take is not None else None
 
     def replay(self, events: list[Event]) -> None:
         """Plays a logged performance's control changes back at their times."""
@@ -619,9 +646,10 @@ class Engine:
             names = [scene.name for scene in self.scenes]
             if event.value in names:
                 self.load(self.scenes[names.index(event.value)], "replay")
-        elif event.target.startswith("bend") and "." in event.target:
+        elif event.target.startswith("bend") and "." in event.target and not isinstance(event.value, str):
             number, name = event.target[4:].split(".", 1)
-            self.set(int(number) - 1, name, float(event.value), "replay")
+            if number.isdigit():
+                self.set(int(number) - 1, name, float(event.value), "replay")
         elif event.target == "bypass":
             self.set_bypass(bool(event.value), "replay")
         elif event.target == "gain":

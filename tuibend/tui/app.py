@@ -190,13 +190,19 @@ class TuibendApp(App):
         self.refresh_panels()
 
     def action_record_take(self) -> None:
-        if self.engine.recording_take:
+        if self.engine.recording_take:  # one this key started, or --record's
+            path = self.engine.take_path
             self.engine.stop_take()
-            self.notify(f"take saved: {self._take_path}", timeout=5)
+            self.notify(f"take saved: {path}", timeout=5)
             return
-        self._take_path = self.options.takes_dir / time.strftime("take-%Y%m%d-%H%M%S.wav")
-        self.engine.start_take(self._take_path)
-        self.notify(f"recording {self._take_path}", timeout=3)
+        path = self.options.takes_dir / time.strftime("take-%Y%m%d-%H%M%S.wav")
+        try:
+            self.engine.start_take(path)
+        except (OSError, ValueError) as error:
+            self.notify(f"cannot record {path}: {getattr(error, 'strerror', None) or error}", severity="error",
+                        timeout=8)
+            return
+        self.notify(f"recording {path}", timeout=3)
 
     # ----- editing ---------------------------------------------------------------------------------
 

@@ -15,10 +15,26 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 
 
-class HelpScreen(ModalScreen[None]):
+class Dialog(ModalScreen):
+    """A modal screen that answers once: a second Enter, or Escape then Enter, in the same moment
+    (key mashing) finds the dialog already gone and does nothing (it used to pop the screen under it)."""
+
+    _answered = False
+
+    def answer(self, value=None) -> None:
+        if self._answered:
+            return
+        self._answered = True
+        self.dismiss(value)
+
+
+class HelpScreen(Dialog):
     """Every action and its key (as remapped)."""
 
-    BINDINGS: ClassVar = [Binding("escape,q,question_mark", "dismiss", "close")]
+    BINDINGS: ClassVar = [Binding("escape,q,question_mark", "close", "close")]
+
+    def action_close(self) -> None:
+        self.answer(None)
 
     def __init__(self, rows: list[tuple[str, str]]):
         super().__init__()
@@ -33,7 +49,7 @@ class HelpScreen(ModalScreen[None]):
         yield Vertical(Static(text), id="dialog")
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(Dialog):
     """A yes/no question: y or Enter for yes, n or Esc for no."""
 
     BINDINGS: ClassVar = [Binding("y,enter", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
@@ -46,10 +62,10 @@ class ConfirmScreen(ModalScreen[bool]):
         yield Vertical(Label(self.question), Label("[b]y[/b] yes · [b]n[/b] no"), id="dialog")
 
     def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
+        self.answer(answer)
 
 
-class PromptScreen(ModalScreen[str | None]):
+class PromptScreen(Dialog):
     """One line of text (Enter accepts, Esc cancels)."""
 
     BINDINGS: ClassVar = [Binding("escape", "cancel", "cancel")]
@@ -63,13 +79,13 @@ class PromptScreen(ModalScreen[str | None]):
         yield Vertical(Label(self.question), Input(value=self.value, id="answer"), id="dialog")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self.answer(event.value.strip() or None)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
-class ChoiceScreen(ModalScreen[str | None]):
+class ChoiceScreen(Dialog):
     """A choice from a list (arrows and Enter, Esc cancels)."""
 
     BINDINGS: ClassVar = [Binding("escape", "cancel", "cancel")]
@@ -83,7 +99,7 @@ class ChoiceScreen(ModalScreen[str | None]):
         yield Vertical(Label(self.question), OptionList(*self.choices, id="choices"), id="dialog")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(self.choices[event.option_index])
+        self.answer(self.choices[event.option_index])
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
