@@ -436,6 +436,60 @@ def test_osc_over_loopback(fresh):
         server.close()
 
 
+def test_a_hostile_osc_bundle_is_refused_and_the_listener_goes_on(fresh):
+    """A bundle whose element claims -4 bytes sent python-osc's parser into an endless loop."""
+    import socket
+    import struct
+
+    server = OscServer(fresh, port=0)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        bundle = b"#bundle\0" + bytes(8)
+        for hostile in (bundle + struct.pack(">i", -4), bundle + struct.pack(">i", 4000), b"/tuibend/scene\0\0,i\0\0",
+                        b"\xff" * 7, b"/a\0\0,s\0\0abcd", bytes(10000)):
+            sender.sendto(hostile, server.address)
+        wait_for(lambda: len(server.notices) == 6)
+        assert all("refused a datagram" in notice for notice in server.notices)
+        SimpleUDPClient("127.0.0.1", server.address[1]).send_message("/tuibend/scene", 2)
+        wait_for(lambda: fresh.scene.name == "two")  # still listening
+    finally:
+        sender.close()
+        server.close()
+    assert not server._thread.is_alive()  # and it ends with the performance
+
+
+def test_any_bytes_are_a_well_formed_datagram_or_refused_before_parsing():
+    """Whatever the bytes, the check answers at once; what it passes, python-osc parses without fault."""
+    import struct
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from pythonosc.osc_bundle import OscBundle
+    from pythonosc.osc_message import OscMessage
+
+    from tuibend.midi.osc import datagram_fault
+
+    def parses(data: bytes) -> None:
+        if data.startswith(b"#bundle\0"):
+            OscBundle(data)
+        else:
+            OscMessage(data)
+
+    words = st.binary(max_size=64).map(lambda b: b + bytes(-len(b) % 4))
+    element = st.one_of(words, st.builds(lambda a, t: a + t, st.sampled_from([b"/tuibend/x\0\0", b"/a\0\0"]), words))
+    bundle = st.builds(lambda parts, sizes: b"#bundle\0" + bytes(8) + b"".join(
+        struct.pack(">i", size if size is not None else len(p)) + p for p, size in zip(parts, sizes, strict=False)),
+        st.lists(element, max_size=4), st.lists(st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)), max_size=4))
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.one_of(st.binary(max_size=200), words, element, bundle))
+    def check(data: bytes) -> None:
+        if datagram_fault(data) is None:
+            parses(data)
+
+    check()
+
+
 def test_a_scene_carries_its_own_midi_map(tmp_path):
     """``[[midi.map]]`` in a scene file: parsed, validated with the file and field named, saved back."""
     from tuibend.bend.rig import Bend

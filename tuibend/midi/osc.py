@@ -10,12 +10,15 @@ Addresses (scenes and bends count from 1, as on screen):
 
 The server binds 127.0.0.1 unless a host is named: control from another machine is a choice.
 A message that cannot be applied becomes a line in :attr:`OscServer.notices`, never an exception.
+Every datagram's structure is checked before python-osc parses it (:func:`datagram_fault`): one
+hostile bundle (an element size of -4) once sent its parser into an endless loop.
 """
 
 from __future__ import annotations
 
 import collections
 import re
+import struct
 import threading
 
 from pythonosc.dispatcher import Dispatcher
@@ -26,6 +29,104 @@ from tuibend.midi.target import ControlTarget, parameter_range
 
 DEFAULT_OSC_PORT = 8000  # what TouchOSC and most controller apps send to unless told otherwise
 _BEND = re.compile(r"^/tuibend/bend/(\d+)/(\w+)$")
+MAX_DATAGRAM = 8192  # far above any control message; a bigger one is refused unread
+MAX_BUNDLE_DEPTH = 4
+_TYPE_SIZES = {"i": 4, "f": 4, "s": None, "S": None, "b": None, "h": 8, "d": 8, "t": 8, "c": 4, "r": 4, "m": 4,
+               "T": 0, "F": 0, "N": 0, "I": 0, "[": 0, "]": 0}
+
+
+def _padded_string(data: bytes, start: int) -> int | None:
+    """The offset after a NUL-terminated string padded to 4 bytes, or None if it does not fit."""
+    end = data.find(b"\0", start)
+    if end < 0:
+        return None
+    after = (end + 4) & ~3
+    return after if after <= len(data) else None
+
+
+def _message_fault(data: bytes) -> str | None:
+    after = _padded_string(data, 0)
+    if after is None:
+        return "an address that does not end"
+    if after == len(data):
+        return None  # no type tags: an old-style message without arguments
+    if data[after:after + 1] != b",":
+        return "no type tag string"
+    tags_end = _padded_string(data, after)
+    if tags_end is None:
+        return "a type tag string that does not end"
+    offset = tags_end
+    for tag in data[after + 1:data.index(b"\0", after)].decode("ascii", "replace"):
+        if tag not in _TYPE_SIZES:
+            return f"an unknown type tag {tag!r}"
+        size = _TYPE_SIZES[tag]
+        if size is None:
+            if tag == "b":
+                if offset + 4 > len(data):
+                    return "a blob without its size"
+                (length,) = struct.unpack(">i", data[offset:offset + 4])
+                if length < 0 or offset + 4 + length > len(data):
+                    return f"a blob of {length} bytes in a {len(data)}-byte datagram"
+                offset += 4 + ((length + 3) & ~3)
+            else:
+                end = _padded_string(data, offset)
+                if end is None:
+                    return "a string argument that does not end"
+                offset = end
+        else:
+            offset += size
+        if offset > len(data):
+            return "arguments longer than the datagram"
+    return None
+
+
+def datagram_fault(data: bytes, depth: int = 0) -> str | None:
+    """Why a datagram is not a well-formed OSC message or bundle (None: it is), checked without
+    trusting any size in it: sizes are bounded by the datagram, bundles nest at most four deep."""
+    if len(data) > MAX_DATAGRAM:
+        return f"{len(data)} bytes (at most {MAX_DATAGRAM})"
+    if len(data) == 0 or len(data) % 4:
+        return f"{len(data)} bytes, not a positive multiple of 4"
+    if data.startswith(b"#bundle\0"):
+        if depth >= MAX_BUNDLE_DEPTH:
+            return f"bundles nested more than {MAX_BUNDLE_DEPTH} deep"
+        offset = 16  # the tag and the time tag
+        if len(data) < offset:
+            return "a bundle without its time tag"
+        while offset < len(data):
+            if offset + 4 > len(data):
+                return "a bundle element without its size"
+            (size,) = struct.unpack(">i", data[offset:offset + 4])
+            if size <= 0 or size % 4 or offset + 4 + size > len(data):
+                return f"a bundle element of {size} bytes at byte {offset}"
+            fault = datagram_fault(data[offset + 4:offset + 4 + size], depth + 1)
+            if fault is not None:
+                return fault
+            offset += 4 + size
+        return None
+    if data[:1] != b"/":
+        return "neither a message (an address starting with /) nor a bundle"
+    return _message_fault(data)
+
+
+class _CheckedServer(BlockingOSCUDPServer):
+    """Hands python-osc only datagrams that :func:`datagram_fault` passes; reports, never prints."""
+
+    def __init__(self, address, dispatcher, report):
+        self.report = report
+        super().__init__(address, dispatcher)
+
+    def verify_request(self, request, client_address) -> bool:
+        fault = datagram_fault(request[0])
+        if fault is not None:
+            self.report(f"OSC from {client_address[0]}:{client_address[1]}: refused a datagram of "
+                        f"{len(request[0])} bytes ({fault})")
+        return fault is None
+
+    def handle_error(self, request, client_address) -> None:  # the standard one prints a traceback on screen
+        import sys
+
+        self.report(f"OSC from {client_address[0]}:{client_address[1]}: {sys.exc_info()[1]!r}")
 
 
 class OscServer:
@@ -39,15 +140,26 @@ class OscServer:
                                   ("/tuibend/panic", self._panic), ("/tuibend/bypass", self._bypass)):
             dispatcher.map(address, self._guarded(handler))
         dispatcher.set_default_handler(self._guarded(self._other))
+        if not 0 <= port <= 65535:
+            raise OscError(f"OSC: port {port} is not a UDP port (0 to 65535)")
         try:
-            self._server = BlockingOSCUDPServer((host, port), dispatcher)
-        except OSError as error:
-            raise OscError(f"OSC: cannot listen on {host}:{port} ({error.strerror or error})") from None
+            self._server = _CheckedServer((host, port), dispatcher, self.notices.append)
+        except (OSError, OverflowError) as error:
+            raise OscError(f"OSC: cannot listen on {host}:{port} ({getattr(error, 'strerror', None) or error})") \
+                from None
         self.address: tuple[str, int] = self._server.server_address[:2]
         self.status = f"OSC: listening on {self.address[0]}:{self.address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="tuibend-osc", daemon=True)
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, name="tuibend-osc", daemon=True)
         self._thread.start()
+
+    def _serve(self) -> None:
+        """The listener; should it ever fail, it is reported and started again."""
+        while not self._closing:
+            try:
+                self._server.serve_forever(poll_interval=0.2)
+            except Exception as error:
+                self.notices.append(f"OSC: the listener failed ({error!r}) and was restarted")
 
     def _guarded(self, handler):
         def handle(address: str, *args) -> None:
@@ -93,6 +205,7 @@ class OscServer:
         return None
 
     def close(self) -> None:
+        self._closing = True
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
