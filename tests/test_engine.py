@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -581,8 +582,29 @@ def test_headless_play_with_no_audio_device_paces_into_the_take(tmp_path):
     assert ", native" in result.stdout  # the summary names the kernel that played
 
 
+@pytest.mark.parametrize("hang_up", [signal.SIGHUP, signal.SIGTERM])
+def test_a_hang_up_finishes_the_take_and_the_log(tmp_path, hang_up):
+    """A dropped SSH connection (SIGHUP) ends a performance as SIGTERM does: the take renamed and whole."""
+    import os
+
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "tuibend-no-such-server", "JACK_NO_START_SERVER": "1"}
+    process = subprocess.Popen(play_command("--record", str(tmp_path / "take.wav"), "--log",
+                                            str(tmp_path / "events.jsonl")), cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (tmp_path / "take.wav.part").exists() and (tmp_path / "take.wav.part").stat().st_size > 64000,
+             seconds=120)
+    process.send_signal(hang_up)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in stderr
+    assert not (tmp_path / "take.wav.part").exists()
+    take, rate = soundfile.read(tmp_path / "take.wav")
+    assert len(take) / rate > 0.9
+    assert "scene" in [event.target for event in read_events(tmp_path / "events.jsonl")]  # flushed
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--kernel", "fast"], "--kernel: invalid choice"),
+    (["--osc", "70000"], "give a UDP port (0 to 65535)"),
     (["--device", "no-such-card"], "audio device 'no-such-card'"),
     (["--block", "100"], "block size 100"),
     (["--input", "no-such.wav"], "no-such.wav: no such file"),

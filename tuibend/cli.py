@@ -213,16 +213,21 @@ def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, obje
                 if index == len(apis) - 1:
                     raise
     if args.osc is not None:
-        host, _, port_text = args.osc.rpartition(":")
-        if not port_text.isdigit():
-            raise UserError(f"--osc {args.osc}: give a port, or HOST:PORT")
-        osc = OscServer(engine, host or "127.0.0.1", int(port_text))
+        osc = OscServer(engine, *args.osc)
     return midi, osc
 
 
 def _interrupt(signum, frame) -> None:
-    """SIGTERM ends a headless performance as Ctrl-C does: the take and the logs are finalised."""
+    """SIGTERM and SIGHUP (a dropped SSH connection) end a headless performance as Ctrl-C does: the
+    take and the logs are finalised; a second signal (a supervisor that sends SIGHUP then SIGTERM)
+    must not interrupt that."""
+    _ignore_stop_signals()
     raise KeyboardInterrupt
+
+
+def _ignore_stop_signals() -> None:
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def _play(args: argparse.Namespace) -> None:
@@ -255,6 +260,7 @@ def _play(args: argparse.Namespace) -> None:
     except EngineError as error:
         raise UserError(str(error)) from None
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     started = time.monotonic()
     reported = None
     try:
@@ -268,6 +274,7 @@ def _play(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        _ignore_stop_signals()
         engine.stop()
         for control in controls:
             if control is not None:
@@ -481,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="MIDI system (default: ALSA, else JACK)")
     play.add_argument("--midi-map", type=Path, metavar="TOML",
                       help="MIDI mappings (default ~/.config/tuibend/midi.toml; learned mappings are saved there)")
-    play.add_argument("--osc", metavar="[HOST:]PORT", help="listen for OSC (on 127.0.0.1 unless HOST is given)")
+    play.add_argument("--osc", metavar="[HOST:]PORT", type=_osc_address,
+                      help="listen for OSC (on 127.0.0.1 unless HOST is given)")
     play.set_defaults(handler=_play)
 
     dataset = commands.add_parser("dataset", help="analyse recordings into a training dataset")
@@ -538,6 +546,14 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--tracker", choices=TRACKERS, default="crepe-tiny", help="pitch tracker (default crepe-tiny)")
     parser.add_argument("--no-cache", action="store_true", help="analyse again, do not read or write the cache")
+
+
+def _osc_address(text: str) -> tuple[str, int]:
+    """argparse type: [HOST:]PORT, the host 127.0.0.1 unless given."""
+    host, _, port_text = text.rpartition(":")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a UDP port (0 to 65535) or HOST:PORT")
+    return host or "127.0.0.1", int(port_text)
 
 
 def _gate(text: str):

@@ -7,6 +7,9 @@ time (compiling a new model or input) runs on a worker thread while the old engi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +91,9 @@ class TuibendApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        # A dropped SSH connection sends SIGHUP: the take and the log are finished, then the app ends.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
         if self.options.keymap:
             self.set_keymap(self.options.keymap)
         if self.options.start_engine:  # after the first frame: the app's start-up would starve the audio
@@ -96,6 +102,10 @@ class TuibendApp(App):
             self.notify(notice, severity="warning", timeout=8)
         self.refresh_panels()
         self.set_interval(REFRESH_SECONDS, self.refresh_panels)
+
+    def _hang_up(self) -> None:
+        self.engine.stop()
+        self.exit(return_code=128 + signal.SIGHUP)
 
     # ----- the clock ---------------------------------------------------------------------------
 
@@ -348,7 +358,9 @@ def run_app(engine: Engine, args, make_engine: Callable[[dict], Engine], notices
     try:
         app.run()
     finally:
-        app.engine.stop()
+        app.engine.stop()  # the take finished and renamed, the log flushed, whatever ended the interface
         for control in controls:
             if control is not None:
                 control.close()
+    if app.return_code:  # the interface died (Textual printed why) or hung up: say so to the shell
+        raise SystemExit(app.return_code)
