@@ -582,6 +582,30 @@ def test_headless_play_with_no_audio_device_paces_into_the_take(tmp_path):
     assert ", native" in result.stdout  # the summary names the kernel that played
 
 
+def test_a_bad_scene_among_good_ones_is_skipped_with_its_file_and_field(tmp_path):
+    import os
+
+    folder = tmp_path / "scenes"
+    save_scene(folder / "good.toml", Scene("good", [Bend("fc1", "scale", 0.5, params={"gain": 2.0})]))
+    good = (folder / "good.toml").read_text()
+    (folder / "seed.toml").write_text(good.replace('name = "good"', 'name = "seed"').replace("seed = 0", "seed = -1"))
+    (folder / "clusters.toml").write_text(good.replace('name = "good"', 'name = "clusters"').replace(
+        'method = "random"', 'method = "cluster"\nclusters = 1000000'))
+    (folder / "morph.toml").write_text(good.replace("morph_seconds = 0.0", "morph_seconds = inf"))
+    lane = '\n[automation."1.gain"]\ntype = "breakpoints"\ntimes = [0.0, 1.0]\nvalues = [1.0, 1e30]\n'
+    (folder / "lane.toml").write_text(good.replace('name = "good"', 'name = "lane"') + lane)
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "tuibend-no-such-server", "JACK_NO_START_SERVER": "1"}
+    result = run_play("--duration", "1", "--block", "1024", "--scenes", str(folder),
+                      "--record", str(tmp_path / "take.wav"), env=env)
+    assert result.returncode == 0, result.stderr
+    for fault in ("seed.toml: bend[1].seed: -1 is outside 0..4294967295",
+                  "clusters.toml: bend[1].select.clusters: 1000000 (allowed: 4, 8)",
+                  "morph.toml: morph_seconds: expected a finite number, got inf",
+                  "lane.toml: automation.1.gain: 1e+30 is outside gain's range [-10.0, 10.0]"):
+        assert f"scene skipped: {folder / fault}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("hang_up", [signal.SIGHUP, signal.SIGTERM])
 def test_a_hang_up_finishes_the_take_and_the_log(tmp_path, hang_up):
     """A dropped SSH connection (SIGHUP) ends a performance as SIGTERM does: the take renamed and whole."""

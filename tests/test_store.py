@@ -57,11 +57,26 @@ def model_copy(solo_model_dir, tmp_path):
     (lambda c: c.replace('"frame_rate": 250', '"frame_rate": 250, "colour": 3'), "colour: unknown field"),
     (lambda c: c.replace('"loudness": "v3"', '"loudness": "v9"'), "loudness 'v9' is not one of"),
     (lambda c: c.replace('"ch": 512', '"ch": 256'), "weights.npz: decoder weight"),
+    (lambda c: c.replace('"layers_per_stack": 3', '"layers_per_stack": 1000000000'),
+     "decoder.layers_per_stack 1000000000 is outside 1..16"),
+    (lambda c: c.replace('"frame_rate": 250', '"frame_rate": 0'), "frame_rate 0 is outside 10..1000"),
+    (lambda c: c.replace('"sample_rate": 16000', '"sample_rate": 1000000000000'),
+     "sample_rate 1000000000000 is outside"),
+    (lambda c: c.replace('"f0_range": 127.0', '"f0_range": 0.0'), "f0_range 0.0 is outside"),
 ])
 def test_broken_config_names_file_and_field(model_copy, edit, message):
     config = model_copy / "config.json"
     config.write_text(edit(config.read_text()))
     with pytest.raises(ModelFormatError, match=message):
+        load_model(model_copy)
+
+
+def test_non_finite_weights_are_refused_by_name(model_copy):
+    with np.load(model_copy / "weights.npz") as archive:
+        weights = dict(archive)
+    weights["reverb/ir"] = np.full_like(weights["reverb/ir"], np.inf)
+    np.savez(model_copy / "weights.npz", **weights)
+    with pytest.raises(ModelFormatError, match=r"weights\.npz: weight 'reverb/ir' holds NaN or infinite values"):
         load_model(model_copy)
 
 

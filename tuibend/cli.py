@@ -241,6 +241,8 @@ def _play(args: argparse.Namespace) -> None:
         engine.prepare(lambda done, total: print(f"\rtuibend: compiling scene chains {done}/{total}", end="",
                                                  file=sys.stderr, flush=True))
         print(file=sys.stderr)
+        for skipped in engine.skipped:
+            notify(skipped)
         if not args.headless:
             from tuibend.tui.app import run_app
 

@@ -49,6 +49,9 @@ class Bend:
         return float(self.params.get(name, TRANSFORMS[self.transform].params[name][0]))
 
 
+MAX_SEED = 2**32 - 1  # what the unit selection's generator takes
+
+
 def check_bend(bend: Bend, widths: dict[str, int] | None, where: str = "bend") -> None:
     """Raises :class:`BendError` naming the first fault of a bend (its point only when ``widths`` are given)."""
     if widths is not None and bend.point not in widths:
@@ -58,6 +61,8 @@ def check_bend(bend: Bend, widths: dict[str, int] | None, where: str = "bend") -
         raise BendError(f"{where}.transform: {bend.transform!r} is unknown (allowed: {', '.join(TRANSFORMS)})")
     if not 0.0 <= bend.proportion <= 1.0:
         raise BendError(f"{where}.proportion: {bend.proportion} is outside [0, 1]")
+    if not 0 <= bend.seed <= MAX_SEED:
+        raise BendError(f"{where}.seed: {bend.seed} is outside 0..{MAX_SEED}")
     known = TRANSFORMS[bend.transform].params
     for name, value in bend.params.items():
         if name not in known:

@@ -18,7 +18,8 @@ import tomli_w
 from tuibend.atomic import atomic_path
 from tuibend.bend.automation import CURVES, SHAPES, AutomationError, Breakpoints, Lane, Lfo
 from tuibend.bend.rig import Bend, BendError, check_bend
-from tuibend.bend.selection import FEATURES, METHODS, Selection
+from tuibend.bend.selection import CLUSTER_COUNTS, FEATURES, METHODS, Selection
+from tuibend.bend.transforms import TRANSFORMS
 from tuibend.dynamics import GateSettings, parse_gate
 from tuibend.textfile import read_user_text
 
@@ -81,6 +82,8 @@ def _selection(table, where: str) -> Selection:
     if feature not in FEATURES:
         raise SceneError(f"{where}.feature: {feature!r} is unknown (allowed: {', '.join(FEATURES)})")
     clusters = _expect(table.get("clusters", 8), int, f"{where}.clusters", "an integer")
+    if clusters not in CLUSTER_COUNTS:
+        raise SceneError(f"{where}.clusters: {clusters} (allowed: {', '.join(map(str, CLUSTER_COUNTS))})")
     cluster = _expect(table.get("cluster", 0), int, f"{where}.cluster", "an integer")
     if not 0 <= cluster < clusters:
         raise SceneError(f"{where}.cluster: {cluster} is outside 0..{clusters - 1}")
@@ -157,7 +160,7 @@ def scene_from_toml(text: str, where: str = "scene") -> Scene:
         if parameter not in bend.parameter_names():
             raise SceneError(f"{lane_where}: bend {number} ({bend.transform}) has parameters "
                              f"{', '.join(bend.parameter_names())}")
-        automation[(int(number) - 1, parameter)] = _lane(lane, lane_where)
+        automation[(int(number) - 1, parameter)] = _within(_lane(lane, lane_where), bend, parameter, lane_where)
     morph = _number(table.get("morph_seconds", 0.0), f"{where}: morph_seconds")
     if morph < 0:
         raise SceneError(f"{where}: morph_seconds: {morph} is negative")
@@ -180,6 +183,16 @@ def scene_gate(scene: Scene | None, default: GateSettings | None) -> GateSetting
     if scene is None or scene.gate is None:
         return default
     return parse_gate(scene.gate)
+
+
+def _within(lane: Lane, bend: Bend, parameter: str, where: str) -> Lane:
+    """A lane whose values lie in its parameter's range (a gain lane of 1e30 once blasted into the limiter)."""
+    low, high = (0.0, 1.0) if parameter == "proportion" else TRANSFORMS[bend.transform].params[parameter][1:]
+    values = lane.values if isinstance(lane, Breakpoints) else [lane.minimum, lane.maximum]
+    for value in values:
+        if not low <= value <= high:
+            raise SceneError(f"{where}: {value} is outside {parameter}'s range [{low}, {high}]")
+    return lane
 
 
 def _midi(table, where: str) -> list:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CLUSTER_COUNTS = (4, 8)  # the k-means partitions a model's unit statistics hold
+
 METHODS = ("random", "variance", "correlation", "cluster")
 FEATURES = ("loudness", "pitch", "centroid")
 

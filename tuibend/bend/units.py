@@ -15,11 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from tuibend.atomic import atomic_path
-from tuibend.bend.selection import kmeans
+from tuibend.bend.selection import CLUSTER_COUNTS, kmeans
 from tuibend.model.timbre import TimbreModel
 
 UNITS_FILE = "units.npz"
-CLUSTER_COUNTS = (4, 8)
 VERSION = 1
 
 

@@ -100,6 +100,10 @@ class ChainPreparer:
     def add(self, key: StructureKey, chain: Chain) -> None:
         self._ready[key] = chain
 
+    def fail(self, key: StructureKey, error: Exception) -> None:
+        """A structure that could not be built before the music started: its recall is refused with this."""
+        self._failed[key] = error
+
     def request(self, bends: list[Bend]) -> StructureKey:
         """Queues a structure for compiling (once; again after a failure for want of room, which may
         have cleared: other failures would only repeat their tracing mid-performance); returns its key."""

@@ -177,6 +177,7 @@ class Engine:
         self.set_gain(self.settings.gain_db, "settings")
         self.error: str | None = None
         self.notice: str | None = None
+        self.skipped: list[str] = []  # scenes that could not be prepared, each with its reason
         self.frame = 0  # engine time in model frames
         self._requests: collections.deque = collections.deque()  # applied by the model thread
         self._script: collections.deque[Event] = collections.deque()
@@ -245,8 +246,15 @@ class Engine:
         scenes = [self.scene] + [scene for scene in self.scenes if scene is not self.scene]
         for done, scene in enumerate(scenes):
             key = structure_key(scene.bends)
-            if self._preparer.ready(key) is None:
-                self._preparer.add(key, self._build_chain(scene.bends))
+            if self._preparer.ready(key) is None and self._preparer.failure(key) is None:
+                try:
+                    self._preparer.add(key, self._build_chain(scene.bends))
+                except (EngineError, ValueError, MemoryError) as error:
+                    if scene is self.scene:
+                        raise EngineError(f"scene {scene.name!r}: {error}") from None
+                    # one scene that cannot be built is skipped with its reason; the others play
+                    self._preparer.fail(key, error)
+                    self.skipped.append(f"scene {scene.name!r} skipped: {error}")
             if progress is not None:
                 progress(done + 1, len(scenes))
         chain = self._preparer.ready(structure_key(self.scene.bends))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -36,6 +37,13 @@ class DecoderConfig:
     n_noise_bands: int = 65
 
 
+# What a model may ask for: every published DDSP configuration fits well inside these.
+SCALAR_LIMITS = {"sample_rate": (8000, 96000), "frame_rate": (10, 1000), "f0_range": (1.0, 1000.0),
+                 "noise_initial_bias": (-100.0, 100.0), "reverb_length": (1, 4 * 96000)}
+DECODER_LIMITS = {"ch": (1, 4096), "layers_per_stack": (1, 16), "rnn_channels": (1, 4096), "n_harmonics": (1, 512),
+                  "n_noise_bands": (1, 1024)}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model's graph; the weights live beside it."""
@@ -63,8 +71,20 @@ class ModelConfig:
         return LOUDNESS_FLAVOURS[self.loudness].ld_range
 
     def validate(self, where: str = "config") -> ModelConfig:
-        """Raises :class:`ModelFormatError` naming the first inconsistent field."""
+        """Raises :class:`ModelFormatError` naming the inconsistent fields. Sizes and rates are bounded
+        before anything is allocated from them (a hostile config asked for 10^9 layers, or 10^12 Hz)."""
         problems = []
+        for name, (low, high) in SCALAR_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low <= value <= high:
+                problems.append(f"{name} {value!r} is outside {low:g}..{high:g}")
+        for name, (low, high) in DECODER_LIMITS.items():
+            value = getattr(self.decoder, name)
+            if not low <= value <= high:
+                problems.append(f"decoder.{name} {value} is outside {low}..{high}")
+        if problems:
+            raise ModelFormatError(f"{where}: " + "; ".join(problems))
         if self.sample_rate % self.frame_rate:
             problems.append(f"sample_rate {self.sample_rate} is not a multiple of frame_rate {self.frame_rate}")
         if self.loudness not in LOUDNESS_FLAVOURS:

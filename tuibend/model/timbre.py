@@ -39,10 +39,15 @@ class TimbreModel:
     def __init__(self, config: ModelConfig, weights: Mapping[str, np.ndarray],
                  statistics: DatasetStatistics | None = None):
         self.config = config.validate()
+        for name, array in weights.items():  # a NaN or an infinity would play as silence, with no word
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"weight {name!r} holds NaN or infinite values")
         self.decoder = Decoder(config.decoder, weights)
         ir = weights.get("reverb/ir") if config.reverb else None
         if config.reverb and ir is None:
             raise ValueError("config says reverb but the weights hold no reverb/ir")
+        if ir is not None and np.ndim(ir) != 1:
+            raise ValueError(f"reverb/ir must be one-dimensional, got shape {np.shape(ir)}")
         self.reverb_ir = tf.Variable(np.asarray(ir, np.float32), name="reverb_ir") if ir is not None else None
         self.statistics = statistics or DatasetStatistics()
 
