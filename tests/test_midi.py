@@ -120,6 +120,8 @@ def test_missing_global_map_is_the_default_map(tmp_path, monkeypatch):
     ('[[map]]\nsource = "cc"\nnumber = 7\nbend = 1\nspeed = 2', r"map\[1\]\.speed: unknown field \(allowed: amount,"),
     ('[[map]]\nsource = "program"\nbend = 1', r"map\[1\]\.bend: a program change recalls scenes"),
     ('[[map]]\nsource = "note"\nnumber = 1\nbend = 1\nrelease = -1', r"map\[1\]\.release: -1\.0 is negative"),
+    ('[[map]]\nsource = "note"\nnumber = 1\nbend = 1\nattack = nan', r"map\[1\]\.attack: expected a finite number"),
+    ('[[map]]\nsource = "cc"\nnumber = 7\nbend = 1\nrange = [0, inf]', r"map\[1\]\.range: expected a finite num"),
     ('[map]\nsource = "cc"', r"midi\.toml: map: expected a list of \[\[map\]\] tables"),
     ("[[map]\n", r"midi\.toml: unreadable TOML"),
 ])

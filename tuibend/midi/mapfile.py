@@ -6,6 +6,7 @@ Loading checks every field; a fault is one :class:`MidiError` naming the file, t
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import fields
@@ -53,7 +54,7 @@ def mapping_from_table(table, where: str) -> Mapping:
             values[key] -= 1  # counted from 1 in files
     for key in _NUMBERS:
         if key in table:
-            values[key] = float(_expect(table[key], (int, float), f"{where}.{key}", "a number"))
+            values[key] = _finite(table[key], f"{where}.{key}")
     for key in ("param", "curve"):
         if key in table:
             values[key] = _expect(table[key], str, f"{where}.{key}", "a string")
@@ -63,12 +64,19 @@ def mapping_from_table(table, where: str) -> Mapping:
         ends = _expect(table["range"], list, f"{where}.range", "[minimum, maximum]")
         if len(ends) != 2:
             raise MidiError(f"{where}.range: expected [minimum, maximum], got {ends!r}")
-        values["minimum"], values["maximum"] = (float(_expect(end, (int, float), f"{where}.range", "numbers"))
-                                                for end in ends)
+        values["minimum"], values["maximum"] = (_finite(end, f"{where}.range") for end in ends)
     try:
         return Mapping(**values)
     except MidiError as error:
         raise MidiError(f"{where}.{error}") from None
+
+
+def _finite(value, where: str) -> float:
+    """A number that is neither NaN nor infinite (an attack of NaN once muted the output for good)."""
+    number = float(_expect(value, (int, float), where, "a number"))
+    if not math.isfinite(number):
+        raise MidiError(f"{where}: expected a finite number, got {value!r}")
+    return number
 
 
 def mappings_from_tables(tables, where: str) -> list[Mapping]:
