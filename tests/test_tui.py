@@ -312,8 +312,14 @@ async def test_keys_can_be_remapped(performance, tmp_path):
         await pilot.pause(0.3)
         await pilot.press("z")
         assert engine.bypass
+        await pilot.press("n", "n", "N")  # the noise gate's threshold: +2 +2 -2 dB from where it follows the floor
+        assert engine.dynamics.gate.offset_db == pytest.approx(2.0)
+        assert [e.value for e in engine.events.recent if e.target == "gate"] == [2.0, 4.0, 2.0]
     (tmp_path / "bad.toml").write_text('[keys]\nexplode = "z"\n')
     with pytest.raises(KeymapError, match=r"keys\.explode: no such action"):
+        load_keymap(tmp_path / "bad.toml")
+    (tmp_path / "bad.toml").write_text('[keys]\npanic = "notakey!!"\n')
+    with pytest.raises(KeymapError, match=r"keys\.panic: 'notakey!!' is not a key name"):
         load_keymap(tmp_path / "bad.toml")
 
 

@@ -564,6 +564,16 @@ class Engine:
         if source != "settings":
             self._log(source, "gain", round(self.gain_db, 3))
 
+    GATE_OFFSET_RANGE_DB = (-30.0, 30.0)
+
+    def set_gate_offset(self, db: float, source: str = "api") -> None:
+        """Moves the noise gate's threshold by ``db`` from where it is set (the floor's margin, or a fixed
+        threshold), within +-30 dB; the model thread reads it at its next frame."""
+        if not math.isfinite(db):
+            return
+        self.dynamics.gate.offset_db = float(min(self.GATE_OFFSET_RANGE_DB[1], max(self.GATE_OFFSET_RANGE_DB[0], db)))
+        self._log(source, "gate", round(self.dynamics.gate.offset_db, 3))
+
     def set_bypass(self, on: bool, source: str = "api") -> None:
         self.bypass = bool(on)
         self._log(source, "bypass", self.bypass)
@@ -662,6 +672,8 @@ class Engine:
             self.set_bypass(bool(event.value), "replay")
         elif event.target == "gain":
             self.set_gain(float(event.value), "replay")
+        elif event.target == "gate":
+            self.set_gate_offset(float(event.value), "replay")
         elif event.target == "panic":
             self.panic("replay")
         elif event.target == "transport" and isinstance(self.source, FilePlayer):

@@ -3,7 +3,8 @@
 Callers on any thread append to a deque (atomic under the GIL, never waits); the model thread
 writes the lines out between blocks and flushes them each second. A line is
 ``{"t": seconds of engine time, "source": "tui"|"midi"|"osc"|"replay"|..., "target": ..., "value": ...}``
-with targets ``bend<N>.<parameter>`` (N from 1), ``scene``, ``bypass``, ``gain``, ``panic``, ``transport``.
+with targets ``bend<N>.<parameter>`` (N from 1), ``scene``, ``bypass``, ``gain``, ``gate`` (the noise gate's
+threshold offset, dB), ``panic``, ``transport``.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def check_event(event: Event) -> str | None:
     target, value = event.target, event.value
     if not math.isfinite(event.t) or event.t < 0:
         return f"'t' must be a finite time of at least 0, got {event.t}"
-    if target.startswith("bend") or target == "gain":
+    if target.startswith("bend") or target in ("gain", "gate"):
         if isinstance(value, str) and target.startswith("bend") and value in ("record lane", "lane recorded"):
             return None
         if not _finite(value):

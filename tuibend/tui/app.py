@@ -183,6 +183,11 @@ class TuibendApp(App):
     def action_gain(self, db: float) -> None:
         self.engine.set_gain(self.engine.gain_db + db, "tui")
 
+    def action_gate(self, db: float) -> None:
+        self.engine.set_gate_offset(self.engine.dynamics.gate.offset_db + db, "tui")
+        gate = self.engine.dynamics.gate
+        self.notify(f"noise gate opens at {gate.threshold_db:.0f} dB ({gate.offset_db:+.0f} dB)", timeout=2)
+
     def action_record_lane(self) -> None:
         focus = self.editor.focused()
         if focus is None or not self._playing_edited_scene():

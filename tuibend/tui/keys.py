@@ -6,6 +6,7 @@ action's id to a key or a comma-separated list of keys, e.g. ``panic = "x"``.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -31,6 +32,8 @@ ACTIONS: list[tuple[str, str, str, str, bool]] = [
     ("bypass", "b", "bypass", "bypass", True),
     ("gain_up", "plus", "gain(1.0)", "output gain +1 dB", False),
     ("gain_down", "minus", "gain(-1.0)", "output gain -1 dB", False),
+    ("gate_up", "n", "gate(2.0)", "noise gate threshold +2 dB", False),
+    ("gate_down", "N", "gate(-2.0)", "noise gate threshold -2 dB", False),
     ("record_lane", "r", "record_lane", "rec lane", True),
     ("record_take", "R", "record_take", "rec take", True),
     ("add_bend", "a", "add_bend", "add bend", False),
@@ -53,6 +56,8 @@ ACTIONS: list[tuple[str, str, str, str, bool]] = [
 ]
 
 
+# A key as Textual names it: modifiers, then one character or a lower-case name ("escape", "f5").
+KEY_NAME = re.compile(r"^((ctrl|shift|alt|meta|super|hyper)\+)*([A-Za-z0-9]|[a-z][a-z0-9_]*)$")
 PRIORITY = {"next_param", "previous_param"}  # before Textual's own tab (focus moves): there is no focus to move
 
 
@@ -82,6 +87,7 @@ def load_keymap(path: Path | None) -> dict[str, str]:
     for action_id, key in keys.items():
         if action_id not in known:
             raise KeymapError(f"{path}: keys.{action_id}: no such action (actions: {', '.join(sorted(known))})")
-        if not isinstance(key, str) or not key:
-            raise KeymapError(f"{path}: keys.{action_id}: must be a key name such as \"x\" or \"ctrl+p\"")
+        if not isinstance(key, str) or not key or not all(KEY_NAME.match(k.strip()) for k in key.split(",")):
+            raise KeymapError(f"{path}: keys.{action_id}: {key!r} is not a key name such as \"x\", \"ctrl+p\" "
+                              f"or \"left_square_bracket\"")
     return dict(keys)
