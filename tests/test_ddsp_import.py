@@ -214,3 +214,23 @@ def test_ddsp_1x_checkpoint_layout_imports(ddsp_checkpoint, golden, tmp_path):
 def test_restricted_unpickler_refuses_object_arrays():
     with pytest.raises(UnsafePickleError, match="object-dtype"):
         restricted_loads(pickle.dumps({"a": np.array([1, "x", None], dtype=object)}))
+
+
+class _HugeArray:
+    """Pickles as numpy's own array reduction, claiming 10^13 doubles over no data."""
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+
+        return _reconstruct, (np.ndarray, (0,), b"b"), (1, (10**13,), np.dtype("float64"), False, b"")
+
+
+def test_restricted_unpickler_bounds_array_sizes_before_allocating():
+    payload = pickle.dumps({"quantiles": _HugeArray()})
+    with pytest.raises(UnsafePickleError, match=r"shape \(10000000000000,\) .* is refused"):
+        restricted_loads(payload)
+    with pytest.raises(UnsafePickleError, match=r"shape \(5,\) holds 32 bytes of data"):  # a shape its data does not fill
+        restricted_loads(pickle.dumps(np.arange(4.0)).replace(b"K\x01K\x04\x85", b"K\x01K\x05\x85"))
+    big = np.zeros(1000, np.float64)  # what ddsp writes passes, as an ordinary array
+    loaded = restricted_loads(pickle.dumps({"quantiles": big}))["quantiles"]
+    assert np.asarray(loaded).shape == (1000,) and type(np.asarray(loaded)) is np.ndarray

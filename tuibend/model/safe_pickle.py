@@ -38,11 +38,41 @@ def _numpy_scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
+MAX_ARRAY_BYTES = 64 * 1024 * 1024  # ddsp's statistics are kilobytes; a 68-byte pickle once asked for 72.8 TiB
+
+
+def _check_size(shape, itemsize: int) -> None:
+    count = 1
+    for length in shape:
+        if not isinstance(length, int) or length < 0:
+            raise UnsafePickleError(f"array shape {shape!r} is not a shape")
+        count *= length
+    if count * itemsize > MAX_ARRAY_BYTES:
+        raise UnsafePickleError(f"an array of shape {tuple(shape)} ({count * itemsize} bytes) is refused "
+                                f"(at most {MAX_ARRAY_BYTES})")
+
+
+class _BoundedArray(np.ndarray):
+    """An array whose pickled state is checked (size, data length) before numpy allocates it."""
+
+    def __setstate__(self, state) -> None:
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise UnsafePickleError("an array's pickled state is not numpy's")
+        _, shape, dtype, _, data = state
+        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+            raise UnsafePickleError("object-dtype arrays are refused")
+        _check_size(tuple(shape), dtype.itemsize)
+        if not isinstance(data, (bytes, bytearray)) or len(data) != int(np.prod(shape)) * dtype.itemsize:
+            raise UnsafePickleError(f"an array of shape {tuple(shape)} holds {len(data)} bytes of data")
+        super().__setstate__(state)
+
+
 def _numpy_reconstruct(subtype, shape, dtype_code):
-    """An empty array the pickle's BUILD step then fills; object dtypes are never built."""
+    """An empty array the pickle's BUILD step then fills (checked first); object dtypes are never built."""
     if subtype is not np.ndarray:
         raise UnsafePickleError(f"array subtype {subtype!r} is refused")
-    return np.ndarray.__new__(np.ndarray, shape, dtype_code)
+    _check_size(tuple(shape), 1)
+    return np.ndarray.__new__(_BoundedArray, shape, dtype_code)
 
 
 def _plain_dtype(*args, **kwargs) -> np.dtype:
