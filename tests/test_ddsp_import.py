@@ -229,7 +229,7 @@ def test_restricted_unpickler_bounds_array_sizes_before_allocating():
     payload = pickle.dumps({"quantiles": _HugeArray()})
     with pytest.raises(UnsafePickleError, match=r"shape \(10000000000000,\) .* is refused"):
         restricted_loads(payload)
-    with pytest.raises(UnsafePickleError, match=r"shape \(5,\) holds 32 bytes of data"):  # a shape its data does not fill
+    with pytest.raises(UnsafePickleError, match=r"shape \(5,\) holds 32 bytes of data"):  # data short of its shape
         restricted_loads(pickle.dumps(np.arange(4.0)).replace(b"K\x01K\x04\x85", b"K\x01K\x05\x85"))
     big = np.zeros(1000, np.float64)  # what ddsp writes passes, as an ordinary array
     loaded = restricted_loads(pickle.dumps({"quantiles": big}))["quantiles"]
