@@ -48,6 +48,11 @@ def test_bad_arguments_and_unwritable_outputs_are_one_line(solo_model_dir, tmp_p
         (("render", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.xyz"), "--model", str(solo_model_dir)),
          "cannot write .xyz files"),
         (("models", str(tmp_path / "absent")), "absent: no such folder"),
+        # refused before the analysis and the render (it used to do all the work first)
+        (("render", str(tmp_path / "in.wav"), "-o", str(tmp_path / "in.wav" / "out.wav"), "--model",
+          str(solo_model_dir), "--no-cache"), f"{tmp_path / 'in.wav'} is not a folder"),
+        (("render", str(tmp_path / "in.wav"), "-o", str(tmp_path), "--model", str(solo_model_dir)),
+         "is a folder, not a file to write"),
     ]
     for args, message in cases:
         result = run(*args)

@@ -244,6 +244,30 @@ def test_engine_output_equals_the_offline_render(choir_model, player, tmp_path, 
     assert np.max(np.abs(take)) > 0.02 * 10 ** (gain_db / 20)
 
 
+def test_a_full_disk_ends_the_take_and_the_log_never_the_performance(choir_model, player, tmp_path):
+    """/dev/full answers every write with ENOSPC, as a full disk does."""
+    (tmp_path / "take.wav.part").symlink_to("/dev/full")
+    (tmp_path / "events.jsonl").symlink_to("/dev/full")
+    player.seek(0.0)
+    player.play()
+    settings = EngineSettings(device="none", record=tmp_path / "take.wav", log=tmp_path / "events.jsonl",
+                              check_speed=False)
+    engine = Engine(choir_model, player, settings=settings)
+    engine.start()
+    try:
+        wait_for(lambda: engine.telemetry.time_s >= 2.5)
+        assert engine.error is None and not engine.recording_take
+        log = tmp_path / "events.jsonl"
+        assert engine.events.failure == f"events log {log}: No space left on device; no longer written"
+        took = [e.value for e in engine.events.recent if e.target == "take"]
+        assert took == [f"take {tmp_path / 'take.wav'} stopped: No space left on device"]
+        before = engine.telemetry.time_s
+        wait_for(lambda: engine.telemetry.time_s > before + 0.5)  # the music goes on
+        assert engine.telemetry.output_db > -60
+    finally:
+        engine.stop()
+
+
 def test_guard_mutes_a_blown_up_bend_and_the_engine_recovers(choir_model, player, tmp_path):
     scene = Scene("blow-up", [Bend("gru", "scale", 1.0, params={"gain": 1.0})])
     settings = EngineSettings(device="none", record=tmp_path / "take.wav", log=tmp_path / "events.jsonl",

@@ -58,6 +58,15 @@ def check_output_format(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix and path.suffix[1:].upper() not in soundfile.available_formats():
         raise AudioFileError(f"{path}: cannot write {path.suffix} files (use .wav, .flac or .ogg)")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the first folder that exists is where the new ones would be made
+    if path.is_dir():
+        raise AudioFileError(f"{path}: is a folder, not a file to write")
+    if not folder.is_dir():
+        raise AudioFileError(f"{path}: cannot write here ({folder} is not a folder)")
+    if not os.access(folder, os.W_OK):
+        raise AudioFileError(f"{path}: cannot write here ({folder} is not writable)")
     return path
 
 
