@@ -109,6 +109,13 @@ def test_any_events_log_line_is_refused_with_its_line_or_replays(tmp_path):
     check()
 
 
+def test_a_binary_events_log_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(bytes(range(256)))
+    with pytest.raises(EngineError, match=f"{path}: not an events log"):
+        read_events(path)
+
+
 def test_any_midi_map_entry_is_refused_in_one_line_or_loads_finite(tmp_path):
     fields = st.sampled_from(["amount", "attack", "release", "range", "channel", "number", "bend", "curve"])
 

@@ -71,6 +71,12 @@ def test_broken_config_names_file_and_field(model_copy, edit, message):
         load_model(model_copy)
 
 
+def test_a_config_that_is_not_text_is_refused_by_name(model_copy):
+    (model_copy / "config.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ModelFormatError, match=r"config\.json: not UTF-8 text"):
+        load_model(model_copy)
+
+
 def test_non_finite_weights_are_refused_by_name(model_copy):
     with np.load(model_copy / "weights.npz") as archive:
         weights = dict(archive)

@@ -90,6 +90,8 @@ def read_events(path: str | Path) -> list[Event]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise EngineError(f"{path}: cannot read the events log ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise EngineError(f"{path}: not an events log (not UTF-8 text: {error.reason} at byte {error.start})") from None
     events = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

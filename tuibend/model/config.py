@@ -138,6 +138,8 @@ class ModelConfig:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise ModelFormatError(f"{path}: cannot read the model config ({error.strerror})") from None
+        except UnicodeDecodeError as error:
+            raise ModelFormatError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
         return cls.from_json(text, str(path))
 
 
