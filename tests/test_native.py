@@ -170,7 +170,7 @@ def test_own_white_noise_is_as_loud_as_tensorflows(choir_model, voice):
     for stream in (choir_model.stream(4, seed=1), NativeStream(choir_model, BendRig([], widths, 4, graph=False), 4, 1)):
         take = np.concatenate([stream.step(quiet[i:i + 4], loudness[i:i + 4]) for i in range(0, len(f0) - 3, 4)])
         levels.append(np.sqrt(np.mean(take ** 2)))
-    assert levels[0] > 1e-4
+    assert levels[0] > 1e-5  # a model's unvoiced noise: audible, however much of it training left
     assert abs(levels[1] / levels[0] - 1.0) < 0.05
 
 

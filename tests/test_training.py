@@ -33,7 +33,7 @@ def recordings(crepe_reference, tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(recordings, tmp_path_factory):
     folder = tmp_path_factory.mktemp("data") / "set"
-    build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=3)
+    build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=3, noise_floors=(None,))
     return folder
 
 

@@ -115,7 +115,8 @@ class NoiseGate:
         self._frames += 1
         self._chunk.append(level)
         if len(self._chunk) == self._chunk_frames:
-            self._minima.append(float(np.median(self._chunk)))
+            ordered = sorted(self._chunk)
+            self._minima.append(ordered[len(ordered) // 2])  # the median: a stream's padded first frame is no floor
             self._chunk = []
         if not self._minima:
             self.floor_db = INITIAL_FLOOR_DB
@@ -127,7 +128,7 @@ class NoiseGate:
             self.floor_db = quietest
         else:
             self.floor_db = min(quietest, self.floor_db + self._rise_per_frame)
-        self.floor_db = float(np.clip(self.floor_db, self.silence_db, MAX_FLOOR_DB))
+        self.floor_db = min(max(self.floor_db, self.silence_db), MAX_FLOOR_DB)
 
     def process(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(the loudness the model hears, the output gain) for each frame. ``levels_db``: the player's
@@ -137,6 +138,7 @@ class NoiseGate:
         if not self.settings.enabled:
             return model_db, gains
         levels = model_db if levels_db is None else np.asarray(levels_db, np.float32)
+        hysteresis = self.settings.hysteresis_db
         for i, level in enumerate(levels.tolist()):
             if not math.isfinite(level):
                 level = self.silence_db
@@ -144,15 +146,15 @@ class NoiseGate:
             threshold = self.threshold_db
             if level >= threshold:
                 self.is_open, self._below = True, 0
-            elif self.is_open and level < threshold - self.settings.hysteresis_db:
+            elif self.is_open and level < threshold - hysteresis:
                 self._below += 1
                 if self._below > self._hold_frames:
                     self.is_open = False
             if self.is_open:
                 self._gain_db = 0.0
-            else:
-                model_db[i] = self.silence_db
-                self._gain_db -= self._release_db_per_frame
+                continue  # gains[i] is 1 already
+            model_db[i] = self.silence_db
+            self._gain_db -= self._release_db_per_frame
             gains[i] = 0.0 if self._gain_db <= -60.0 else 10.0 ** (self._gain_db / 20.0)
         return model_db, gains
 
@@ -163,15 +165,39 @@ def frame_gains_to_samples(gains: np.ndarray, previous: float, hop: int) -> np.n
     The output of frame i is heard one hop after its input (the model's own delay), so the ramp
     into frame i's gain spans frame i's samples, starting from the gain before it.
     """
+    if previous == 1.0 and gains.min() == 1.0:
+        return np.ones(len(gains) * hop, np.float32)  # playing: nothing to shape
     points = np.concatenate([[previous], gains]).astype(np.float32)
-    steps = (np.arange(1, hop + 1, dtype=np.float32) / hop)[None, :]
-    return (points[:-1, None] + (points[1:] - points[:-1])[:, None] * steps).reshape(-1)
+    return (points[:-1, None] + (points[1:] - points[:-1])[:, None] * _ramp(hop)[None, :]).reshape(-1)
 
 
 def rms_db(samples: np.ndarray) -> float:
     """RMS level in dBFS (-inf for silence)."""
-    power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0
+    samples = np.asarray(samples, np.float32).reshape(-1)
+    power = float(np.dot(samples, samples)) / len(samples) if len(samples) else 0.0
     return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
+_RAMPS: dict[int, np.ndarray] = {}
+
+
+def _ramp(length: int) -> np.ndarray:
+    """(1..length) / length, kept per length: a gain glides across a block without allocating a new one."""
+    ramp = _RAMPS.get(length)
+    if ramp is None:
+        ramp = _RAMPS[length] = np.arange(1, length + 1, dtype=np.float32) / length
+    return ramp
+
+
+def _glide(audio: np.ndarray, start: float, end: float, length: int | None = None) -> np.ndarray:
+    """``audio`` times a gain moving linearly from ``start`` to ``end`` over ``length`` samples (all of them
+    by default), then holding ``end``."""
+    if start == end:
+        return audio if end == 1.0 else audio * np.float32(end)
+    length = len(audio) if length is None else min(length, len(audio))
+    gain = np.full(len(audio), end, np.float32)
+    gain[:length] = start + (end - start) * _ramp(length)
+    return audio * gain
 
 
 class LevelMatch:
@@ -196,12 +222,13 @@ class LevelMatch:
         self._heard_s = 0.0
         self._applied = 10.0 ** (self.gain_db / 20.0)
 
-    def process(self, dry: np.ndarray, audio: np.ndarray, playing: bool) -> np.ndarray:
+    def process(self, dry: np.ndarray, audio: np.ndarray, playing: bool, dry_db: float | None = None) -> np.ndarray:
         """``audio`` at the matched level (a ramp from the last block's gain to this one's)."""
         if not self.enabled:
             return audio
         if playing:
-            dry_db, out_db = rms_db(dry), rms_db(audio * self._applied)
+            dry_db = rms_db(dry) if dry_db is None else dry_db
+            out_db = rms_db(audio) + 20.0 * math.log10(self._applied) if self._applied > 0 else -math.inf
             if dry_db > -70.0 and out_db > -80.0:
                 # quick while it has heard little (the first notes find the level), then slow
                 self._heard_s += len(audio) / self.sample_rate
@@ -210,9 +237,8 @@ class LevelMatch:
                 self.gain_db += step * (dry_db - out_db)
                 self.gain_db = float(np.clip(self.gain_db, -self.limit_db, self.limit_db))
         target = 10.0 ** (self.gain_db / 20.0)
-        ramp = np.linspace(self._applied, target, len(audio) + 1, dtype=np.float32)[1:]
-        self._applied = target
-        return audio * ramp
+        start, self._applied = self._applied, target
+        return _glide(audio, start, target)
 
 
 class Ceiling:
@@ -234,19 +260,17 @@ class Ceiling:
         self.reduction_db = 0.0
         self._applied = 1.0
 
-    def process(self, dry: np.ndarray, audio: np.ndarray, playing: bool) -> np.ndarray:
+    def process(self, dry: np.ndarray, audio: np.ndarray, playing: bool, dry_db: float | None = None) -> np.ndarray:
         self.reduction_db = min(0.0, self.reduction_db + self.recovery_db_per_s * len(audio) / self.sample_rate)
         if playing:
-            excess = rms_db(audio) + self.reduction_db - rms_db(dry) - self.headroom_db
+            dry_db = rms_db(dry) if dry_db is None else dry_db
+            excess = rms_db(audio) + self.reduction_db - dry_db - self.headroom_db
             if math.isfinite(excess) and excess > 0:
                 self.reduction_db -= excess
         target = 10.0 ** (self.reduction_db / 20.0)
+        start, self._applied = self._applied, target
         # down within 2 ms (a burst is caught as it starts), back up across the block
-        length = min(len(audio), ATTACK_SAMPLES) if target < self._applied else len(audio)
-        ramp = np.full(len(audio), target, np.float32)
-        ramp[:length] = np.linspace(self._applied, target, length + 1, dtype=np.float32)[1:]
-        self._applied = target
-        return audio * ramp
+        return _glide(audio, start, target, ATTACK_SAMPLES if target < start else None)
 
 
 class Dynamics:
@@ -287,12 +311,13 @@ class Dynamics:
         return model_db
 
     def shape(self, audio: np.ndarray, dry: np.ndarray, drone: bool = False) -> np.ndarray:
-        gains = frame_gains_to_samples(self._gains, self._last_gain, self.hop)
-        self._last_gain = float(self._gains[-1]) if len(self._gains) else self._last_gain
-        playing = bool(np.all(self._gains >= 1.0))
-        if not drone:
-            audio = audio * gains[:len(audio)]
-        audio = self.level.process(dry, audio, playing)
+        playing = bool(len(self._gains)) and float(self._gains.min()) >= 1.0
+        if not drone and not (playing and self._last_gain == 1.0):  # fading, closed, or just opened
+            audio = audio * frame_gains_to_samples(self._gains, self._last_gain, self.hop)[:len(audio)]
+        if len(self._gains):
+            self._last_gain = float(self._gains[-1])
+        dry_db = rms_db(dry) if playing and self.level.enabled else None
+        audio = self.level.process(dry, audio, playing, dry_db)
         if self.level.enabled and not drone:
-            audio = self.ceiling.process(dry, audio, playing)
+            audio = self.ceiling.process(dry, audio, playing, dry_db)
         return audio
