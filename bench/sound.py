@@ -10,7 +10,8 @@ match, and the live engine's limiter. Inputs:
 - ``held-out``: a melody of the model's own instrument that it never trained on (FluidSynth);
 - ``voice``: the bundled demo voice (20 s of singing);
 - ``glide``: a band-limited sawtooth gliding over an octave with 5.5 Hz vibrato;
-- ``crescendo``: a held sawtooth note rising 30 dB over 4 s;
+- ``crescendo``: a held sawtooth note rising 30 dB over 4 s from -45 dBFS, after 2 s of a -70 dBFS floor
+  that stays under it;
 - ``staccato``: 150 ms notes with 150 ms of silence between them;
 - ``notes``: four 1 s notes with 10 ms attacks (for attack overshoot) followed by digital silence;
 - ``floor-70`` / ``floor-60`` / ``floor-50``: a 2 s note, then 3 s of the microphone's noise floor
@@ -91,8 +92,11 @@ def synthetic_suite(pitch_midi: float, rng: np.random.Generator) -> dict[str, di
     glide = base * 2 ** (t / t[-1] - 0.5) * 2 ** (0.3 / 12 * np.sin(2 * np.pi * 5.5 * t))
     suite["glide"] = {"audio": sawtooth(glide) * db_gain(-20) * envelope(len(t), 0.05, 0.05)}
     t = np.arange(int(4 * RATE)) / RATE
-    suite["crescendo"] = {"audio": sawtooth(np.full(len(t), base)) * db_gain(-45) * 10 ** (1.5 * t / t[-1])
-                          * envelope(len(t), 0.05, 0.05), "crescendo": (0, len(t))}
+    rising = sawtooth(np.full(len(t), base)) * db_gain(-45) * 10 ** (1.5 * t / t[-1]) * envelope(len(t), 0.05, 0.05)
+    lead = int(2 * RATE)  # a microphone's floor (-70 dBFS) before and under it, as a performer starts
+    audio = np.concatenate([np.zeros(lead), rising])
+    suite["crescendo"] = {"audio": audio + rng.standard_normal(len(audio)) * db_gain(-70),
+                          "crescendo": (lead, lead + len(t))}
     notes = []
     for index in range(12):
         note = sawtooth(np.full(int(0.15 * RATE), base * 2 ** ((index % 5) / 12))) * db_gain(-20)
