@@ -160,7 +160,7 @@ TWO_REPLICAS = textwrap.dedent("""
     # Adam's first step is about lr * sign(gradient): it shows any difference in the summed gradients. A
     # gradient at rounding level may flip sign with the summation order (on an AMD EPYC 0.01-0.04 % of them,
     # each a full step apart, and where the signs agree the steps differ by 0.2 % there: oneDNN's kernels
-    # sum in another order on that CPU; 1e-5 on the AVX-512 machine): the steps must agree in sign almost
+    # sum in another order on that CPU; under 1e-4 on an AVX-512 one): the steps must agree in sign almost
     # everywhere and within 1 % where they do.
     agree = np.sign(one) == np.sign(two)
     print(np.linalg.norm((one - two)[agree]) / np.linalg.norm(one[agree]), np.mean(agree))
