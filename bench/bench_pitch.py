@@ -25,8 +25,9 @@ import tensorflow as tf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tuibend.pitch.crepe import Crepe, models_dir, normalise_frames  # noqa: E402
+from tuibend.pitch.crepe import Crepe, normalise_frames  # noqa: E402
 from tuibend.pitch.yin import Yin  # noqa: E402
+from tuibend.places import crepe_weights  # noqa: E402
 
 ESTIMATES_PER_SECOND = 100  # the rate a live tracker needs (hop 160 at 16 kHz)
 
@@ -86,7 +87,7 @@ def main() -> None:
     audio_frames = normalise_frames(rng.normal(size=(64, 1024)).astype(np.float32))
 
     networks = {("tiny", p): Crepe("tiny", precision=p) for p in ("float32", "bfloat16")}
-    full_path = args.full or models_dir() / "crepe-full.npz"
+    full_path = args.full or crepe_weights("full")
     if full_path.exists():
         networks.update({("full", p): Crepe.from_file(full_path, precision=p) for p in ("float32", "bfloat16")})
     rows = []

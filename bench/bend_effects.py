@@ -1,6 +1,6 @@
 """What each bend does, measured: every transform x point x proportion against the unbent render.
 
-Run: ``python bench/bend_effects.py [--model models/choir] [--out bench/out]``. The input is a fixed
+Run: ``python bench/bend_effects.py [--model FOLDER] [--out bench/out]``. The input is a fixed
 sung-like contour (gliding pitch with vibrato, swelling loudness) in the model's register. For each
 render the table gives, relative to the unbent render: spectral centroid and flatness, the pitch
 error of YIN on the output against the input contour (median cents, voiced frames) and the amplitude
@@ -23,12 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tuibend  # noqa: E402
-from tuibend.bend.rig import Bend, control_scene  # noqa: E402
+from tuibend.bend.registry import Bend  # noqa: E402
+from tuibend.bend.rig import control_scene  # noqa: E402
 from tuibend.bend.transforms import TRANSFORMS  # noqa: E402
 from tuibend.bend.units import probe_features  # noqa: E402
 from tuibend.model.decoder import point_widths  # noqa: E402
 from tuibend.pitch.analysis import Features, analyze_audio  # noqa: E402
 from tuibend.pitch.trackers import make_tracker  # noqa: E402
+from tuibend.places import bundled  # noqa: E402
 from tuibend.render import render_features, stream_features  # noqa: E402
 
 PROPORTIONS = (0.1, 0.5, 0.9)
@@ -52,7 +54,7 @@ def measures(audio: np.ndarray, f0_in: np.ndarray, sample_rate: int) -> dict[str
 
 
 def default_model() -> Path:
-    for candidate in (REPO / "models" / "choir", REPO / "models" / "voice"):
+    for candidate in (bundled("models", "choir"), REPO / "models" / "voice"):
         if (candidate / "config.json").exists():
             return candidate
     fixtures = Path(os.environ.get("TUIBEND_FIXTURES", REPO.parent / "shared" / "fixtures"))
@@ -61,7 +63,7 @@ def default_model() -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="a tuibend model folder (default: models/choir, else the fixture)")
+    parser.add_argument("--model", type=Path, help="a model folder (default: the bundled choir, else the fixture)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="where spectrograms go")
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()

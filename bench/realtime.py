@@ -18,7 +18,7 @@ block (``TimbreModel.render``: GRU and phases start from zero each call), so a s
 out once its 4 s block is complete and computed.
 
 The full-size model is magenta-ddsp's solo instrument imported from ``../shared/fixtures`` (or
-``$TUIBEND_FIXTURES``, or ``--full``); the small one is the bundled ``models/choir``. A real-time
+``$TUIBEND_FIXTURES``, or ``--full``); the small one is the bundled ``tuibend/data/models/choir``. A real-time
 factor is seconds of audio per second of computation, the median of ``--repeats`` runs over
 ``--seconds`` of audio after a warm-up that compiles, measured in this run on this machine; the
 latency is what the engine reports (``Engine.latency_ms``, live input, no safety margin).
@@ -45,13 +45,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import tuibend  # noqa: E402
-from tuibend.bend.rig import Bend, BendController, BendRig, control_scene  # noqa: E402
+from tuibend.bend.registry import Bend  # noqa: E402
+from tuibend.bend.rig import BendController, BendRig, control_scene  # noqa: E402
 from tuibend.engine.engine import Engine  # noqa: E402
 from tuibend.engine.session import live_input  # noqa: E402
 from tuibend.engine.sources import LiveAnalysis  # noqa: E402
 from tuibend.model.decoder import point_widths  # noqa: E402
 from tuibend.model.timbre import TimbreModel  # noqa: E402
 from tuibend.native.stream import NativeStream  # noqa: E402
+from tuibend.places import bundled  # noqa: E402
 from tuibend.safety import DcBlocker, Limiter, is_finite  # noqa: E402
 
 BLOCKS = (64, 256, 1024)  # samples at 16 kHz: 4, 16 and 64 ms
@@ -266,7 +268,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", help="the full-size tuibend model folder (default: the imported ddsp fixture)")
-    parser.add_argument("--small", default=str(REPO / "models" / "choir"), help="the small model folder")
+    parser.add_argument("--small", default=str(bundled("models", "choir")), help="the small model folder")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per timed run (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs, the median is kept (default 3)")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """What each bundled scene does to the bundled models, measured on the bundled demo voice.
 
-Run: ``python bench/scene_effects.py [--models models/choir models/flute] [--scenes scenes]``.
+Run: ``python bench/scene_effects.py [--models M ...] [--scenes FOLDER]``.
 The demo voice (``audio/demo-voice.flac``, 20 s of singing) is played to each model as a prepared
 file is (``bench/sound.py``'s player: the fitted analysis, the native kernel, the gate and the level
 match), unbent and through every scene (with its automation, from the start), and each render is
@@ -34,6 +34,7 @@ from tuibend.bend.scene import Scene, load_scene  # noqa: E402
 from tuibend.model.decoder import point_widths  # noqa: E402
 from tuibend.pitch.analysis import analyze_audio  # noqa: E402
 from tuibend.pitch.trackers import make_tracker  # noqa: E402
+from tuibend.places import bundled  # noqa: E402
 
 FRAME = 1024
 HOP = 256
@@ -100,9 +101,9 @@ def measures(audio: np.ndarray, f0_in: np.ndarray, sample_rate: int) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", type=Path,
-                        default=[REPO / "models" / "choir", REPO / "models" / "flute"])
-    parser.add_argument("--scenes", type=Path, default=REPO / "scenes")
-    parser.add_argument("--input", type=Path, default=REPO / "audio" / "demo-voice.flac")
+                        default=[bundled("models", "choir"), bundled("models", "flute")])
+    parser.add_argument("--scenes", type=Path, default=bundled("scenes"))
+    parser.add_argument("--input", type=Path, default=bundled("audio", "demo-voice.flac"))
     args = parser.parse_args()
     scene_files = sorted(args.scenes.glob("*.toml"))
     print("| model | scene | level dB | distance dB | centroid ratio | flatness ratio | level wobble 4-7 Hz dB "

@@ -38,9 +38,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from jack_harness import RATE, Harness, start_dummy_server  # noqa: E402
 
 from tuibend.engine.events import read_events  # noqa: E402
+from tuibend.places import bundled  # noqa: E402
 
-DEMO = REPO / "audio" / "demo-voice.flac"
-MODEL = REPO / "models" / "choir"
+DEMO = bundled("audio", "demo-voice.flac")
+MODEL = bundled("models", "choir")
 FADER_CCS = range(20, 28)
 FADER_PERIOD = 0.05
 SCENE_PERIOD = 30.0

@@ -1,6 +1,6 @@
 """How the bundled models sound: silence, level, dynamics, attacks and pitch, measured.
 
-Run: ``python bench/sound.py [--models models/choir models/flute] [--scenes scenes] [--quick]``.
+Run: ``python bench/sound.py [--models M ...] [--scenes FOLDER] [--quick]``.
 
 Every input goes the way a prepared file goes in ``tuibend play`` and ``tuibend render``: analysed
 (CREPE tiny), fitted to the model (octave rule, loudness placed in the model's range), then played
@@ -58,6 +58,7 @@ from tuibend.model.store import load_model  # noqa: E402
 from tuibend.native.stream import NativeStream  # noqa: E402
 from tuibend.pitch.analysis import analyze_audio  # noqa: E402
 from tuibend.pitch.trackers import make_tracker  # noqa: E402
+from tuibend.places import bundled  # noqa: E402
 from tuibend.render import limit, stream_features  # noqa: E402
 
 RATE = 16000
@@ -248,15 +249,15 @@ def table(title: str, rows: list[tuple[str, dict]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["models/choir", "models/flute"])
-    parser.add_argument("--scenes", default="scenes", help="the scene folder ('' for none)")
+    parser.add_argument("--models", nargs="+", default=[str(bundled("models", name)) for name in ("choir", "flute")])
+    parser.add_argument("--scenes", default=str(bundled("scenes")), help="the scene folder ('' for none)")
     parser.add_argument("--quick", action="store_true", help="unbent only")
     parser.add_argument("--gate", type=parse_gate, default=GateSettings(), help="auto (default), off or dB")
     parser.add_argument("--no-level-match", dest="level_match", action="store_false")
     args = parser.parse_args()
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    voice = read_audio(REPO / "audio" / "demo-voice.flac", RATE)
+    voice = read_audio(bundled("audio", "demo-voice.flac"), RATE)
     scenes = [] if args.quick or not args.scenes else [load_scene(p) for p in sorted(Path(args.scenes).glob("*.toml"))]
     with tempfile.TemporaryDirectory() as scratch:
         for folder in args.models:

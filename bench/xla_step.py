@@ -50,9 +50,10 @@ def export(folder: Path) -> None:
     import tuibend
     from tuibend.bend.rig import control_scene
     from tuibend.model.decoder import point_widths
+    from tuibend.places import bundled
 
     folder.mkdir(parents=True, exist_ok=True)
-    models = {"small": tuibend.load_model(REPO / "models" / "choir"), "full": full_model(None)}
+    models = {"small": tuibend.load_model(bundled("models", "choir")), "full": full_model(None)}
     for size, model in models.items():
         weights: dict[str, np.ndarray] = {}
         for block in BLOCKS:

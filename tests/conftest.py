@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("TUIBEND_FIXTURES", REPO.parent / "shared" / "fixtures"))
+# The user's own folders (models, scenes, takes, keys, MIDI maps) start empty for every test run and never
+# touch the real ones; set before anything asks platformdirs, and inherited by the programs tests start.
+USER_HOME = Path(tempfile.mkdtemp(prefix="tuibend-user-"))
+os.environ["XDG_DATA_HOME"] = str(USER_HOME / "data")
+os.environ["XDG_CONFIG_HOME"] = str(USER_HOME / "config")
 
 
 def wait_for(condition, seconds: float = 10.0, poll: float = 0.01) -> None:
@@ -86,8 +92,9 @@ def crepe_full_path(tmp_path_factory) -> Path:
     return folder / "crepe-full.npz"
 
 
-BUNDLED_MODEL = REPO / "models" / "choir"
-DEMO_INPUT = REPO / "audio" / "demo-voice.flac"
+BUNDLED_MODEL = REPO / "tuibend" / "data" / "models" / "choir"
+BUNDLED_SCENES = REPO / "tuibend" / "data" / "scenes"
+DEMO_INPUT = REPO / "tuibend" / "data" / "audio" / "demo-voice.flac"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ import tensorflow as tf
 from conftest import relative_error
 
 from tuibend.bend.automation import Breakpoints, Lfo, Recorder
-from tuibend.bend.rig import Bend, BendController, BendError, BendRig, control_scene
+from tuibend.bend.registry import Bend, BendError
+from tuibend.bend.rig import BendController, BendRig, control_scene
 from tuibend.bend.scene import Scene, SceneError, load_scene, save_scene, scene_to_toml
 from tuibend.bend.selection import Selection, SelectionError, unit_order
 from tuibend.bend.transforms import TRANSFORMS
@@ -262,7 +263,7 @@ def test_bundled_scenes_load_bind_and_change_the_sound(choir_model, golden):
     from tuibend.pitch.analysis import Features
     from tuibend.render import render_features
 
-    scenes = sorted((Path(__file__).parents[1] / "scenes").glob("*.toml"))
+    scenes = sorted((Path(__file__).parents[1] / "tuibend" / "data" / "scenes").glob("*.toml"))
     assert len(scenes) >= 8
     f0 = golden["f0_hz"][:500] * 2.0 ** np.round((choir_model.statistics.mean_pitch - 69) / 12)  # its register
     features = Features(f0.astype(np.float32), np.ones(500, np.float32), golden["loudness_db"][:500])

@@ -48,6 +48,7 @@ def test_bad_arguments_and_unwritable_outputs_are_one_line(solo_model_dir, tmp_p
         (("render", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.xyz"), "--model", str(solo_model_dir)),
          "cannot write .xyz files"),
         (("models", str(tmp_path / "absent")), "absent: no such folder"),
+        (("scenes", str(tmp_path / "absent")), "absent: no such scenes folder"),
         # refused before the analysis and the render (it used to do all the work first)
         (("render", str(tmp_path / "in.wav"), "-o", str(tmp_path / "in.wav" / "out.wav"), "--model",
           str(solo_model_dir), "--no-cache"), f"{tmp_path / 'in.wav'} is not a folder"),
@@ -69,3 +70,54 @@ def test_units_command_computes_and_caches_statistics(solo_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "fc2" in result.stdout and "strongest |r|" in result.stdout
     assert (folder / "units.npz").exists()
+
+
+def test_version_and_the_listing_commands_need_no_tensorflow(tmp_path):
+    """``--version``, ``models``, ``scenes`` and ``paths`` answer without importing TensorFlow (start-up time
+    is measured by bench/startup.py), from any folder."""
+    probe = ("import sys; from tuibend.cli import main; code = main(sys.argv[1:]); "
+             "print('tensorflow imported' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)")
+    for args, expected in ((("models",), "choir"), (("scenes",), "breath"), (("paths",), "takes")):
+        result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout and "no tensorflow" in result.stdout, result.stdout
+    version = run("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.strip() == f"tuibend {tuibend.__version__}"
+
+
+def test_models_and_scenes_are_found_by_name_the_users_first(solo_model_dir, tmp_path):
+    """A bundled model or scene plays by name from any folder; one the user keeps under the same name
+    shadows it; a name that is nowhere is one line naming what there is."""
+    import os
+    import shutil
+
+    from tuibend.places import find_model, find_scene, is_bundled, user_models, user_scenes
+
+    assert is_bundled(find_model("choir")) and is_bundled(find_scene("breath"))
+    mine = shutil.copytree(solo_model_dir, user_models() / "choir")
+    user_scenes().mkdir(parents=True, exist_ok=True)
+    shutil.copy(find_scene("stutter"), user_scenes() / "breath.toml")
+    try:
+        assert find_model("choir") == mine and find_scene("breath") == user_scenes() / "breath.toml"
+        listing = run("models", cwd=tmp_path)
+        assert "choir" in listing.stdout and str(mine) in listing.stdout and "flute" in listing.stdout
+    finally:
+        shutil.rmtree(mine)
+        os.unlink(user_scenes() / "breath.toml")
+    absent = run("info", "no-such-model", cwd=tmp_path)
+    assert absent.returncode == 2 and absent.stderr.strip().splitlines() == [
+        "tuibend: error: no-such-model: no such model folder or model name (models: choir, flute)"]
+    missing_scenes = run("play", "--headless", "--device", "none", "--scenes", str(tmp_path / "absent"), cwd=tmp_path)
+    assert missing_scenes.returncode == 2 and "absent: no such scenes folder" in missing_scenes.stderr
+    unknown_scene = run("render", "in.wav", "-o", "out.wav", "--scene", "nothing-like-it", cwd=tmp_path)
+    assert unknown_scene.returncode == 2 and "nothing-like-it: no such scene file or scene name" in unknown_scene.stderr
+
+
+def test_a_bundled_models_unit_statistics_are_cached_outside_the_package(tmp_path):
+    from tuibend.bend.units import units_path
+    from tuibend.places import bundled, is_bundled, user_cache
+
+    path = units_path(bundled("models", "choir"))
+    assert not is_bundled(path) and path.is_relative_to(user_cache())
+    assert units_path(tmp_path) == tmp_path / "units.npz"

@@ -16,7 +16,8 @@ from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO, wait_for
 from jack_harness import RATE, Harness, Passthrough, onset
 
 from tuibend.audiofile import read_audio
-from tuibend.bend.rig import Bend, BendRig
+from tuibend.bend.registry import Bend
+from tuibend.bend.rig import BendRig
 from tuibend.bend.scene import Scene, save_scene
 from tuibend.dynamics import Dynamics, GateSettings
 from tuibend.engine import Engine, EngineError, EngineSettings

@@ -134,7 +134,8 @@ def test_one_stream_renders_many_times_as_fresh_ones(solo_model, golden):
     scene render does (reset state, restarted oscillator and lanes): the bench reuses them."""
     from dataclasses import replace
 
-    from tuibend.bend.rig import Bend, control_scene
+    from tuibend.bend.registry import Bend
+    from tuibend.bend.rig import control_scene
     from tuibend.bend.scene import Scene
     from tuibend.model.decoder import point_widths
     from tuibend.render import stream_features

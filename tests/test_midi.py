@@ -13,7 +13,7 @@ import soundfile
 from conftest import DEMO_INPUT, wait_for
 from pythonosc.udp_client import SimpleUDPClient
 
-from tuibend.bend.rig import Bend
+from tuibend.bend.registry import Bend
 from tuibend.bend.scene import Scene
 from tuibend.engine import Engine, EngineSettings
 from tuibend.engine.session import file_player
@@ -494,7 +494,7 @@ def test_any_bytes_are_a_well_formed_datagram_or_refused_before_parsing():
 
 def test_a_scene_carries_its_own_midi_map(tmp_path):
     """``[[midi.map]]`` in a scene file: parsed, validated with the file and field named, saved back."""
-    from tuibend.bend.rig import Bend
+    from tuibend.bend.registry import Bend
     from tuibend.bend.scene import Scene, SceneError, load_scene, save_scene
 
     scene = Scene("mapped", [Bend("fc1", "scale", 0.5)], midi=[Mapping("cc", 74, 3, bend=0, param="gain")])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import DEMO_INPUT, relative_error
 
-from tuibend.bend.rig import Bend, BendController, BendRig
+from tuibend.bend.registry import Bend
+from tuibend.bend.rig import BendController, BendRig
 from tuibend.bend.transforms import TRANSFORMS
 from tuibend.engine.session import file_player
 from tuibend.model.decoder import point_widths

@@ -16,8 +16,9 @@ from tuibend.pitch.analysis import (
     centred_frames,
     interpolate_estimates,
 )
-from tuibend.pitch.crepe import Crepe, CrepeWeightsError, decode, load_npz_weights, models_dir, normalise_frames
+from tuibend.pitch.crepe import Crepe, CrepeWeightsError, decode, load_npz_weights, normalise_frames
 from tuibend.pitch.trackers import make_tracker
+from tuibend.places import crepe_weights
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_original_crepe_keras_h5_loads(tmp_path, crepe_reference):
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    weights = load_npz_weights(models_dir() / "crepe-tiny.npz", "tiny")
+    weights = load_npz_weights(crepe_weights("tiny"), "tiny")
     inputs = keras.Input(shape=(1024,), name="input")
     x = keras.layers.Reshape(target_shape=(1024, 1, 1), name="input-reshape")(inputs)
     for layer, (filters, width, strides) in enumerate(

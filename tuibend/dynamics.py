@@ -292,7 +292,7 @@ class Dynamics:
     def for_model(cls, config, gate: GateSettings | None = None, level_match: bool = True,
                   makeup_db: float = 0.0) -> Dynamics:
         """For a model's rates and loudness floor (``config``: a :class:`~tuibend.model.config.ModelConfig`)."""
-        from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
+        from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 
         silence = -LOUDNESS_FLAVOURS[config.loudness].range_db
         return cls(NoiseGate(gate or GateSettings(), config.frame_rate, silence),

@@ -12,65 +12,17 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
 from tuibend.bend.automation import Lane, Recorder
-from tuibend.bend.selection import Selection, ranks_from_order, unit_order
+from tuibend.bend.registry import Bend, check_bend
+from tuibend.bend.selection import ranks_from_order, unit_order
 from tuibend.bend.transforms import TRANSFORMS
 
 SMOOTHING_SECONDS = 0.02  # one-pole time constant of fader moves: no zipper noise, heard within a block
 BLOCK_NUMBERS = 1 << 24  # block numbers stay exact in float32 (74 hours of 256-sample blocks, then wrap)
-
-
-class BendError(ValueError):
-    """A bend that this model cannot take (unknown point, transform or parameter)."""
-
-
-@dataclass
-class Bend:
-    """One transform at one point on a proportion of its units."""
-
-    point: str
-    transform: str
-    proportion: float = 0.5
-    select: Selection = field(default_factory=Selection)
-    seed: int = 0
-    params: dict[str, float] = field(default_factory=dict)
-
-    def parameter_names(self) -> list[str]:
-        return ["proportion", *TRANSFORMS[self.transform].params]
-
-    def value(self, name: str) -> float:
-        if name == "proportion":
-            return self.proportion
-        return float(self.params.get(name, TRANSFORMS[self.transform].params[name][0]))
-
-
-MAX_SEED = 2**32 - 1  # what the unit selection's generator takes
-
-
-def check_bend(bend: Bend, widths: dict[str, int] | None, where: str = "bend") -> None:
-    """Raises :class:`BendError` naming the first fault of a bend (its point only when ``widths`` are given)."""
-    if widths is not None and bend.point not in widths:
-        raise BendError(f"{where}.point: {bend.point!r} is not a bend point of this model "
-                        f"(points: {', '.join(widths)})")
-    if bend.transform not in TRANSFORMS:
-        raise BendError(f"{where}.transform: {bend.transform!r} is unknown (allowed: {', '.join(TRANSFORMS)})")
-    if not 0.0 <= bend.proportion <= 1.0:
-        raise BendError(f"{where}.proportion: {bend.proportion} is outside [0, 1]")
-    if not 0 <= bend.seed <= MAX_SEED:
-        raise BendError(f"{where}.seed: {bend.seed} is outside 0..{MAX_SEED}")
-    known = TRANSFORMS[bend.transform].params
-    for name, value in bend.params.items():
-        if name not in known:
-            raise BendError(f"{where}.params.{name}: {bend.transform} takes "
-                            f"{', '.join(known) if known else 'no parameters'}")
-        low, high = known[name][1:]
-        if not low <= value <= high:
-            raise BendError(f"{where}.params.{name}: {value} is outside [{low}, {high}]")
 
 
 class BendRig:

@@ -17,9 +17,8 @@ import tomli_w
 
 from tuibend.atomic import atomic_path
 from tuibend.bend.automation import CURVES, SHAPES, AutomationError, Breakpoints, Lane, Lfo
-from tuibend.bend.rig import Bend, BendError, check_bend
+from tuibend.bend.registry import Bend, BendError, check_bend, parameter_range
 from tuibend.bend.selection import CLUSTER_COUNTS, FEATURES, METHODS, Selection
-from tuibend.bend.transforms import TRANSFORMS
 from tuibend.dynamics import GateSettings, parse_gate
 from tuibend.textfile import read_user_text
 
@@ -187,7 +186,7 @@ def scene_gate(scene: Scene | None, default: GateSettings | None) -> GateSetting
 
 def _within(lane: Lane, bend: Bend, parameter: str, where: str) -> Lane:
     """A lane whose values lie in its parameter's range (a gain lane of 1e30 once blasted into the limiter)."""
-    low, high = (0.0, 1.0) if parameter == "proportion" else TRANSFORMS[bend.transform].params[parameter][1:]
+    low, high = parameter_range(bend.transform, parameter)
     values = lane.values if isinstance(lane, Breakpoints) else [lane.minimum, lane.maximum]
     for value in values:
         if not low <= value <= high:

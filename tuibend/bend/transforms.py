@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from tuibend.bend.registry import SPECS
 from tuibend.dsp.core import RANDOM_ALGORITHM
 
 Derive = Callable[[dict[str, np.ndarray], dict, float], dict[str, np.ndarray]]
@@ -22,7 +23,7 @@ Derive = Callable[[dict[str, np.ndarray], dict, float], dict[str, np.ndarray]]
 
 @dataclass(frozen=True)
 class Transform:
-    """A transform's name, its parameters with defaults and ranges, and what it does to the sound.
+    """A transform's specification (:mod:`tuibend.bend.registry`) with its graph operation.
 
     ``derive`` turns a block's per-frame parameters into the per-frame rows the graph reads
     (an oscillator's phase, a sample-and-hold's refresh frames), keeping its own memory across
@@ -33,8 +34,8 @@ class Transform:
     params: Mapping[str, tuple[float, float, float]]  # name -> (default, minimum, maximum)
     description: str
     apply: Callable[..., tf.Tensor]
-    derived: tuple[str, ...] = ()
     derive: Derive | None = None
+    derived: tuple[str, ...] = ()
     memory: bool = False
 
 
@@ -44,7 +45,7 @@ def _frames(value: tf.Tensor) -> tf.Tensor:
 
 
 def oscillate(a, p, state):
-    """The seed's oscillate: ``A + sin(phase) * depth``; the phase (per frame) is accumulated from
+    """The network-bending paper's oscillate: ``A + sin(phase) * depth``; the phase (per frame) is accumulated from
     ``freq`` in Hz of real time by the controller, continuous across blocks and parameter changes."""
     return a + tf.sin(_frames(p["phase"])) * _frames(p["depth"])
 
@@ -57,7 +58,7 @@ def oscillator_phase(params: dict[str, np.ndarray], memory: dict, frame_rate: fl
 
 
 def threshold(a, p, state):
-    """The seed's threshold: values below ``thresh`` go to the layer's minimum, the others to its
+    """The network-bending paper's threshold: values below ``thresh`` go to the layer's minimum, the others to its
     maximum, minimum and maximum taken over the layer's units at the same frame."""
     low = tf.reduce_min(a, axis=-1, keepdims=True)
     high = tf.reduce_max(a, axis=-1, keepdims=True)
@@ -65,12 +66,12 @@ def threshold(a, p, state):
 
 
 def invert(a, p, state):
-    """The seed's invert: ``1 - A``."""
+    """The network-bending paper's invert: ``1 - A``."""
     return 1.0 - a
 
 
 def ablate(a, p, state):
-    """The seed's ablate: ``A = 0``."""
+    """The network-bending paper's ablate: ``A = 0``."""
     return tf.zeros_like(a)
 
 
@@ -144,30 +145,14 @@ def permute(a, p, state):
     return tf.gather(a, state["permutation"], axis=-1)
 
 
-TRANSFORMS: dict[str, Transform] = {t.name: t for t in (
-    Transform("oscillate", {"freq": (2.0, 0.0, 60.0), "depth": (0.5, 0.0, 10.0)},
-              "the seed's LFO on the units: a tremolo-like filter sweep at the rate, deeper with depth", oscillate,
-              derived=("phase",), derive=oscillator_phase),
-    Transform("threshold", {"thresh": (0.0, -10.0, 10.0)},
-              "binarises the units to the layer's extremes: buzzing, noisy artefacts; at fc2 it blows up into "
-              "noise with few units", threshold),
-    Transform("invert", {}, "1 - A: re-voices the spectrum; subtle on most layers", invert),
-    Transform("ablate", {}, "silences units: at fc1 a vibrato that deepens from 65% to 95%", ablate),
-    Transform("scale", {"gain": (2.0, -10.0, 10.0)}, "multiplies the units: exaggerates (gain > 1), "
-              "flattens (< 1) or mirrors (< 0) what they encode", scale),
-    Transform("offset", {"amount": (1.0, -10.0, 10.0)}, "adds a constant: shifts brightness and balance "
-              "of harmonics and noise", offset),
-    Transform("clamp", {"low": (-1.0, -10.0, 10.0), "high": (1.0, -10.0, 10.0)},
-              "limits the units' range: tames and flattens dynamics of the timbre", clamp),
-    Transform("quantise", {"step": (0.5, 0.001, 10.0)}, "rounds the units to steps: stepped, "
-              "bit-crushed timbre changes", quantise),
-    Transform("noise", {"amount": (0.3, 0.0, 10.0)}, "adds fresh noise every frame: rough, breathy, "
-              "grainy", noise),
-    Transform("freeze", {"rate": (0.0, 0.0, 125.0)}, "sample-and-hold of the units (rate 0: held from the start): "
-              "a frozen or stepped timbre under a moving pitch", freeze, derived=("refresh",), derive=refresh_frames,
-              memory=True),
-    Transform("smooth", {"seconds": (0.3, 0.001, 10.0)}, "low-passes the units over time: the timbre lags "
-              "behind the playing, attacks blur", smooth, derived=("alpha",), derive=smoothing_coefficient,
-              memory=True),
-    Transform("permute", {}, "units swap their activations: a scrambled, re-voiced timbre", permute),
-)}
+# Each transform's graph operation and, where it has derived rows, how a block derives them.
+OPERATIONS: dict[str, tuple[Callable[..., tf.Tensor], Derive | None]] = {
+    "oscillate": (oscillate, oscillator_phase), "threshold": (threshold, None), "invert": (invert, None),
+    "ablate": (ablate, None), "scale": (scale, None), "offset": (offset, None), "clamp": (clamp, None),
+    "quantise": (quantise, None), "noise": (noise, None), "freeze": (freeze, refresh_frames),
+    "smooth": (smooth, smoothing_coefficient), "permute": (permute, None),
+}
+TRANSFORMS: dict[str, Transform] = {
+    name: Transform(spec.name, spec.params, spec.description, *OPERATIONS[name], spec.derived, spec.memory)
+    for name, spec in SPECS.items()
+}

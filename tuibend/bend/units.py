@@ -17,6 +17,7 @@ import tensorflow as tf
 from tuibend.atomic import atomic_path
 from tuibend.bend.selection import CLUSTER_COUNTS, kmeans
 from tuibend.model.timbre import TimbreModel
+from tuibend.places import is_bundled, user_cache
 
 UNITS_FILE = "units.npz"
 VERSION = 1
@@ -68,9 +69,18 @@ def compute_unit_statistics(model: TimbreModel, seed: int = 0) -> dict[str, np.n
     return statistics
 
 
+def units_path(folder: Path) -> Path:
+    """Where a model folder's unit statistics are kept."""
+    if is_bundled(folder):
+        stamp = (folder / "weights.npz").stat()  # a new release's weights get their own statistics
+        return user_cache("units", f"{folder.name}-{stamp.st_size}-{int(stamp.st_mtime)}", UNITS_FILE)
+    return folder / UNITS_FILE
+
+
 def unit_statistics(model: TimbreModel, folder: str | Path | None) -> dict[str, np.ndarray]:
-    """The model's unit statistics from ``folder/units.npz``, computed and cached there if absent."""
-    path = Path(folder) / UNITS_FILE if folder is not None else None
+    """The model's unit statistics from ``folder/units.npz``, computed and cached there if absent (for a
+    bundled model, in the user's cache: the package's own folders are never written)."""
+    path = units_path(Path(folder)) if folder is not None else None
     if path is not None and path.exists():
         try:
             with np.load(path, allow_pickle=False) as data:

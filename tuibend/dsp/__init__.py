@@ -1,36 +1,25 @@
 """Pure tensor functions of DDSP: synths, filters, reverb, loudness and losses.
 
-This package imports nothing else of tuibend; everything else builds on it.
+This package imports nothing else of tuibend; everything else builds on it. Its functions load
+TensorFlow on first use, so that a model's configuration (:mod:`tuibend.dsp.flavours`) reads without it.
 """
 
-from tuibend.dsp.core import exp_sigmoid, hz_to_midi, midi_to_hz, normalize_harmonics
-from tuibend.dsp.effects import reverb, reverb_step
-from tuibend.dsp.spectral import LOUDNESS_FLAVOURS, loudness, spectral_loss
-from tuibend.dsp.synths import (
-    filtered_noise,
-    filtered_noise_step,
-    frequency_filter,
-    harmonic_controls,
-    harmonic_synth,
-    harmonic_synth_step,
-    noise_controls,
-)
+from __future__ import annotations
 
-__all__ = [
-    "LOUDNESS_FLAVOURS",
-    "exp_sigmoid",
-    "filtered_noise",
-    "filtered_noise_step",
-    "frequency_filter",
-    "harmonic_controls",
-    "harmonic_synth",
-    "harmonic_synth_step",
-    "hz_to_midi",
-    "loudness",
-    "midi_to_hz",
-    "noise_controls",
-    "normalize_harmonics",
-    "reverb",
-    "reverb_step",
-    "spectral_loss",
-]
+_LAZY = {
+    "LOUDNESS_FLAVOURS": "flavours", "exp_sigmoid": "core", "hz_to_midi": "core", "midi_to_hz": "core",
+    "normalize_harmonics": "core", "reverb": "effects", "reverb_step": "effects", "loudness": "spectral",
+    "spectral_loss": "spectral", "filtered_noise": "synths", "filtered_noise_step": "synths",
+    "frequency_filter": "synths", "harmonic_controls": "synths", "harmonic_synth": "synths",
+    "harmonic_synth_step": "synths", "noise_controls": "synths",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"tuibend.dsp.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tuibend.dsp' has no attribute {name!r}")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tuibend.bend.rig import Bend, BendRig
+from tuibend.bend.registry import Bend
+from tuibend.bend.rig import BendRig
 from tuibend.engine.errors import EngineError
 from tuibend.model.decoder import point_widths
 from tuibend.model.timbre import ModelStream, TimbreModel

@@ -31,7 +31,7 @@ import numpy as np
 from tuibend.atomic import atomic_path
 from tuibend.bend.rig import BendController
 from tuibend.bend.scene import Scene, scene_gate
-from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
+from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.dynamics import Dynamics, GateSettings
 from tuibend.engine.chains import Chain, ChainPreparer, build_chain, structure_key
 from tuibend.engine.devices import Bridge, DeviceInfo, VirtualDevice, open_device

@@ -8,7 +8,7 @@ from tuibend.adjust import Adjustment, adjust
 from tuibend.audiofile import read_audio
 from tuibend.bend.scene import Scene, SceneError, load_scene
 from tuibend.dsp import core
-from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
+from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.engine.sources import FilePlayer, LiveAnalysis
 from tuibend.model.decoder import point_widths
 from tuibend.model.timbre import TimbreModel
@@ -50,7 +50,3 @@ def scene_set(model: TimbreModel, paths: list[Path]) -> tuple[list[tuple[Path, S
             problems.append(str(error))
     return entries, problems
 
-
-def scene_files(folder: str | Path) -> list[Path]:
-    """A folder's scene files in name order."""
-    return sorted(Path(folder).glob("*.toml"))

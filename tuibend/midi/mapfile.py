@@ -17,6 +17,7 @@ import tomli_w
 from tuibend.atomic import atomic_path
 from tuibend.midi.errors import MidiError
 from tuibend.midi.mapping import Mapping, default_map
+from tuibend.places import user_config
 from tuibend.textfile import read_user_text
 
 _INTEGERS = ("number", "channel", "bend", "scene")
@@ -26,9 +27,8 @@ _DEFAULTS = {f.name: f.default for f in fields(Mapping)}
 
 
 def default_map_path() -> Path:
-    """``$XDG_CONFIG_HOME/tuibend/midi.toml``, or under ``~/.config``."""
-    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(config) / "tuibend" / "midi.toml"
+    """``midi.toml`` in the user's config folder (``~/.config/tuibend`` on Linux)."""
+    return user_config("midi.toml")
 
 
 def _expect(value, kinds, where: str, what: str):

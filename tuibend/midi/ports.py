@@ -12,6 +12,27 @@ API_NAMES = {rtmidi.API_UNSPECIFIED: "the default MIDI system", rtmidi.API_LINUX
              rtmidi.API_UNIX_JACK: "JACK", rtmidi.API_MACOSX_CORE: "CoreMIDI", rtmidi.API_WINDOWS_MM: "Windows MIDI"}
 
 
+# The names ``--midi-api`` takes, each system's own first: what rtmidi offers is asked at run time.
+API_BY_NAME = {"coremidi": rtmidi.API_MACOSX_CORE, "winmm": rtmidi.API_WINDOWS_MM, "alsa": rtmidi.API_LINUX_ALSA,
+               "jack": rtmidi.API_UNIX_JACK}
+
+
+def apis_to_try(name: str) -> list[int]:
+    """The MIDI systems to open for ``--midi-api NAME``, in order: ``auto`` is every system this rtmidi was
+    built with, the platform's native one first (CoreMIDI, Windows MM, ALSA), JACK last."""
+    compiled = set(rtmidi.get_compiled_api())
+    if name != "auto":
+        if API_BY_NAME[name] not in compiled:
+            offered = ", ".join(key for key, api in API_BY_NAME.items() if api in compiled) or "none"
+            raise MidiError(f"--midi-api {name}: this python-rtmidi has no {api_name(API_BY_NAME[name])} "
+                            f"(it offers: {offered})")
+        return [API_BY_NAME[name]]
+    apis = [api for api in API_BY_NAME.values() if api in compiled]
+    if not apis:
+        raise MidiError("this python-rtmidi was built without any MIDI system")
+    return apis
+
+
 def api_name(api: int) -> str:
     return API_NAMES.get(api, f"MIDI API {api}")
 

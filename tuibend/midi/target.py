@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from tuibend.bend.transforms import TRANSFORMS
+from tuibend.bend.registry import SPECS
+from tuibend.bend.registry import parameter_range as transform_range
 
 if TYPE_CHECKING:
     from tuibend.bend.scene import Scene
@@ -36,8 +37,6 @@ def parameter_range(scene: Scene, bend: int, name: str) -> tuple[float, float]:
     if not 0 <= bend < len(scene.bends):
         raise KeyError((bend, name))
     transform = scene.bends[bend].transform
-    if name == "proportion":
-        return 0.0, 1.0
-    if name not in TRANSFORMS[transform].params:
+    if name != "proportion" and name not in SPECS[transform].params:
         raise KeyError((bend, name))
-    return TRANSFORMS[transform].params[name][1:]
+    return transform_range(transform, name)

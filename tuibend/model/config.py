@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from tuibend.dsp.spectral import LOUDNESS_FLAVOURS
+from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 
 FORMAT_NAME = "tuibend-model"
 FORMAT_VERSION = 1

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tuibend.compiled import flat_call
 from tuibend.dsp import core, effects, spectral, synths
+from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.model.config import ModelConfig
 from tuibend.model.decoder import BendHook, Decoder, bend_points, no_bend
 from tuibend.model.statistics import DatasetStatistics
@@ -75,7 +76,7 @@ class TimbreModel:
     def loudness_tensor(self, audio: tf.Tensor) -> tf.Tensor:
         """[b, n] -> [b, n // hop] dB (v3 resamples its n//hop + 1 centred frames as ddsp does)."""
         config = self.config
-        flavour = spectral.LOUDNESS_FLAVOURS[config.loudness]
+        flavour = LOUDNESS_FLAVOURS[config.loudness]
         db = spectral.loudness(audio, config.sample_rate, config.frame_rate, flavour.n_fft, flavour.ref_db,
                                flavour.range_db, flavour.name)
         n_frames = int(audio.shape[-1]) // config.hop

@@ -1,16 +1,19 @@
 """The native block kernel: a live block of a model, bends included, in one C call.
 
 TensorFlow's compiled step costs 0.5-1.2 ms a block on one thread, most of it outside the
-arithmetic (measured, see the README); :mod:`tuibend.native.stream` runs the same maths in
-``block.c``. The kernel is compiled on first use for the machine it runs on (``cc -O3
--march=native``) into a per-user cache, keyed by its source, and loaded with ctypes: nothing is
-compiled from a model or scene file, only this package's own source.
+arithmetic (measured, see docs/benchmarks.md); :mod:`tuibend.native.stream` runs the same maths in
+``block.c``. The package is built with one library per CPU level (:mod:`tuibend.native.variants`:
+AVX512-BF16, AVX2/FMA, portable C, which is NEON on ARM) and the fastest this CPU runs is loaded
+with ctypes, so a performer's machine needs no compiler. A checkout without built libraries
+compiles the same builds on first use into the user's cache, keyed by source, flags and compiler.
+Nothing is compiled from a model or scene file, only this package's own source.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib.machinery
 import os
 import platform
 import shutil
@@ -19,63 +22,115 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("block.c")
-FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11")
+from tuibend.native.variants import COMMON_FLAGS, VARIANTS, digest_macro, source_digest, variants_for
+from tuibend.places import user_cache
+
+HERE = Path(__file__).parent
+SOURCE = HERE / "block.c"
+VARIANT_ENV = "TUIBEND_KERNEL_BUILD"  # names the build to load (tests of each path; a fault to work around)
 
 
 class NativeUnavailable(RuntimeError):
-    """The kernel cannot be built or loaded here (no C compiler, or it failed): TensorFlow runs instead."""
+    """The kernel cannot be built or loaded here (no build for this machine, or it failed): TensorFlow runs."""
 
 
 def cache_dir() -> Path:
-    """``$TUIBEND_NATIVE_CACHE``, else ``$XDG_CACHE_HOME/tuibend/native``, else ``~/.cache/tuibend/native``."""
-    if os.environ.get("TUIBEND_NATIVE_CACHE"):
-        return Path(os.environ["TUIBEND_NATIVE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuibend" / "native"
+    return user_cache("native")
 
 
-def library_path() -> Path:
-    """Where this source, built for this machine, lives: a new source or CPU gets its own build."""
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + platform.machine().encode()
-                         + _cpu_flags().encode()).hexdigest()[:16]
-    return cache_dir() / f"block-{key}.so"
+def packaged(variant: str) -> Path | None:
+    """The build the package carries for ``variant``, if it was built with it from this source (a
+    checkout whose ``block.c`` changed since its builds compiles it again)."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = HERE / f"_block_{variant}{suffix}"
+        if path.is_file():
+            return path if built_from(open_library(path)) == source_digest(SOURCE) else None
+    return None
 
 
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
+def built_from(lib: ctypes.CDLL) -> str:
+    """The source digest a library was stamped with ("" for none)."""
+    lib.tb_source_digest.restype = ctypes.c_char_p
+    return lib.tb_source_digest().decode()
 
 
-def build(target: Path) -> None:
-    """Compiles ``block.c`` into ``target`` (atomically: a half-written library is never loaded)."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise NativeUnavailable("no C compiler (cc) to build the native kernel: install gcc "
-                                "(apt-get install build-essential); TensorFlow runs the model meanwhile")
+def compile_flags(variant: str) -> tuple[str, ...]:
+    return (*COMMON_FLAGS, *VARIANTS[variant][2])
+
+
+def compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def cached_build(variant: str) -> Path:
+    """Where this source's ``variant``, built here by this compiler, lives in the cache."""
+    key = hashlib.sha256(" ".join([source_digest(SOURCE), *compile_flags(variant), platform.machine(),
+                                   str(compiler())]).encode()).hexdigest()[:16]
+    return cache_dir() / f"block-{variant}-{key}.so"
+
+
+def build(target: Path, variant: str = "portable", cc: str | None = None) -> None:
+    """Compiles ``block.c`` as ``variant`` into ``target`` (atomically: a half-written library is never
+    loaded), replacing older builds of the same variant beside it."""
+    cc = cc or compiler()
+    if cc is None:
+        raise NativeUnavailable("no C compiler (cc) to build the native kernel and the package carries no build "
+                                "for this machine: install gcc or clang; TensorFlow runs the model meanwhile")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         workspace = tempfile.TemporaryDirectory(dir=target.parent)
     except OSError as error:
         raise NativeUnavailable(f"the native kernel cannot be built into {target.parent}: {error} "
-                                "(set TUIBEND_NATIVE_CACHE to a writable folder)") from error
+                                "(set XDG_CACHE_HOME to a writable folder)") from error
     with workspace as temporary:
         partial = Path(temporary) / target.name
+        name, value = digest_macro(SOURCE)
+        command = [cc, *compile_flags(variant), f"-D{name}={value}", "-fPIC", "-shared", "-o", str(partial),
+                   str(SOURCE), "-lm"]
         try:
-            result = subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE), "-lm"],
-                                    capture_output=True, text=True)
+            result = subprocess.run(command, capture_output=True, text=True)
         except OSError as error:
-            raise NativeUnavailable(f"the C compiler {compiler} could not run: {error}") from error
+            raise NativeUnavailable(f"the C compiler {cc} could not run: {error}") from error
         if result.returncode:
-            raise NativeUnavailable(f"the native kernel did not compile ({compiler}): {result.stderr.strip()[:400]}")
+            raise NativeUnavailable(f"the native kernel did not compile ({cc}): {result.stderr.strip()[:400]}")
         os.replace(partial, target)
-    for stale in target.parent.glob("block-*.so"):  # builds of other sources or CPUs: not needed again here
+    for stale in target.parent.glob(f"block-{variant}-*.so"):  # builds of other sources: not needed again
         if stale != target:
             stale.unlink(missing_ok=True)
+
+
+def locate(variant: str) -> Path:
+    """The library of ``variant``: the package's build, else one compiled here (once)."""
+    path = packaged(variant)
+    if path is None:
+        path = cached_build(variant)
+        if not path.exists():
+            build(path, variant)
+    return path
+
+
+def open_library(path: Path) -> ctypes.CDLL:
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as error:
+        raise NativeUnavailable(f"the native kernel at {path} did not load: {error}") from error
+
+
+def runnable_variants() -> list[str]:
+    """The builds this CPU runs, fastest first (the portable build says what the CPU has)."""
+    level = open_library(locate("portable")).tb_cpu_level()
+    return [name for name in variants_for(platform.machine()) if VARIANTS[name][1] <= level]
+
+
+def chosen_variant() -> str:
+    """The build to load: ``$TUIBEND_KERNEL_BUILD`` if set (it must run here), else the fastest."""
+    runnable = runnable_variants()
+    asked = os.environ.get(VARIANT_ENV)
+    if asked:
+        if asked not in runnable:
+            raise NativeUnavailable(f"{VARIANT_ENV}={asked}: this CPU runs {', '.join(runnable)}")
+        return asked
+    return runnable[0]
 
 
 class Config(ctypes.Structure):
@@ -97,14 +152,10 @@ class BendSpec(ctypes.Structure):
 
 @lru_cache(maxsize=1)
 def library() -> ctypes.CDLL:
-    """The loaded kernel, built first if this machine has no build of this source yet."""
-    path = library_path()
-    if not path.exists():
-        build(path)
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError as error:
-        raise NativeUnavailable(f"the native kernel at {path} did not load: {error}") from error
+    """The loaded kernel: the fastest build this CPU runs (``lib.build`` names it)."""
+    variant = chosen_variant()
+    lib = open_library(locate(variant))
+    lib.build = variant
     floats = ctypes.POINTER(ctypes.c_float)
     lib.tb_create.restype = ctypes.c_void_p
     lib.tb_create.argtypes = [ctypes.POINTER(Config), ctypes.POINTER(floats), floats, floats, ctypes.c_int,

@@ -609,6 +609,33 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     return m;
 }
 
+/* What this CPU runs, as tuibend/native/variants.py numbers it: 2 AVX512-BF16 (x86-64-v4), 1 AVX2 and
+ * FMA (x86-64-v3), 0 the portable build. Asked of the portable build before a faster one is loaded. */
+int tb_cpu_level(void) {
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
+    int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+             && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    if (v4 && __builtin_cpu_supports("avx512bf16")) return 2;
+    return v3 ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+#ifndef TB_SOURCE_DIGEST
+#define TB_SOURCE_DIGEST ""
+#endif
+/* The digest of the source this library was built from: Python loads no build of another source. */
+const char *tb_source_digest(void) { return TB_SOURCE_DIGEST; }
+
+#ifdef TB_INIT_NAME
+/* setuptools builds the kernel per platform as an extension module and exports this name; tuibend
+ * loads it with ctypes and never imports it, so the function only has to exist. */
+void *TB_INIT_NAME(void) { return 0; }
+#endif
+
 void tb_destroy(tb_model *m) {
     if (!m) return;
     for (int s = 0; s < 2; s++) {

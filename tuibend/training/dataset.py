@@ -26,8 +26,8 @@ from tuibend.atomic import atomic_path
 from tuibend.audiofile import AudioFileError, read_audio
 from tuibend.model.statistics import DatasetStatistics
 from tuibend.pitch.analysis import Features, analyze_audio
-from tuibend.pitch.crepe import models_dir
 from tuibend.pitch.trackers import make_tracker
+from tuibend.places import crepe_weights
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 250
@@ -47,7 +47,7 @@ class DatasetError(ValueError):
 
 def default_tracker() -> str:
     """CREPE full where its weights are installed, tiny otherwise."""
-    return "crepe-full" if (models_dir() / "crepe-full.npz").exists() else "crepe-tiny"
+    return "crepe-full" if crepe_weights("full").exists() else "crepe-tiny"
 
 
 def _examples(audio: np.ndarray, features: Features) -> Iterator[dict[str, np.ndarray]]:

@@ -20,6 +20,7 @@ from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.widgets import Footer
 
+from tuibend import places
 from tuibend.bend.scene import SceneError, save_scene
 from tuibend.engine import Engine, EngineError
 from tuibend.engine.chains import structure_key
@@ -38,9 +39,8 @@ class AppOptions:
 
     model: str
     source: str
-    scenes_dir: Path = Path("scenes")
-    takes_dir: Path = Path("takes")
-    models_dir: Path = Path("models")
+    scenes_dir: Path = field(default_factory=places.user_scenes)  # where scenes are saved
+    takes_dir: Path = field(default_factory=places.takes)
     keymap: dict[str, str] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     make_engine: Callable[[dict], Engine] | None = None  # {"model": ...} or {"input": ...} -> a new engine
@@ -260,6 +260,8 @@ class TuibendApp(App):
         if path is None:
             self.action_save_as()
             return
+        if places.is_bundled(path):  # a bundled scene, edited, is saved as the user's own of the same name
+            path = self.options.scenes_dir / path.name
         self._save(path)
 
     def _save(self, path: Path) -> None:
@@ -282,10 +284,7 @@ class TuibendApp(App):
     # ----- model, input, MIDI, help, quit ---------------------------------------------------------------
 
     def action_switch_model(self) -> None:
-        models = sorted(str(p.parent) for p in self.options.models_dir.glob("*/config.json"))
-        if not models:
-            self.notify(f"no models under {self.options.models_dir}", severity="error")
-            return
+        models = list(places.model_folders())
         self.push_screen(ChoiceScreen("Switch to model:", models),
                          lambda choice: choice and self._switch({"model": choice}, f"model {choice}"))
 
@@ -357,7 +356,7 @@ def run_app(engine: Engine, args, make_engine: Callable[[dict], Engine], notices
     keymap = load_keymap(args.keys)
     midi, osc = controls
     options = AppOptions(Path(args.model).name, "mic" if args.input == "mic" else Path(args.input).name,
-                         Path(args.scenes), Path(args.takes), Path(args.model).parent, keymap, notices, make_engine,
+                         args.scenes or places.user_scenes(), args.takes, keymap, notices, make_engine,
                          midi=midi, osc=osc)
     app = TuibendApp(engine, options)
     try:

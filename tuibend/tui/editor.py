@@ -10,16 +10,8 @@ import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tuibend.bend.rig import Bend
+from tuibend.bend.registry import SPECS, Bend, parameter_range
 from tuibend.bend.scene import Scene
-from tuibend.bend.transforms import TRANSFORMS
-
-
-def parameter_range(bend: Bend, name: str) -> tuple[float, float]:
-    if name == "proportion":
-        return 0.0, 1.0
-    _, low, high = TRANSFORMS[bend.transform].params[name]
-    return low, high
 
 
 def set_value(bend: Bend, name: str, value: float) -> None:
@@ -84,7 +76,7 @@ class SceneEditor:
             return None
         bend_index, name = focus
         bend = self.scene.bends[bend_index]
-        low, high = parameter_range(bend, name)
+        low, high = parameter_range(bend.transform, name)
         value = min(high, max(low, bend.value(name) + fraction * (high - low)))
         self._checkpoint(f"move {bend_index} {name}")
         set_value(bend, name, round(value, 6))
@@ -137,7 +129,7 @@ class SceneEditor:
         if (focus := self.focused()) is None:
             return None
         self._checkpoint("transform")
-        names = list(TRANSFORMS)
+        names = list(SPECS)
         bend = self.scene.bends[focus[0]]
         transform = names[(names.index(bend.transform) + delta) % len(names)]
         self.scene.bends[focus[0]] = replace(bend, transform=transform, params={})

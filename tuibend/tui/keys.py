@@ -1,7 +1,7 @@
 """The instrument's keys: every action with its default key, remappable from a TOML file.
 
-The file (``~/.config/tuibend/keys.toml`` or ``--keys``) holds one table, ``[keys]``, mapping an
-action's id to a key or a comma-separated list of keys, e.g. ``panic = "x"``.
+The file (``keys.toml`` in the user's config folder, ``~/.config/tuibend`` on Linux, or ``--keys``)
+holds one table, ``[keys]``, mapping an action's id to a key or a comma-separated list of keys, e.g. ``panic = "x"``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from pathlib import Path
 
 from textual.binding import Binding
 
+from tuibend.places import user_config
 from tuibend.textfile import read_user_text
-
-DEFAULT_KEYS_FILE = Path.home() / ".config" / "tuibend" / "keys.toml"
 
 # (id, default keys, action, description shown in the footer and the help screen, shown in the footer)
 ACTIONS: list[tuple[str, str, str, str, bool]] = [
@@ -73,9 +72,9 @@ class KeymapError(ValueError):
 def load_keymap(path: Path | None) -> dict[str, str]:
     """The remapping in ``path`` (or the default file when it exists); {} when there is none."""
     if path is None:
-        if not DEFAULT_KEYS_FILE.is_file():
+        path = user_config("keys.toml")
+        if not path.is_file():
             return {}
-        path = DEFAULT_KEYS_FILE
     try:
         table = tomllib.loads(read_user_text(path, KeymapError, "keys file"))
     except tomllib.TOMLDecodeError as error:

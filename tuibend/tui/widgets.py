@@ -8,9 +8,9 @@ import numpy as np
 from rich.text import Text
 from textual.widgets import Static
 
-from tuibend.bend.transforms import TRANSFORMS
+from tuibend.bend.registry import SPECS, parameter_range
 from tuibend.engine import Telemetry
-from tuibend.tui.editor import SceneEditor, parameter_range
+from tuibend.tui.editor import SceneEditor
 
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 
@@ -75,7 +75,7 @@ class ChainView(Static):
         if not scene.bends:
             text.append("  (no bends: the model plays unbent — press a to add one)\n", style="italic")
         focus = editor.focused()
-        widest = max((sum(len(f" {name} 0.00~") for name in bend.params or TRANSFORMS[bend.transform].params)
+        widest = max((sum(len(f" {name} 0.00~") for name in bend.params or SPECS[bend.transform].params)
                       for bend in scene.bends), default=0)
         bar_width = max(4, min(20, self.size.width - 2 - 23 - 6 - widest))
         for index, bend in enumerate(scene.bends):
@@ -83,7 +83,7 @@ class ChainView(Static):
             text.append(f"{index + 1:>2} {bend.point:<9} {bend.transform:<9} ", style=row_style)
             for name in bend.parameter_names():
                 value = moving.get((index, name), bend.value(name))
-                low, high = parameter_range(bend, name)
+                low, high = parameter_range(bend.transform, name)
                 focused = focus == (index, name)
                 lane = "~" if (index, name) in scene.automation else " "
                 style = "bold black on cyan" if focused else ("bold" if row_style else "")
@@ -117,7 +117,7 @@ class LaneView(Static):
         start = max(0.0, scene_seconds - self.WINDOW_SECONDS / 4)
         times = start + np.arange(width) * self.WINDOW_SECONDS / width
         values = lane.at(times)
-        low, high = parameter_range(editor.scene.bends[focus[0]], focus[1])
+        low, high = parameter_range(editor.scene.bends[focus[0]].transform, focus[1])
         levels = " ▁▂▃▄▅▆▇█"
         head = int((scene_seconds - start) / self.WINDOW_SECONDS * width)
         text = Text(f"{title} · {start:.1f} to {start + self.WINDOW_SECONDS:.1f} s\n")
