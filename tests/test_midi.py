@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import time
 
 import numpy as np
@@ -503,3 +504,24 @@ def test_a_scene_carries_its_own_midi_map(tmp_path):
     (tmp_path / "bad.toml").write_text('name = "bad"\n[[midi.map]]\nsource = "cc"\nnumber = 7\nchannel = 17\n')
     with pytest.raises(SceneError, match=r"bad\.toml: midi\.map\[1\]\.channel"):
         load_scene(tmp_path / "bad.toml")
+
+
+def test_every_midi_system_rtmidi_offers_by_name_the_native_one_first():
+    """``--midi-api auto`` tries every system this python-rtmidi was built with, the platform's own first
+    (CoreMIDI, Windows MM, ALSA) and JACK last; a named one it lacks is one line naming what it offers."""
+    from tuibend.cli import MIDI_APIS
+    from tuibend.midi.errors import MidiError
+    from tuibend.midi.ports import API_BY_NAME, apis_to_try
+
+    assert tuple(API_BY_NAME) == MIDI_APIS
+    compiled = set(rtmidi.get_compiled_api())
+    auto = apis_to_try("auto")
+    assert set(auto) == compiled & set(API_BY_NAME.values()) and auto[-1] == rtmidi.API_UNIX_JACK
+    if sys.platform == "linux":
+        assert auto[0] == rtmidi.API_LINUX_ALSA
+        with pytest.raises(MidiError, match=r"--midi-api coremidi: this python-rtmidi has no CoreMIDI \(it offers: "
+                                            r"alsa, jack\)"):
+            apis_to_try("coremidi")
+    for name, api in API_BY_NAME.items():
+        if api in compiled:
+            assert apis_to_try(name) == [api]

@@ -13,8 +13,17 @@ from tuibend.bend.rig import BendController, BendRig
 from tuibend.bend.transforms import TRANSFORMS
 from tuibend.engine.session import file_player
 from tuibend.model.decoder import point_widths
-from tuibend.native import NativeUnavailable, build
+from tuibend.native import (
+    VARIANT_ENV,
+    NativeUnavailable,
+    build,
+    cached_build,
+    library,
+    packaged,
+    runnable_variants,
+)
 from tuibend.native.stream import TRANSFORM_IDS, TRANSFORM_ROWS, NativeStream
+from tuibend.native.variants import variants_for
 
 SECONDS = 3.0
 # Where each transform is tried, and its parameters: the first two ways the README's scenes use it.
@@ -73,7 +82,8 @@ def test_native_stream_equals_tensorflow_unbent(choir_model, voice, block_frames
 
 
 def cpu_has_bfloat16() -> bool:
-    return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+    """Whether the loaded build runs bfloat16 layers (the AVX512-BF16 one)."""
+    return library().build == "avx512bf16"
 
 
 @pytest.mark.parametrize(("size", "tolerance"), [("small", 0.01), ("full", 0.02)])
@@ -237,9 +247,11 @@ def test_the_kernel_knows_every_transform():
 
 
 def test_a_build_replaces_older_ones(tmp_path):
-    (tmp_path / "block-0123456789abcdef.so").write_bytes(b"an older source's build")
-    build(tmp_path / "block-fedcba9876543210.so")
-    assert [path.name for path in tmp_path.iterdir()] == ["block-fedcba9876543210.so"]
+    (tmp_path / "block-portable-0123456789abcdef.so").write_bytes(b"an older source's build")
+    (tmp_path / "block-avx2-0123456789abcdef.so").write_bytes(b"another build, kept")
+    build(tmp_path / "block-portable-fedcba9876543210.so")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["block-avx2-0123456789abcdef.so",
+                                                                "block-portable-fedcba9876543210.so"]
 
 
 def test_no_compiler_or_a_failed_build_says_so(tmp_path, monkeypatch):
@@ -252,5 +264,65 @@ def test_no_compiler_or_a_failed_build_says_so(tmp_path, monkeypatch):
     assert not (tmp_path / "block.so").exists()
     monkeypatch.delenv("CC")
     (tmp_path / "a-file").write_text("")
-    with pytest.raises(NativeUnavailable, match=r"cannot be built into .*TUIBEND_NATIVE_CACHE"):
+    with pytest.raises(NativeUnavailable, match=r"cannot be built into .*XDG_CACHE_HOME"):
         build(tmp_path / "a-file" / "block.so")  # a cache folder that cannot be made
+
+
+@pytest.fixture
+def fresh_library(monkeypatch):
+    """The kernel loaded again under the test's environment, and again after it."""
+    library.cache_clear()
+    yield monkeypatch
+    library.cache_clear()
+
+
+@pytest.mark.parametrize("variant", runnable_variants())
+def test_every_build_this_cpu_runs_equals_tensorflow(fresh_library, choir_model, voice, variant):
+    """Each build the package carries (AVX512-BF16, AVX2/FMA, portable) that this CPU runs: the same sound
+    as TensorFlow's stream, bent and unbent; bfloat16 layers only in the AVX512-BF16 build."""
+    fresh_library.setenv(VARIANT_ENV, variant)
+    assert library().build == variant
+    expected, native = play_both(choir_model, [], voice, 4)
+    assert relative_error(native, expected) < 1e-5
+    bends = [Bend("fc2", "oscillate", 0.6, params={"freq": 4.0, "depth": 1.0}), Bend("gru", "clamp", 0.5)]
+    expected, native = play_both(choir_model, bends, voice, 4)
+    assert relative_error(native, expected) < 1e-5
+    rounded, exact = play_both(choir_model, [], voice, 4, bfloat16=True)
+    assert relative_error(exact, rounded) < (0.01 if variant == "avx512bf16" else 1e-5)
+
+
+def test_the_kernel_builds_with_clang_and_plays_the_same(fresh_library, tmp_path, choir_model, voice):
+    """A checkout without the package's builds compiles them on first use, here with clang, into the
+    user's cache: every build this CPU runs equals TensorFlow."""
+    fresh_library.setattr("tuibend.native.packaged", lambda variant: None)
+    fresh_library.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fresh_library.setenv("CC", "clang")
+    for variant in runnable_variants():
+        fresh_library.setenv(VARIANT_ENV, variant)
+        library.cache_clear()
+        assert library().build == variant and cached_build(variant).is_relative_to(tmp_path)
+        expected, native = play_both(choir_model, [], voice, 4)
+        assert relative_error(native, expected) < 1e-5
+
+
+def test_the_kernel_cross_compiles_for_arm():
+    """ARM keeps building: the portable build (NEON through the compiler's vectors) for aarch64."""
+    import tempfile
+
+    assert variants_for("aarch64") == ["portable"]
+    assert variants_for("x86_64") == ["avx512bf16", "avx2", "portable"]
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "block-portable-arm.so"
+        build(target, "portable", cc="aarch64-linux-gnu-gcc")
+        header = target.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
+
+
+def test_a_build_of_another_source_is_never_loaded(fresh_library, tmp_path):
+    """The package's builds are stamped with their source's digest: a checkout whose block.c changed
+    compiles it again instead of loading a build of the old source."""
+    assert packaged("portable") is not None
+    changed = tmp_path / "block.c"
+    changed.write_text(Path(__file__).parents[1].joinpath("tuibend", "native", "block.c").read_text() + "\n/* */\n")
+    fresh_library.setattr("tuibend.native.SOURCE", changed)
+    assert packaged("portable") is None

@@ -506,3 +506,42 @@ async def test_switching_input_swaps_the_engine_and_the_performance_goes_on(perf
         assert app.options.source == str(DEMO_INPUT)
     new.stop()
     assert asked == [{"input": str(DEMO_INPUT)}]
+
+
+async def test_the_loading_screen_shows_each_step_while_it_loads_and_hands_over_the_result():
+    """The first screen appears at once and says what is loading; the loader's result (or its fault,
+    for the caller to report) comes back when it is done; quitting while it loads returns nothing."""
+    import threading
+
+    from tuibend.tui.loading import LoadingApp
+
+    go_on = threading.Event()
+
+    def load(say):
+        say("loading TensorFlow")
+        say("compiling 1/2")
+        say("compiling 2/2", replace=True)
+        go_on.wait(10)
+        return "the engine"
+
+    app = LoadingApp("tuibend: choir", load)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.3)
+        text = str(app.query_one("#loading").render())
+        assert "loading TensorFlow" in text and "compiling 2/2" in text and "1/2" not in text
+        assert app.is_running
+        go_on.set()
+        await pilot.pause(0.5)
+    assert app.return_value == "the engine"
+
+    failing = LoadingApp("tuibend", lambda say: (_ for _ in ()).throw(OSError("no such model")))
+    async with failing.run_test() as pilot:
+        await pilot.pause(0.5)
+    assert isinstance(failing.return_value, OSError)
+
+    stuck = threading.Event()
+    waiting = LoadingApp("tuibend", lambda say: stuck.wait(10) and "late")
+    async with waiting.run_test() as pilot:
+        await pilot.press("q")
+    stuck.set()
+    assert waiting.return_value is None

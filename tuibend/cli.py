@@ -66,20 +66,29 @@ def _info(args: argparse.Namespace) -> None:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, shown only on a terminal."""
+    """A progress bar on stderr (rich's), shown only on a terminal; called with the fraction done."""
 
     def __init__(self, label: str, stream=sys.stderr):
         self.label = label
-        self.stream = stream
         self.enabled = stream.isatty()
+        self._progress = self._task = None
+        self._stream = stream
 
     def __call__(self, fraction: float) -> None:
-        if self.enabled:
-            filled = int(30 * fraction)
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:3.0f}%")
-            if fraction >= 1.0:
-                self.stream.write("\n")
-            self.stream.flush()
+        if not self.enabled:
+            return
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn(self.label), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                                      console=Console(file=self._stream))
+            self._task = self._progress.add_task(self.label, total=1.0)
+            self._progress.start()
+        self._progress.update(self._task, completed=fraction)
+        if fraction >= 1.0:
+            self._progress.stop()
+            self._progress = None
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -234,37 +243,61 @@ def _ignore_stop_signals() -> None:
         signal.signal(number, signal.SIG_IGN)
 
 
-def _play(args: argparse.Namespace) -> None:
-    from tuibend.engine import EngineError
+def kernel_label(engine) -> str:
+    """What runs the blocks, for the report: the native kernel's build and precision, or TensorFlow."""
+    if engine.kernel != "native":
+        return f"{engine.kernel} kernel"
+    from tuibend.native import library
 
+    layers = "bfloat16" if getattr(engine.chain_stream, "bfloat16", False) else "float32"
+    return f"native kernel ({library().build} build, {layers} layers)"
+
+
+def prepared_engine(args: argparse.Namespace, notify, say) -> object:
+    """TensorFlow, the model, the scenes and the kernel, loaded and prepared (``say`` reports each step)."""
+    say("loading TensorFlow")
+    import_tensorflow_quietly()
     _configure_compute(args.compute, args.threads)
+    say(f"loading the model {Path(args.model).name} and the scenes")
+    engine = open_engine(args, notify)
+    say(f"{kernel_label(engine)}: compiling the scenes' chains")
+    engine.prepare(lambda done, total: say(f"{kernel_label(engine)}: compiling the scenes' chains {done}/{total}",
+                                           replace=True))
+    for skipped in engine.skipped:
+        notify(skipped)
+    return engine
+
+
+def _play(args: argparse.Namespace) -> None:
+    """Engine faults (a device that fails to open) reach main() as EngineError: one line."""
     notices: list[str] = []
-    notify = notices.append if not args.headless else (lambda text: print(f"tuibend: {text}", file=sys.stderr))
-    try:
-        engine = open_engine(args, notify)
-        engine.prepare(lambda done, total: print(f"\rtuibend: compiling scene chains {done}/{total}", end="",
-                                                 file=sys.stderr, flush=True))
-        print(file=sys.stderr)
-        for skipped in engine.skipped:
-            notify(skipped)
-        if not args.headless:
-            from tuibend.tui.app import run_app
+    if not args.headless:  # the interface appears at once and says what is loading
+        from tuibend.tui.loading import load_with_screen
 
-            run_app(engine, args, lambda changes: open_engine(argparse.Namespace(**{**vars(args), **changes}), notify),
-                    notices, open_controls(args, engine))
-            return
-        engine.set_bypass(args.bypass, "command line")
-        if args.replay:
-            from tuibend.engine.events import read_events
+        engine = load_with_screen(f"tuibend {__version__}: {Path(args.model).name}",
+                                  lambda say: prepared_engine(args, notices.append, say))
+        from tuibend.tui.app import run_app
 
-            engine.replay(read_events(args.replay))
-        controls = open_controls(args, engine)
-        for control in controls:
-            if control is not None:
-                print(f"tuibend: {control.status}", file=sys.stderr)
-        engine.start()
-    except EngineError as error:
-        raise UserError(str(error)) from None
+        run_app(engine, args, lambda changes: open_engine(argparse.Namespace(**{**vars(args), **changes}),
+                                                          notices.append),
+                notices, open_controls(args, engine))
+        return
+
+    def say(text: str, replace: bool = False) -> None:
+        print(("\r" if replace else "\n") + f"tuibend: {text}", end="", file=sys.stderr, flush=True)
+
+    engine = prepared_engine(args, lambda text: print(f"\ntuibend: {text}", end="", file=sys.stderr), say)
+    print(file=sys.stderr)
+    engine.set_bypass(args.bypass, "command line")
+    if args.replay:
+        from tuibend.engine.events import read_events
+
+        engine.replay(read_events(args.replay))
+    controls = open_controls(args, engine)
+    for control in controls:
+        if control is not None:
+            print(f"tuibend: {control.status}", file=sys.stderr)
+    engine.start()
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     started = time.monotonic()
@@ -286,9 +319,8 @@ def _play(args: argparse.Namespace) -> None:
             if control is not None:
                 control.close()
     report = engine.telemetry
-    kernel = engine.kernel + (" (bfloat16)" if getattr(engine.chain_stream, "bfloat16", False) else "")
     print(f"played {report.time_s:.2f} s on {engine.device.name} at {engine.device.sample_rate} Hz, "
-          f"{args.block}-sample blocks, {kernel} kernel: load {report.load:.2f} (peak {report.load_peak:.2f}), "
+          f"{args.block}-sample blocks, {kernel_label(engine)}: load {report.load:.2f} (peak {report.load_peak:.2f}), "
           f"{report.underruns} underruns, {report.overruns} overruns, {report.xruns} xruns, "
           f"{report.guard_mutes} guard mutes, "
           f"latency {report.latency_ms:.1f} ms" + (f"; take {args.record}" if args.record else ""))
@@ -532,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="MIDI mappings (default: midi.toml in your config folder; learned mappings are saved there)")
     play.add_argument("--osc", metavar="[HOST:]PORT", type=_osc_address,
                       help="listen for OSC (on 127.0.0.1 unless HOST is given)")
-    play.set_defaults(handler=_play)
+    play.set_defaults(handler=_play, tensorflow=False)  # imported under the loading screen
 
     dataset = commands.add_parser("dataset", help="analyse recordings into a training dataset")
     dataset.add_argument("audio", nargs="+", help="audio files or folders of them")
@@ -632,6 +664,7 @@ USER_FAULTS = {
     "tuibend.bend.selection": "SelectionError", "tuibend.midi.errors": ("MidiError", "OscError"),
     "tuibend.model.config": "ModelFormatError", "tuibend.pitch.crepe": "CrepeWeightsError",
     "tuibend.training.dataset": "DatasetError", "tuibend.places": "PlaceError",
+    "tuibend.engine.errors": "EngineError", "tuibend.tui.keys": "KeymapError",
 }
 
 
