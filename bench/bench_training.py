@@ -1,9 +1,9 @@
 """Training step time per model size and batch, on this machine (all its cores, as training uses them).
 
 Run: ``python bench/bench_training.py`` (needs a dataset: ``--data DATA``, else one is built from the
-reference fixtures' audio). The brief measured magenta-ddsp 3.7.0's own step on this machine kind
+reference fixtures' audio). magenta-ddsp 3.7.0's own step was measured on this machine kind
 (2 cores, batch 16, 4 s examples) at 4.2 s (small decoder) and 5.7 s (solo); magenta-ddsp cannot be
-installed here (Python 3.11), so those two figures are quoted from the brief, not re-measured.
+installed here (Python 3.11), so those two figures are quoted from that measurement, not re-measured.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from tuibend.training.dataset import build_dataset  # noqa: E402
 from tuibend.training.trainer import Trainer, TrainingConfig, batches, fresh_model  # noqa: E402
 
-MAGENTA_SECONDS = {"small": 4.2, "solo": 5.7}  # the brief's measurement, batch 16
+MAGENTA_SECONDS = {"small": 4.2, "solo": 5.7}  # magenta-ddsp's own step, batch 16, measured apart
 
 
 def fixture_dataset() -> Path:

@@ -1,4 +1,4 @@
-"""Real-time factor and latency of the live engine's block path, beside the seed's 4-second calls.
+"""Real-time factor and latency of the live engine's block path, beside whole-signal 4-second calls.
 
 Run: ``python bench/realtime.py`` (about 3 minutes on a quiet 2-core machine). It answers the
 question the live instrument depends on: with a chain of five bends, how many times faster than
@@ -13,7 +13,7 @@ blocker and limiter. Live input adds the streaming pitch (CREPE tiny) and
 loudness analysis of the same block (``LiveAnalysis.process``), timed on its own so the table
 shows the model alone (a prepared file) and the model with analysis (a microphone).
 
-The seed's approach is measured beside it: every 4 s, one fresh whole-signal render of the 4 s
+Whole-signal rendering is measured beside it: every 4 s, one fresh whole-signal render of the 4 s
 block (``TimbreModel.render``: GRU and phases start from zero each call), so a sound can only come
 out once its 4 s block is complete and computed.
 
@@ -58,7 +58,7 @@ from tuibend.safety import DcBlocker, Limiter, is_finite  # noqa: E402
 
 BLOCKS = (64, 256, 1024)  # samples at 16 kHz: 4, 16 and 64 ms
 SEED_BLOCK_SECONDS = 4.0
-GOALS = {("full", 256): 25.0, ("small", 256): 60.0}  # the brief's real-time factors on one thread
+GOALS = {("full", 256): 25.0, ("small", 256): 60.0}  # the target real-time factors on one thread
 BENDS = [
     Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
     Bend("gru", "ablate", 0.2),
@@ -186,7 +186,7 @@ def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, se
 
 
 def seed_timing(model: TimbreModel, live: LiveAnalysis, repeats: int) -> Timing:
-    """The seed's approach: each 4 s block one fresh whole-signal render with the same bends (state
+    """The whole-signal approach: each 4 s block one fresh whole-signal render with the same bends (state
     reset: nothing carries from the previous block), and the analysis of the 4 s of input."""
     config = model.config
     block_frames = int(SEED_BLOCK_SECONDS * config.frame_rate)
@@ -286,7 +286,7 @@ def main() -> None:
           "with analysis: plus streaming CREPE-tiny pitch and loudness of the same block (live input), "
           "interleaved as the engine runs them. "
           "Latency: live input, as the engine reports it (one block queued, one hop, the loudness analysis' lag); "
-          "the seed's is its 4 s block plus the time to compute it.\n")
+          "the whole-signal one's is its 4 s block plus the time to compute it.\n")
     print("| model | work | block | ms per block (file) | ms per block (live: model + analysis) "
           "| real-time factor (model) | real-time factor (with analysis) | latency ms | goal (model) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")

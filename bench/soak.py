@@ -1,6 +1,6 @@
 """Minutes of live processing through JACK with the interface on screen and MIDI faders moving.
 
-Run: ``python bench/soak.py`` (10 minutes by default; ``--minutes`` to change). The brief asks for
+Run: ``python bench/soak.py`` (10 minutes by default; ``--minutes`` to change). The target is
 no underrun (xrun) in 10 minutes of live processing while the interface redraws and MIDI faders
 move; this drives the whole program as a performer would:
 

@@ -90,7 +90,7 @@ def test_reverb_stream_equals_whole_signal(block_size):
 
 
 def test_reverb_tail_outlives_the_block():
-    """An impulse in one block rings on in the following blocks (the seed restarted it per block)."""
+    """An impulse in one block rings on in the following blocks (a per-block reverb would restart it)."""
     ir = np.zeros(2000, np.float32)
     ir[1500] = 0.5
     partitions = effects.partition_spectra(ir, 256)

@@ -126,7 +126,7 @@ def render_file(model: TimbreModel, input_path: str | Path, output_path: str | P
 
 def draw_spectrograms(path: str | Path, input_audio: np.ndarray, output_audio: np.ndarray, sample_rate: int,
                       titles: tuple[str, str] = ("input", "output")) -> Path:
-    """Input and output log spectrograms one above the other (the seed's Figure 1), written atomically."""
+    """Input and output log spectrograms one above the other (as in the network-bending paper), written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -59,7 +59,7 @@ class Breakpoints:
 
 @dataclass
 class Lfo:
-    """A periodic lane between ``minimum`` and ``maximum`` (the seed's scaling only worked from 0)."""
+    """A periodic lane between ``minimum`` and ``maximum`` (any range, not only one from 0)."""
 
     shape: str = "sine"
     rate_hz: float | None = 1.0

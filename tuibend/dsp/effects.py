@@ -4,7 +4,7 @@ The stream uses uniformly partitioned overlap-save convolution: the response is 
 into partitions of one block, their spectra are computed once, and each block costs
 one FFT, one multiply-accumulate over a frequency-domain delay line (a ring written in
 place) and one inverse FFT. The tail therefore carries across blocks with no
-seam, unlike the seed's per-block reverb that restarted at every block.
+seam, unlike a per-block reverb that would restart at every block.
 """
 
 from __future__ import annotations
