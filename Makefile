@@ -8,7 +8,7 @@ EXTRAS ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu,dev || echo 
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: setup play test lint bench soak clean system-play system-test
+.PHONY: setup play test test-quick lint bench soak clean system-play system-test
 
 setup: $(STAMP)
 
@@ -41,6 +41,11 @@ $(STAMP): pyproject.toml setup.py tuibend/native/block.c
 test: system-test $(STAMP)
 	$(VENV)/bin/ruff check tuibend tests bench
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+
+# Pure functions, data and the kernel's parity on small blocks: under a minute, nothing but the CPU.
+test-quick: $(STAMP)
+	$(VENV)/bin/ruff check tuibend tests bench
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -m quick
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tuibend tests bench

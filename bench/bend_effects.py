@@ -27,7 +27,7 @@ from tuibend.bend.registry import Bend  # noqa: E402
 from tuibend.bend.rig import control_scene  # noqa: E402
 from tuibend.bend.transforms import TRANSFORMS  # noqa: E402
 from tuibend.bend.units import probe_features  # noqa: E402
-from tuibend.model.decoder import point_widths  # noqa: E402
+from tuibend.model.layout import point_widths  # noqa: E402
 from tuibend.pitch.analysis import Features, analyze_audio  # noqa: E402
 from tuibend.pitch.trackers import make_tracker  # noqa: E402
 from tuibend.places import bundled  # noqa: E402

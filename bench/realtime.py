@@ -50,7 +50,7 @@ from tuibend.bend.rig import BendController, BendRig, control_scene  # noqa: E40
 from tuibend.engine.engine import Engine  # noqa: E402
 from tuibend.engine.session import live_input  # noqa: E402
 from tuibend.engine.sources import LiveAnalysis  # noqa: E402
-from tuibend.model.decoder import point_widths  # noqa: E402
+from tuibend.model.layout import point_widths  # noqa: E402
 from tuibend.model.timbre import TimbreModel  # noqa: E402
 from tuibend.native.stream import NativeStream  # noqa: E402
 from tuibend.places import bundled  # noqa: E402

@@ -31,7 +31,7 @@ from sound import Player  # noqa: E402
 import tuibend  # noqa: E402
 from tuibend.audiofile import read_audio  # noqa: E402
 from tuibend.bend.scene import Scene, load_scene  # noqa: E402
-from tuibend.model.decoder import point_widths  # noqa: E402
+from tuibend.model.layout import point_widths  # noqa: E402
 from tuibend.pitch.analysis import analyze_audio  # noqa: E402
 from tuibend.pitch.trackers import make_tracker  # noqa: E402
 from tuibend.places import bundled  # noqa: E402

@@ -53,7 +53,7 @@ from tuibend.bend.scene import Scene, load_scene, scene_gate  # noqa: E402
 from tuibend.bend.units import unit_statistics  # noqa: E402
 from tuibend.dsp.spectral import spectral_loss  # noqa: E402
 from tuibend.dynamics import Dynamics, GateSettings, parse_gate  # noqa: E402
-from tuibend.model.decoder import point_widths  # noqa: E402
+from tuibend.model.layout import point_widths  # noqa: E402
 from tuibend.model.store import load_model  # noqa: E402
 from tuibend.native.stream import NativeStream  # noqa: E402
 from tuibend.pitch.analysis import analyze_audio  # noqa: E402

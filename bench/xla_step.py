@@ -49,7 +49,7 @@ def export(folder: Path) -> None:
 
     import tuibend
     from tuibend.bend.rig import control_scene
-    from tuibend.model.decoder import point_widths
+    from tuibend.model.layout import point_widths
     from tuibend.places import bundled
 
     folder.mkdir(parents=True, exist_ok=True)

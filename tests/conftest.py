@@ -121,3 +121,14 @@ def jack_server():
             sounddevice._terminate()
         server.terminate()
         server.wait(timeout=10)
+
+
+# The quick tier (`make test-quick`): pure functions, data, the model and the kernel's parity on small blocks;
+# nothing that needs the JACK server, tmux, a package build or a training run. The whole suite stays `make test`.
+QUICK_MODULES = {"test_dsp", "test_dynamics", "test_store", "test_streaming", "test_bend", "test_model"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in QUICK_MODULES:
+            item.add_marker(pytest.mark.quick)

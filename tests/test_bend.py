@@ -17,7 +17,7 @@ from tuibend.bend.scene import Scene, SceneError, load_scene, save_scene, scene_
 from tuibend.bend.selection import Selection, SelectionError, unit_order
 from tuibend.bend.transforms import TRANSFORMS
 from tuibend.bend.units import compute_unit_statistics
-from tuibend.model.decoder import point_widths
+from tuibend.model.layout import point_widths
 
 WIDTHS = {"fc1": 8, "gru": 6}
 FRAMES = 5

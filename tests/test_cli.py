@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import tuibend
 
 
@@ -72,6 +74,7 @@ def test_units_command_computes_and_caches_statistics(solo_model_dir, tmp_path):
     assert (folder / "units.npz").exists()
 
 
+@pytest.mark.quick
 def test_version_and_the_listing_commands_need_no_tensorflow(tmp_path):
     """``--version``, ``models``, ``scenes`` and ``paths`` answer without importing TensorFlow (start-up time
     is measured by bench/startup.py), from any folder."""
@@ -114,6 +117,7 @@ def test_models_and_scenes_are_found_by_name_the_users_first(solo_model_dir, tmp
     assert unknown_scene.returncode == 2 and "nothing-like-it: no such scene file or scene name" in unknown_scene.stderr
 
 
+@pytest.mark.quick
 def test_a_bundled_models_unit_statistics_are_cached_outside_the_package(tmp_path):
     from tuibend.bend.units import units_path
     from tuibend.places import bundled, is_bundled, user_cache
@@ -121,3 +125,39 @@ def test_a_bundled_models_unit_statistics_are_cached_outside_the_package(tmp_pat
     path = units_path(bundled("models", "choir"))
     assert not is_bundled(path) and path.is_relative_to(user_cache())
     assert units_path(tmp_path) == tmp_path / "units.npz"
+
+
+@pytest.mark.quick
+def test_check_validates_scenes_against_a_model_without_loading_it(tmp_path):
+    """``tuibend check`` before a gig: the engine's own validation against the model's configuration, each
+    fault naming the file, the field and what is allowed; no TensorFlow imported."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[[bend]]\npoint = "fc9"\ntransform = "scale"\n')
+    probe = ("import sys; from tuibend.cli import main; code = main(sys.argv[1:]); "
+             "print('tensorflow imported' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)")
+    good = subprocess.run([sys.executable, "-c", probe, "check", "breath", "far-chain", "--model", "flute"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.count(": ok for flute") == 2 and "no tensorflow" in good.stdout
+    result = run("check", "breath", str(bad), "nowhere", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "breath.toml: ok for choir" in result.stdout
+    assert f"{bad}: bend[1].point: 'fc9' is not a bend point of this model (points: " in result.stdout
+    assert "nowhere: no such scene file or scene name" in result.stdout
+    assert result.stderr.strip() == "tuibend: error: 2 of 3 scenes cannot be played on choir"
+
+
+
+@pytest.mark.quick
+def test_a_bug_keeps_its_traceback_in_a_log_and_prints_one_line(tmp_path):
+    """Anything that is not a TuibendError is a bug: one line names it and the file its traceback went to."""
+    import os
+
+    probe = "import sys, tuibend.cli as cli; cli._paths = lambda args: {}['missing']; sys.exit(cli.main(['paths']))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+    assert result.returncode == 70
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith("tuibend: internal error: KeyError: 'missing' (a bug: traceback in ")
+    log = next((tmp_path / "tuibend" / "log").glob("crash-*.txt"))
+    assert str(log) in line and "Traceback" in log.read_text() and "KeyError" in log.read_text()

@@ -26,7 +26,7 @@ from tuibend.engine.events import EventLog, read_events
 from tuibend.engine.ring import RingBuffer
 from tuibend.engine.session import file_player
 from tuibend.engine.take import TakeWriter
-from tuibend.model.decoder import point_widths
+from tuibend.model.layout import point_widths
 from tuibend.native.stream import NativeStream
 from tuibend.pitch.analysis import analyze_audio
 from tuibend.pitch.trackers import make_tracker

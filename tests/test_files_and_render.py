@@ -137,7 +137,7 @@ def test_one_stream_renders_many_times_as_fresh_ones(solo_model, golden):
     from tuibend.bend.registry import Bend
     from tuibend.bend.rig import control_scene
     from tuibend.bend.scene import Scene
-    from tuibend.model.decoder import point_widths
+    from tuibend.model.layout import point_widths
     from tuibend.render import stream_features
 
     features = Features(golden["f0_hz"][:300], np.ones(300, np.float32), golden["loudness_db"][:300])

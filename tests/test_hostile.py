@@ -16,7 +16,7 @@ from tuibend.engine.errors import EngineError
 from tuibend.engine.events import read_events
 from tuibend.midi.errors import MidiError
 from tuibend.midi.mapfile import load_mappings
-from tuibend.model.decoder import point_widths
+from tuibend.model.layout import point_widths
 from tuibend.native.stream import NativeStream
 
 NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**40, 2**40),

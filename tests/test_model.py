@@ -9,7 +9,8 @@ from conftest import relative_error
 
 import tuibend
 from tuibend.model.config import SIZES, DecoderConfig, ModelConfig
-from tuibend.model.decoder import initial_weights, point_widths
+from tuibend.model.decoder import initial_weights
+from tuibend.model.layout import point_widths
 
 
 def _features(golden, n_frames: int | None = None):

@@ -12,7 +12,7 @@ from tuibend.bend.registry import Bend
 from tuibend.bend.rig import BendController, BendRig
 from tuibend.bend.transforms import TRANSFORMS
 from tuibend.engine.session import file_player
-from tuibend.model.decoder import point_widths
+from tuibend.model.layout import point_widths
 from tuibend.native import (
     VARIANT_ENV,
     NativeUnavailable,
@@ -74,6 +74,7 @@ def play_both(model, bends, voice, block_frames, moves=None, seed=0, bfloat16=Fa
     return np.concatenate(takes[0]), np.concatenate(takes[1])
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("block_frames", [1, 2, 4, 16])  # every path of the layers' frame grouping
 def test_native_stream_equals_tensorflow_unbent(choir_model, voice, block_frames):
     expected, native = play_both(choir_model, [], voice, block_frames)
@@ -149,6 +150,7 @@ def test_each_transform_equals_tensorflow(choir_model, voice, transform):
     assert relative_error(native, expected) < tolerance
 
 
+@pytest.mark.quick
 def test_a_chain_of_bends_equals_tensorflow(choir_model, voice):
     bends = [Bend("fc1", "oscillate", 0.6, params={"freq": 2.0, "depth": 0.5}), Bend("gru", "ablate", 0.3),
              Bend("fc2", "scale", 0.5, params={"gain": 1.5}), Bend("harmonics", "smooth", 0.5),
@@ -326,3 +328,17 @@ def test_a_build_of_another_source_is_never_loaded(fresh_library, tmp_path):
     changed.write_text(Path(__file__).parents[1].joinpath("tuibend", "native", "block.c").read_text() + "\n/* */\n")
     fresh_library.setattr("tuibend.native.SOURCE", changed)
     assert packaged("portable") is None
+
+
+def test_the_kernel_states_its_contract_and_a_mismatch_is_refused(fresh_library, monkeypatch):
+    """The kernel reports its ABI (version, struct sizes, transforms in id order, bend point numbering);
+    Python numbers transforms from the registry and refuses a kernel that differs, naming what differs."""
+    from tuibend.bend.registry import SPECS
+    from tuibend.native import available
+
+    lib = library()
+    assert [lib.tb_transform_name(i).decode() for i in range(len(SPECS))] == list(TRANSFORM_IDS) == list(SPECS)
+    assert set(TRANSFORM_ROWS) | {"invert", "ablate", "permute"} == set(SPECS)
+    monkeypatch.setattr("tuibend.native.ABI_VERSION", 99)
+    library.cache_clear()
+    assert "does not match this tuibend: version 1 (expected 99)" in available()

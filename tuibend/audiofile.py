@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from tuibend.atomic import atomic_path
+from tuibend.errors import TuibendError
 
 
-class AudioFileError(ValueError):
+class AudioFileError(TuibendError, ValueError):
     """An audio file that cannot be used, with the reason."""
 
 

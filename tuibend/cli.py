@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuibend import __version__
-from tuibend.places import DEFAULT_MODEL, DEMO_INPUT, demo_input, find_model, find_scene, takes
+from tuibend.errors import TuibendError, describe
+from tuibend.places import DEFAULT_MODEL, DEMO_INPUT, PlaceError, demo_input, find_model, find_scene, takes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MIDI_APIS = ("coremidi", "winmm", "alsa", "jack")  # tuibend.midi.ports.API_BY_NAME, without importing rtmidi
 
 
-class UserError(Exception):
+class UserError(TuibendError):
     """A fault in what the user asked for: printed as one line, exit status 2."""
 
 
@@ -49,7 +50,7 @@ def _import_ddsp(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from tuibend.model.decoder import point_widths
+    from tuibend.model.layout import point_widths
     from tuibend.model.store import load_model
 
     model = load_model(args.model)
@@ -110,7 +111,7 @@ def _analyze(args: argparse.Namespace) -> None:
 def _render(args: argparse.Namespace) -> None:
     from tuibend.adjust import Adjustment
     from tuibend.audiofile import read_audio
-    from tuibend.model.decoder import point_widths
+    from tuibend.model.layout import point_widths
     from tuibend.model.store import load_model
     from tuibend.render import draw_spectrograms, render_file
 
@@ -162,7 +163,7 @@ def open_engine(args: argparse.Namespace, notify=print):
     from tuibend.engine import Engine, EngineSettings
     from tuibend.engine.devices import has_audio_device
     from tuibend.engine.session import file_player, live_input, scene_set
-    from tuibend.model.decoder import point_widths
+    from tuibend.model.layout import point_widths
     from tuibend.model.store import load_model
     from tuibend.places import scene_files
 
@@ -450,6 +451,28 @@ def _scenes(args: argparse.Namespace) -> None:
         raise UserError(f"{faults} scene file{'s' if faults > 1 else ''} cannot be used (see above)")
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Scene files checked against a model's configuration, as the engine checks them, without TensorFlow."""
+    from tuibend.bend.scene import SceneError, load_scene
+    from tuibend.model.config import ModelConfig
+    from tuibend.model.layout import point_widths
+
+    widths = point_widths(ModelConfig.read(Path(args.model) / "config.json").decoder)
+    faults = 0
+    for spec in args.scenes:
+        try:
+            path = find_scene(spec)
+            scene = load_scene(path).check(widths, path)
+        except (SceneError, PlaceError) as error:
+            faults += 1
+            print(f"{spec}: {error}" if str(spec) not in str(error) else str(error))
+            continue
+        print(f"{path}: ok for {Path(args.model).name} ({len(scene.bends)} bends)")
+    if faults:
+        raise UserError(f"{faults} of {len(args.scenes)} scene{'s' if len(args.scenes) > 1 else ''} cannot be played "
+                        f"on {Path(args.model).name}")
+
+
 def _paths(args: argparse.Namespace) -> None:
     from tuibend.places import folders
 
@@ -539,9 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     _dynamics_options(play)
     play.add_argument("--compute", choices=["auto", "cpu", "gpu"], default="auto")
     play.add_argument("--kernel", choices=["auto", "native", "tensorflow"], default="auto",
-                      help="what runs a block: the native C kernel (built on first use; the fastest on a CPU), "
-                           "TensorFlow's compiled step (on its GPU where it sees one), or auto: native unless "
-                           "TensorFlow has a GPU or the kernel cannot be built here (default)")
+                      help="what runs a block: the native C kernel (the package's build for this CPU), "
+                           "TensorFlow's compiled step, or auto: native unless it cannot load here (default)")
     play.add_argument("--float32", action="store_true",
                       help="the native kernel in float32 throughout (by default its layers run in bfloat16 where "
                            "the CPU has AVX512-BF16: about twice as fast, 0.3-0.7 %% RMS off float32)")
@@ -614,6 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.add_argument("folder", nargs="?", type=Path, help="list this folder's scenes instead")
     scenes.set_defaults(handler=_scenes, tensorflow=False)
 
+    check = commands.add_parser("check", help="check scene files against a model before a gig (no model is loaded)")
+    check.add_argument("scenes", nargs="+", metavar="SCENE", help="scene names or files")
+    check.add_argument("--model", default=DEFAULT_MODEL, help=f"a model name or folder (default {DEFAULT_MODEL})")
+    check.set_defaults(handler=_check, tensorflow=False)
+
     paths = commands.add_parser("paths", help="where your models, scenes, takes, settings and caches live")
     paths.set_defaults(handler=_paths, tensorflow=False)
 
@@ -657,25 +684,6 @@ def _dynamics_options(parser: argparse.ArgumentParser) -> None:
                         help="keep the model's own level (by default the output follows the player's level)")
 
 
-# The faults a user can cause, by module: caught only from modules this run imported, so that a command
-# that needs no TensorFlow (``models``, ``scenes``, ``paths``) never imports it to name its errors.
-USER_FAULTS = {
-    "tuibend.audiofile": "AudioFileError", "tuibend.bend.registry": "BendError", "tuibend.bend.scene": "SceneError",
-    "tuibend.bend.selection": "SelectionError", "tuibend.midi.errors": ("MidiError", "OscError"),
-    "tuibend.model.config": "ModelFormatError", "tuibend.pitch.crepe": "CrepeWeightsError",
-    "tuibend.training.dataset": "DatasetError", "tuibend.places": "PlaceError",
-    "tuibend.engine.errors": "EngineError", "tuibend.tui.keys": "KeymapError",
-}
-
-
-def user_faults() -> tuple[type[BaseException], ...]:
-    faults: list[type[BaseException]] = [UserError]
-    for module, names in USER_FAULTS.items():
-        if module in sys.modules:
-            faults += [getattr(sys.modules[module], name) for name in ((names,) if isinstance(names, str) else names)]
-    return tuple(faults)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -684,6 +692,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.tensorflow:
             import_tensorflow_quietly()
         args.handler(args)
+    except TuibendError as error:  # a fault the user can act on: one line
+        print(f"tuibend: error: {error}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # the reader went away (`tuibend info M | head`): leave quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -694,11 +705,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tuibend: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:
-        if not isinstance(error, (*user_faults(), ValueError, FloatingPointError)):
-            raise
-        print(f"tuibend: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:  # a bug: its traceback is kept for a report
+        print(f"tuibend: internal error: {describe(error)}", file=sys.stderr)
+        return 70
     return 0
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuibend.errors import InputError
+
 # The analysis' loudness scale (v3: A-weighted power, dB) sits about 20 dB above dBFS: white noise at
 # -60 dBFS RMS reads -37 dB, a sine at -20 dBFS RMS -1 dB (measured).
 MAX_FLOOR_DB = -20.0  # no floor louder than white noise at about -43 dBFS: above that is playing
@@ -47,11 +49,11 @@ class GateSettings:
         for name in ("margin_db", "hysteresis_db", "hold_ms", "release_ms"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"gate {name.removesuffix('_db').removesuffix('_ms')}: {value} must be "
+                raise InputError(f"gate {name.removesuffix('_db').removesuffix('_ms')}: {value} must be "
                                  f"a finite number of at least 0")
         low, high = GATE_LIMITS_DB
         if self.threshold_db is not None and not low <= self.threshold_db <= high:
-            raise ValueError(f"gate threshold {self.threshold_db} dB: allowed {low:g} to {high:g}")
+            raise InputError(f"gate threshold {self.threshold_db} dB: allowed {low:g} to {high:g}")
 
 
 def parse_gate(text: str) -> GateSettings:
@@ -64,7 +66,7 @@ def parse_gate(text: str) -> GateSettings:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"gate {text!r}: use 'auto', 'off' or a threshold in dB such as -35") from None
+        raise InputError(f"gate {text!r}: use 'auto', 'off' or a threshold in dB such as -35") from None
     return GateSettings(threshold_db=value)
 
 

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import platformdirs
 
+from tuibend.errors import TuibendError
+
 APP = "tuibend"
 DEFAULT_MODEL = "choir"
 DEMO_INPUT = "demo-voice.flac"
 
 
-class PlaceError(ValueError):
+class PlaceError(TuibendError, ValueError):
     """A model, scene or folder asked for that is not there."""
 
 
@@ -39,6 +41,11 @@ def user_config(*parts: str) -> Path:
 
 def user_cache(*parts: str) -> Path:
     return platformdirs.user_cache_path(APP, appauthor=False).joinpath(*parts)
+
+
+def user_log(*parts: str) -> Path:
+    """Where bugs' tracebacks are kept (``~/.local/state/tuibend/log`` on Linux)."""
+    return platformdirs.user_log_path(APP, appauthor=False).joinpath(*parts)
 
 
 def user_models() -> Path:
@@ -127,4 +134,4 @@ def crepe_weights(capacity: str) -> Path:
 def folders() -> dict[str, Path]:
     """The user's folders by what they hold (``tuibend paths``)."""
     return {"models": user_models(), "scenes": user_scenes(), "takes": takes(), "config": user_config(),
-            "cache": user_cache(), "bundled": bundled()}
+            "cache": user_cache(), "logs": user_log(), "bundled": bundled()}

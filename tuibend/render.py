@@ -14,13 +14,19 @@ from tuibend.audiofile import AudioFileError, check_output_format, read_audio, w
 from tuibend.bend.rig import BendController, control_scene
 from tuibend.bend.scene import Scene, scene_gate
 from tuibend.dynamics import Dynamics, GateSettings
-from tuibend.model.decoder import BendHook, no_bend, point_widths
+from tuibend.errors import TuibendError
+from tuibend.model.decoder import BendHook, no_bend
+from tuibend.model.layout import point_widths
 from tuibend.model.timbre import ModelStream, TimbreModel
 from tuibend.pitch.analysis import Features
 from tuibend.pitch.files import analyze
 from tuibend.safety import Limiter
 
 Progress = Callable[[float], None]  # called with the fraction done, 0..1
+
+
+class RenderError(TuibendError, FloatingPointError):
+    """A render that went wrong in the model (non-finite samples): nothing is written."""
 
 
 @dataclass
@@ -116,7 +122,7 @@ def render_file(model: TimbreModel, input_path: str | Path, output_path: str | P
                             unit_statistics=unit_statistics, dynamics=dynamics, dry=dry,
                             levels_db=features.loudness_db)
     if not np.all(np.isfinite(audio)):
-        raise FloatingPointError("the model produced NaN or infinite samples; nothing was written")
+        raise RenderError("the model produced NaN or infinite samples; nothing was written")
     audio = limit(audio, model.config.sample_rate)
     peak = float(np.max(np.abs(audio)))
     report["peak"] = peak

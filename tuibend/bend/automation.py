@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tuibend.errors import TuibendError
+
 CURVES = ("linear", "step", "smooth", "exponential")
 SHAPES = ("sine", "triangle", "square", "random")
 
 
-class AutomationError(ValueError):
+class AutomationError(TuibendError, ValueError):
     """A lane that cannot be evaluated as written."""
 
 

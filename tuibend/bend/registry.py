@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tuibend.bend.selection import Selection
+from tuibend.errors import TuibendError
 
 MAX_SEED = 2**32 - 1  # what the unit selection's generator takes
 
@@ -19,7 +20,9 @@ class TransformSpec:
     """A transform's name, its parameters with defaults and ranges, and what it does to the sound.
 
     ``derived`` names the per-frame rows its graph reads beyond its parameters (an oscillator's
-    phase, a sample-and-hold's refresh frames); ``memory`` transforms keep activations across frames.
+    phase, a sample-and-hold's refresh frames); ``reads`` the rows its operation reads, in order (a
+    parameter that only feeds a derived row is not read); ``memory`` transforms keep activations
+    across frames.
     """
 
     name: str
@@ -27,38 +30,39 @@ class TransformSpec:
     description: str
     derived: tuple[str, ...] = ()
     memory: bool = False
+    reads: tuple[str, ...] = ()
 
 
 SPECS: dict[str, TransformSpec] = {t.name: t for t in (
     TransformSpec("oscillate", {"freq": (2.0, 0.0, 60.0), "depth": (0.5, 0.0, 10.0)},
                   "an LFO on the units: a tremolo-like filter sweep at the rate, deeper with depth",
-                  derived=("phase",)),
+                  derived=("phase",), reads=("phase", "depth")),
     TransformSpec("threshold", {"thresh": (0.0, -10.0, 10.0)},
                   "binarises the units to the layer's extremes: buzzing, noisy artefacts; at fc2 it blows up into "
-                  "noise with few units"),
+                  "noise with few units", reads=("thresh",)),
     TransformSpec("invert", {}, "1 - A: re-voices the spectrum; subtle on most layers"),
     TransformSpec("ablate", {}, "silences units: at fc1 a vibrato that deepens from 65% to 95%"),
     TransformSpec("scale", {"gain": (2.0, -10.0, 10.0)}, "multiplies the units: exaggerates (gain > 1), "
-                  "flattens (< 1) or mirrors (< 0) what they encode"),
+                  "flattens (< 1) or mirrors (< 0) what they encode", reads=("gain",)),
     TransformSpec("offset", {"amount": (1.0, -10.0, 10.0)}, "adds a constant: shifts brightness and balance "
-                  "of harmonics and noise"),
+                  "of harmonics and noise", reads=("amount",)),
     TransformSpec("clamp", {"low": (-1.0, -10.0, 10.0), "high": (1.0, -10.0, 10.0)},
-                  "limits the units' range: tames and flattens dynamics of the timbre"),
+                  "limits the units' range: tames and flattens dynamics of the timbre", reads=("low", "high")),
     TransformSpec("quantise", {"step": (0.5, 0.001, 10.0)}, "rounds the units to steps: stepped, "
-                  "bit-crushed timbre changes"),
+                  "bit-crushed timbre changes", reads=("step",)),
     TransformSpec("noise", {"amount": (0.3, 0.0, 10.0)}, "adds fresh noise every frame: rough, breathy, "
-                  "grainy"),
+                  "grainy", reads=("amount",)),
     TransformSpec("freeze", {"rate": (0.0, 0.0, 125.0)}, "sample-and-hold of the units (rate 0: held from the start): "
                   "a frozen or stepped timbre under a moving pitch", derived=("refresh",),
-                  memory=True),
+                  memory=True, reads=("refresh",)),
     TransformSpec("smooth", {"seconds": (0.3, 0.001, 10.0)}, "low-passes the units over time: the timbre lags "
                   "behind the playing, attacks blur", derived=("alpha",),
-                  memory=True),
+                  memory=True, reads=("alpha",)),
     TransformSpec("permute", {}, "units swap their activations: a scrambled, re-voiced timbre"),
 )}
 
 
-class BendError(ValueError):
+class BendError(TuibendError, ValueError):
     """A bend that this model cannot take (unknown point, transform or parameter)."""
 
 

@@ -20,10 +20,11 @@ from tuibend.bend.automation import CURVES, SHAPES, AutomationError, Breakpoints
 from tuibend.bend.registry import Bend, BendError, check_bend, parameter_range
 from tuibend.bend.selection import CLUSTER_COUNTS, FEATURES, METHODS, Selection
 from tuibend.dynamics import GateSettings, parse_gate
+from tuibend.errors import TuibendError
 from tuibend.textfile import read_user_text
 
 
-class SceneError(ValueError):
+class SceneError(TuibendError, ValueError):
     """A scene file that cannot be used, with the file, the field and the fault."""
 
 

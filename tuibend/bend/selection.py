@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuibend.errors import TuibendError
+
 CLUSTER_COUNTS = (4, 8)  # the k-means partitions a model's unit statistics hold
 
 METHODS = ("random", "variance", "correlation", "cluster")
 FEATURES = ("loudness", "pitch", "centroid")
 
 
-class SelectionError(ValueError):
+class SelectionError(TuibendError, ValueError):
     """A selection that cannot be made (unknown method, missing statistics, bad options)."""
 
 

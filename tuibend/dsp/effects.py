@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from tuibend.dsp.core import f32, fft_convolve
@@ -30,6 +31,16 @@ def reverb(audio, impulse_response) -> tf.Tensor:
     return audio + fft_convolve(audio, response, delay_compensation=0)
 
 
+def response_partitions(impulse_response: np.ndarray, block_size: int) -> np.ndarray:
+    """The wet response (first tap masked, as ddsp's) cut into ``block_size`` partitions, the last one
+    zero-padded: [n_parts, block_size]. The one partitioning both the graph's and the native kernel's
+    reverb use."""
+    response = np.array(impulse_response, np.float32).reshape(-1)
+    response[0] = 0.0
+    n_parts = math.ceil(len(response) / block_size)
+    return np.pad(response, (0, n_parts * block_size - len(response))).reshape(n_parts, block_size)
+
+
 def partition_spectra(impulse_response, block_size: int) -> tf.Tensor:
     """The wet response's partition spectra laid out for :func:`reverb_step`: [2 * n_parts, block+1].
 
@@ -39,10 +50,9 @@ def partition_spectra(impulse_response, block_size: int) -> tf.Tensor:
     stored input spectrum with the partition of its age: the delay line is a ring written in
     place, never shifted (shifting it cost a copy of the whole line per block).
     """
-    response = wet_response(impulse_response)
-    n_parts = math.ceil(int(response.shape[-1]) / block_size)
-    response = tf.pad(response, [[0, n_parts * block_size - int(response.shape[-1])]])
-    spectra = tf.signal.rfft(tf.reshape(response, [n_parts, block_size]), [2 * block_size])
+    blocks = tf.constant(response_partitions(np.asarray(impulse_response), block_size), tf.float32)
+    n_parts = int(blocks.shape[0])
+    spectra = tf.signal.rfft(blocks, [2 * block_size])
     by_slot = tf.gather(spectra, (-tf.range(n_parts)) % n_parts)
     return tf.concat([by_slot, by_slot], axis=0)
 

@@ -20,7 +20,7 @@ import numpy as np
 from tuibend.bend.registry import Bend
 from tuibend.bend.rig import BendRig
 from tuibend.engine.errors import EngineError
-from tuibend.model.decoder import point_widths
+from tuibend.model.layout import point_widths
 from tuibend.model.timbre import ModelStream, TimbreModel
 from tuibend.native.stream import NativeStream
 

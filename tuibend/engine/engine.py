@@ -40,6 +40,7 @@ from tuibend.engine.events import Event, EventLog
 from tuibend.engine.ring import RingBuffer
 from tuibend.engine.sources import Block, FilePlayer, LiveAnalysis
 from tuibend.engine.take import TakeWriter
+from tuibend.errors import describe
 from tuibend.model.timbre import TimbreModel
 from tuibend.safety import DcBlocker, Limiter, is_finite
 
@@ -66,8 +67,8 @@ class EngineSettings:
     gain_db: float = 0.0  # output gain before the limiter (the model's own level is often low)
     virtual_rate: int | None = None  # the clock-paced device's rate (default: the model's); tests resampling
     keep_virtual_output: bool = False  # the clock-paced device keeps what it would have played (tests)
-    # What runs a block: "native" (the C kernel, built on first use), "tensorflow" (its compiled step, on
-    # its GPU where it sees one), or "auto": native unless TensorFlow has a GPU or the kernel cannot be built.
+    # What runs a block: "native" (the C kernel, the package's build for this CPU), "tensorflow" (its compiled
+    # step), or "auto": native unless it cannot load here (then TensorFlow, and the notice says why).
     kernel: str = "auto"
     # The native kernel's layers in bfloat16 where the CPU has AVX512-BF16 (about twice as fast; the
     # sound 0.3-0.7 % RMS off float32, measured); False keeps float32 throughout.
@@ -216,12 +217,10 @@ class Engine:
             raise EngineError(f"kernel {kernel!r}: use one of {', '.join(KERNELS)}")
         if kernel == "tensorflow":
             return kernel
-        import tensorflow as tf
-
         from tuibend.native import available
 
-        if kernel == "auto" and tf.config.get_visible_devices("GPU"):
-            return "tensorflow"
+        # The native kernel on every machine, a GPU's too: a live block is too small for a GPU to win
+        # (docs/benchmarks.md); TensorFlow stays the reference and the offline and training path.
         reason = available()
         if reason is None:
             return "native"
@@ -267,7 +266,7 @@ class Engine:
             self.source.reset()
 
     def _widths(self) -> dict[str, int]:
-        from tuibend.model.decoder import point_widths
+        from tuibend.model.layout import point_widths
 
         return point_widths(self.model.config.decoder)
 
@@ -367,7 +366,7 @@ class Engine:
                     continue
                 self._process(block)
         except Exception as error:  # the engine reports and stays silent, never crashes the interface
-            self.error = f"{type(error).__name__}: {error}"
+            self.error = describe(error)  # a bug's traceback is kept in the user's log folder
             self.telemetry = replace(self.telemetry, error=self.error)
             self.bridge.mute_until = 1 << 62
         finally:

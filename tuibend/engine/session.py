@@ -10,7 +10,7 @@ from tuibend.bend.scene import Scene, SceneError, load_scene
 from tuibend.dsp import core
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.engine.sources import FilePlayer, LiveAnalysis
-from tuibend.model.decoder import point_widths
+from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.pitch.analysis import StreamingAnalyzer
 from tuibend.pitch.files import analyze

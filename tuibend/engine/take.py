@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tuibend.errors import InputError
+
 HEADER_BYTES = 44
 
 
@@ -31,7 +33,7 @@ class TakeWriter:
     def __init__(self, path: str | Path, sample_rate: int, sync_seconds: float = 1.0):
         self.path = Path(path)
         if self.path.suffix.lower() != ".wav":
-            raise ValueError(f"{self.path}: takes are recorded as .wav")
+            raise InputError(f"{self.path}: takes are recorded as .wav")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".part")
         self.sample_rate = sample_rate

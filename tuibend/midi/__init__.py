@@ -2,28 +2,28 @@
 
 Controllers push into the engine through :class:`ControlTarget` (the engine's non-blocking setters);
 nothing here knows the interface. :class:`MidiInput` listens to MIDI ports, :class:`OscServer` to
-OSC over UDP; mappings live in TOML files (:mod:`tuibend.midi.mapfile`).
+OSC over UDP; mappings live in TOML files (:mod:`tuibend.midi.mapfile`). Names load on first use, so
+that reading a map or a scene's ``[midi]`` tables needs neither rtmidi nor an OSC library.
 """
 
-from tuibend.midi.curves import CURVES, to_position, to_value
-from tuibend.midi.errors import MidiError, OscError
-from tuibend.midi.input import ALL_PORTS, VIRTUAL_PORT, MidiInput
-from tuibend.midi.mapfile import (
-    default_map_path,
-    load_mappings,
-    mappings_from_tables,
-    mappings_from_toml,
-    mappings_to_toml,
-    save_mappings,
-)
-from tuibend.midi.mapping import Mapping, default_map, merge
-from tuibend.midi.messages import Message, MonitorEntry, decode
-from tuibend.midi.osc import DEFAULT_OSC_PORT, OscServer
-from tuibend.midi.ports import input_ports
-from tuibend.midi.router import Router
-from tuibend.midi.target import ControlTarget, parameter_range
+from __future__ import annotations
 
-__all__ = ["ALL_PORTS", "CURVES", "DEFAULT_OSC_PORT", "VIRTUAL_PORT", "ControlTarget", "Mapping", "Message",
-           "MidiError", "MidiInput", "MonitorEntry", "OscError", "OscServer", "Router", "decode", "default_map",
-           "default_map_path", "input_ports", "load_mappings", "mappings_from_tables", "mappings_from_toml",
-           "mappings_to_toml", "merge", "parameter_range", "save_mappings", "to_position", "to_value"]
+_LAZY = {
+    "CURVES": "curves", "to_position": "curves", "to_value": "curves", "MidiError": "errors", "OscError": "errors",
+    "ALL_PORTS": "input", "VIRTUAL_PORT": "input", "MidiInput": "input", "default_map_path": "mapfile",
+    "load_mappings": "mapfile", "mappings_from_tables": "mapfile", "mappings_from_toml": "mapfile",
+    "mappings_to_toml": "mapfile", "save_mappings": "mapfile", "Mapping": "mapping", "default_map": "mapping",
+    "merge": "mapping", "Message": "messages", "MonitorEntry": "messages", "decode": "messages",
+    "DEFAULT_OSC_PORT": "osc", "OscServer": "osc", "input_ports": "ports", "Router": "router",
+    "ControlTarget": "target", "parameter_range": "target",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"tuibend.midi.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tuibend.midi' has no attribute {name!r}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from tuibend.errors import TuibendError
 
-class MidiError(ValueError):
+
+class MidiError(TuibendError, ValueError):
     """A MIDI port that cannot be opened, or a mapping file or mapping that cannot be used."""
 
 
-class OscError(ValueError):
+class OscError(TuibendError, ValueError):
     """An OSC server that cannot listen where it was asked to."""

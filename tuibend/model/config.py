@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
+from tuibend.errors import TuibendError
 
 FORMAT_NAME = "tuibend-model"
 FORMAT_VERSION = 1
@@ -21,7 +22,7 @@ SIZES = {
 }
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(TuibendError, ValueError):
     """A model folder or its config is missing, unreadable or inconsistent."""
 
 

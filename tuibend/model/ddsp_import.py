@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tuibend.model.config import DecoderConfig, ModelConfig, ModelFormatError
-from tuibend.model.decoder import weight_shapes
+from tuibend.model.layout import weight_shapes
 from tuibend.model.safe_pickle import UnsafePickleError, restricted_loads
 from tuibend.model.statistics import DatasetStatistics
 

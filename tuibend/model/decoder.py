@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tuibend.model.config import DecoderConfig
+from tuibend.model.layout import weight_shapes
 
 LAYER_NORM_EPSILON = 1e-3  # Keras' default, which ddsp trained with
 LEAKY_RELU_ALPHA = 0.2  # tf.nn.leaky_relu's default, ddsp's nonlinearity
@@ -25,55 +26,6 @@ BendHook = Callable[[str, tf.Tensor], tf.Tensor]
 def no_bend(point: str, activations: tf.Tensor) -> tf.Tensor:
     """The identity hook: the decoder exactly as trained."""
     return activations
-
-
-def bend_points(config: DecoderConfig) -> dict[str, str]:
-    """Names of the places a bend can act, in signal order, with what each one holds."""
-    points = {f"{key.removesuffix('_scaled')}_stack": f"output of the {key} input stack"
-              for key in config.input_keys}
-    points.update({
-        "fc1": "the input stacks joined: the GRU's input (and the output stack's skip)",
-        "gru": "the GRU's output sequence (its recurrent state runs unbent)",
-        "fc2": "output of the final FC stack, before the dense output layer",
-        "amps": "raw overall amplitude control (before exp_sigmoid)",
-        "harmonics": "raw harmonic distribution (before exp_sigmoid and normalisation)",
-        "noise": "raw noise-band magnitudes (before exp_sigmoid)",
-    })
-    return points
-
-
-def point_widths(config: DecoderConfig) -> dict[str, int]:
-    """Number of units at each bend point."""
-    n_inputs = len(config.input_keys)
-    widths = {point: config.ch for point in bend_points(config) if point.endswith("_stack")}
-    widths.update(fc1=n_inputs * config.ch, gru=config.rnn_channels, fc2=config.ch, amps=1,
-                  harmonics=config.n_harmonics, noise=config.n_noise_bands)
-    return widths
-
-
-def weight_shapes(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
-    """Every weight's name and shape: the contract between the model file and the graph."""
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def stack(prefix: str, n_in: int) -> None:
-        for layer in range(config.layers_per_stack):
-            width_in = n_in if layer == 0 else config.ch
-            shapes[f"{prefix}/{layer}/kernel"] = (width_in, config.ch)
-            for name in ("bias", "gamma", "beta"):
-                shapes[f"{prefix}/{layer}/{name}"] = (config.ch,)
-
-    n_inputs = len(config.input_keys)
-    for key in config.input_keys:
-        stack(f"stack_{key}", 1)
-    units = config.rnn_channels
-    shapes["gru/kernel"] = (n_inputs * config.ch, 3 * units)
-    shapes["gru/recurrent_kernel"] = (units, 3 * units)
-    shapes["gru/bias"] = (2, 3 * units)
-    stack("out_stack", n_inputs * config.ch + units)
-    n_out = 1 + config.n_harmonics + config.n_noise_bands
-    shapes["dense_out/kernel"] = (config.ch, n_out)
-    shapes["dense_out/bias"] = (n_out,)
-    return shapes
 
 
 def initial_weights(config: DecoderConfig, seed: int = 0) -> dict[str, np.ndarray]:

@@ -13,8 +13,10 @@ import pickle
 
 import numpy as np
 
+from tuibend.errors import TuibendError
 
-class UnsafePickleError(ValueError):
+
+class UnsafePickleError(TuibendError, ValueError):
     """The pickle names something outside the allowed set."""
 
 

@@ -18,7 +18,8 @@ from tuibend.compiled import flat_call
 from tuibend.dsp import core, effects, spectral, synths
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.model.config import ModelConfig
-from tuibend.model.decoder import BendHook, Decoder, bend_points, no_bend
+from tuibend.model.decoder import BendHook, Decoder, no_bend
+from tuibend.model.layout import bend_points
 from tuibend.model.statistics import DatasetStatistics
 
 

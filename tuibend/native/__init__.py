@@ -22,6 +22,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from tuibend.errors import TuibendError
 from tuibend.native.variants import COMMON_FLAGS, VARIANTS, digest_macro, source_digest, variants_for
 from tuibend.places import user_cache
 
@@ -30,7 +31,7 @@ SOURCE = HERE / "block.c"
 VARIANT_ENV = "TUIBEND_KERNEL_BUILD"  # names the build to load (tests of each path; a fault to work around)
 
 
-class NativeUnavailable(RuntimeError):
+class NativeUnavailable(TuibendError, RuntimeError):
     """The kernel cannot be built or loaded here (no build for this machine, or it failed): TensorFlow runs."""
 
 
@@ -150,11 +151,40 @@ class BendSpec(ctypes.Structure):
                 ("permutation", ctypes.POINTER(ctypes.c_int32)), ("seed", ctypes.c_uint64)]
 
 
+ABI_VERSION = 1  # block.c's TB_ABI_VERSION
+FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
+
+
+def check_abi(lib: ctypes.CDLL, path: Path) -> None:
+    """Refuses a kernel whose contract differs from this Python side's: its version, the sizes of the
+    structs Python fills, the transforms (names in id order) and the bend points' numbering."""
+    from tuibend.bend.registry import SPECS
+
+    abi = (ctypes.c_int32 * 5)()
+    try:
+        lib.tb_abi(abi)
+    except AttributeError:
+        raise NativeUnavailable(f"the native kernel at {path} states no contract (tb_abi): a build of another "
+                                "tuibend; TensorFlow runs the model") from None
+    lib.tb_transform_name.restype = ctypes.c_char_p
+    kernel = {"version": abi[0], "tb_config size": abi[1], "tb_bend size": abi[2],
+              "transforms": [lib.tb_transform_name(i).decode() for i in range(abi[3])], "first late point": abi[4]}
+    expected = {"version": ABI_VERSION, "tb_config size": ctypes.sizeof(Config),
+                "tb_bend size": ctypes.sizeof(BendSpec), "transforms": list(SPECS),
+                "first late point": FIRST_LATE_POINT}
+    differs = [f"{key} {kernel[key]} (expected {expected[key]})" for key in expected if kernel[key] != expected[key]]
+    if differs:
+        raise NativeUnavailable(f"the native kernel at {path} does not match this tuibend: {'; '.join(differs)}; "
+                                "TensorFlow runs the model")
+
+
 @lru_cache(maxsize=1)
 def library() -> ctypes.CDLL:
     """The loaded kernel: the fastest build this CPU runs (``lib.build`` names it)."""
     variant = chosen_variant()
-    lib = open_library(locate(variant))
+    path = locate(variant)
+    lib = open_library(path)
+    check_abi(lib, path)
     lib.build = variant
     floats = ctypes.POINTER(ctypes.c_float)
     lib.tb_create.restype = ctypes.c_void_p

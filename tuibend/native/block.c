@@ -34,7 +34,12 @@ typedef float v16 __attribute__((vector_size(64)));
 
 enum { POINT_FC1 = 16, POINT_GRU, POINT_FC2, POINT_AMPS, POINT_HARMONICS, POINT_NOISE };
 enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP, T_QUANTISE, T_NOISE,
-       T_FREEZE, T_SMOOTH, T_PERMUTE };
+       T_FREEZE, T_SMOOTH, T_PERMUTE, T_COUNT };
+/* The transforms' names in their ids' order: Python numbers its registry's transforms by these. */
+static const char *const TRANSFORM_NAMES[T_COUNT] = {
+    "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
+    "smooth", "permute"};
+#define TB_ABI_VERSION 1 /* raised whenever tb_config, tb_bend or a function's arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -65,6 +70,29 @@ typedef struct {
     int32_t *permutation;
 } bend_t;
 
+/* Every buffer a model owns beside its layers: element type, name, element count. The one table they are
+ * declared, allocated, checked and freed from; a count names the sizes tb_create works out (F frames, widest
+ * row, block samples, u GRU units, ring = reverb partitions * (block + 1)). */
+#define TB_BUFFERS(X)                                                                                        \
+    /* state: the GRU's, the oscillators' last amplitudes, the noise and reverb tails, the reverb's ring */  \
+    X(float, h, u) X(float, prev_amps, c->n_harmonics) X(float, noise_tail_buf, m->noise_tail)             \
+    X(float, noise_delay_buf, m->noise_delay + 1) X(float, reverb_previous, block)                          \
+    X(float, ring_re, ring) X(float, ring_im, ring)                                                          \
+    /* constants: reverb partitions, the block-point FFT's twiddles, the real-FFT split's W_N^k, tables */  \
+    X(float, part_re, ring) X(float, part_im, ring) X(float, twiddle_re, block) X(float, twiddle_im, block) \
+    X(float, real_re, block + 1) X(float, real_im, block + 1) X(int, bit_reverse, block)                    \
+    X(float, window_weights, c->hop) X(float, linear_weights, c->hop) X(float, noise_window, m->ir_size)    \
+    X(float, cos_table, c->n_bands * m->ir_size)                                                             \
+    /* scratch: a frame row per layer output, the synths' and the reverb's working space */                \
+    X(float, fc1, frame_rows) X(float, projected, frame_rows) X(float, gru_out, frame_rows)                 \
+    X(float, skip, frame_rows) X(float, fc2, frame_rows) X(float, raw, frame_rows) X(float, tmp, frame_rows) \
+    X(float, amp_frames, frame_rows) X(float, tmp2, widest) X(float, noise_ir, F * m->ir_size)              \
+    X(float, filtered_noise, block) X(float, own_noise, block) X(float, noise_buf, block + m->noise_tail)   \
+    X(float, harmonic, block) X(float, f0_env, block) X(float, reverb_frame, 2 * block)                     \
+    X(double, sin_prev, block) X(double, sin_cur, block) X(double, cos2, block) X(float, fft_re, block)     \
+    X(float, fft_im, block) X(float, acc_re, block + 1) X(float, acc_im, block + 1)
+#define DECLARE_BUFFER(type, name, count) type *name;
+
 typedef struct {
     tb_config c;
     int n_out, block, ir_size, noise_tail, noise_delay;  /* block: samples, also the FFT's complex points */
@@ -74,24 +102,13 @@ typedef struct {
     int n_bends;
     bend_t *bends;
     /* state */
-    float *h, *prev_amps, prev_f0;
+    float prev_f0;
     double phase;
     int started;
     uint64_t block_index;
-    float *noise_tail_buf, *noise_delay_buf, *reverb_previous;
-    float *ring_re, *ring_im;  /* [parts][block + 1] */
     int newest;
-    /* constants */
-    float *part_re, *part_im;
-    float *twiddle_re, *twiddle_im;  /* block-point complex FFT */
-    float *real_re, *real_im;        /* W_N^k for the real-FFT split, k <= block */
-    int *bit_reverse;
-    float *window_weights, *linear_weights, *noise_window, *cos_table;
-    /* scratch */
-    float *x_in[2], *stack_out[2], *fc1, *projected, *gru_out, *skip, *fc2, *raw, *tmp, *tmp2;
-    float *amp_frames, *noise_ir, *filtered_noise, *own_noise, *noise_buf, *harmonic, *f0_env, *reverb_frame;
-    double *sin_prev, *sin_cur, *cos2;
-    float *fft_re, *fft_im, *acc_re, *acc_im;
+    float *x_in[2], *stack_out[2]; /* per input stack: its input row, its output rows */
+    TB_BUFFERS(DECLARE_BUFFER)
 } tb_model;
 
 static void *zalloc(size_t bytes) {
@@ -508,56 +525,21 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     int F = MAX_FRAMES, widest = skip > 3 * u ? skip : 3 * u;
     if (m->n_out > widest) widest = m->n_out;
     widest += PANEL;
-    float **buffers[] = {&m->x_in[0], &m->x_in[1]};
-    for (int i = 0; i < 2; i++) *buffers[i] = zalloc(sizeof(float) * F), ok &= *buffers[i] != NULL;
-    float **frame_buffers[] = {&m->stack_out[0], &m->stack_out[1], &m->fc1, &m->projected, &m->gru_out, &m->skip,
-                               &m->fc2, &m->raw, &m->tmp, &m->amp_frames};
-    for (size_t i = 0; i < sizeof(frame_buffers) / sizeof(*frame_buffers); i++) {
-        *frame_buffers[i] = zalloc(sizeof(float) * (size_t)(F + 1) * widest);
-        ok &= *frame_buffers[i] != NULL;
+    size_t frame_rows = (size_t)(F + 1) * widest;
+    for (int i = 0; i < 2; i++) {
+        m->x_in[i] = zalloc(sizeof(float) * F);
+        m->stack_out[i] = zalloc(sizeof(float) * frame_rows);
+        ok &= m->x_in[i] && m->stack_out[i];
     }
-    m->tmp2 = zalloc(sizeof(float) * widest);
-    m->h = zalloc(sizeof(float) * u);
-    m->prev_amps = zalloc(sizeof(float) * c->n_harmonics);
-    m->noise_tail_buf = zalloc(sizeof(float) * m->noise_tail);
-    m->noise_delay_buf = zalloc(sizeof(float) * (m->noise_delay + 1));
-    m->reverb_previous = zalloc(sizeof(float) * block);
-    m->noise_ir = zalloc(sizeof(float) * F * m->ir_size);
-    m->filtered_noise = zalloc(sizeof(float) * block);
-    m->own_noise = zalloc(sizeof(float) * block);
-    m->noise_buf = zalloc(sizeof(float) * (block + m->noise_tail));
-    m->harmonic = zalloc(sizeof(float) * block);
-    m->f0_env = zalloc(sizeof(float) * block);
-    m->reverb_frame = zalloc(sizeof(float) * 2 * block);
-    m->sin_prev = zalloc(sizeof(double) * block);
-    m->sin_cur = zalloc(sizeof(double) * block);
-    m->cos2 = zalloc(sizeof(double) * block);
-    m->fft_re = zalloc(sizeof(float) * block);
-    m->fft_im = zalloc(sizeof(float) * block);
-    m->acc_re = zalloc(sizeof(float) * (block + 1));
-    m->acc_im = zalloc(sizeof(float) * (block + 1));
-    m->twiddle_re = zalloc(sizeof(float) * block);
-    m->twiddle_im = zalloc(sizeof(float) * block);
-    m->real_re = zalloc(sizeof(float) * (block + 1));
-    m->real_im = zalloc(sizeof(float) * (block + 1));
-    m->bit_reverse = zalloc(sizeof(int) * block);
-    m->window_weights = zalloc(sizeof(float) * c->hop);
-    m->linear_weights = zalloc(sizeof(float) * c->hop);
-    m->noise_window = zalloc(sizeof(float) * m->ir_size);
-    m->cos_table = zalloc(sizeof(float) * c->n_bands * m->ir_size);
     size_t ring = (size_t)(c->reverb_parts ? c->reverb_parts : 1) * (block + 1);
-    m->ring_re = zalloc(sizeof(float) * ring);
-    m->ring_im = zalloc(sizeof(float) * ring);
-    m->part_re = zalloc(sizeof(float) * ring);
-    m->part_im = zalloc(sizeof(float) * ring);
+#define ALLOCATE_BUFFER(type, name, count) \
+    m->name = zalloc(sizeof(type) * (size_t)(count)); \
+    ok &= m->name != NULL;
+    TB_BUFFERS(ALLOCATE_BUFFER)
+#undef ALLOCATE_BUFFER
     m->n_bends = n_bends;
     m->bends = zalloc(sizeof(bend_t) * (n_bends ? n_bends : 1));
-    ok &= m->tmp2 && m->h && m->prev_amps && m->noise_tail_buf && m->noise_delay_buf && m->reverb_previous
-          && m->noise_ir && m->filtered_noise && m->own_noise && m->noise_buf && m->harmonic && m->f0_env
-          && m->reverb_frame && m->sin_prev
-          && m->sin_cur && m->cos2 && m->fft_re && m->fft_im && m->acc_re && m->acc_im && m->twiddle_re
-          && m->twiddle_im && m->real_re && m->real_im && m->bit_reverse && m->window_weights && m->linear_weights
-          && m->noise_window && m->cos_table && m->ring_re && m->ring_im && m->part_re && m->part_im && m->bends;
+    ok &= m->bends != NULL;
     for (int b = 0; ok && b < n_bends; b++) {
         bend_t *bend = &m->bends[b];
         bend->spec = bends[b];
@@ -624,6 +606,18 @@ int tb_cpu_level(void) {
 #endif
 }
 
+/* The contract Python checks before it calls anything else: version, the sizes of the structs it fills,
+ * the transform count and the first late bend point's number. */
+void tb_abi(int32_t out[5]) {
+    out[0] = TB_ABI_VERSION;
+    out[1] = (int32_t)sizeof(tb_config);
+    out[2] = (int32_t)sizeof(tb_bend);
+    out[3] = T_COUNT;
+    out[4] = POINT_FC1;
+}
+
+const char *tb_transform_name(int id) { return id >= 0 && id < T_COUNT ? TRANSFORM_NAMES[id] : 0; }
+
 #ifndef TB_SOURCE_DIGEST
 #define TB_SOURCE_DIGEST ""
 #endif
@@ -658,15 +652,14 @@ void tb_destroy(tb_model *m) {
         for (int b = 0; b < m->n_bends; b++) {
             free(m->bends[b].ranks); free(m->bends[b].permutation); free(m->bends[b].memory);
         }
-    void *owned[] = {m->bends, m->h, m->prev_amps, m->noise_tail_buf, m->noise_delay_buf, m->reverb_previous,
-                     m->ring_re, m->ring_im, m->part_re, m->part_im, m->twiddle_re, m->twiddle_im, m->real_re,
-                     m->real_im, m->bit_reverse, m->window_weights, m->linear_weights, m->noise_window,
-                     m->cos_table, m->x_in[0], m->x_in[1], m->stack_out[0], m->stack_out[1], m->fc1, m->projected,
-                     m->gru_out, m->skip, m->fc2, m->raw, m->tmp, m->tmp2, m->amp_frames, m->noise_ir,
-                     m->filtered_noise, m->own_noise, m->noise_buf, m->harmonic, m->f0_env, m->reverb_frame,
-                     m->sin_prev, m->sin_cur,
-                     m->cos2, m->fft_re, m->fft_im, m->acc_re, m->acc_im};
-    for (size_t i = 0; i < sizeof(owned) / sizeof(*owned); i++) free(owned[i]);
+    free(m->bends);
+    for (int i = 0; i < 2; i++) {
+        free(m->x_in[i]);
+        free(m->stack_out[i]);
+    }
+#define RELEASE_BUFFER(type, name, count) free(m->name);
+    TB_BUFFERS(RELEASE_BUFFER)
+#undef RELEASE_BUFFER
     free(m);
 }
 

@@ -8,23 +8,21 @@ block's per-frame values into ``rig.latest``, which the kernel reads; the transf
 from __future__ import annotations
 
 import ctypes
-import math
 
 import numpy as np
 
+from tuibend.bend.registry import SPECS
 from tuibend.bend.rig import BendRig
+from tuibend.dsp.effects import response_partitions
+from tuibend.errors import InputError
 from tuibend.model.timbre import TimbreModel
-from tuibend.native import BendSpec, Config, library
+from tuibend.native import FIRST_LATE_POINT, BendSpec, Config, library
 
-TRANSFORM_IDS = {name: index for index, name in enumerate(
-    ("oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
-     "smooth", "permute"))}
+# The registry's order is the kernel's (tb_transform_name; checked when the kernel loads).
+TRANSFORM_IDS = {name: index for index, name in enumerate(SPECS)}
 # The rows each transform reads, in the kernel's order (its row_a, row_b).
-TRANSFORM_ROWS = {"oscillate": ("phase", "depth"), "threshold": ("thresh",), "scale": ("gain",),
-                  "offset": ("amount",), "clamp": ("low", "high"), "quantise": ("step",), "noise": ("amount",),
-                  "freeze": ("refresh",), "smooth": ("alpha",)}
+TRANSFORM_ROWS = {name: spec.reads for name, spec in SPECS.items() if spec.reads}
 LATE_POINTS = ("fc1", "gru", "fc2", "amps", "harmonics", "noise")
-FIRST_LATE_POINT = 16
 
 
 def point_ids(input_keys) -> dict[str, int]:
@@ -47,11 +45,7 @@ def weight_order(config) -> list[str]:
 def reverb_partitions(impulse_response: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     """The wet response (first tap masked, as ddsp's) cut into blocks, each block's spectrum over
     2 * block points: [parts, block + 1] real and imaginary parts."""
-    response = np.asarray(impulse_response, np.float64).copy()
-    response[0] = 0.0
-    parts = math.ceil(len(response) / block)
-    response = np.pad(response, (0, parts * block - len(response))).reshape(parts, block)
-    spectra = np.fft.rfft(response, 2 * block, axis=1)
+    spectra = np.fft.rfft(response_partitions(impulse_response, block).astype(np.float64), 2 * block, axis=1)
     return (np.ascontiguousarray(spectra.real, np.float32), np.ascontiguousarray(spectra.imag, np.float32))
 
 
@@ -108,7 +102,7 @@ class NativeStream:
         handle = self._lib.tb_create(ctypes.byref(c), pointers, _floats(part_re), _floats(part_im),
                                      len(rig.bends), specs)
         if not handle:
-            raise ValueError(f"the native kernel cannot run this model at {self.block_samples}-sample blocks "
+            raise InputError(f"the native kernel cannot run this model at {self.block_samples}-sample blocks "
                              "(it takes blocks of a power of two up to 1024 samples, and models whose noise "
                              "filter fits one hop)")
         self._handle = ctypes.c_void_p(handle)

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tuibend.compiled import flat_call
 from tuibend.dsp.core import next_power_of_2
+from tuibend.errors import TuibendError
 from tuibend.places import crepe_weights
 
 CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
@@ -33,7 +34,7 @@ _FILTERS = (32, 4, 4, 4, 8, 16)  # times the capacity multiplier
 _WIDTHS = (512, 64, 64, 64, 64, 64)
 
 
-class CrepeWeightsError(ValueError):
+class CrepeWeightsError(TuibendError, ValueError):
     """A CREPE weights file that is missing, unreadable or of another shape."""
 
 

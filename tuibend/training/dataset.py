@@ -24,6 +24,7 @@ import numpy as np
 
 from tuibend.atomic import atomic_path
 from tuibend.audiofile import AudioFileError, read_audio
+from tuibend.errors import TuibendError
 from tuibend.model.statistics import DatasetStatistics
 from tuibend.pitch.analysis import Features, analyze_audio
 from tuibend.pitch.trackers import make_tracker
@@ -41,7 +42,7 @@ NOISE_FLOORS: tuple[float | None, ...] = (None, -70.0, -60.0, -50.0)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".mp3")
 
 
-class DatasetError(ValueError):
+class DatasetError(TuibendError, ValueError):
     """A dataset that cannot be built or read, with the reason."""
 
 

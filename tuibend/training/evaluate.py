@@ -15,7 +15,7 @@ import numpy as np
 from tuibend.model.timbre import TimbreModel
 from tuibend.pitch.analysis import Features, analyze_audio
 from tuibend.pitch.trackers import make_tracker
-from tuibend.training.dataset import iterate_examples
+from tuibend.training.dataset import DatasetError, iterate_examples
 
 PITCH_BAR_CENTS = 20.0
 LOUDNESS_BAR_DB = 3.0
@@ -61,7 +61,7 @@ def evaluate_model(model: TimbreModel, data: str | Path, split: str = "holdout",
         if first is None:
             first = (example["audio"], audio)
     if first is None:
-        raise ValueError(f"{data}: no {split} examples to evaluate")
+        raise DatasetError(f"{data}: no {split} examples to evaluate")
     cents, decibels = np.concatenate(cents), np.concatenate(decibels)
     pitch_error = float(np.median(cents)) if len(cents) else float("inf")
     loudness_error = float(np.median(decibels)) if len(decibels) else float("inf")

@@ -21,11 +21,12 @@ import tensorflow as tf
 from tuibend.atomic import atomic_path
 from tuibend.dsp import core
 from tuibend.dsp.spectral import spectral_loss
+from tuibend.errors import InputError
 from tuibend.model.config import SIZES, DecoderConfig, ModelConfig
 from tuibend.model.decoder import initial_weights
 from tuibend.model.store import save_model
 from tuibend.model.timbre import TimbreModel
-from tuibend.training.dataset import iterate_examples, read_manifest, read_statistics
+from tuibend.training.dataset import DatasetError, iterate_examples, read_manifest, read_statistics
 
 FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
 
@@ -60,7 +61,7 @@ def fresh_model(config: TrainingConfig, name: str, weights: dict[str, np.ndarray
     """A new model of the recipe's size, its reverb starting as near silence (as ddsp's); ``weights``:
     an exported model's, to go on from."""
     if config.size not in SIZES:
-        raise ValueError(f"unknown size {config.size!r}: use one of {', '.join(SIZES)}")
+        raise InputError(f"unknown size {config.size!r}: use one of {', '.join(SIZES)}")
     model_config = ModelConfig(name=name, decoder=DecoderConfig(**SIZES[config.size]), reverb=config.reverb,
                                source={"trainer": "tuibend", "size": config.size})
     if weights is None:
@@ -97,7 +98,7 @@ def batches(folder: Path, split: str, batch_size: int, seed: int, skip_batches: 
     """Batches in a deterministic order (epoch e shuffled with seed + e), resumable at any batch."""
     examples = read_manifest(folder)["examples"][split]
     if examples < batch_size:
-        raise ValueError(f"{folder}: {examples} {split} examples cannot fill a batch of {batch_size}")
+        raise DatasetError(f"{folder}: {examples} {split} examples cannot fill a batch of {batch_size}")
     per_epoch = examples // batch_size
     epoch, skip = divmod(skip_batches, per_epoch) if repeat else (0, skip_batches)
     while True:

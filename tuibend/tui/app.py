@@ -24,7 +24,8 @@ from tuibend import places
 from tuibend.bend.scene import SceneError, save_scene
 from tuibend.engine import Engine, EngineError
 from tuibend.engine.chains import structure_key
-from tuibend.model.decoder import point_widths
+from tuibend.errors import describe
+from tuibend.model.layout import point_widths
 from tuibend.tui.editor import SceneEditor
 from tuibend.tui.keys import ACTIONS, bindings, load_keymap
 from tuibend.tui.screens import ChoiceScreen, ConfirmScreen, HelpScreen, PromptScreen
@@ -304,7 +305,7 @@ class TuibendApp(App):
             engine = self.options.make_engine(changes)
             engine.prepare()
         except Exception as error:  # any fault: the performance goes on with what was playing
-            self.call_from_thread(self.notify, f"{label} failed: {error}", severity="error", timeout=10)
+            self.call_from_thread(self.notify, f"{label} failed: {describe(error)}", severity="error", timeout=10)
             return
         self.call_from_thread(self._swap_engine, engine, changes)
 

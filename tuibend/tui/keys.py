@@ -12,6 +12,7 @@ from pathlib import Path
 
 from textual.binding import Binding
 
+from tuibend.errors import TuibendError
 from tuibend.places import user_config
 from tuibend.textfile import read_user_text
 
@@ -65,7 +66,7 @@ def bindings() -> list[Binding]:
             for action_id, keys, action, description, shown in ACTIONS]
 
 
-class KeymapError(ValueError):
+class KeymapError(TuibendError, ValueError):
     """A keys file that cannot be used, naming the file and the entry."""
 
 
