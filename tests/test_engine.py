@@ -532,6 +532,7 @@ def test_added_latency_through_jack(choir_model, jack_server, tmp_path):
     finally:
         passthrough.close()
     results = {}
+    (tmp_path / "unbent").mkdir()  # a scenes folder with no scene: the model unbent
     for margin, bypass in (("0", False), ("0", True), ("1", False)):
         # the level match off: its gain, rising over the burst's first notes, would move the -20 dB onset
         process = start_play("--input", "mic", "--margin", margin, "--no-level-match",
@@ -567,6 +568,7 @@ def test_live_voice_falls_silent_in_the_microphones_noise_floor_through_jack(jac
     lead, tail = 3 * RATE, int(1.5 * RATE)  # the floor alone: three seconds to learn it, then after the note
     audio = np.concatenate([np.zeros(lead), note, np.zeros(tail)])
     audio = (audio + 10 ** (-60 / 20) * rng.standard_normal(len(audio))).astype(np.float32)
+    (tmp_path / "unbent").mkdir()  # a scenes folder with no scene: the model unbent
     process = start_play("--input", "mic", "--margin", "1", "--scenes", str(tmp_path / "unbent"))
     harness = Harness("harness-floor", seconds=12)
     try:

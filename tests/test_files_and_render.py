@@ -21,7 +21,7 @@ from tuibend.render import render_features
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TUIBEND_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_any_rate_and_channel_count_is_analysed_like_the_original(flute, flute_4
 
 def test_features_are_cached_by_content_and_settings(flute_44k_stereo, tmp_path, monkeypatch):
     first = files.analyze(flute_44k_stereo, tracker="yin")
-    entries = list((tmp_path / "cache").glob("*.npz"))
+    entries = list((tmp_path / "xdg-cache" / "tuibend" / "analysis").glob("*.npz"))
     assert len(entries) == 1
 
     def no_analysis(*args, **kwargs):
@@ -61,18 +61,18 @@ def test_features_are_cached_by_content_and_settings(flute_44k_stereo, tmp_path,
     again = files.analyze(flute_44k_stereo, tracker="yin")
     np.testing.assert_array_equal(again.f0_hz, first.f0_hz)
     monkeypatch.undo()
-    monkeypatch.setenv("TUIBEND_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     files.analyze(flute_44k_stereo, tracker="yin", loudness="v1")  # another setting: another entry
     audio, rate = soundfile.read(flute_44k_stereo)
     soundfile.write(flute_44k_stereo, audio * 0.5, rate, subtype="PCM_24")  # another content: another entry
     changed = files.analyze(flute_44k_stereo, tracker="yin")
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+    assert len(list((tmp_path / "xdg-cache" / "tuibend" / "analysis").glob("*.npz"))) == 3
     assert np.median(first.loudness_db - changed.loudness_db) == pytest.approx(20 * np.log10(2), abs=0.3)
 
 
 def test_damaged_cache_entry_is_recomputed(flute_44k_stereo, tmp_path):
     first = files.analyze(flute_44k_stereo, tracker="yin")
-    (entry,) = (tmp_path / "cache").glob("*.npz")
+    (entry,) = (tmp_path / "xdg-cache" / "tuibend" / "analysis").glob("*.npz")
     entry.write_bytes(b"garbage")
     np.testing.assert_array_equal(files.analyze(flute_44k_stereo, tracker="yin").f0_hz, first.f0_hz)
 
@@ -198,6 +198,6 @@ def test_public_analysis_api(flute, crepe_reference):
 
 def test_truncated_cache_entry_is_recomputed(flute_44k_stereo, tmp_path):
     first = files.analyze(flute_44k_stereo, tracker="yin")
-    (entry,) = (tmp_path / "cache").glob("*.npz")
+    (entry,) = (tmp_path / "xdg-cache" / "tuibend" / "analysis").glob("*.npz")
     entry.write_bytes(entry.read_bytes()[:200])  # a write cut short
     np.testing.assert_array_equal(files.analyze(flute_44k_stereo, tracker="yin").f0_hz, first.f0_hz)

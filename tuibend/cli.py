@@ -26,14 +26,16 @@ def import_tensorflow_quietly() -> None:
     """Imports TensorFlow with its start-up chatter (absl, oneDNN notices) kept off the terminal.
 
     Those lines are written by C++ straight to file descriptor 2, so stderr is pointed
-    at /dev/null for the duration of the import only.
+    at /dev/null for the duration of the import and of the device probe only.
     """
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             try:
-                import tensorflow  # noqa: F401
+                import tensorflow
+
+                tensorflow.config.list_physical_devices()  # where a GPU build finds no GPU, it says so here
             except ImportError as error:
                 raise UserError(f"TensorFlow is not installed ({error}): reinstall tuibend "
                                 "(`pip install tuibend`), or `pip install tensorflow`") from None
@@ -254,6 +256,24 @@ def kernel_label(engine) -> str:
     return f"native kernel ({library().build} build, {layers} layers)"
 
 
+def progress_lines(stream=sys.stderr):
+    """``say`` for a headless start: one line a step; a step that rewrites its line (``replace``) does so
+    on a terminal and is left out of a log."""
+    rewriting = False
+
+    def say(text: str, replace: bool = False) -> None:
+        nonlocal rewriting
+        if replace and not stream.isatty():
+            return
+        if replace:
+            print(f"\rtuibend: {text}", end="", file=stream, flush=True)
+        else:
+            print(("\n" if rewriting else "") + f"tuibend: {text}", file=stream, flush=True)
+        rewriting = replace
+
+    return say
+
+
 def prepared_engine(args: argparse.Namespace, notify, say) -> object:
     """TensorFlow, the model, the scenes and the kernel, loaded and prepared (``say`` reports each step)."""
     say("loading TensorFlow")
@@ -261,9 +281,10 @@ def prepared_engine(args: argparse.Namespace, notify, say) -> object:
     _configure_compute(args.compute, args.threads)
     say(f"loading the model {Path(args.model).name} and the scenes")
     engine = open_engine(args, notify)
-    say(f"{kernel_label(engine)}: compiling the scenes' chains")
-    engine.prepare(lambda done, total: say(f"{kernel_label(engine)}: compiling the scenes' chains {done}/{total}",
-                                           replace=True))
+    say(f"compiling the scenes' chains for the {engine.kernel} kernel")
+    engine.prepare(lambda done, total: say(f"compiling the scenes' chains for the {engine.kernel} kernel "
+                                           f"{done}/{total}", replace=True))
+    say(f"ready: {len(engine.scenes)} scenes")
     for skipped in engine.skipped:
         notify(skipped)
     return engine
@@ -284,11 +305,7 @@ def _play(args: argparse.Namespace) -> None:
                 notices, open_controls(args, engine))
         return
 
-    def say(text: str, replace: bool = False) -> None:
-        print(("\r" if replace else "\n") + f"tuibend: {text}", end="", file=sys.stderr, flush=True)
-
-    engine = prepared_engine(args, lambda text: print(f"\ntuibend: {text}", end="", file=sys.stderr), say)
-    print(file=sys.stderr)
+    engine = prepared_engine(args, lambda text: print(f"tuibend: {text}", file=sys.stderr), progress_lines())
     engine.set_bypass(args.bypass, "command line")
     if args.replay:
         from tuibend.engine.events import read_events
