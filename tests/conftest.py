@@ -130,5 +130,5 @@ QUICK_MODULES = {"test_dsp", "test_dynamics", "test_store", "test_streaming", "t
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__ in QUICK_MODULES:
+        if item.module.__name__ in QUICK_MODULES and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.quick)

@@ -84,6 +84,7 @@ def test_selection_is_nested_and_seeded():
     assert len(selected[1]) == int(0.3 * 512)  # 153 whole units (the 154th is 60% in)
 
 
+@pytest.mark.slow
 def test_informed_selections_follow_the_statistics(solo_model):
     statistics = compute_unit_statistics(solo_model)
     variance = statistics["gru/variance"]
@@ -228,6 +229,7 @@ def test_scene_point_must_exist_in_the_model(tmp_path):
         BendRig(scene.bends, {"fc1": 4}, 4)
 
 
+@pytest.mark.slow
 def test_render_with_a_scene_differs_from_the_unbent_render(solo_model_dir, crepe_reference, tmp_path):
     import soundfile
 
@@ -253,6 +255,7 @@ def test_render_with_a_scene_differs_from_the_unbent_render(solo_model_dir, crep
     assert not (tmp_path / "never.wav").exists()
 
 
+@pytest.mark.slow
 def test_bundled_scenes_load_bind_and_change_the_sound(choir_model, golden):
     """Every bundled scene fits the bundled default model, stays finite, changes its sound and keeps
     its level within the level match's reach of the unbent one (+-30 dB, brought back to the player's

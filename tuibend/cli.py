@@ -158,8 +158,7 @@ def _configure_compute(compute: str, threads: int) -> None:
 
 
 def open_engine(args: argparse.Namespace, notify=print):
-    """The engine that ``play`` asks for, not yet prepared or started; ``engine.scene_paths`` holds the
-    file of each scene in ``engine.scenes`` (None for one that has no file)."""
+    """The engine that ``play`` asks for, not yet prepared or started, with the file of each scene."""
     from tuibend.bend.scene import load_scene
     from tuibend.bend.units import unit_statistics
     from tuibend.engine import Engine, EngineSettings
@@ -200,10 +199,8 @@ def open_engine(args: argparse.Namespace, notify=print):
     settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
                               margin_periods=args.margin, gain_db=args.gain, kernel=args.kernel,
                               bfloat16=not args.float32, gate=args.gate, level_match=args.level_match)
-    engine = Engine(model, source, [scene for _, scene in entries], settings, scene=first,
-                    units_provider=lambda: unit_statistics(model, args.model))
-    engine.scene_paths = [path for path, _ in entries]
-    return engine
+    return Engine(model, source, [scene for _, scene in entries], settings, scene=first,
+                  units_provider=lambda: unit_statistics(model, args.model), scene_paths=[path for path, _ in entries])
 
 
 def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, object | None]:
@@ -252,7 +249,7 @@ def kernel_label(engine) -> str:
         return f"{engine.kernel} kernel"
     from tuibend.native import library
 
-    layers = "bfloat16" if getattr(engine.chain_stream, "bfloat16", False) else "float32"
+    layers = "bfloat16" if engine.chain_stream.bfloat16 else "float32"
     return f"native kernel ({library().build} build, {layers} layers)"
 
 

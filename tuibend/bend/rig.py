@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -92,6 +93,26 @@ class BendRig:
         return activations
 
 
+# Requests from control threads, applied by the model thread at the start of its next block.
+@dataclass(frozen=True)
+class Morph:
+    targets: dict[tuple[int, str], float]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelMorph:
+    key: tuple[int, str]
+
+
+@dataclass(frozen=True)
+class Restart:
+    pass
+
+
+ControlRequest = Morph | CancelMorph | Restart
+
+
 class BendController:
     """The control side: targets, smoothing, automation, morphs and derived rows, per frame.
 
@@ -114,7 +135,7 @@ class BendController:
         self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}  # model thread only
         self._memory: dict[int, dict] = {i: {} for i in range(len(rig.bends))}  # model thread only
         self._recorders: dict[tuple[int, str], Recorder] = {}
-        self._requests: list[tuple] = []  # morphs and restarts for the model thread to apply
+        self._requests: list[ControlRequest] = []  # morphs and restarts for the model thread to apply
         self.frame = 0
         self._lock = threading.Lock()  # held only to swap dictionaries, never across a block
 
@@ -128,7 +149,7 @@ class BendController:
         key = self._check(bend, name)
         with self._lock:
             self._targets = {**self._targets, key: float(value)}
-            self._requests = [*self._requests, ("cancel morph", key)]
+            self._requests = [*self._requests, CancelMorph(key)]
             recorder = self._recorders.get(key)
         if recorder is not None:
             recorder.record(max(recorder.times[-1], self.frame / self.frame_rate), float(value))
@@ -158,7 +179,7 @@ class BendController:
         morphs land on their end values, oscillators and sample-and-holds start again, recordings in
         progress are dropped."""
         with self._lock:
-            self._requests = [*self._requests, ("restart",)]
+            self._requests = [*self._requests, Restart()]
             self._recorders = {}
 
     def morph(self, targets: dict[tuple[int, str], float], seconds: float) -> None:
@@ -166,7 +187,7 @@ class BendController:
         for key in targets:
             self._check(*key)
         with self._lock:
-            self._requests = [*self._requests, ("morph", dict(targets), seconds)]
+            self._requests = [*self._requests, Morph(dict(targets), seconds)]
             self._targets = {**self._targets, **targets}
 
     def value(self, bend: int, name: str) -> float:
@@ -189,18 +210,19 @@ class BendController:
         with self._lock:
             requests, self._requests = self._requests, []
         for request in requests:
-            if request[0] == "morph":
-                frames = max(1, round(request[2] * self.frame_rate))
-                self._morphs.update({key: (self._current[key], value, self.frame, frames)
-                                     for key, value in request[1].items()})
-            elif request[0] == "cancel morph":
-                self._morphs.pop(request[1], None)
-            else:  # restart: the scene clock goes back to zero, derived rows start afresh
-                for key, (_, end, _, _) in self._morphs.items():
-                    self._current[key] = end
-                self._morphs = {}
-                self._memory = {index: {} for index in self._memory}
-                self.frame = 0
+            match request:
+                case Morph(targets, seconds):
+                    frames = max(1, round(seconds * self.frame_rate))
+                    self._morphs.update({key: (self._current[key], value, self.frame, frames)
+                                         for key, value in targets.items()})
+                case CancelMorph(key):
+                    self._morphs.pop(key, None)
+                case Restart():  # the scene clock goes back to zero, derived rows start afresh
+                    for key, (_, end, _, _) in self._morphs.items():
+                        self._current[key] = end
+                    self._morphs = {}
+                    self._memory = {index: {} for index in self._memory}
+                    self.frame = 0
 
     def block_values(self) -> np.ndarray:
         """Per-frame values [rows, frames] for the next block, advancing time."""

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from tuibend.bend.registry import Bend
 from tuibend.bend.rig import BendRig
 from tuibend.engine.errors import EngineError
 from tuibend.model.layout import point_widths
-from tuibend.model.timbre import ModelStream, TimbreModel
+from tuibend.model.timbre import TimbreModel
 from tuibend.native.stream import NativeStream
 
 StructureKey = tuple
@@ -52,12 +53,30 @@ class NoRoomForChain(EngineError):
     """Too few memory maps left to compile another chain: may clear up (another process ends)."""
 
 
+class LiveStream(Protocol):
+    """What the engine asks of a block renderer: the native kernel's :class:`NativeStream` (the live path)
+    and TensorFlow's :class:`ModelStream` (its reference, and the path where the kernel cannot load)."""
+
+    block_frames: int
+    block_samples: int
+    bfloat16: bool  # whether the layers run in bfloat16
+
+    def step(self, f0_hz, loudness_db, noise=None) -> np.ndarray:
+        """F frames of f0 and loudness in, F * hop samples out, every state carried to the next block."""
+
+    def reset(self) -> None:
+        """Silence: every state back to where a new stream starts."""
+
+    def continue_from(self, other: LiveStream) -> None:
+        """Takes over another stream's state (same model and block size): a chain swapped without a seam."""
+
+
 @dataclass
 class Chain:
     """One compiled chain structure: the rig its hook (or the native kernel) reads, and the stream that runs it."""
 
     rig: BendRig
-    stream: ModelStream | NativeStream
+    stream: LiveStream
 
 
 def build_chain(model: TimbreModel, bends: list[Bend], block_frames: int,

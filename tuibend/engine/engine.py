@@ -142,6 +142,27 @@ class _LoadMeter:
         return float(np.max(self.loads)) if self.loads else 0.0
 
 
+# Requests from the interface, MIDI and OSC threads, applied by the model thread between blocks.
+@dataclass(frozen=True)
+class LoadScene:
+    scene: Scene
+    seconds: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Panic:
+    pass
+
+
+@dataclass(frozen=True)
+class SwapTake:
+    take: TakeWriter | None  # None: stop recording
+
+
+EngineRequest = LoadScene | Panic | SwapTake
+
+
 class Engine:
     """Plays a model from a source to a device and/or a take, with scenes of bends.
 
@@ -153,10 +174,13 @@ class Engine:
 
     def __init__(self, model: TimbreModel, source: FilePlayer | LiveAnalysis, scenes: list[Scene] | None = None,
                  settings: EngineSettings | None = None, unit_statistics: dict | None = None,
-                 scene: Scene | None = None, units_provider: Callable[[], dict] | None = None):
+                 scene: Scene | None = None, units_provider: Callable[[], dict] | None = None,
+                 scene_paths: list[Path | None] | None = None):
         self.model = model
         self.source = source
         self.scenes = list(scenes or [])
+        # the file of each scene (None: none yet), for the interface's save
+        self.scene_paths = list(scene_paths) if scene_paths is not None else [None] * len(self.scenes)
         self.settings = settings or EngineSettings()
         self.unit_statistics = unit_statistics
         self.units_provider = units_provider  # unit statistics for informed selections, when first needed
@@ -180,7 +204,7 @@ class Engine:
         self.notice: str | None = None
         self.skipped: list[str] = []  # scenes that could not be prepared, each with its reason
         self.frame = 0  # engine time in model frames
-        self._requests: collections.deque = collections.deque()  # applied by the model thread
+        self._requests: collections.deque[EngineRequest] = collections.deque()  # applied by the model thread
         self._script: collections.deque[Event] = collections.deque()
         self._change: _SceneChange | None = None
         self._take: TakeWriter | None = None
@@ -480,7 +504,7 @@ class Engine:
         self._last_stats = time.monotonic()
         stats = asdict(self.telemetry)
         stats.update(block=self.settings.block, sample_rate=self.sample_rate, kernel=self.kernel,
-                     bfloat16=bool(getattr(self.chain_stream, "bfloat16", False)),
+                     bfloat16=self.chain_stream.bfloat16,
                      device=self.device.name if self.device else None,
                      device_rate=self.device.sample_rate if self.device else None)
         try:
@@ -544,12 +568,12 @@ class Engine:
         """Plays ``scene`` (an edited one too): morphs to it, or compiles its chain first if it is new."""
         scene.check(self._widths(), f"scene {scene.name!r}")
         self._preparer.request(scene.bends)
-        self._requests.append(("scene", scene, scene.morph_seconds if seconds is None else seconds, source))
+        self._requests.append(LoadScene(scene, scene.morph_seconds if seconds is None else seconds, source))
 
     def panic(self, source: str = "api") -> None:
         """Silence now (what is queued is muted in the callback), then a fresh model state."""
         self.bridge.mute_until = self._output.written
-        self._requests.append(("panic",))
+        self._requests.append(Panic())
         self._log(source, "panic", True)
 
     GAIN_RANGE_DB = (-24.0, 24.0)
@@ -608,10 +632,10 @@ class Engine:
         return self.controller.frame / self.model.config.frame_rate if self.controller else 0.0
 
     def start_take(self, path: str | Path) -> None:
-        self._requests.append(("take", TakeWriter(path, self.sample_rate)))
+        self._requests.append(SwapTake(TakeWriter(path, self.sample_rate)))
 
     def stop_take(self) -> None:
-        self._requests.append(("take", None))
+        self._requests.append(SwapTake(None))
 
     @property
     def recording_take(self) -> bool:
@@ -643,18 +667,18 @@ class Engine:
         while self._script and self._script[0].t <= self.seconds:
             self._replay_event(self._script.popleft())
         while self._requests:
-            request = self._requests.popleft()
-            if request[0] == "scene":
-                self._change = _SceneChange(request[1], request[2], request[3])
-                self._log(request[3], "scene", request[1].name)
-            elif request[0] == "panic":
-                self._guard(self._chain, "panic")
-                if self.live:
-                    self.source.reset()
-            elif request[0] == "take":
-                if self._take is not None:
-                    self._take.close()
-                self._take = request[1]
+            match self._requests.popleft():
+                case LoadScene(scene, seconds, source):
+                    self._change = _SceneChange(scene, seconds, source)
+                    self._log(source, "scene", scene.name)
+                case Panic():
+                    self._guard(self._chain, "panic")
+                    if self.live:
+                        self.source.reset()
+                case SwapTake(take):
+                    if self._take is not None:
+                        self._take.close()
+                    self._take = take
         if self._change is not None:
             self._advance_scene_change()
 

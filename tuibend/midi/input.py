@@ -185,6 +185,10 @@ class MidiInput:
         else:
             self.status = f"MIDI: {self.port!r} is not there; waiting for it"
 
+    def retarget(self, target: ControlTarget) -> None:
+        """Steers another engine from now on (the interface swapped models or inputs)."""
+        self.router.target = target
+
     def close(self) -> None:
         """Stops the watcher, closes every port, ends held-note glides."""
         self._stop.set()

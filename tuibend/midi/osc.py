@@ -204,6 +204,10 @@ class OscServer:
         self.target.set(bend, name, min(high, max(low, float(value))), "osc")
         return None
 
+    def retarget(self, target: ControlTarget) -> None:
+        """Steers another engine from now on (the interface swapped models or inputs)."""
+        self.target = target
+
     def close(self) -> None:
         self._closing = True
         self._server.shutdown()

@@ -180,6 +180,7 @@ class ModelStream:
         self.model = model
         self.block_frames = block_frames
         self.block_samples = block_frames * model.config.hop
+        self.bfloat16 = False  # TensorFlow's stream runs float32 throughout
         self.batch = batch
         self.seed = seed
         self.hook = hook

@@ -75,8 +75,8 @@ class TuibendApp(App):
     def _editor_for(engine: Engine) -> SceneEditor:
         if not engine.scenes or engine.scene not in engine.scenes:
             engine.scenes.insert(0, engine.scene)
-            engine.scene_paths = [None, *getattr(engine, "scene_paths", [])]
-        paths = list(getattr(engine, "scene_paths", [None] * len(engine.scenes)))
+            engine.scene_paths = [None, *engine.scene_paths]
+        paths = list(engine.scene_paths)
         editor = SceneEditor(engine.scenes, paths, list(point_widths(engine.model.config.decoder)))
         editor.select(engine.scenes.index(engine.scene))
         return editor
@@ -323,7 +323,7 @@ class TuibendApp(App):
         self.editor = self._editor_for(engine)
         for control in (self.options.midi, self.options.osc):
             if control is not None:  # MIDI and OSC now steer the new engine
-                (control.router if hasattr(control, "router") else control).target = engine
+                control.retarget(engine)
         self.options.model = changes.get("model", self.options.model)
         self.options.source = changes.get("input", self.options.source)
         self.recording_lane = None
