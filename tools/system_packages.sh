@@ -34,7 +34,8 @@ name() {
 }
 
 missing=""
-has_library portaudio || missing="$missing portaudio"
+# macOS and Windows: the sounddevice wheel carries PortAudio; Linux needs the system's.
+[ "$(uname -s)" != Linux ] || has_library portaudio || missing="$missing portaudio"
 has_command cc || has_command gcc || has_command clang || missing="$missing cc"
 if [ "$purpose" = test ]; then
   has_command jackd || missing="$missing jackd"

@@ -481,7 +481,8 @@ def _check(args: argparse.Namespace) -> None:
             faults += 1
             print(f"{spec}: {error}" if str(spec) not in str(error) else str(error))
             continue
-        print(f"{path}: ok for {Path(args.model).name} ({len(scene.bends)} bends)")
+        count = len(scene.bends)
+        print(f"{path}: ok for {Path(args.model).name} ({count} bend{'' if count == 1 else 's'})")
     if faults:
         raise UserError(f"{faults} of {len(args.scenes)} scene{'s' if len(args.scenes) > 1 else ''} cannot be played "
                         f"on {Path(args.model).name}")
