@@ -722,3 +722,68 @@ def test_headless_play_follows_a_midi_fader_bank_through_jack(jack_server, tmp_p
     moves = [e.value for e in log if e.target == "bend1.proportion"]
     assert moves and moves[-1] == pytest.approx(100 / 127, abs=1e-3)
     assert any(e.target == "scene" and e.value == "second" for e in log)
+
+
+def test_a_take_a_crash_left_unfinished_is_recovered_whole(tmp_path):
+    """A take cut off mid-block (the process killed between header syncs) keeps every sample on disk:
+    recovery fixes the header, drops a torn last sample, renames it beside any take of that name, and
+    leaves alone a .part still being written and a file that is not a take."""
+    import os
+
+    from tuibend.engine.take import recover_take, recover_takes
+    from tuibend.errors import InputError
+
+    rng = np.random.default_rng(3)
+    blocks = [rng.uniform(-0.5, 0.5, 256).astype(np.float32) for _ in range(40)]
+    writer = TakeWriter(tmp_path / "take-a.wav", 16000, sync_seconds=3600.0)
+    for index, block in enumerate(blocks):
+        writer.write(block)
+        if index == 9:
+            writer.sync()  # the header says ten blocks; thirty more follow unsynced
+    writer._file.close()  # killed: no close(), no rename
+    with open(writer.partial, "ab") as file:
+        file.write(b"\x01\x02")  # half a sample, torn by the power cut
+    (tmp_path / "take-a.wav").write_bytes(b"an earlier take of that name")
+    fresh = TakeWriter(tmp_path / "take-b.wav", 16000)
+    fresh.write(blocks[0])
+    (tmp_path / "notes.wav.part").write_bytes(b"not a take at all, just bytes")
+    old = time.time() - 60
+    for path in (writer.partial, tmp_path / "notes.wav.part"):
+        os.utime(path, (old, old))
+
+    lines = recover_takes(tmp_path)
+    assert lines == [f"take not recovered: {tmp_path / 'notes.wav.part'}: not a take tuibend recorded (no float "
+                     "WAV header); left as it is",
+                     f"recovered an unfinished take: {tmp_path / 'take-a-recovered-1.wav'} (0.6 s)"]
+    audio, rate = soundfile.read(tmp_path / "take-a-recovered-1.wav", dtype="float32")
+    assert rate == 16000 and np.array_equal(audio, np.concatenate(blocks))
+    assert fresh.partial.exists() and (tmp_path / "notes.wav.part").exists()  # still recording; not a take
+    fresh.close()
+    with pytest.raises(InputError, match="not a take tuibend recorded"):
+        recover_take(tmp_path / "notes.wav.part")
+
+
+def test_a_killed_performance_leaves_a_take_that_takes_recover_finishes(tmp_path):
+    """SIGKILL (no handler runs) mid-performance leaves take.wav.part; `tuibend takes --recover` makes it
+    whole, says so, and lists it with its length; the next `tuibend play` would do the same."""
+    import os
+
+    record = tmp_path / "takes" / "killed.wav"
+    process = subprocess.Popen(play_command("--device", "none", "--record", str(record), "--scenes",
+                                            str(tmp_path)), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    partial = record.with_name("killed.wav.part")
+    try:
+        wait_for(lambda: partial.exists() and partial.stat().st_size > 44 + 4 * 16000 * 2, seconds=120)
+    finally:
+        process.kill()
+        process.communicate()
+    assert partial.exists() and not record.exists()
+    old = time.time() - 60
+    os.utime(partial, (old, old))
+    result = subprocess.run([sys.executable, "-m", "tuibend.cli", "takes", str(record.parent), "--recover"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"recovered an unfinished take: {record}" in result.stdout and "killed.wav " in result.stdout
+    audio, rate = soundfile.read(record)
+    assert len(audio) / rate >= 2.0 and np.max(np.abs(audio)) > 0.01

@@ -273,6 +273,10 @@ def progress_lines(stream=sys.stderr):
 
 def prepared_engine(args: argparse.Namespace, notify, say) -> object:
     """TensorFlow, the model, the scenes and the kernel, loaded and prepared (``say`` reports each step)."""
+    from tuibend.engine.take import recover_takes
+
+    for line in recover_takes(args.takes):  # takes a crash or a power cut left unfinished
+        notify(line)
     say("loading TensorFlow")
     import_tensorflow_quietly()
     _configure_compute(args.compute, args.threads)
@@ -488,6 +492,29 @@ def _check(args: argparse.Namespace) -> None:
                         f"on {Path(args.model).name}")
 
 
+def _takes(args: argparse.Namespace) -> None:
+    """The takes recorded, each with its length; --recover makes orphaned .part files whole."""
+    import soundfile
+
+    from tuibend.engine.take import recover_takes
+
+    folder = args.folder or takes()
+    if args.folder is not None and not folder.is_dir():
+        raise UserError(f"{folder}: no such folder")
+    for line in recover_takes(folder) if args.recover else []:
+        print(line)
+    rows = []
+    for path in sorted(folder.glob("*.wav*")) if folder.is_dir() else []:
+        if path.name.endswith(".part"):
+            rows.append(f"{path.name:<40} unfinished: `tuibend takes --recover` makes it whole")
+            continue
+        try:
+            rows.append(f"{path.name:<40} {soundfile.info(str(path)).duration:8.1f} s")
+        except RuntimeError as error:  # libsndfile cannot read it
+            rows.append(f"{path.name:<40} unreadable ({error})")
+    print("\n".join(rows) if rows else f"no takes in {folder}")
+
+
 def _paths(args: argparse.Namespace) -> None:
     from tuibend.places import folders
 
@@ -650,6 +677,12 @@ def build_parser() -> argparse.ArgumentParser:
     scenes = commands.add_parser("scenes", help="list and check the scenes: the bundled ones and yours")
     scenes.add_argument("folder", nargs="?", type=Path, help="list this folder's scenes instead")
     scenes.set_defaults(handler=_scenes, tensorflow=False)
+
+    takes_command = commands.add_parser("takes", help="list the takes recorded; --recover finishes interrupted ones")
+    takes_command.add_argument("folder", nargs="?", type=Path, help="another takes folder (default: yours)")
+    takes_command.add_argument("--recover", action="store_true",
+                               help="make the .part files a crash or power cut left whole (header fixed, renamed)")
+    takes_command.set_defaults(handler=_takes, tensorflow=False)
 
     check = commands.add_parser("check", help="check scene files against a model before a gig (no model is loaded)")
     check.add_argument("scenes", nargs="+", metavar="SCENE", help="scene names or files")

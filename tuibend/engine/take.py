@@ -69,3 +69,50 @@ class TakeWriter:
         self._file.close()
         self.partial.replace(self.path)
         return self.path
+
+
+STALE_SECONDS = 10.0  # a take being recorded is synced every second: a .part untouched this long is orphaned
+
+
+def recover_take(partial: Path) -> tuple[Path, float]:
+    """A ``.part`` left by a crash or a power cut made whole: its header's sizes set from the samples on
+    disk (a torn last sample dropped), renamed into place (beside an existing take of that name, never
+    over it). Returns the take and its length in seconds; InputError for a file that is not a tuibend take."""
+    partial = Path(partial)
+    with open(partial, "r+b") as file:
+        header = file.read(HEADER_BYTES)
+        if len(header) < HEADER_BYTES or header[:4] != b"RIFF" or header[8:16] != b"WAVEfmt " \
+                or header[36:40] != b"data":
+            raise InputError(f"{partial}: not a take tuibend recorded (no float WAV header); left as it is")
+        _, audio_format, channels, sample_rate, _, block_align, bits = struct.unpack("<IHHIIHH", header[16:36])
+        if audio_format != 3 or bits != 32 or channels < 1 or block_align != 4 * channels or sample_rate < 1:
+            raise InputError(f"{partial}: not a take tuibend recorded (format {audio_format}, {bits} bits); "
+                             "left as it is")
+        file.seek(0, 2)
+        data_bytes = (file.tell() - HEADER_BYTES) // block_align * block_align
+        file.truncate(HEADER_BYTES + data_bytes)
+        file.seek(0)
+        file.write(_header(sample_rate, channels, data_bytes))
+    target = partial.with_name(partial.name.removesuffix(".part"))
+    number = 1
+    while target.exists():
+        target = partial.with_name(f"{partial.name.removesuffix('.wav.part')}-recovered-{number}.wav")
+        number += 1
+    partial.replace(target)
+    return target, data_bytes / block_align / sample_rate
+
+
+def recover_takes(folder: Path, stale_seconds: float = STALE_SECONDS) -> list[str]:
+    """Recovers every orphaned ``.part`` in ``folder`` (one not written for ``stale_seconds``: a take
+    still being recorded by a running performance is left alone); one line each, said to the performer."""
+    lines = []
+    for partial in sorted(Path(folder).glob("*.wav.part")) if Path(folder).is_dir() else []:
+        if time.time() - partial.stat().st_mtime < stale_seconds:
+            continue
+        try:
+            take, seconds = recover_take(partial)
+        except (InputError, OSError) as error:
+            lines.append(f"take not recovered: {error}")
+            continue
+        lines.append(f"recovered an unfinished take: {take} ({seconds:.1f} s)")
+    return lines
