@@ -6,6 +6,8 @@ TensorFlow on first use, so that a model's configuration (:mod:`tuibend.dsp.flav
 
 from __future__ import annotations
 
+from tuibend.lazy import lazy_exports
+
 _LAZY = {
     "LOUDNESS_FLAVOURS": "flavours", "exp_sigmoid": "core", "hz_to_midi": "core", "midi_to_hz": "core",
     "normalize_harmonics": "core", "reverb": "effects", "reverb_step": "effects", "loudness": "spectral",
@@ -16,10 +18,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"tuibend.dsp.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'tuibend.dsp' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -8,6 +8,8 @@ that reading a map or a scene's ``[midi]`` tables needs neither rtmidi nor an OS
 
 from __future__ import annotations
 
+from tuibend.lazy import lazy_exports
+
 _LAZY = {
     "CURVES": "curves", "to_position": "curves", "to_value": "curves", "MidiError": "errors", "OscError": "errors",
     "ALL_PORTS": "input", "VIRTUAL_PORT": "input", "MidiInput": "input", "default_map_path": "mapfile",
@@ -20,10 +22,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"tuibend.midi.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'tuibend.midi' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
