@@ -201,3 +201,35 @@ def test_truncated_cache_entry_is_recomputed(flute_44k_stereo, tmp_path):
     (entry,) = (tmp_path / "xdg-cache" / "tuibend" / "analysis").glob("*.npz")
     entry.write_bytes(entry.read_bytes()[:200])  # a write cut short
     np.testing.assert_array_equal(files.analyze(flute_44k_stereo, tracker="yin").f0_hz, first.f0_hz)
+
+
+def test_render_runs_on_the_native_kernel_and_follows_the_player_as_tensorflow_does(choir_model, tmp_path):
+    """`render` by default runs the native kernel: the same sound as TensorFlow's stream (the reference),
+    each second's level within 3 dB of the player's; an explicit native kernel that cannot load says why."""
+    from tuibend.places import demo_input
+    from tuibend.render import render_file
+
+    audio, rate = soundfile.read(demo_input())
+    soundfile.write(tmp_path / "in.wav", audio[:4 * rate], rate)
+    native = render_file(choir_model, tmp_path / "in.wav", tmp_path / "native.wav")
+    reference = render_file(choir_model, tmp_path / "in.wav", tmp_path / "tf.wav", kernel="tensorflow")
+    assert native.report["kernel"] == "native" and reference.report["kernel"] == "tensorflow"
+    assert len(native.audio) == len(reference.audio)
+    assert np.corrcoef(native.audio, reference.audio)[0, 1] > 0.95
+    played = read_audio(tmp_path / "in.wav", choir_model.config.sample_rate)
+
+    def seconds_db(signal):
+        return np.array([20 * np.log10(np.sqrt(np.mean(signal[i:i + 16000] ** 2)) + 1e-9)
+                         for i in range(0, 4 * 16000, 16000)])
+
+    assert np.all(np.abs(seconds_db(native.audio) - seconds_db(played)) < 3.0)
+
+
+def test_an_explicit_native_render_that_cannot_load_says_why(monkeypatch):
+    from tuibend.errors import InputError
+    from tuibend.render import render_kernel
+
+    monkeypatch.setattr("tuibend.native.available", lambda: "no build for this machine")
+    assert render_kernel("auto") == "tensorflow"
+    with pytest.raises(InputError, match="--kernel native: no build for this machine"):
+        render_kernel("native")

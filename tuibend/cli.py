@@ -132,10 +132,11 @@ def _render(args: argparse.Namespace) -> None:
     result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
                          seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache,
                          scene=scene, unit_statistics=statistics, gate=args.gate, level_match=args.level_match,
-                         analysis_progress=ProgressBar("analysing"))
+                         analysis_progress=ProgressBar("analysing"), kernel=args.kernel)
     report = result.report
     print(f"wrote {args.output}: {len(result.audio) / model.config.sample_rate:.2f} s, peak {report['peak']:.2f}; "
-          f"octave shift {report['octaves']:+d}, loudness {'mapped' if report['loudness_mapped'] else 'as is'}")
+          f"octave shift {report['octaves']:+d}, loudness {'mapped' if report['loudness_mapped'] else 'as is'}; "
+          f"{report['kernel']} kernel")
     if args.spectrogram:
         draw_spectrograms(args.spectrogram, read_audio(args.input, model.config.sample_rate), result.audio,
                           model.config.sample_rate, (str(args.input), f"{args.output} ({model.config.name})"))
@@ -582,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0, help="seed of the noise synth")
     render.add_argument("--scene", help="a scene name or file (`tuibend scenes` lists them): its bends and automation")
     render.add_argument("--spectrogram", metavar="PNG", help="also draw input and output spectrograms")
+    render.add_argument("--kernel", choices=["auto", "native", "tensorflow"], default="auto",
+                        help="what renders: the native kernel (many times faster), TensorFlow's stream (the "
+                             "reference), or auto: native where it loads (default)")
     _dynamics_options(render)
     render.set_defaults(handler=_render)
 

@@ -14,7 +14,7 @@ from tuibend.audiofile import AudioFileError, check_output_format, read_audio, w
 from tuibend.bend.rig import BendController, control_scene
 from tuibend.bend.scene import Scene, scene_gate
 from tuibend.dynamics import Dynamics, GateSettings
-from tuibend.errors import TuibendError
+from tuibend.errors import InputError, TuibendError
 from tuibend.model.decoder import BendHook, no_bend
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import ModelStream, TimbreModel
@@ -36,22 +36,37 @@ class RenderResult:
     report: dict
 
 
+NATIVE_BLOCK_FRAMES = 16  # the largest block the native kernel takes (1024 samples at a 64-sample hop)
+
+
 def render_features(model: TimbreModel, features: Features, hook: BendHook = no_bend, seed: int = 0,
                     block_seconds: float = 1.0, progress: Progress | None = None, scene: Scene | None = None,
                     unit_statistics: dict | None = None, dynamics: Dynamics | None = None,
-                    dry: np.ndarray | None = None, levels_db: np.ndarray | None = None) -> np.ndarray:
+                    dry: np.ndarray | None = None, levels_db: np.ndarray | None = None,
+                    native: bool = False) -> np.ndarray:
     """Resynthesises features in blocks of about a second (so long files report progress); a
     scene's bends and automation run from the start of the file. ``dynamics`` (with the ``dry``
     input it matches the level of, and ``levels_db``, the input's own loudness the gate listens to
-    where the features were fitted to the model) gates and levels the output as the live engine does."""
-    block = max(1, int(block_seconds * model.config.frame_rate))
+    where the features were fitted to the model) gates and levels the output as the live engine does.
+    ``native``: the native kernel renders, in its largest blocks (its own noise, seeded by ``seed``;
+    no ``hook``), many times faster than TensorFlow's stream, which stays the reference."""
+    block = NATIVE_BLOCK_FRAMES if native else max(1, int(block_seconds * model.config.frame_rate))
+    widths = point_widths(model.config.decoder)
+    scene_bends, lanes = (scene.bends, scene.automation) if scene is not None else ([], {})
     controller = None
-    if scene is not None:
-        controller = control_scene(scene.bends, scene.automation, point_widths(model.config.decoder), block,
-                                   model.config.frame_rate, unit_statistics)
-        hook = controller.rig.hook
-    return stream_features(model.stream(block, hook=hook, seed=seed), features, controller, progress, dynamics,
-                           dry, levels_db, drone=scene is not None and scene.drone)
+    if scene is not None or native:  # the native kernel reads its rig's values even with no bend
+        controller = control_scene(scene_bends, lanes, widths, block, model.config.frame_rate, unit_statistics,
+                                   graph=not native)
+        if not native:
+            hook = controller.rig.hook
+    if native:
+        from tuibend.native.stream import NativeStream
+
+        stream = NativeStream(model, controller.rig, block, seed)
+    else:
+        stream = model.stream(block, hook=hook, seed=seed)
+    return stream_features(stream, features, controller, progress, dynamics, dry, levels_db,
+                           drone=scene is not None and scene.drone)
 
 
 def stream_features(stream: ModelStream, features: Features, controller: BendController | None = None,
@@ -102,13 +117,30 @@ def limit(audio: np.ndarray, sample_rate: int, block: int = 4096) -> np.ndarray:
     return np.concatenate([limiter.process(audio[start:start + block]) for start in range(0, len(audio), block)])
 
 
+def render_kernel(kernel: str, hook: BendHook = no_bend) -> str:
+    """What renders a file: "native" where asked or where auto finds it loads (and no graph hook is
+    given), else "tensorflow"; an explicit "native" that cannot load raises its reason."""
+    if kernel == "tensorflow" or (kernel == "auto" and hook is not no_bend):
+        return "tensorflow"
+    from tuibend.native import available
+
+    reason = available()
+    if reason is not None:
+        if kernel == "native":
+            raise InputError(f"--kernel native: {reason}")
+        return "tensorflow"
+    return "native"
+
+
 def render_file(model: TimbreModel, input_path: str | Path, output_path: str | Path, tracker: str = "crepe-tiny",
                 adjustment: Adjustment | None = None, hook: BendHook = no_bend, seed: int = 0,
                 progress: Progress | None = None, use_cache: bool = True, scene: Scene | None = None,
                 unit_statistics: dict | None = None, gate: GateSettings | None = None,
-                level_match: bool = True, analysis_progress: Progress | None = None) -> RenderResult:
+                level_match: bool = True, analysis_progress: Progress | None = None,
+                kernel: str = "auto") -> RenderResult:
     """Analyses (or reuses the cache), adjusts, resynthesises through the gate and the level match
-    (as the live engine plays), and writes ``output_path`` atomically."""
+    (as the live engine plays), and writes ``output_path`` atomically. ``kernel``: "native", "tensorflow",
+    or "auto" (native where it loads and no ``hook`` is given; ``report["kernel"]`` says which ran)."""
     check_output_format(output_path)
     features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache,
                        progress=analysis_progress)
@@ -118,9 +150,11 @@ def render_file(model: TimbreModel, input_path: str | Path, output_path: str | P
     dynamics = Dynamics.for_model(model.config, scene_gate(scene, gate), level_match,
                                   -report["loudness_shift_db"])
     dry = read_audio(input_path, model.config.sample_rate)
+    native = render_kernel(kernel, hook) == "native"
+    report["kernel"] = "native" if native else "tensorflow"
     audio = render_features(model, adjusted, hook, seed, progress=progress, scene=scene,
                             unit_statistics=unit_statistics, dynamics=dynamics, dry=dry,
-                            levels_db=features.loudness_db)
+                            levels_db=features.loudness_db, native=native)
     if not np.all(np.isfinite(audio)):
         raise RenderError("the model produced NaN or infinite samples; nothing was written")
     audio = limit(audio, model.config.sample_rate)

@@ -275,6 +275,8 @@ class BendController:
 
 
 def control_scene(bends: list[Bend], lanes: dict[tuple[int, str], Lane], widths: dict[str, int], block_frames: int,
-                  frame_rate: float, unit_statistics: dict[str, np.ndarray] | None = None) -> BendController:
-    """A rig for these bends and block size, with its controller."""
-    return BendController(BendRig(bends, widths, block_frames, unit_statistics), frame_rate, lanes)
+                  frame_rate: float, unit_statistics: dict[str, np.ndarray] | None = None,
+                  graph: bool = True) -> BendController:
+    """A rig for these bends and block size, with its controller (``graph``: for TensorFlow's hook; without,
+    for the native kernel)."""
+    return BendController(BendRig(bends, widths, block_frames, unit_statistics, graph=graph), frame_rate, lanes)

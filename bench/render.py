@@ -1,0 +1,65 @@
+"""`tuibend render` as a user gets it: a 4 s file through the bundled choir, end to end as typed (a new
+process: start-up, analysis from the cache, render, write) and the render alone in one process (the same
+work after start-up), by the native kernel (the default) and by TensorFlow's stream (the reference), measured
+in one run, alternating. Real-time factor: seconds of audio per second of computation.
+
+Run: ``python bench/render.py [--seconds 4] [--repeats 3]``. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import soundfile
+
+import tuibend
+from tuibend.places import bundled
+from tuibend.render import render_file
+
+KERNELS = ("native", "tensorflow")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="tuibend-render-"))
+    audio, rate = soundfile.read(bundled("audio", "demo-voice.flac"))
+    source = folder / "in.wav"
+    soundfile.write(source, audio[:int(args.seconds * rate)], rate)
+    model = tuibend.load_model(bundled("models", "choir"))
+    render_file(model, source, folder / "warm.wav")  # the analysis cached, as a second render of a file finds it
+    in_process = {kernel: [] for kernel in KERNELS}
+    typed = {kernel: [] for kernel in KERNELS}
+    for _ in range(args.repeats):
+        for kernel in KERNELS:
+            started = time.perf_counter()
+            render_file(model, source, folder / f"{kernel}.wav", kernel=kernel)
+            in_process[kernel].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(source), "-o",
+                            str(folder / f"{kernel}-cli.wav"), "--kernel", kernel], check=True, capture_output=True)
+            typed[kernel].append(time.perf_counter() - started)
+    print(f"`tuibend render` of {args.seconds:g} s of the demo voice through the choir (analysis cached), median of "
+          f"{args.repeats}, one run, alternating:\n")
+    print("| kernel | render in one process (s) | real-time factor | `tuibend render` as typed (s) |")
+    print("|---|---|---|---|")
+    for kernel in KERNELS:
+        seconds = statistics.median(in_process[kernel])
+        print(f"| {kernel} | {seconds:.2f} | {args.seconds / seconds:.1f}x | {statistics.median(typed[kernel]):.2f} |")
+    ratio = statistics.median(in_process["tensorflow"]) / statistics.median(in_process["native"])
+    print(f"\nThe native kernel renders {ratio:.1f}x faster than TensorFlow's stream in one process.")
+
+
+if __name__ == "__main__":
+    main()
