@@ -51,7 +51,7 @@ def test_bad_arguments_and_unwritable_outputs_are_one_line(solo_model_dir, tmp_p
          "cannot write .xyz files"),
         (("models", str(tmp_path / "absent")), "absent: no such folder"),
         (("scenes", str(tmp_path / "absent")), "absent: no such scenes folder"),
-        # refused before the analysis and the render (it used to do all the work first)
+        # refused before the analysis and the render, not after all the work
         (("render", str(tmp_path / "in.wav"), "-o", str(tmp_path / "in.wav" / "out.wav"), "--model",
           str(solo_model_dir), "--no-cache"), f"{tmp_path / 'in.wav'} is not a folder"),
         (("render", str(tmp_path / "in.wav"), "-o", str(tmp_path), "--model", str(solo_model_dir)),

@@ -1,6 +1,6 @@
 """Is a model good enough? Resynthesis of held-out audio, measured against the input.
 
-The bar (from the training issue): on held-out examples the model never saw, CREPE on the
+The bar: on held-out examples the model never saw, CREPE on the
 resynthesis against the input keeps the pitch (median error under 20 cents on voiced frames)
 and the dynamics (loudness within 3 dB median, frames above the noise floor).
 """

@@ -17,7 +17,7 @@ from textual.widgets import Input, Label, OptionList, Static
 
 class Dialog(ModalScreen):
     """A modal screen that answers once: a second Enter, or Escape then Enter, in the same moment
-    (key mashing) finds the dialog already gone and does nothing (it used to pop the screen under it)."""
+    (key mashing) finds the dialog already gone and does nothing (it must not pop the screen under it)."""
 
     _answered = False
 
