@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml setup.py tuibend/native/block.c
 
 test: system-test $(STAMP)
 	$(VENV)/bin/ruff check tuibend tests bench
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q --durations=20
 
 # Pure functions, data and the kernel's parity on small blocks: under a minute, nothing but the CPU.
 test-quick: $(STAMP)
