@@ -50,21 +50,17 @@ def render_features(model: TimbreModel, features: Features, hook: BendHook = no_
     where the features were fitted to the model) gates and levels the output as the live engine does.
     ``native``: the native kernel renders, in its largest blocks (its own noise, seeded by ``seed``;
     no ``hook``), many times faster than TensorFlow's stream, which stays the reference."""
-    block = NATIVE_BLOCK_FRAMES if native else max(1, int(block_seconds * model.config.frame_rate))
-    widths = point_widths(model.config.decoder)
-    scene_bends, lanes = (scene.bends, scene.automation) if scene is not None else ([], {})
-    controller = None
-    if scene is not None or native:  # the native kernel reads its rig's values even with no bend
-        controller = control_scene(scene_bends, lanes, widths, block, model.config.frame_rate, unit_statistics,
-                                   graph=not native)
-        if not native:
-            hook = controller.rig.hook
-    if native:
+    widths, rate = point_widths(model.config.decoder), model.config.frame_rate
+    bends, lanes = (scene.bends, scene.automation) if scene is not None else ([], {})
+    if native:  # the kernel reads its rig's values, bends or none
         from tuibend.native.stream import NativeStream
 
-        stream = NativeStream(model, controller.rig, block, seed)
+        controller = control_scene(bends, lanes, widths, NATIVE_BLOCK_FRAMES, rate, unit_statistics, graph=False)
+        stream = NativeStream(model, controller.rig, NATIVE_BLOCK_FRAMES, seed)
     else:
-        stream = model.stream(block, hook=hook, seed=seed)
+        block = max(1, int(block_seconds * rate))
+        controller = control_scene(bends, lanes, widths, block, rate, unit_statistics) if scene is not None else None
+        stream = model.stream(block, hook=controller.rig.hook if controller is not None else hook, seed=seed)
     return stream_features(stream, features, controller, progress, dynamics, dry, levels_db,
                            drone=scene is not None and scene.drone)
 
@@ -118,18 +114,15 @@ def limit(audio: np.ndarray, sample_rate: int, block: int = 4096) -> np.ndarray:
 
 
 def render_kernel(kernel: str, hook: BendHook = no_bend) -> str:
-    """What renders a file: "native" where asked or where auto finds it loads (and no graph hook is
-    given), else "tensorflow"; an explicit "native" that cannot load raises its reason."""
-    if kernel == "tensorflow" or (kernel == "auto" and hook is not no_bend):
-        return "tensorflow"
-    from tuibend.native import available
+    """What renders a file: as :func:`tuibend.native.choose` decides, TensorFlow for a graph ``hook``."""
+    from tuibend.native import NativeUnavailable, choose
 
-    reason = available()
-    if reason is not None:
-        if kernel == "native":
-            raise InputError(f"--kernel native: {reason}")
+    if kernel == "auto" and hook is not no_bend:
         return "tensorflow"
-    return "native"
+    try:
+        return choose(kernel)[0]
+    except NativeUnavailable as error:
+        raise InputError(str(error)) from None
 
 
 def render_file(model: TimbreModel, input_path: str | Path, output_path: str | Path, tracker: str = "crepe-tiny",

@@ -239,19 +239,17 @@ class Engine:
         kernel = self.settings.kernel
         if kernel not in KERNELS:
             raise EngineError(f"kernel {kernel!r}: use one of {', '.join(KERNELS)}")
-        if kernel == "tensorflow":
-            return kernel
-        from tuibend.native import available
+        from tuibend.native import NativeUnavailable, choose
 
         # The native kernel on every machine, a GPU's too: a live block is too small for a GPU to win
         # (docs/benchmarks.md); TensorFlow stays the reference and the offline and training path.
-        reason = available()
-        if reason is None:
-            return "native"
-        if kernel == "native":
-            raise EngineError(f"--kernel native: {reason}")
-        self.notice = f"TensorFlow runs the model: {reason}"
-        return "tensorflow"
+        try:
+            chosen, reason = choose(kernel)
+        except NativeUnavailable as error:
+            raise EngineError(str(error)) from None
+        if reason is not None:
+            self.notice = f"TensorFlow runs the model: {reason}"
+        return chosen
 
     def _controller(self, chain: Chain, scene: Scene) -> BendController:
         controller = BendController(chain.rig, self.model.config.frame_rate, scene.automation)

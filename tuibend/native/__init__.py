@@ -208,3 +208,16 @@ def available() -> str | None:
     except NativeUnavailable as error:
         return str(error)
     return None
+
+
+def choose(kernel: str) -> tuple[str, str | None]:
+    """What renders for ``--kernel`` auto, native or tensorflow: "native" or "tensorflow", with why the native
+    kernel does not where auto falls back (None otherwise). An explicit "native" that cannot load raises why."""
+    if kernel == "tensorflow":
+        return kernel, None
+    reason = available()
+    if reason is None:
+        return "native", None
+    if kernel == "native":
+        raise NativeUnavailable(f"--kernel native: {reason}")
+    return "tensorflow", reason

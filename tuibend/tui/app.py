@@ -92,7 +92,9 @@ class TuibendApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        # A dropped SSH connection sends SIGHUP: the take and the log are finished, then the app ends.
+        # A dropped SSH connection sends SIGHUP: the take and the log are finished, then the app ends. Where
+        # the event loop takes no signal handlers (Windows: NotImplementedError; not the main thread: the
+        # others), there is no SIGHUP to handle.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
         if self.options.keymap:
