@@ -16,6 +16,9 @@ FIXTURES = Path(os.environ.get("TUIBEND_FIXTURES", REPO.parent / "shared" / "fix
 USER_HOME = Path(tempfile.mkdtemp(prefix="tuibend-user-"))
 os.environ["XDG_DATA_HOME"] = str(USER_HOME / "data")
 os.environ["XDG_CONFIG_HOME"] = str(USER_HOME / "config")
+os.environ["XDG_STATE_HOME"] = str(USER_HOME / "state")  # logs: the engine's, crash reports
+# The control socket's folder: short (a socket's path is limited to about 100 bytes), 0700, the tests' own.
+os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="tb-run-")
 
 
 def wait_for(condition, seconds: float = 10.0, poll: float = 0.01) -> None:

@@ -292,22 +292,129 @@ def prepared_engine(args: argparse.Namespace, notify, say) -> object:
     return engine
 
 
+def _make_engine(args: argparse.Namespace, notify):
+    """How a performance opens another engine: the same flags with the model or the input changed."""
+    return lambda changes: open_engine(argparse.Namespace(**{**vars(args), **changes}), notify)
+
+
+def _labels(args: argparse.Namespace) -> tuple[str, str]:
+    from tuibend.engine.performance import source_label
+
+    return Path(args.model).name, source_label(args.input)
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    from tuibend.engine.server import socket_path
+
+    return args.socket or socket_path()
+
+
+ALREADY_PLAYING = "a performance is already playing: `tuibend attach` shows it, `tuibend stop` ends it"
+
+
 def _play(args: argparse.Namespace) -> None:
-    """Engine faults (a device that fails to open) reach main() as EngineError: one line."""
+    """By default the engine plays in a process of its own and the interface attaches to it, so a lost
+    terminal never stops the sound; --foreground keeps both in this process, --headless has no interface.
+    Engine faults (a device that fails to open) reach main() as EngineError: one line."""
+    if args.headless:
+        _serve(args)
+    elif args.foreground:
+        _play_here(args)
+    else:
+        _play_apart(args)
+
+
+def _play_here(args: argparse.Namespace) -> None:
+    from tuibend.tui.loading import load_with_screen
+
     notices: list[str] = []
-    if not args.headless:  # the interface appears at once and says what is loading
-        from tuibend.tui.loading import load_with_screen
+    engine = load_with_screen(f"tuibend {__version__}: {Path(args.model).name}",
+                              lambda say: prepared_engine(args, notices.append, say))
+    from tuibend.tui.app import run_app
 
-        engine = load_with_screen(f"tuibend {__version__}: {Path(args.model).name}",
-                                  lambda say: prepared_engine(args, notices.append, say))
-        from tuibend.tui.app import run_app
+    run_app(engine, args, _labels(args), _make_engine(args, notices.append), notices, open_controls(args, engine))
 
-        run_app(engine, args, lambda changes: open_engine(argparse.Namespace(**{**vars(args), **changes}),
-                                                          notices.append),
-                notices, open_controls(args, engine))
-        return
 
-    engine = prepared_engine(args, lambda text: print(f"tuibend: {text}", file=sys.stderr), progress_lines())
+def _play_apart(args: argparse.Namespace) -> None:
+    from tuibend.engine.launch import start_engine_process, wait_until_ready
+    from tuibend.engine.server import playing
+    from tuibend.places import user_log
+    from tuibend.tui.loading import load_with_screen
+
+    socket = _socket(args)
+    if playing(socket):
+        raise UserError(ALREADY_PLAYING)
+    log_path = user_log("engine.log")
+    process = start_engine_process(args.argv, log_path)
+    try:
+        load_with_screen(f"tuibend {__version__}: {Path(args.model).name}",
+                         lambda say: wait_until_ready(process, socket, log_path, say) or True)
+    except KeyboardInterrupt:  # the performer quit while it loaded: the engine goes too
+        process.terminate()
+        raise
+    _attach_interface(args, socket)
+
+
+def _attach_interface(args: argparse.Namespace, socket: Path) -> None:
+    from tuibend.engine.remote import RemoteEngine
+    from tuibend.tui.app import DETACH, ENDED, run_app
+
+    engine = RemoteEngine(socket)
+    ending = run_app(engine, args, engine.labels, None, [])
+    if ending == DETACH:
+        print("tuibend: detached; the performance plays on (`tuibend attach` brings it back, `tuibend stop` "
+              "ends it)", file=sys.stderr)
+    elif ending == ENDED:
+        print(f"tuibend: the performance ended ({engine.ended})", file=sys.stderr)
+
+
+def _attach(args: argparse.Namespace) -> None:
+    _attach_interface(args, _socket(args))
+
+
+def _stop(args: argparse.Namespace) -> None:
+    from tuibend.engine.remote import RemoteEngine
+
+    engine = RemoteEngine(_socket(args))
+    take, seconds = engine.take_path, engine.telemetry.time_s
+    engine.stop()
+    print(f"stopped the performance after {seconds:.1f} s" + (f"; take {take}" if take else ""))
+
+
+def _status(args: argparse.Namespace) -> None:
+    from tuibend.engine.remote import RemoteEngine
+
+    engine = RemoteEngine(_socket(args))
+    engine.close()
+    model, source = engine.labels
+    report = engine.telemetry
+    device = engine.device
+    print(f"playing {model} from {source}: scene {report.scene!r}, {report.time_s:.1f} s"
+          + (" (bypass)" if report.bypass else ""))
+    print(f"output {report.output_db:.0f} dBFS, load {report.load:.2f} (peak {report.load_peak:.2f}), "
+          f"{report.underruns} underruns, {report.xruns} xruns, {report.guard_mutes} guard mutes")
+    print(f"device {device.name if device else 'none'}, {engine.sample_rate} Hz, {engine.block}-sample blocks")
+    print(f"take {engine.take_path} ({report.take_s:.1f} s)" if engine.take_path else "no take recording")
+    if report.error:
+        print(f"engine stopped: {report.error}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    """The performance with no interface of its own: it plays, and serves the control socket (interfaces
+    attach to it) until --duration, the end of a --once file, `tuibend stop`, Ctrl-C, SIGTERM or SIGHUP."""
+    from tuibend.engine.performance import Performance
+    from tuibend.engine.server import ControlServer, playing
+
+    socket = _socket(args)
+    if playing(socket):
+        raise UserError(ALREADY_PLAYING)
+    notices: list[str] = []
+
+    def notify(text: str) -> None:
+        notices.append(text)
+        print(f"tuibend: {text}", file=sys.stderr)
+
+    engine = prepared_engine(args, notify, progress_lines())
     engine.set_bypass(args.bypass, "command line")
     if args.replay:
         from tuibend.engine.events import read_events
@@ -317,27 +424,32 @@ def _play(args: argparse.Namespace) -> None:
     for control in controls:
         if control is not None:
             print(f"tuibend: {control.status}", file=sys.stderr)
+    performance = Performance(engine, _labels(args), _make_engine(args, notify), controls, notices)
     engine.start()
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
+    server = None
     started = time.monotonic()
     reported = None
     try:
+        server = ControlServer(performance, socket)
+        print(f"tuibend: playing; control socket {socket}", file=sys.stderr)
         while args.duration is None or time.monotonic() - started < args.duration:
             time.sleep(0.05)
+            engine = performance.engine
             if engine.notice != reported:
                 reported = engine.notice
                 print(f"tuibend: {reported}", file=sys.stderr)
-            if engine.error or (args.once and not engine.telemetry.playing):
+            if engine.error or performance.ended.is_set() or (args.once and not engine.telemetry.playing):
                 break
     except KeyboardInterrupt:
         pass
     finally:
         _ignore_stop_signals()
-        engine.stop()
-        for control in controls:
-            if control is not None:
-                control.close()
+        performance.stop()
+        if server is not None:
+            server.close()  # after the stop: a `tuibend stop` waiting on the socket sees the take finished
+    engine = performance.engine
     report = engine.telemetry
     print(f"played {report.time_s:.2f} s on {engine.device.name} at {engine.device.sample_rate} Hz, "
           f"{args.block}-sample blocks, {kernel_label(engine)}: load {report.load:.2f} (peak {report.load_peak:.2f}), "
@@ -614,7 +726,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the native kernel in float32 throughout (by default its layers run in bfloat16 where "
                            "the CPU has AVX512-BF16: about twice as fast, 0.3-0.7 %% RMS off float32)")
     play.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model (default 1)")
-    play.add_argument("--headless", action="store_true", help="no interface: for installations, scripts and tests")
+    play.add_argument("--headless", action="store_true",
+                      help="no interface of its own (installations, scripts, tests); `tuibend attach` shows one")
+    play.add_argument("--foreground", action="store_true",
+                      help="the engine in the interface's process: closing the terminal ends the performance "
+                           "(by default the engine plays on in a process of its own)")
+    _socket_option(play)
     play.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     play.add_argument("--record", type=Path, metavar="TAKE.wav", help="record the output as it plays")
     play.add_argument("--takes", type=Path, default=takes(), metavar="FOLDER",
@@ -633,6 +750,19 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--osc", metavar="[HOST:]PORT", type=_osc_address,
                       help="listen for OSC (on 127.0.0.1 unless HOST is given)")
     play.set_defaults(handler=_play, tensorflow=False)  # imported under the loading screen
+
+    attach = commands.add_parser("attach", help="show the interface of the performance playing (from any terminal)")
+    attach.add_argument("--keys", type=Path, metavar="TOML", help="key remapping (default: keys.toml in your config "
+                        "folder)")
+    attach.add_argument("--takes", type=Path, default=takes(), metavar="FOLDER", help="where takes are recorded")
+    _socket_option(attach)
+    attach.set_defaults(handler=_attach, tensorflow=False, scenes=None)
+    stop = commands.add_parser("stop", help="end the performance playing: the take finished, the log flushed")
+    _socket_option(stop)
+    stop.set_defaults(handler=_stop, tensorflow=False)
+    status = commands.add_parser("status", help="what the performance playing is doing")
+    _socket_option(status)
+    status.set_defaults(handler=_status, tensorflow=False)
 
     dataset = commands.add_parser("dataset", help="analyse recordings into a training dataset")
     dataset.add_argument("audio", nargs="+", help="audio files or folders of them")
@@ -709,6 +839,12 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="analyse again, do not read or write the cache")
 
 
+def _socket_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", type=Path, metavar="PATH",
+                        help="the performance's control socket (default: control.sock in your runtime folder, "
+                             "see `tuibend paths`); one per performance")
+
+
 def _osc_address(text: str) -> tuple[str, int]:
     """argparse type: [HOST:]PORT, the host 127.0.0.1 unless given."""
     host, _, port_text = text.rpartition(":")
@@ -737,7 +873,9 @@ def _dynamics_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # play starts its engine's process with the same arguments
     try:
         if getattr(args, "model", None) is not None:  # a name (bundled or the user's) or a folder
             args.model = find_model(args.model)

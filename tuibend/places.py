@@ -10,6 +10,9 @@ the same name, and the bundled ones are always there.
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 
@@ -129,6 +132,23 @@ def crepe_weights(capacity: str) -> Path:
     name = f"crepe-{capacity}.npz"
     shipped = bundled("models", name)
     return shipped if shipped.is_file() else user_models() / name
+
+
+def runtime() -> Path:
+    """The user's own folder for the control socket: ``$XDG_RUNTIME_DIR/tuibend``, else a 0700 folder of
+    theirs in the temporary directory. One that another user owns, or that others may enter, is refused:
+    whoever reaches the socket can steer the performance."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    folder = Path(base) / APP if base else Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, parents=bool(base), exist_ok=True)
+        status = folder.lstat()
+    except OSError as error:
+        raise PlaceError(f"{folder}: cannot make the control folder ({error.strerror or error})") from None
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise PlaceError(f"{folder}: the control folder must be a folder of yours that only you may enter "
+                         f"(owner {status.st_uid}, mode {stat.S_IMODE(status.st_mode):o})")
+    return folder
 
 
 def folders() -> dict[str, Path]:

@@ -86,6 +86,14 @@ class Bend:
         return float(self.params.get(name, SPECS[self.transform].params[name][0]))
 
 
+StructureKey = tuple
+
+
+def structure_key(bends: list[Bend]) -> StructureKey:
+    """What a compiled chain depends on: everything but fader and parameter values."""
+    return tuple((bend.point, bend.transform, bend.select, bend.seed) for bend in bends)
+
+
 def parameter_range(transform: str, name: str) -> tuple[float, float]:
     """A bend parameter's (minimum, maximum): the proportion's is [0, 1]."""
     if name == "proportion":

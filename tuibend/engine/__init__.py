@@ -1,7 +1,12 @@
-"""The live engine: sources, the model thread, safety, the device bridge, takes and the events log."""
+"""The live engine: sources, the model thread, safety, the device bridge, takes and the events log; the
+performance served on the control socket, and the interface's view of one attached from elsewhere.
 
-from tuibend.engine.engine import BLOCK_SIZES, Engine, EngineSettings, Telemetry
-from tuibend.engine.errors import EngineError
-from tuibend.engine.sources import FilePlayer, LiveAnalysis
+Imported lazily: an attached interface and ``tuibend status`` need the socket's side alone, never
+TensorFlow."""
 
-__all__ = ["BLOCK_SIZES", "Engine", "EngineError", "EngineSettings", "FilePlayer", "LiveAnalysis", "Telemetry"]
+from tuibend.lazy import lazy_exports
+
+_EXPORTS = {"BLOCK_SIZES": "engine", "Engine": "engine", "EngineSettings": "engine", "Telemetry": "telemetry",
+            "EngineError": "errors", "FilePlayer": "sources", "LiveAnalysis": "sources"}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -18,14 +18,13 @@ from typing import Protocol
 
 import numpy as np
 
-from tuibend.bend.registry import Bend
+from tuibend.bend.registry import Bend, StructureKey, structure_key
 from tuibend.bend.rig import BendRig
 from tuibend.engine.errors import EngineError
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.native.stream import NativeStream
 
-StructureKey = tuple
 # TensorFlow never frees an XLA-compiled function: each compiled chain keeps about 230 memory maps
 # (measured), and Linux's default vm.max_map_count of 65530 holds about 280 of them. A new chain is
 # refused, with a message, while fewer than this many maps are left (room for a chain or two and
@@ -42,11 +41,6 @@ def map_headroom() -> int | None:
     except (OSError, ValueError):
         return None
     return limit - used
-
-
-def structure_key(bends: list[Bend]) -> StructureKey:
-    """What a compiled chain depends on: everything but fader and parameter values."""
-    return tuple((bend.point, bend.transform, bend.select, bend.seed) for bend in bends)
 
 
 class NoRoomForChain(EngineError):

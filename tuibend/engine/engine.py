@@ -29,17 +29,20 @@ from pathlib import Path
 import numpy as np
 
 from tuibend.atomic import atomic_path
+from tuibend.bend.registry import structure_key
 from tuibend.bend.rig import BendController
 from tuibend.bend.scene import Scene, scene_gate
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.dynamics import Dynamics, GateSettings
-from tuibend.engine.chains import Chain, ChainPreparer, build_chain, structure_key
+from tuibend.engine import control
+from tuibend.engine.chains import Chain, ChainPreparer, build_chain
 from tuibend.engine.devices import Bridge, DeviceInfo, VirtualDevice, open_device
 from tuibend.engine.errors import EngineError
 from tuibend.engine.events import Event, EventLog
 from tuibend.engine.ring import RingBuffer
 from tuibend.engine.sources import Block, FilePlayer, LiveAnalysis
 from tuibend.engine.take import TakeWriter
+from tuibend.engine.telemetry import Telemetry
 from tuibend.errors import describe
 from tuibend.model.timbre import TimbreModel
 from tuibend.safety import DcBlocker, Limiter, is_finite
@@ -76,41 +79,6 @@ class EngineSettings:
     # The noise gate (silent when the player is) and the level match (the output at the player's level).
     gate: GateSettings = field(default_factory=GateSettings)
     level_match: bool = True
-
-
-@dataclass(frozen=True)
-class Telemetry:
-    """One snapshot of the engine for meters and the stats file (replaced whole after each block)."""
-
-    time_s: float = 0.0
-    input_db: float = -120.0
-    output_db: float = -120.0
-    f0_hz: float = 0.0
-    confidence: float = 0.0
-    loudness_db: float = -120.0
-    load: float = 0.0  # time per block over the block's duration, mean of the last second
-    load_peak: float = 0.0  # the worst block of the last second
-    underruns: int = 0
-    overruns: int = 0
-    xruns: int = 0  # periods the audio system itself reported late (JACK: the whole graph)
-    guard_mutes: int = 0
-    latency_ms: float = 0.0  # the engine's own added delay, input onset to output onset
-    pitch_lag_ms: float = 0.0
-    position_s: float = 0.0
-    duration_s: float = 0.0
-    playing: bool = False
-    bypass: bool = False
-    gain_db: float = 0.0
-    scene: str = ""
-    preparing: bool = False
-    take_s: float | None = None
-    blocks: int = 0
-    gate_open: bool = False  # the noise gate: the player is playing
-    gate_threshold_db: float = 0.0  # where it opens, on the loudness scale
-    floor_db: float | None = None  # the input's measured noise floor (None: the gate is off or set by hand)
-    level_db: float = 0.0  # the level match's gain
-    error: str | None = None
-    notice: str | None = None  # the last thing the performer should know that did not stop the engine
 
 
 def _level_db(samples: np.ndarray) -> float:
@@ -181,6 +149,7 @@ class Engine:
         self.scenes = list(scenes or [])
         # the file of each scene (None: none yet), for the interface's save
         self.scene_paths = list(scene_paths) if scene_paths is not None else [None] * len(self.scenes)
+        self.detachable = False  # the interface that drives it in this process ends it when it ends
         self.settings = settings or EngineSettings()
         self.unit_statistics = unit_statistics
         self.units_provider = units_provider  # unit statistics for informed selections, when first needed
@@ -194,6 +163,9 @@ class Engine:
         self.floor_db = -LOUDNESS_FLAVOURS[model.config.loudness].range_db
         self.live = isinstance(source, LiveAnalysis)
         self.scene = scene or (self.scenes[0] if self.scenes else Scene("unbent"))
+        if self.scene not in self.scenes:  # the playing scene is always one of the set (a digit recalls it)
+            self.scenes.insert(0, self.scene)
+            self.scene_paths.insert(0, None)
         self.events = EventLog(self.settings.log)
         self.telemetry = Telemetry()
         self.device: DeviceInfo | None = None
@@ -263,7 +235,7 @@ class Engine:
         Compiling is Python-heavy (tracing holds the interpreter) and would starve the audio
         callback if done while playing; only a chain edited live is compiled during a performance.
         """
-        self.scene.check(self._widths(), f"scene {self.scene.name!r}")
+        self.scene.check(self.widths, f"scene {self.scene.name!r}")
         scenes = [self.scene] + [scene for scene in self.scenes if scene is not self.scene]
         for done, scene in enumerate(scenes):
             key = structure_key(scene.bends)
@@ -287,10 +259,16 @@ class Engine:
                 self.source.process(np.zeros(self.settings.block, np.float32))
             self.source.reset()
 
-    def _widths(self) -> dict[str, int]:
+    @property
+    def widths(self) -> dict[str, int]:
+        """The model's bend points and their widths (what a scene is checked against)."""
         from tuibend.model.layout import point_widths
 
         return point_widths(self.model.config.decoder)
+
+    @property
+    def block(self) -> int:
+        return self.settings.block
 
     def _check_speed(self, chain: Chain) -> None:
         f0 = np.full(self.block_frames, 220.0, np.float32)
@@ -555,6 +533,25 @@ class Engine:
     def target(self, bend: int, name: str) -> float:
         return self.controller.target(bend, name)
 
+    def faders(self) -> dict[tuple[int, str], tuple[float, float]]:
+        """Each parameter of the playing chain: (where it is going, where it is now)."""
+        controller = self.controller
+        if controller is None:
+            return {}
+        try:
+            return {(index, name): (controller.target(index, name), controller.value(index, name))
+                    for index, bend in enumerate(self.scene.bends) for name in bend.parameter_names()}
+        except KeyError:  # read between the model thread's swap of chain and scene: next time
+            return {}
+
+    @property
+    def gate_offset_db(self) -> float:
+        return self.dynamics.gate.offset_db
+
+    @property
+    def gate_threshold_db(self) -> float:
+        return self.dynamics.gate.threshold_db
+
     def recall(self, index: int, source: str = "api", seconds: float | None = None) -> bool:
         """Recalls scene ``index`` (from 0) of the set, morphing over its ``morph_seconds``."""
         if not 0 <= index < len(self.scenes):
@@ -564,7 +561,7 @@ class Engine:
 
     def load(self, scene: Scene, source: str = "api", seconds: float | None = None) -> None:
         """Plays ``scene`` (an edited one too): morphs to it, or compiles its chain first if it is new."""
-        scene.check(self._widths(), f"scene {scene.name!r}")
+        scene.check(self.widths, f"scene {scene.name!r}")
         self._preparer.request(scene.bends)
         self._requests.append(LoadScene(scene, scene.morph_seconds if seconds is None else seconds, source))
 
@@ -681,28 +678,9 @@ class Engine:
             self._advance_scene_change()
 
     def _replay_event(self, event: Event) -> None:
-        if event.target == "scene":
-            names = [scene.name for scene in self.scenes]
-            if event.value in names:
-                self.load(self.scenes[names.index(event.value)], "replay")
-        elif event.target.startswith("bend") and "." in event.target and not isinstance(event.value, str):
-            number, name = event.target[4:].split(".", 1)
-            if number.isdigit():
-                self.set(int(number) - 1, name, float(event.value), "replay")
-        elif event.target == "bypass":
-            self.set_bypass(bool(event.value), "replay")
-        elif event.target == "gain":
-            self.set_gain(float(event.value), "replay")
-        elif event.target == "gate":
-            self.set_gate_offset(float(event.value), "replay")
-        elif event.target == "panic":
-            self.panic("replay")
-        elif event.target == "transport" and isinstance(self.source, FilePlayer):
-            action = str(event.value)
-            if action.startswith("seek "):
-                self.transport("seek", "replay", float(action.split()[1]))
-            else:
-                self.transport(action, "replay")
+        message = control.from_event(event.target, event.value, [scene.name for scene in self.scenes])
+        if message is not None:
+            control.apply(self, message, "replay")
 
     def _advance_scene_change(self) -> None:
         """Same chain: morph the values. A new chain: fade the old bends out over half the morph, swap

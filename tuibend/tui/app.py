@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
@@ -21,17 +23,22 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer
 
 from tuibend import places
+from tuibend.bend.registry import structure_key
 from tuibend.bend.scene import SceneError, save_scene
-from tuibend.engine import Engine, EngineError
-from tuibend.engine.chains import structure_key
+from tuibend.engine.errors import EngineError
+from tuibend.engine.performance import swap_engine
 from tuibend.errors import describe
-from tuibend.model.layout import point_widths
 from tuibend.tui.editor import SceneEditor
 from tuibend.tui.keys import ACTIONS, bindings, load_keymap
 from tuibend.tui.screens import ChoiceScreen, ConfirmScreen, HelpScreen, PromptScreen
 from tuibend.tui.widgets import ChainView, LaneView, Meters, MidiMonitor, SceneList, StatusLine
 
+if TYPE_CHECKING:
+    from tuibend.engine.engine import Engine
+
 REFRESH_SECONDS = 0.1  # telemetry reaches the screen ten times a second
+# How the interface ended: the performance with it, or playing on, or the performance ended from elsewhere.
+QUIT, DETACH, ENDED = "quit", "detach", "ended"
 
 
 @dataclass
@@ -70,14 +77,11 @@ class TuibendApp(App):
         self._reported_error: str | None = None
         self._reported_notice: str | None = None
         self._panels: dict = {}
+        self._generation = engine.generation if engine.detachable else 0
 
     @staticmethod
     def _editor_for(engine: Engine) -> SceneEditor:
-        if not engine.scenes or engine.scene not in engine.scenes:
-            engine.scenes.insert(0, engine.scene)
-            engine.scene_paths = [None, *engine.scene_paths]
-        paths = list(engine.scene_paths)
-        editor = SceneEditor(engine.scenes, paths, list(point_widths(engine.model.config.decoder)))
+        editor = SceneEditor(engine.scenes, list(engine.scene_paths), list(engine.widths))
         editor.select(engine.scenes.index(engine.scene))
         return editor
 
@@ -107,6 +111,12 @@ class TuibendApp(App):
         self.set_interval(REFRESH_SECONDS, self.refresh_panels)
 
     def _hang_up(self) -> None:
+        """The terminal is gone: an engine of its own process plays on, and this process leaves at once
+        (an orderly exit writes to the terminal that is no more, and can wait on it for ever); an engine in
+        this process ends here, its take finished and its log flushed."""
+        if self.engine.detachable:
+            self.engine.close()
+            os._exit(128 + signal.SIGHUP)
         self.engine.stop()
         self.exit(return_code=128 + signal.SIGHUP)
 
@@ -127,21 +137,30 @@ class TuibendApp(App):
 
     def _refresh_panels(self, panels: dict) -> None:
         engine, editor, telemetry = self.engine, self.editor, self.engine.telemetry
+        if engine.detachable and not engine.connected:  # stopped from elsewhere (`tuibend stop`)
+            self.exit(ENDED)
+            return
+        if engine.detachable and engine.generation != self._generation:  # the engine swapped model or input
+            self._generation = engine.generation
+            self.editor, self.recording_lane = self._editor_for(engine), None
+            editor = self.editor
         moving = {}
-        if self._playing_edited_scene() and engine.controller is not None:
-            for index, bend in enumerate(editor.scene.bends):
-                for name in bend.parameter_names():
-                    moving[(index, name)] = engine.controller.value(index, name)
-                    editor.sync(index, name, engine.target(index, name))  # MIDI and OSC moves
+        if self._playing_edited_scene():
+            for (index, name), (target, value) in engine.faders().items():
+                moving[(index, name)] = value
+                editor.sync(index, name, target)  # MIDI and OSC moves
         panels[StatusLine].show(self.options.model, self.options.source, engine, telemetry)
         panels[SceneList].show(editor, engine.scene.name)
         panels[ChainView].show(editor, moving)
         panels[LaneView].show(editor, engine.scene_seconds, self.recording_lane == editor.focused())
         panels[Meters].show(telemetry)
-        panels[MidiMonitor].show(self.options.midi, self.options.osc)
-        for control in (self.options.midi, self.options.osc):
-            while control is not None and control.notices:
-                self.notify(control.notices.popleft(), timeout=4)
+        panels[MidiMonitor].show(*self._controls())
+        queues = [control.notices for control in self._controls() if control is not None]
+        if engine.detachable:  # what the engine's process has to say
+            queues.append(engine.notices)
+        for notices in queues:
+            while notices:
+                self.notify(notices.popleft(), timeout=4)
         if telemetry.notice and telemetry.notice != self._reported_notice:
             self._reported_notice = telemetry.notice
             self.notify(telemetry.notice, severity="warning", timeout=15)
@@ -187,9 +206,10 @@ class TuibendApp(App):
         self.engine.set_gain(self.engine.gain_db + db, "tui")
 
     def action_gate(self, db: float) -> None:
-        self.engine.set_gate_offset(self.engine.dynamics.gate.offset_db + db, "tui")
-        gate = self.engine.dynamics.gate
-        self.notify(f"noise gate opens at {gate.threshold_db:.0f} dB ({gate.offset_db:+.0f} dB)", timeout=2)
+        engine = self.engine
+        engine.set_gate_offset(engine.gate_offset_db + db, "tui")
+        self.notify(f"noise gate opens at {engine.gate_threshold_db:.0f} dB ({engine.gate_offset_db:+.0f} dB)",
+                    timeout=2)
 
     def action_record_lane(self) -> None:
         focus = self.editor.focused()
@@ -296,6 +316,10 @@ class TuibendApp(App):
                          lambda choice: choice and self._switch({"input": choice}, f"input {choice}"))
 
     def _switch(self, changes: dict, label: str) -> None:
+        if self.engine.detachable:  # the engine's process prepares and swaps; the editor follows it
+            self.engine.switch(changes)
+            self.notify(f"preparing {label}… (the current engine plays on)", timeout=4)
+            return
         if self.options.make_engine is None:
             self.notify("switching is not available here", severity="error")
             return
@@ -312,27 +336,24 @@ class TuibendApp(App):
         self.call_from_thread(self._swap_engine, engine, changes)
 
     def _swap_engine(self, engine: Engine, changes: dict) -> None:
-        old = self.engine
-        old.stop()
-        try:
-            engine.start()
-        except EngineError as error:
-            self.notify(f"could not start: {error}; restarting the previous engine", severity="error", timeout=10)
-            engine, changes = self.options.make_engine({}), {}
-            engine.prepare()
-            engine.start()
-        self.engine = engine
-        self.editor = self._editor_for(engine)
-        for control in (self.options.midi, self.options.osc):
-            if control is not None:  # MIDI and OSC now steer the new engine
-                control.retarget(engine)
+        self.engine, failure = swap_engine(self.engine, engine, self.options.make_engine,
+                                           (self.options.midi, self.options.osc))
+        if failure is not None:
+            self.notify(failure, severity="error", timeout=10)
+            changes = {}
+        self.editor = self._editor_for(self.engine)
         self.options.model = changes.get("model", self.options.model)
         self.options.source = changes.get("input", self.options.source)
         self.recording_lane = None
         self.refresh_panels()
 
+    def _controls(self) -> tuple:
+        """The MIDI and OSC inputs (those of the engine's process when attached), None where not open."""
+        engine = self.engine
+        return (engine.midi, engine.osc) if engine.detachable else (self.options.midi, self.options.osc)
+
     def action_midi_learn(self) -> None:
-        midi, focus = self.options.midi, self.editor.focused()
+        midi, focus = self._controls()[0], self.editor.focused()
         if midi is None:
             self.notify("no MIDI input is open (start tuibend play with --midi)", severity="warning")
         elif focus is not None:
@@ -345,29 +366,47 @@ class TuibendApp(App):
         self.push_screen(HelpScreen(rows))
 
     def action_quit_app(self) -> None:
+        """Ends the performance (asking first when edits are unsaved)."""
         if not self.editor.dirty:
-            self.exit()
+            self.exit(QUIT)
             return
         names = ", ".join(self.editor.scenes[i].name for i in sorted(self.editor.dirty))
         self.push_screen(ConfirmScreen(f"Unsaved edits in: {names}. Quit anyway?"),
-                         lambda yes: yes and self.exit())
+                         lambda yes: yes and self.exit(QUIT))
+
+    def action_detach(self) -> None:
+        """Leaves the performance playing in its engine process (``tuibend attach`` brings this back)."""
+        if not self.engine.detachable:
+            self.notify("this engine plays in the interface's process (--foreground): q ends it", severity="warning")
+            return
+        self.exit(DETACH)
 
 
-def run_app(engine: Engine, args, make_engine: Callable[[dict], Engine], notices: list[str],
-            controls: tuple = (None, None)) -> None:
-    """Runs the interface over a prepared engine (started once the first frame is drawn); stops it after."""
+def run_app(engine: Engine, args, labels: tuple[str, str], make_engine: Callable[[dict], Engine] | None,
+            notices: list[str], controls: tuple = (None, None)) -> str | None:
+    """Runs the interface over a prepared engine (started once the first frame is drawn) or an attached one.
+
+    An engine in this process is stopped when the interface ends, whatever ended it. An attached one
+    (:class:`~tuibend.engine.remote.RemoteEngine`) is stopped only by quitting (q); detaching (D) or a
+    lost terminal leaves it playing. ``labels``: the model's and the input's names, for the status line.
+    Returns how the interface ended (:data:`QUIT` or :data:`DETACH`)."""
     keymap = load_keymap(args.keys)
     midi, osc = controls
-    options = AppOptions(Path(args.model).name, "mic" if args.input == "mic" else Path(args.input).name,
-                         args.scenes or places.user_scenes(), args.takes, keymap, notices, make_engine,
+    options = AppOptions(*labels, args.scenes or places.user_scenes(), args.takes, keymap, notices, make_engine,
                          midi=midi, osc=osc)
     app = TuibendApp(engine, options)
     try:
-        app.run()
+        ending = app.run()
     finally:
-        app.engine.stop()  # the take finished and renamed, the log flushed, whatever ended the interface
+        if not app.engine.detachable:  # the take finished and renamed, the log flushed
+            app.engine.stop()
         for control in controls:
             if control is not None:
                 control.close()
+    if app.engine.detachable and ending != ENDED:
+        if ending == QUIT:
+            app.engine.stop()
+        app.engine.close()
     if app.return_code:  # the interface died (Textual printed why) or hung up: say so to the shell
         raise SystemExit(app.return_code)
+    return ending

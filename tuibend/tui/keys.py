@@ -53,6 +53,7 @@ ACTIONS: list[tuple[str, str, str, str, bool]] = [
     ("midi_learn", "g", "midi_learn", "MIDI learn", False),
     ("help", "question_mark", "help", "help", True),
     ("quit", "q", "quit_app", "quit", True),
+    ("detach", "D", "detach", "detach (plays on)", False),
 ]
 
 

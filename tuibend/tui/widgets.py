@@ -38,7 +38,7 @@ class StatusLine(Static):
         device = engine.device
         text = Text()
         text.append(" tuibend ", style="bold reverse")
-        text.append(f" {model} · {source} · {engine.sample_rate} Hz · block {engine.settings.block}")
+        text.append(f" {model} · {source} · {engine.sample_rate} Hz · block {engine.block}")
         if device is not None:
             text.append(f" · {device.name}" + (f" {device.sample_rate} Hz" if device.sample_rate != engine.sample_rate
                                                else ""))
