@@ -3,6 +3,7 @@ interface, and the whole program in tmux through JACK surviving the loss of its 
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -234,6 +235,35 @@ async def test_the_interface_attached_drives_the_engine_and_detaches_without_sto
             remote.ask(control.Stop())  # what run_app does after a quit
         remote.close()
         assert performance.ended.is_set() == (ending == QUIT)
+
+
+def test_telemetry_goes_out_as_osc_and_only_what_changed(served):
+    """--osc-out: the scene, the faders, the levels, to a loopback UDP port; a moved fader is sent again."""
+    from pythonosc.osc_message import OscMessage
+
+    from tuibend.midi import OscTelemetry
+
+    performance, _, _ = served
+    engine = performance.engine
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.settimeout(5)
+        sender = OscTelemetry(engine, "127.0.0.1", listener.getsockname()[1], seconds=0.05)
+        try:
+            heard = {}
+            while len(heard) < 6 + 4:  # six addresses of telemetry, four of glow's parameters
+                message = OscMessage(listener.recv(8192))
+                heard[message.address] = message.params[0]
+            assert heard["/tuibend/scene"] == "glow" and heard["/tuibend/bend/1/proportion"] == pytest.approx(0.5)
+            assert heard["/tuibend/bend/2/freq"] == pytest.approx(2.0) and heard["/tuibend/level/out"] <= 0.0
+            engine.set(0, "proportion", 0.75)
+            while (message := OscMessage(listener.recv(8192))).address != "/tuibend/bend/1/proportion":
+                assert message.address.startswith("/tuibend/level") or message.address in ("/tuibend/f0",
+                                                                                           "/tuibend/gate")
+            assert message.params == [pytest.approx(0.75)]
+        finally:
+            sender.close()
+    assert sender.notices == collections.deque()
 
 
 # ----- another user -----------------------------------------------------------------------------------------

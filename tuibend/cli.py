@@ -204,10 +204,10 @@ def open_engine(args: argparse.Namespace, notify=print):
                   units_provider=lambda: unit_statistics(model, args.model), scene_paths=[path for path, _ in entries])
 
 
-def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, object | None]:
-    """MIDI input and OSC server as the flags ask (None where not asked). Made before the engine
-    starts: creating a MIDI client holds the interpreter for ~30 ms, too long once audio runs."""
-    midi = osc = None
+def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, object | None, object | None]:
+    """MIDI input, OSC server and OSC telemetry as the flags ask (None where not asked). Made before the
+    engine starts: creating a MIDI client holds the interpreter for ~30 ms, too long once audio runs."""
+    midi = osc = osc_out = None
     if args.midi is not None or args.osc is not None:
         from tuibend.midi import MidiInput, OscServer, default_map, default_map_path, load_mappings
 
@@ -228,7 +228,11 @@ def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, obje
                     raise
     if args.osc is not None:
         osc = OscServer(engine, *args.osc)
-    return midi, osc
+    if args.osc_out is not None:
+        from tuibend.midi import OscTelemetry
+
+        osc_out = OscTelemetry(engine, *args.osc_out)
+    return midi, osc, osc_out
 
 
 def _interrupt(signum, frame) -> None:
@@ -749,6 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="MIDI mappings (default: midi.toml in your config folder; learned mappings are saved there)")
     play.add_argument("--osc", metavar="[HOST:]PORT", type=_osc_address,
                       help="listen for OSC (on 127.0.0.1 unless HOST is given)")
+    play.add_argument("--osc-out", metavar="[HOST:]PORT", type=_osc_address,
+                      help="send the scene, faders, levels and pitch as OSC, ten times a second, to this port (on "
+                           "127.0.0.1 unless HOST is given): a controller's displays, motorised faders")
     play.set_defaults(handler=_play, tensorflow=False)  # imported under the loading screen
 
     attach = commands.add_parser("attach", help="show the interface of the performance playing (from any terminal)")

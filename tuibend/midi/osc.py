@@ -219,3 +219,77 @@ class OscServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class OscTelemetry:
+    """Sends the performance's state as OSC to ``host``:``port`` (a controller's displays, motorised faders,
+    another program), at most ten times a second and only what changed since the last send.
+
+    Addresses (bends count from 1, as on screen): ``/tuibend/scene <string>``, ``/tuibend/bend/<n>/<param>
+    <float>`` (the fader's target), ``/tuibend/level/in`` and ``/tuibend/level/out <float>`` (dBFS),
+    ``/tuibend/f0 <float>`` (Hz, 0 when the gate is closed), ``/tuibend/gate <0|1>``, ``/tuibend/bypass <0|1>``.
+    """
+
+    def __init__(self, target, host: str = "127.0.0.1", port: int = DEFAULT_OSC_PORT + 1, seconds: float = 0.1):
+        from pythonosc.udp_client import SimpleUDPClient
+
+        if not 0 < port <= 65535:
+            raise OscError(f"OSC out: port {port} is not a UDP port (1 to 65535)")
+        try:
+            self._client = SimpleUDPClient(host, port)
+        except (OSError, ValueError) as error:
+            raise OscError(f"OSC out: cannot send to {host}:{port} ({getattr(error, 'strerror', None) or error})") \
+                from None
+        self.address = (host, port)
+        self.status = f"OSC out: telemetry to {host}:{port}"
+        self.notices: collections.deque[str] = collections.deque(maxlen=100)
+        self._sent: dict[str, object] = {}
+        self._failed = False
+        self.target = target
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(seconds,), name="tuibend-osc-out", daemon=True)
+        self._thread.start()
+
+    def _run(self, seconds: float) -> None:
+        while not self._closing.wait(seconds):
+            try:
+                self.send(self.target)
+            except Exception as error:  # never into the thread's own report: said, and the next send tries again
+                self.notices.append(f"OSC out: {type(error).__name__}: {error}")
+
+    def values(self, engine) -> dict[str, object]:
+        """Each address and its value, as the engine stands now."""
+        telemetry = engine.telemetry
+        values: dict[str, object] = {
+            "/tuibend/scene": telemetry.scene, "/tuibend/level/in": round(telemetry.input_db, 1),
+            "/tuibend/level/out": round(telemetry.output_db, 1),
+            "/tuibend/f0": round(telemetry.f0_hz if telemetry.gate_open else 0.0, 1),
+            "/tuibend/gate": int(telemetry.gate_open), "/tuibend/bypass": int(telemetry.bypass)}
+        for (bend, name), (target, _) in engine.faders().items():
+            values[f"/tuibend/bend/{bend + 1}/{name}"] = round(float(target), 4)
+        return values
+
+    def send(self, engine) -> int:
+        """Sends what changed; how many messages went. A send that fails is said once, never raised."""
+        changed = {address: value for address, value in self.values(engine).items()
+                   if self._sent.get(address) != value}
+        try:
+            for address, value in changed.items():
+                self._client.send_message(address, value)
+        except OSError as error:
+            if not self._failed:
+                self.notices.append(f"OSC out: {self.address[0]}:{self.address[1]}: {error.strerror or error}")
+            self._failed = True
+            return 0
+        self._sent.update(changed)
+        self._failed = False
+        return len(changed)
+
+    def retarget(self, target) -> None:
+        """Reports another engine from now on (the interface swapped models or inputs)."""
+        self.target = target
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=5)
+        self._client.close()
