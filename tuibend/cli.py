@@ -164,7 +164,9 @@ def open_engine(args: argparse.Namespace, notify=print):
     from tuibend.bend.units import unit_statistics
     from tuibend.engine import Engine, EngineSettings
     from tuibend.engine.devices import has_audio_device
-    from tuibend.engine.session import file_player, live_input, scene_set
+    from tuibend.engine.session import file_player, keyboard_voice, live_input, scene_set
+    from tuibend.engine.sources import KeyboardSource
+    from tuibend.keyboard import VoiceSettings
     from tuibend.model.layout import point_widths
     from tuibend.model.store import load_model
     from tuibend.places import scene_files
@@ -194,20 +196,27 @@ def open_engine(args: argparse.Namespace, notify=print):
     if args.input == "mic":
         if device == "none":
             raise UserError("--input mic needs an audio device (not --device none)")
-        source = live_input(model, args.tracker, args.pitch_shift)
+        keyboard = keyboard_voice(model) if args.pitch == "midi" else None
+        source = live_input(model, args.tracker, args.pitch_shift, keyboard)
+    elif args.input == "midi":
+        source = KeyboardSource(keyboard_voice(model), model.config.hop)
     else:
         source = file_player(model, args.input, args.tracker, loop=not args.once)
     settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
                               margin_periods=args.margin, gain_db=args.gain, kernel=args.kernel,
-                              bfloat16=not args.float32, gate=args.gate, level_match=args.level_match)
+                              bfloat16=not args.float32, gate=args.gate, keyboard=args.keyboard or VoiceSettings(),
+                              # a keyboard has no level of its own to match: its velocities are the model's
+                              level_match=args.level_match and args.input != "midi")
     return Engine(model, source, [scene for _, scene in entries], settings, scene=first,
                   units_provider=lambda: unit_statistics(model, args.model), scene_paths=[path for path, _ in entries])
 
 
-def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, object | None, object | None]:
-    """MIDI input, OSC server and OSC telemetry as the flags ask (None where not asked). Made before the
-    engine starts: creating a MIDI client holds the interpreter for ~30 ms, too long once audio runs."""
-    midi = osc = osc_out = None
+def open_controls(args: argparse.Namespace, engine) -> tuple:
+    """MIDI input, OSC server, OSC telemetry and MIDI out as the flags ask (None where not asked). Made before
+    the engine starts: creating a MIDI client holds the interpreter for ~30 ms, too long once audio runs."""
+    midi = osc = osc_out = midi_out = None
+    if engine.keyboard is not None and args.midi is None:
+        args.midi = "all"  # a keyboard plays from every port there is, and any plugged in later
     if args.midi is not None or args.osc is not None:
         from tuibend.midi import MidiInput, OscServer, default_map, default_map_path, load_mappings
 
@@ -221,7 +230,8 @@ def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, obje
         mappings = default_map() if args.midi_map and not args.midi_map.exists() else load_mappings(args.midi_map)
         for index, api in enumerate(apis):
             try:
-                midi = MidiInput(engine, port, api, mappings, overrides, save_to=args.midi_map or default_map_path())
+                midi = MidiInput(engine, port, api, mappings, overrides, save_to=args.midi_map or default_map_path(),
+                                 keyboard=engine.keyboard)
                 break
             except ValueError:
                 if index == len(apis) - 1:
@@ -232,7 +242,13 @@ def open_controls(args: argparse.Namespace, engine) -> tuple[object | None, obje
         from tuibend.midi import OscTelemetry
 
         osc_out = OscTelemetry(engine, *args.osc_out)
-    return midi, osc, osc_out
+    if args.midi_out is not None:
+        from tuibend.midi import PitchOut
+        from tuibend.midi.ports import apis_to_try
+
+        port = None if args.midi_out == "virtual" else args.midi_out
+        midi_out = PitchOut(engine, port, apis_to_try(args.midi_api)[0], threshold=args.midi_out_confidence)
+    return midi, osc, osc_out, midi_out
 
 
 def _interrupt(signum, frame) -> None:
@@ -316,10 +332,21 @@ def _socket(args: argparse.Namespace) -> Path:
 ALREADY_PLAYING = "a performance is already playing: `tuibend attach` shows it, `tuibend stop` ends it"
 
 
+def _check_inputs(args: argparse.Namespace) -> None:
+    """The mixed inputs: the keyboard's notes with the voice's loudness, asked for either way round."""
+    if args.loudness == "mic":
+        if args.input != "midi":
+            raise UserError("--loudness mic goes with --input midi (or say --input mic --pitch midi)")
+        args.input, args.pitch = "mic", "midi"
+    if args.pitch == "midi" and args.input != "mic":
+        raise UserError("--pitch midi goes with --input mic (the keyboard gives the pitch, the voice the loudness)")
+
+
 def _play(args: argparse.Namespace) -> None:
     """By default the engine plays in a process of its own and the interface attaches to it, so a lost
     terminal never stops the sound; --foreground keeps both in this process, --headless has no interface.
     Engine faults (a device that fails to open) reach main() as EngineError: one line."""
+    _check_inputs(args)
     if args.headless:
         _serve(args)
     elif args.foreground:
@@ -708,7 +735,17 @@ def build_parser() -> argparse.ArgumentParser:
     play = commands.add_parser("play", help="perform: the terminal instrument (or --headless)")
     play.add_argument("--model", default=DEFAULT_MODEL,
                       help=f"a model name or folder (default {DEFAULT_MODEL}; `tuibend models` lists them)")
-    play.add_argument("--input", default=str(demo_input()), help=f"mic, or an audio file (default: {DEMO_INPUT})")
+    play.add_argument("--input", default=str(demo_input()),
+                      help=f"mic, midi (a keyboard on --midi's port), or an audio file (default: {DEMO_INPUT})")
+    play.add_argument("--pitch", choices=["input", "midi"], default="input",
+                      help="with --input mic: midi takes the pitch from a keyboard's notes, the voice's loudness "
+                           "(sing the rhythm and the breath, play the notes)")
+    play.add_argument("--loudness", choices=["input", "mic"], default="input",
+                      help="with --input midi: mic takes the loudness from the voice (as --input mic --pitch midi)")
+    play.add_argument("--keyboard", type=_keyboard, metavar="NAME=VALUE,...",
+                      help="how a keyboard plays: attack, decay, release, glide, delay (ms), sustain (dB under "
+                           "the peak), bend (semitones), vibrato (Hz), depth (cents at the mod wheel's top), cc "
+                           "(a breath or expression controller that sets the level), e.g. attack=5,release=300,cc=2")
     play.add_argument("--scenes", type=Path, metavar="FOLDER",
                       help="recall the scene files of this folder alone (default: the bundled scenes and yours)")
     play.add_argument("--scene", help="the scene to start with: a scene name or a scene file")
@@ -753,6 +790,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="MIDI mappings (default: midi.toml in your config folder; learned mappings are saved there)")
     play.add_argument("--osc", metavar="[HOST:]PORT", type=_osc_address,
                       help="listen for OSC (on 127.0.0.1 unless HOST is given)")
+    play.add_argument("--midi-out", metavar="PORT|virtual",
+                      help="send the pitch of what you play as MIDI notes (pitch bend for the cents) to a port, or "
+                           "to a virtual port tuibend-midi-out:tuibend-out")
+    play.add_argument("--midi-out-confidence", type=float, default=0.5, metavar="0..1",
+                      help="the pitch tracker's confidence a note needs to be sent (default 0.5)")
     play.add_argument("--osc-out", metavar="[HOST:]PORT", type=_osc_address,
                       help="send the scene, faders, levels and pitch as OSC, ten times a second, to this port (on "
                            "127.0.0.1 unless HOST is given): a controller's displays, motorised faders")
@@ -858,6 +900,16 @@ def _osc_address(text: str) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r}: give a UDP port (0 to 65535) or HOST:PORT")
     return host or "127.0.0.1", int(port_text)
+
+
+def _keyboard(text: str):
+    """argparse type: a keyboard's settings."""
+    from tuibend.keyboard import parse_settings
+
+    try:
+        return parse_settings(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _gate(text: str):

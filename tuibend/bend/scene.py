@@ -20,7 +20,8 @@ from tuibend.bend.automation import CURVES, SHAPES, AutomationError, Breakpoints
 from tuibend.bend.registry import Bend, BendError, check_bend, parameter_range
 from tuibend.bend.selection import CLUSTER_COUNTS, FEATURES, METHODS, Selection
 from tuibend.dynamics import GateSettings, parse_gate
-from tuibend.errors import TuibendError
+from tuibend.errors import InputError, TuibendError
+from tuibend.keyboard import VoiceSettings, settings_from_table, settings_table
 from tuibend.textfile import read_user_text
 
 
@@ -40,6 +41,7 @@ class Scene:
     # in dB; and whether its bends may sound through rests on purpose (a drone: the output is not faded).
     gate: str | None = None
     drone: bool = False
+    keyboard: VoiceSettings | None = None  # how a keyboard plays while this scene plays (None: the performance's)
 
     def check(self, widths: dict[str, int], where: str = "scene") -> Scene:
         """Checks the bends against a model's bend points."""
@@ -145,7 +147,7 @@ def scene_from_toml(text: str, where: str = "scene") -> Scene:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SceneError(f"{where}: unreadable TOML ({error})") from None
-    _known(table, {"name", "model", "morph_seconds", "bend", "automation", "midi", "gate", "drone"}, where)
+    _known(table, {"name", "model", "morph_seconds", "bend", "automation", "midi", "gate", "drone", "keyboard"}, where)
     if "name" not in table:
         raise SceneError(f"{where}.name: missing")
     bends = [_bend(b, f"{where}: bend[{i}]") for i, b in
@@ -172,10 +174,17 @@ def scene_from_toml(text: str, where: str = "scene") -> Scene:
             parse_gate(gate)
         except ValueError as error:
             raise SceneError(f"{where}: {error}") from None
+    keyboard = None
+    if "keyboard" in table:
+        try:
+            keyboard = settings_from_table(_expect(table["keyboard"], dict, f"{where}: keyboard", "a table"),
+                                           f"{where}: keyboard")
+        except InputError as error:
+            raise SceneError(str(error)) from None
     return Scene(_expect(table["name"], str, f"{where}: name", "a string"), bends, automation, morph,
                  _expect(model, str, f"{where}: model", "a model name") if model is not None else None,
                  _midi(table.get("midi", {}), f"{where}: midi"), gate,
-                 _expect(table.get("drone", False), bool, f"{where}: drone", "true or false"))
+                 _expect(table.get("drone", False), bool, f"{where}: drone", "true or false"), keyboard)
 
 
 def scene_gate(scene: Scene | None, default: GateSettings | None) -> GateSettings | None:
@@ -228,6 +237,8 @@ def scene_to_toml(scene: Scene) -> str:
         body["gate"] = scene.gate
     if scene.drone:
         body["drone"] = True
+    if scene.keyboard is not None:
+        body["keyboard"] = settings_table(scene.keyboard)
     body["bend"] = [{"point": b.point, "transform": b.transform, "proportion": b.proportion, "seed": b.seed,
                      "select": _selection_table(b.select), "params": dict(b.params)} for b in scene.bends]
     lanes = {}

@@ -40,10 +40,11 @@ from tuibend.engine.devices import Bridge, DeviceInfo, VirtualDevice, open_devic
 from tuibend.engine.errors import EngineError
 from tuibend.engine.events import Event, EventLog
 from tuibend.engine.ring import RingBuffer
-from tuibend.engine.sources import Block, FilePlayer, LiveAnalysis
+from tuibend.engine.sources import Block, FilePlayer, KeyboardSource, LiveAnalysis
 from tuibend.engine.take import TakeWriter
 from tuibend.engine.telemetry import Telemetry
 from tuibend.errors import describe
+from tuibend.keyboard import KeyboardVoice, VoiceSettings
 from tuibend.model.timbre import TimbreModel
 from tuibend.safety import DcBlocker, Limiter, is_finite
 
@@ -79,6 +80,7 @@ class EngineSettings:
     # The noise gate (silent when the player is) and the level match (the output at the player's level).
     gate: GateSettings = field(default_factory=GateSettings)
     level_match: bool = True
+    keyboard: VoiceSettings = field(default_factory=VoiceSettings)  # a keyboard's envelope, unless a scene sets one
 
 
 def _level_db(samples: np.ndarray) -> float:
@@ -134,14 +136,16 @@ EngineRequest = LoadScene | Panic | SwapTake
 class Engine:
     """Plays a model from a source to a device and/or a take, with scenes of bends.
 
-    ``source`` is a :class:`FilePlayer` or a :class:`LiveAnalysis` (which needs a device with an input).
+    ``source`` is a :class:`FilePlayer`, a :class:`LiveAnalysis` (which needs a device with an input) or a
+    :class:`KeyboardSource` (notes from MIDI).
     ``scenes`` is the set that :meth:`recall` indexes (MIDI program changes and number keys); the
     first is played at start unless ``scene`` names another. ``units_provider`` computes the model's
     unit statistics the first time a chain with an informed selection is built.
     """
 
-    def __init__(self, model: TimbreModel, source: FilePlayer | LiveAnalysis, scenes: list[Scene] | None = None,
-                 settings: EngineSettings | None = None, unit_statistics: dict | None = None,
+    def __init__(self, model: TimbreModel, source: FilePlayer | LiveAnalysis | KeyboardSource,
+                 scenes: list[Scene] | None = None, settings: EngineSettings | None = None,
+                 unit_statistics: dict | None = None,
                  scene: Scene | None = None, units_provider: Callable[[], dict] | None = None,
                  scene_paths: list[Path | None] | None = None):
         self.model = model
@@ -150,6 +154,9 @@ class Engine:
         # the file of each scene (None: none yet), for the interface's save
         self.scene_paths = list(scene_paths) if scene_paths is not None else [None] * len(self.scenes)
         self.detachable = False  # the interface that drives it in this process ends it when it ends
+        # called on the model thread after each block with it and whether the gate is open: each must only
+        # hand the values on (an append), never wait
+        self.observers: list[Callable[[Block, bool], None]] = []
         self.settings = settings or EngineSettings()
         self.unit_statistics = unit_statistics
         self.units_provider = units_provider  # unit statistics for informed selections, when first needed
@@ -162,6 +169,11 @@ class Engine:
         self.block_frames = block // hop
         self.floor_db = -LOUDNESS_FLAVOURS[model.config.loudness].range_db
         self.live = isinstance(source, LiveAnalysis)
+        # the voice a keyboard plays, alone or giving a live input its pitch
+        self.keyboard: KeyboardVoice | None = (source.voice if isinstance(source, KeyboardSource)
+                                               else source.keyboard if self.live else None)
+        if self.keyboard is not None:
+            self.keyboard.settings = self.settings.keyboard
         self.scene = scene or (self.scenes[0] if self.scenes else Scene("unbent"))
         if self.scene not in self.scenes:  # the playing scene is always one of the set (a digit recalls it)
             self.scenes.insert(0, self.scene)
@@ -342,11 +354,11 @@ class Engine:
         # margin. A file: keep three blocks (at least three device periods) queued for the callback, so
         # that an interface busy redrawing can delay a block by two without a gap.
         period = self.device.period or self._device_block
-        self._prefill = (self._device_block + self.settings.margin_periods * period if self.live
+        self._prefill = (self._device_block + self.settings.margin_periods * period if self.source.low_latency
                          else max(3 * self._device_block, 3 * period))
         self._pending_input = np.zeros(0, np.float32)
         self._scratch = np.zeros(self._input.capacity if self._input is not None else 0, np.float32)
-        if self.live:
+        if self.source.low_latency:
             self._output.write(np.zeros(self._prefill, np.float32))
 
     @property
@@ -398,6 +410,8 @@ class Engine:
         if self._gated_scene is not self.scene:
             self._gated_scene = self.scene
             self.dynamics.gate.configure(scene_gate(self.scene, self.settings.gate) or GateSettings())
+            if self.keyboard is not None:
+                self.keyboard.settings = self.scene.keyboard or self.settings.keyboard
         heard = self.dynamics.hear(block.loudness_db, block.level_db)
         if self.bypass:
             audio = block.dry.copy()
@@ -420,6 +434,8 @@ class Engine:
         load = (time.perf_counter() - started) / (self.settings.block / self.sample_rate)
         self._load.add(load)
         self._publish(block, audio)
+        for observe in self.observers:
+            observe(block, self.dynamics.gate.is_open)
         self.events.write_pending()
         if self.events.failure is not None and self.notice != self.events.failure:
             self.notice = self.events.failure
@@ -668,7 +684,7 @@ class Engine:
                     self._log(source, "scene", scene.name)
                 case Panic():
                     self._guard(self._chain, "panic")
-                    if self.live:
+                    if not isinstance(self.source, FilePlayer):
                         self.source.reset()
                 case SwapTake(take):
                     if self._take is not None:

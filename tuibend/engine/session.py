@@ -10,6 +10,7 @@ from tuibend.bend.scene import Scene, SceneError, load_scene
 from tuibend.dsp import core
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.engine.sources import FilePlayer, LiveAnalysis
+from tuibend.keyboard import KeyboardVoice, loudness_range
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.pitch.analysis import StreamingAnalyzer
@@ -26,16 +27,29 @@ def file_player(model: TimbreModel, path: str | Path, tracker: str = "crepe-tiny
     adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())
     floor = -LOUDNESS_FLAVOURS[config.loudness].range_db
     return FilePlayer(Path(path).name, audio, adjusted, config.hop, floor, loop, -report["loudness_shift_db"],
-                      features.loudness_db)
+                      features.loudness_db, features.f0_hz)
 
 
-def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semitones: float = 0.0) -> LiveAnalysis:
+def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semitones: float = 0.0,
+               keyboard: KeyboardVoice | None = None) -> LiveAnalysis:
+    """The live input analysed; with ``keyboard``, its notes give the pitch and the voice the loudness."""
     config = model.config
     analyzer = StreamingAnalyzer(make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop),
                                  config.loudness, config.sample_rate, config.frame_rate)
+    return LiveAnalysis(analyzer, pitch_shift_semitones, _resting_f0(model), keyboard=keyboard)
+
+
+def _resting_f0(model: TimbreModel) -> float | None:
     mean_pitch = model.statistics.mean_pitch
-    resting = None if mean_pitch is None else float(core.midi_to_hz(mean_pitch))
-    return LiveAnalysis(analyzer, pitch_shift_semitones, resting)
+    return None if mean_pitch is None else float(core.midi_to_hz(mean_pitch))
+
+
+def keyboard_voice(model: TimbreModel) -> KeyboardVoice:
+    """A keyboard voice whose velocities span the model's trained loudness, resting at its mean pitch."""
+    config = model.config
+    floor = -LOUDNESS_FLAVOURS[config.loudness].range_db
+    soft, full = loudness_range(model.statistics, floor)
+    return KeyboardVoice(config.frame_rate, floor, soft, full, resting_f0_hz=_resting_f0(model) or 220.0)
 
 
 def scene_set(model: TimbreModel, paths: list[Path]) -> tuple[list[tuple[Path, Scene]], list[str]]:

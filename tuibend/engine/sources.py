@@ -1,4 +1,4 @@
-"""What feeds the model: a prepared file with transport, or live input analysed as it arrives."""
+"""What feeds the model: a prepared file with transport, live input analysed as it arrives, or a keyboard."""
 
 from __future__ import annotations
 
@@ -6,19 +6,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuibend.keyboard import KeyboardVoice
 from tuibend.pitch.analysis import Features, Gate, OnsetPitch, StreamingAnalyzer
 
 
 @dataclass
 class Block:
     """One block of model input: per-frame f0, loudness and confidence, the dry samples, and the
-    player's own loudness (before any map into the model's range: what the noise gate listens to)."""
+    player's own loudness (before any map into the model's range: what the noise gate listens to) and
+    pitch (what is sent out as MIDI notes)."""
 
     f0_hz: np.ndarray
     loudness_db: np.ndarray
     confidence: np.ndarray
     dry: np.ndarray
     level_db: np.ndarray
+    pitch_hz: np.ndarray | None = None  # the player's own pitch (before any shift into the model's range)
 
 
 class FilePlayer:
@@ -29,13 +32,18 @@ class FilePlayer:
     pitch), so its sound and reverb die away naturally instead of stopping dead.
     """
 
+    low_latency = False  # a file may queue blocks ahead: nobody hears when it was asked for
+
     def __init__(self, name: str, audio: np.ndarray, features: Features, hop: int, floor_db: float,
-                 loop: bool = True, makeup_db: float = 0.0, levels_db: np.ndarray | None = None):
-        """``features``: fitted to the model; ``levels_db``: the file's own loudness per frame (default:
-        the features'); ``makeup_db``: the output gain that undoes the loudness map's shift (a first guess)."""
+                 loop: bool = True, makeup_db: float = 0.0, levels_db: np.ndarray | None = None,
+                 pitches_hz: np.ndarray | None = None):
+        """``features``: fitted to the model; ``levels_db`` and ``pitches_hz``: the file's own loudness and
+        pitch per frame (default: the features'); ``makeup_db``: the output gain that undoes the loudness
+        map's shift (a first guess)."""
         self.name = name
         self.makeup_db = makeup_db
         self.levels_db = np.asarray(features.loudness_db if levels_db is None else levels_db, np.float32)
+        self.pitches_hz = np.asarray(features.f0_hz if pitches_hz is None else pitches_hz, np.float32)
         self.audio = np.asarray(audio, np.float32)
         self.features = features
         self.hop = hop
@@ -89,7 +97,7 @@ class FilePlayer:
         elif self.position >= self.frames:
             self.position, self.playing = 0, False  # ran once: back to the start, paused
         return Block(self.features.f0_hz[indices], loudness, self.features.confidence[indices], dry.astype(np.float32),
-                     levels)
+                     levels, self.pitches_hz[indices])
 
 
 # A note starts when the loudness comes up from within this many dB of the analysis' floor.
@@ -105,9 +113,13 @@ class LiveAnalysis:
     every onset back by the pitch lag (36 ms with CREPE) instead of the loudness lag (4 ms).
     """
 
+    low_latency = True
+
     def __init__(self, analyzer: StreamingAnalyzer, pitch_shift_semitones: float = 0.0,
-                 resting_f0_hz: float | None = None, onset_pitch: bool = True):
+                 resting_f0_hz: float | None = None, onset_pitch: bool = True, keyboard: KeyboardVoice | None = None):
+        """``keyboard``: the pitch comes from its notes (the voice's loudness still drives the model)."""
         self.analyzer = analyzer
+        self.keyboard = keyboard
         self.makeup_db = 0.0  # the live loudness is not mapped: nothing to make up
         self.pitch_ratio = 2.0 ** (pitch_shift_semitones / 12.0)
         # Before the first voiced frame the model hears this pitch (its training data's mean), not the
@@ -151,4 +163,29 @@ class LiveAnalysis:
 
     def _block(self, features: Features, samples: np.ndarray) -> Block:
         f0 = features.f0_hz * self.pitch_ratio
-        return Block(f0.astype(np.float32), features.loudness_db, features.confidence, samples, features.loudness_db)
+        confidence = features.confidence
+        if self.keyboard is not None:  # sing the rhythm and the breath, play the notes
+            f0, _, _ = self.keyboard.render(len(features))
+            confidence = np.ones_like(confidence)
+        return Block(f0.astype(np.float32), features.loudness_db, confidence, samples, features.loudness_db,
+                     features.f0_hz)
+
+
+class KeyboardSource:
+    """The model played from a keyboard (:class:`~tuibend.keyboard.KeyboardVoice`): no audio in, and the
+    output kept as close behind a key as a live input's."""
+
+    low_latency = True
+    makeup_db = 0.0
+
+    def __init__(self, voice: KeyboardVoice, hop: int):
+        self.voice = voice
+        self.hop = hop
+        self.latency_ms = {"loudness": 0.0, "pitch": 0.0}
+
+    def reset(self) -> None:
+        self.voice.reset()
+
+    def next_block(self, frames: int) -> Block:
+        f0, loudness, confidence = self.voice.render(frames)
+        return Block(f0, loudness, confidence, np.zeros(frames * self.hop, np.float32), loudness, f0)

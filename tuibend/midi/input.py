@@ -38,8 +38,12 @@ class MidiInput:
 
     def __init__(self, target: ControlTarget, port: str | None = None, api: int = rtmidi.API_UNSPECIFIED,
                  mappings: list[Mapping] | None = None, overrides: dict[str, list[Mapping]] | None = None, *,
-                 save_to: str | Path | None = None, client_name: str = CLIENT_NAME, poll_seconds: float = 1.0):
+                 save_to: str | Path | None = None, client_name: str = CLIENT_NAME, poll_seconds: float = 1.0,
+                 keyboard=None):
+        """``keyboard`` (a :class:`~tuibend.keyboard.KeyboardVoice`): notes, pitch bend, pressure and the mod
+        wheel play it instead of any mapping."""
         self.port, self.api, self.client_name = port, api, client_name
+        self.keyboard = keyboard
         self.save_to = Path(save_to) if save_to is not None else None
         self.poll_seconds = poll_seconds
         self.notices: collections.deque[str] = collections.deque(maxlen=100)
@@ -110,7 +114,10 @@ class MidiInput:
         if message is None:
             return
         try:
-            self.router.handle(message, port)
+            if self.keyboard is not None and self.keyboard.receive(message.kind, message.number, message.value):
+                self.router.record(message, port)
+            else:
+                self.router.handle(message, port)
         except Exception as error:  # never into rtmidi's thread: report, and play on
             self._notice(f"MIDI {message.kind} {message.number}: {type(error).__name__}: {error}")
 

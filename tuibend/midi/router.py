@@ -139,8 +139,7 @@ class Router:
 
     def handle(self, message: Message, port: str = "") -> None:
         """Records ``message`` in the monitor and plays it."""
-        self.monitor.append(MonitorEntry(time.monotonic(), port, message.channel, message.kind, message.number,
-                                         message.value))
+        self.record(message, port)
         with self._lock:
             if self._learn(message):
                 return
@@ -152,6 +151,11 @@ class Router:
                 for mapping, _ in self._index().get(("program", 0), ()):
                     if mapping.listens(message.channel):
                         self._recall(message.number if mapping.scene is None else mapping.scene, message)
+
+    def record(self, message: Message, port: str = "") -> None:
+        """Shows ``message`` in the monitor."""
+        self.monitor.append(MonitorEntry(time.monotonic(), port, message.channel, message.kind, message.number,
+                                         message.value))
 
     def _control_change(self, message: Message) -> None:
         for mapping, role in self._index().get(("cc", message.number), ()):

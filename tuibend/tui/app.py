@@ -55,7 +55,7 @@ class AppOptions:
     start_engine: bool = True  # False in snapshot tests: the screen shows a fixed telemetry
     midi: object | None = None  # a tuibend.midi.MidiInput: its monitor, notices and learn
     osc: object | None = None  # a tuibend.midi.OscServer: its notices
-    osc_out: object | None = None  # a tuibend.midi.OscTelemetry: its notices
+    outputs: tuple = ()  # what sends the performance out (OSC telemetry, MIDI notes): their notices
 
 
 def slug(name: str) -> str:
@@ -156,7 +156,7 @@ class TuibendApp(App):
         panels[LaneView].show(editor, engine.scene_seconds, self.recording_lane == editor.focused())
         panels[Meters].show(telemetry)
         panels[MidiMonitor].show(*self._controls())
-        queues = [control.notices for control in (*self._controls(), self.options.osc_out) if control is not None]
+        queues = [control.notices for control in (*self._controls(), *self.options.outputs) if control is not None]
         if engine.detachable:  # what the engine's process has to say
             queues.append(engine.notices)
         for notices in queues:
@@ -338,7 +338,7 @@ class TuibendApp(App):
 
     def _swap_engine(self, engine: Engine, changes: dict) -> None:
         self.engine, failure = swap_engine(self.engine, engine, self.options.make_engine,
-                                           (self.options.midi, self.options.osc, self.options.osc_out))
+                                           (self.options.midi, self.options.osc, *self.options.outputs))
         if failure is not None:
             self.notify(failure, severity="error", timeout=10)
             changes = {}
@@ -392,9 +392,9 @@ def run_app(engine: Engine, args, labels: tuple[str, str], make_engine: Callable
     lost terminal leaves it playing. ``labels``: the model's and the input's names, for the status line.
     Returns how the interface ended (:data:`QUIT` or :data:`DETACH`)."""
     keymap = load_keymap(args.keys)
-    midi, osc, osc_out = (*controls, None, None, None)[:3]
+    midi, osc = (*controls, None, None)[:2]
     options = AppOptions(*labels, args.scenes or places.user_scenes(), args.takes, keymap, notices, make_engine,
-                         midi=midi, osc=osc, osc_out=osc_out)
+                         midi=midi, osc=osc, outputs=tuple(control for control in controls[2:] if control))
     app = TuibendApp(engine, options)
     try:
         ending = app.run()
