@@ -190,6 +190,15 @@ def test_a_second_performance_on_the_same_socket_is_refused(served):
         ControlServer(performance, path)
 
 
+def test_an_interface_of_another_version_is_refused_with_the_reason(served, monkeypatch):
+    import tuibend.engine.remote as remote_module
+
+    _, _, path = served
+    monkeypatch.setattr(remote_module, "__version__", "0.0.1")
+    with pytest.raises(NotPlaying, match=r"runs tuibend \d.*this is 0\.0\.1; attach with the tuibend that started it"):
+        RemoteEngine(path)
+
+
 @pytest.mark.quick
 def test_nothing_playing_is_one_clear_line(tmp_path):
     with pytest.raises(NotPlaying, match=r"no performance is playing.*tuibend play"):

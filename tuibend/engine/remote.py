@@ -16,11 +16,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuibend import __version__
 from tuibend.bend.scene import Scene, scene_from_toml, scene_to_toml
 from tuibend.engine import control
 from tuibend.engine.errors import EngineError
 from tuibend.engine.telemetry import Telemetry
-from tuibend.errors import TuibendError
+from tuibend.errors import TuibendError, describe
 from tuibend.midi.messages import MonitorEntry
 
 CONNECT_SECONDS = 5.0
@@ -98,6 +99,9 @@ class RemoteEngine:
         message = json.loads(line) if line else {}
         if "state" not in message:
             raise NotPlaying(f"{self.path}: {message.get('error', 'the performance closed the connection')}")
+        if message["state"].get("version") != __version__:
+            raise NotPlaying(f"{self.path}: the performance runs tuibend {message['state'].get('version')}, this is "
+                             f"{__version__}; attach with the tuibend that started it, or stop it first")
         return message["state"]
 
     def _read(self) -> None:
@@ -114,6 +118,8 @@ class RemoteEngine:
                     self.notices.append(f"the engine refused a message: {message['error']}")
         except (OSError, ValueError) as error:
             self.ended = str(error)
+        except Exception as error:  # a state this interface cannot read: said, its traceback kept
+            self.ended = describe(error)
         self.connected = False
         self.ended = self.ended or "the performance ended"
         with self._replied:

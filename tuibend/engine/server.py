@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tuibend import places
+from tuibend import __version__, places
 from tuibend.engine.control import MAX_LINE, ProtocolError, decode
 from tuibend.engine.errors import EngineError
 from tuibend.engine.performance import Performance
@@ -196,8 +196,9 @@ class ClientView:
         engine = performance.engine
         performance.collect_notices()
         state = {
-            "generation": performance.generation, "model": performance.model, "source": performance.source,
-            "switching": performance.switching, "sample_rate": engine.sample_rate, "block": engine.block,
+            "version": __version__, "generation": performance.generation, "model": performance.model,
+            "source": performance.source, "switching": performance.switching, "sample_rate": engine.sample_rate,
+            "block": engine.block,
             "device": ({"name": engine.device.name, "sample_rate": engine.device.sample_rate}
                        if engine.device is not None else None),
             "widths": engine.widths, "telemetry": asdict(engine.telemetry),
