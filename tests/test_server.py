@@ -18,10 +18,10 @@ import pytest
 import soundfile
 from conftest import BUNDLED_MODEL, DEMO_INPUT, REPO, wait_for
 
+from tuibend import control
 from tuibend.bend.registry import Bend
 from tuibend.bend.scene import Scene, save_scene, scene_to_toml
-from tuibend.engine import control
-from tuibend.engine.control import ProtocolError, decode, encode
+from tuibend.control import ProtocolError, decode, encode
 from tuibend.engine.remote import NotPlaying, RemoteEngine
 
 # ----- the protocol ---------------------------------------------------------------------------------------

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tuibend import control
 from tuibend.atomic import atomic_path
 from tuibend.bend.registry import structure_key
 from tuibend.bend.rig import BendController
 from tuibend.bend.scene import Scene, scene_gate
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.dynamics import Dynamics, GateSettings
-from tuibend.engine import control
 from tuibend.engine.chains import Chain, ChainPreparer, build_chain
 from tuibend.engine.devices import Bridge, DeviceInfo, VirtualDevice, open_device
 from tuibend.engine.errors import EngineError
@@ -531,6 +531,11 @@ class Engine:
 
     # ----- control (any thread) -------------------------------------------------------------------
 
+    def apply(self, message: control.Message, source: str = "api"):
+        """Applies one message of the control protocol (what MIDI, OSC, the socket and a replay send); the
+        value of its reply, where it has one."""
+        return control.apply(self, message, source)
+
     def _log(self, source: str, target: str, value) -> None:
         self.events.add(Event(self.seconds, source, target, value))
 
@@ -696,7 +701,7 @@ class Engine:
     def _replay_event(self, event: Event) -> None:
         message = control.from_event(event.target, event.value, [scene.name for scene in self.scenes])
         if message is not None:
-            control.apply(self, message, "replay")
+            self.apply(message, "replay")
 
     def _advance_scene_change(self) -> None:
         """Same chain: morph the values. A new chain: fade the old bends out over half the morph, swap

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuibend.engine import control
-from tuibend.engine.control import Learn, ProtocolError, Stop, Switch
+from tuibend import control
+from tuibend.control import Learn, ProtocolError, Stop, Switch
 from tuibend.engine.errors import EngineError
 from tuibend.errors import describe
 

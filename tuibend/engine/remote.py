@@ -16,9 +16,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuibend import __version__
+from tuibend import __version__, control
 from tuibend.bend.scene import Scene, scene_from_toml, scene_to_toml
-from tuibend.engine import control
 from tuibend.engine.errors import EngineError
 from tuibend.engine.telemetry import Telemetry
 from tuibend.errors import TuibendError, describe

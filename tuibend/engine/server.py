@@ -2,7 +2,7 @@
 
 The engine's process listens on a Unix socket in the user's runtime folder (0700, the socket 0600,
 and each peer's user checked with ``SO_PEERCRED`` where the system has it). A client sends messages of
-the control protocol (:mod:`tuibend.engine.control`), one JSON line each, and receives the
+the control protocol (:mod:`tuibend.control`), one JSON line each, and receives the
 performance's state ten times a second: the telemetry, the faders, the scene set when it changes.
 A client that sends something that is not a message is told why and disconnected; the performance
 plays on. Nothing here touches the audio: messages are applied as any controller's are, queued for the
@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tuibend import __version__, places
-from tuibend.engine.control import MAX_LINE, ProtocolError, decode
+from tuibend.control import MAX_LINE, ProtocolError, decode
 from tuibend.engine.errors import EngineError
 from tuibend.engine.performance import Performance
 from tuibend.errors import TuibendError, describe

@@ -24,6 +24,7 @@ import threading
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
+from tuibend.control import Panic, Recall, SetBypass, SetParam
 from tuibend.midi.errors import OscError
 from tuibend.midi.target import ControlTarget, parameter_range
 
@@ -174,7 +175,7 @@ class OscServer:
         return handle
 
     def _scene(self, address: str, number) -> str | None:
-        if not self.target.recall(int(number) - 1, "osc"):
+        if not self.target.apply(Recall(int(number) - 1), "osc"):
             return f"no scene {number} (scenes 1..{len(self.target.scenes)})"
         return None
 
@@ -182,14 +183,14 @@ class OscServer:
         names = [scene.name for scene in self.target.scenes]
         if name not in names:
             return f"no scene named {name!r}"
-        self.target.recall(names.index(name), "osc")
+        self.target.apply(Recall(names.index(name)), "osc")
         return None
 
     def _panic(self, address: str, *args) -> None:
-        self.target.panic("osc")
+        self.target.apply(Panic(), "osc")
 
     def _bypass(self, address: str, on) -> None:
-        self.target.set_bypass(bool(float(on)), "osc")
+        self.target.apply(SetBypass(bool(float(on))), "osc")
 
     def _other(self, address: str, *args) -> str | None:
         match = _BEND.match(address)
@@ -201,7 +202,7 @@ class OscServer:
             low, high = sorted(parameter_range(self.target.scene, bend, name))
         except KeyError:
             return f"scene {self.target.scene.name!r} has no bend {bend + 1} with a parameter {name!r}"
-        self.target.set(bend, name, min(high, max(low, float(value))), "osc")
+        self.target.apply(SetParam(bend, name, min(high, max(low, float(value)))), "osc")
         return None
 
     def retarget(self, target: ControlTarget) -> None:

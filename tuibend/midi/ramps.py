@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tuibend.control import SetParam
 from tuibend.midi.target import ControlTarget
 
 
@@ -44,7 +45,7 @@ class Ramps:
                     self._thread.start()
                 self._wake.notify()
         if seconds <= 0:
-            self.target.set(bend, name, value, self.source)
+            self.target.apply(SetParam(bend, name, value), self.source)
 
     @property
     def active(self) -> bool:
@@ -66,7 +67,7 @@ class Ramps:
                     else:
                         steps.append((key, glide.start + (glide.end - glide.start) * done))
             for (bend, name), value in steps:
-                self.target.set(bend, name, value, self.source)
+                self.target.apply(SetParam(bend, name, value), self.source)
             time.sleep(self.step)
 
     def close(self) -> None:

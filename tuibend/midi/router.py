@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from tuibend.control import Recall, SetParam
 from tuibend.midi.curves import to_position, to_value
 from tuibend.midi.mapping import Mapping, default_map, merge, overlaps
 from tuibend.midi.messages import Message, MonitorEntry
@@ -183,7 +184,7 @@ class Router:
         value = to_value(position, low, high, mapping.curve, mapping.amount)
         if mapping.takeover and not self._picked_up(mapping, position, value, low, high):
             return
-        self.target.set(mapping.bend, mapping.param, value, self.source)
+        self.target.apply(SetParam(mapping.bend, mapping.param, value), self.source)
 
     def _range(self, mapping: Mapping) -> tuple[float, float]:
         """The mapping's range, else the parameter's; KeyError when the playing scene lacks the parameter."""
@@ -229,7 +230,7 @@ class Router:
                 self._warn(mapping)
 
     def _recall(self, index: int, message: Message) -> None:
-        if not self.target.recall(index, self.source):
+        if not self.target.apply(Recall(index), self.source):
             self._notify(f"MIDI {message.kind} {message.number}: no scene {index + 1} "
                          f"(the set has {len(self.target.scenes)})")
 

@@ -13,23 +13,20 @@ from tuibend.bend.registry import parameter_range as transform_range
 
 if TYPE_CHECKING:
     from tuibend.bend.scene import Scene
+    from tuibend.control import Message
 
 
 class ControlTarget(Protocol):
-    """Calls that never block, from any thread (what :class:`tuibend.engine.Engine` offers)."""
+    """What MIDI and OSC steer (what :class:`tuibend.engine.Engine` offers): the scenes to read, where a
+    fader is going, and :meth:`apply` for every change, a message of the one control protocol
+    (:mod:`tuibend.control`) that never blocks, from any thread."""
 
     scene: Scene
     scenes: list[Scene]
 
-    def set(self, bend: int, name: str, value: float, source: str = ...) -> bool: ...
-
     def target(self, bend: int, name: str) -> float: ...
 
-    def recall(self, index: int, source: str = ...) -> bool: ...
-
-    def panic(self, source: str = ...) -> None: ...
-
-    def set_bypass(self, on: bool, source: str = ...) -> None: ...
+    def apply(self, message: Message, source: str = ...): ...
 
 
 def parameter_range(scene: Scene, bend: int, name: str) -> tuple[float, float]:
