@@ -135,3 +135,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.module.__name__ in QUICK_MODULES and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.quick)
+
+
+@pytest.fixture
+def quick_pilot(monkeypatch):
+    """Textual's pilot waits after each key until the process is idle (its CPU time stops advancing), at most
+    a second. With an engine playing the process is never idle, so each key cost its full second twice; the
+    pilot has already waited for the app to handle the key, so a short settle is enough."""
+    import textual.app
+    import textual.pilot
+
+    settle = textual.pilot.wait_for_idle
+
+    async def wait_briefly(min_sleep: float = 0.02, max_sleep: float = 1.0) -> None:
+        await settle(min_sleep, min(max_sleep, 0.1))
+
+    for module in (textual.app, textual.pilot):  # the app presses the pilot's keys itself
+        monkeypatch.setattr(module, "wait_for_idle", wait_briefly)

@@ -24,6 +24,12 @@ from tuibend.bend.scene import Scene, save_scene, scene_to_toml
 from tuibend.control import ProtocolError, decode, encode
 from tuibend.engine.remote import NotPlaying, RemoteEngine
 
+
+@pytest.fixture(autouse=True)
+def _quick_pilot(quick_pilot):
+    """Every pilot here drives an app over a playing engine."""
+
+
 # ----- the protocol ---------------------------------------------------------------------------------------
 
 EVERY_MESSAGE = [control.SetParam(1, "proportion", 0.25), control.Recall(3), control.Recall(0, 2.5),

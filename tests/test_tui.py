@@ -25,6 +25,11 @@ from tuibend.tui.editor import SceneEditor
 from tuibend.tui.keys import KeymapError, load_keymap
 
 
+@pytest.fixture(autouse=True)
+def _quick_pilot(quick_pilot):
+    """Every pilot here drives an app over a playing engine."""
+
+
 def two_scenes() -> list[Scene]:
     return [Scene("glow", [Bend("fc1", "ablate", 0.5), Bend("gru", "oscillate", 0.25)], morph_seconds=0.0),
             Scene("grit", [Bend("fc2", "threshold", 0.1)], morph_seconds=0.0)]
