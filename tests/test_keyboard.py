@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from conftest import wait_for
+from conftest import DEMO_INPUT, wait_for
 
 from tuibend.bend.scene import Scene, SceneError, save_scene, scene_from_toml, scene_to_toml
 from tuibend.errors import InputError
@@ -193,11 +193,11 @@ def test_a_keyboard_plays_the_model_through_jack(jack_server, tmp_path):
         return audio[begin:begin + round(length * rate)]
 
     loud, soft = at(marks["loud on"] + 0.4, 0.7), at(marks["soft on"] + 0.4, 0.7)
-    after_release = at(marks["loud off"] + 0.150 + 0.050 + 0.05, 0.05)  # a block's slack beyond the release
+    after_release = at(marks["loud off"] + 0.150 + 0.016, 0.02)  # the release (150 ms), a block's slack
     pitch = 1200 * math.log2(_pitch(loud, rate) / 440.0)
     bent = 1200 * math.log2(_pitch(at(marks["bend"] + 0.2, 0.5), rate) / 440.0)
     print(f"\nkeyboard through JACK: A4 {pitch:+.1f} cents, bent {bent:+.1f} cents, velocity 100 "
-          f"{_level_db(loud):.1f} dB, velocity 30 {_level_db(soft):.1f} dB, 250 ms after note off "
+          f"{_level_db(loud):.1f} dB, velocity 30 {_level_db(soft):.1f} dB, 166 ms after note off "
           f"{_level_db(after_release):.1f} dB; {played['underruns']} underruns")
     assert abs(pitch) < 30 and abs(bent - 100) < 60
     assert _level_db(loud) - _level_db(soft) >= 6.0
@@ -263,3 +263,77 @@ def test_mixed_input_flags_are_checked_before_anything_loads(capsys):
     assert "--loudness mic goes with --input midi" in capsys.readouterr().err
     assert main(["play", "--headless", "--pitch", "midi"]) == 2
     assert "--pitch midi goes with --input mic" in capsys.readouterr().err
+
+
+def test_faders_go_out_as_the_controls_that_move_them_through_jack(jack_server, choir_model, tmp_path):
+    """--midi-out-faders: a fader moved (from the interface, OSC, a lane) is sent as the CC of the map that
+    moves it, once per change: CC 20 for bend 1 in the default map."""
+    import rtmidi
+
+    from tuibend.bend.registry import Bend
+    from tuibend.engine import Engine, EngineSettings
+    from tuibend.engine.session import file_player
+    from tuibend.midi import PitchOut, Router, default_map
+
+    engine = Engine(choir_model, file_player(choir_model, DEMO_INPUT),
+                    [Scene("two", [Bend("fc1", "ablate", 0.5), Bend("fc2", "ablate", 0.25)])],
+                    EngineSettings(device="none", check_speed=False))
+    engine.prepare()
+    engine.start()
+    listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "test-faders-in")
+    heard = []
+    listener.set_callback(lambda event, _: heard.append(event[0]))
+    sender = PitchOut(engine, None, rtmidi.API_UNIX_JACK, client_name="test-faders-out",
+                      faders=Router(engine, default_map(), source="midi-out"))
+    try:
+        wait_for(lambda: "test-faders-out:tuibend-out" in listener.get_ports(), 10)
+        listener.open_port(listener.get_ports().index("test-faders-out:tuibend-out"))
+        time.sleep(0.3)
+        sender._sent_controls.clear()  # what went before the port was connected, again
+        wait_for(lambda: [0xB0, 20, 64] in heard and [0xB0, 21, 32] in heard, 5)
+        engine.set(0, "proportion", 1.0)
+        wait_for(lambda: [0xB0, 20, 127] in heard, 5)
+        time.sleep(0.3)
+    finally:
+        sender.close()
+        listener.delete()
+        engine.stop()
+    controls = [message for message in heard if message[0] == 0xB0]
+    assert controls.count([0xB0, 20, 127]) == 1  # once per change, not twenty times a second
+    assert all(message[1] in (20, 21) for message in controls)
+
+
+def test_the_keyboard_gives_the_pitch_and_the_voice_the_loudness_through_jack(jack_server, tmp_path):
+    """--input mic --pitch midi: the demo voice sings into tuibend through JACK while A4 is held: the output
+    sounds 440 Hz whatever the voice sings; when the voice rests, the output is silent though the key is held."""
+    from jack_harness import RATE, Harness
+    from test_engine import start_play
+
+    from tuibend.audiofile import read_audio
+
+    (tmp_path / "unbent").mkdir()
+    save_scene(tmp_path / "unbent" / "unbent.toml", Scene("unbent"))
+    process = start_play("--input", "mic", "--pitch", "midi", "--midi", "virtual", "--midi-api", "jack",
+                         "--scenes", str(tmp_path / "unbent"), "--midi-map", str(tmp_path / "midi.toml"))
+    harness = Harness("mixed-voice", seconds=20)
+    controller = _open_controller("test-mixed-keys", "tuibend-midi:tuibend")
+    try:
+        harness.wire("tuibend")
+        voice = read_audio(DEMO_INPUT, RATE)[:RATE * 4]
+        controller.send_message([0x90, 69, 100])
+        start, _ = harness.play(np.concatenate([voice, np.zeros(RATE * 2, np.float32)]))
+        time.sleep(6.5)
+        recorded = harness.recording[start:harness.recorded].copy()
+        controller.send_message([0x80, 69, 0])
+    finally:
+        controller.delete()
+        harness.close()
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    sung, rest = recorded[RATE // 2:RATE * 4], recorded[RATE * 5:RATE * 6]
+    pitch = 1200 * math.log2(_pitch(sung, RATE) / 440.0)
+    print(f"\nkeyboard pitch, voice loudness: {pitch:+.1f} cents from A4 while the voice sings; "
+          f"{_level_db(sung):.1f} dB singing, {_level_db(rest):.1f} dB resting with the key held")
+    assert abs(pitch) < 30
+    assert _level_db(rest) <= _level_db(sung) - 40.0

@@ -248,7 +248,13 @@ def open_controls(args: argparse.Namespace, engine) -> tuple:
         from tuibend.midi.ports import apis_to_try
 
         port = None if args.midi_out == "virtual" else args.midi_out
-        midi_out = PitchOut(engine, port, apis_to_try(args.midi_api)[0], threshold=args.midi_out_confidence)
+        faders = None
+        if args.midi_out_faders:  # the input's map (what its controls move), else the default fader bank
+            from tuibend.midi import Router, default_map
+
+            faders = midi.router if midi is not None else Router(engine, default_map(), source="midi-out")
+        midi_out = PitchOut(engine, port, apis_to_try(args.midi_api)[0], threshold=args.midi_out_confidence,
+                            faders=faders)
     return midi, osc, osc_out, midi_out
 
 
@@ -797,6 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "to a virtual port tuibend-midi-out:tuibend-out")
     play.add_argument("--midi-out-confidence", type=float, default=0.5, metavar="0..1",
                       help="the pitch tracker's confidence a note needs to be sent (default 0.5)")
+    play.add_argument("--midi-out-faders", action="store_true",
+                      help="with --midi-out: send the faders' values too, as the CCs of the MIDI map that moves them "
+                           "(motorised faders, controller displays)")
     play.add_argument("--osc-out", metavar="[HOST:]PORT", type=_osc_address,
                       help="send the scene, faders, levels and pitch as OSC, ten times a second, to this port (on "
                            "127.0.0.1 unless HOST is given): a controller's displays, motorised faders")

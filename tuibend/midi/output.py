@@ -5,7 +5,8 @@ thread); a thread of its own turns them into notes. A note starts when the noise
 tracker's confidence reaches the threshold, at the nearest semitone, with pitch bend for the cents (over
 ``bend_range`` semitones, the receiver's default of 2); a pitch that moves more than three quarters of a
 semitone from the note starts the next one; the note ends when the gate closes or the pitch is lost for
-``release_frames`` frames. The velocity follows the player's loudness.
+``release_frames`` frames. The velocity follows the player's loudness. On request the faders' values go out
+as well, as the controls of the MIDI map that moves them (motorised faders follow, displays show them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tuibend.midi.ports import api_name, describe_ports, match_port
 OUT_CLIENT = "tuibend-midi-out"
 VIRTUAL_OUT_PORT = "tuibend-out"
 NOTE_CHANGE = 0.75  # semitones from the sounding note before the next note starts
+FADER_SECONDS = 0.05  # the faders' values go out at most twenty times a second
 LOUDNESS_FOR_FULL_VELOCITY = -6.0  # dB: the player's loudness that sends velocity 127; 60 dB under it, 1
 
 
@@ -31,8 +33,11 @@ class PitchOut:
 
     def __init__(self, target, port: str | None = None, api: int = rtmidi.API_UNSPECIFIED, channel: int = 1,
                  threshold: float = 0.5, bend_range: float = 2.0, release_frames: int = 3,
-                 client_name: str = OUT_CLIENT):
-        """``target``: the engine whose blocks it hears (its ``observers``)."""
+                 client_name: str = OUT_CLIENT, faders=None):
+        """``target``: the engine whose blocks it hears (its ``observers``). ``faders`` (a
+        :class:`~tuibend.midi.router.Router`): the faders' values are sent too, as the CCs its map reads."""
+        self.faders = faders
+        self._sent_controls: dict[tuple[int, int], int] = {}
         if not 1 <= channel <= 16:
             raise MidiError(f"MIDI out: channel {channel} (1 to 16)")
         self.channel, self.threshold, self.bend_range = channel - 1, threshold, bend_range
@@ -78,14 +83,30 @@ class PitchOut:
 
     def _run(self) -> None:
         while not self._closing:
-            self._wake.wait(0.1)
+            self._wake.wait(FADER_SECONDS)
             self._wake.clear()
-            while self._frames:
-                try:
+            try:
+                while self._frames:
                     self._frame(*self._frames.popleft())
-                except Exception as error:  # reported; the next frame tries again
-                    self.notices.append(f"MIDI out: {type(error).__name__}: {error}")
+                if self.faders is not None:
+                    self._send_faders()
+            except Exception as error:  # reported; the next round tries again
+                self.notices.append(f"MIDI out: {type(error).__name__}: {error}")
         self._end_note()
+
+    def _send_faders(self) -> None:
+        """Each fader's control where it now stands, when that changed (MSB and LSB for a 14-bit pair)."""
+        for mapping, position in self.faders.positions():
+            channel = (mapping.channel or 1) - 1
+            if mapping.source == "cc14":
+                value = round(position * 16383)
+                controls = ((mapping.number, value >> 7), (mapping.number + 32, value & 0x7F))
+            else:
+                controls = ((mapping.number, round(position * 127)),)
+            for number, value in controls:
+                if self._sent_controls.get((channel, number)) != value:
+                    self._sent_controls[(channel, number)] = value
+                    self._out.send_message([0xB0 | channel, number, value])
 
     def _frame(self, pitch: float, confidence: float, level: float, gate_open: bool) -> None:
         voiced = gate_open and confidence >= self.threshold and pitch > 0
@@ -118,8 +139,10 @@ class PitchOut:
             self._note = None
 
     def retarget(self, target) -> None:
-        """Hears another engine from now on (the interface swapped models or inputs)."""
+        """Hears (and reports the faders of) another engine from now on (the interface swapped models or inputs)."""
         target.observers.append(self.observe)
+        if self.faders is not None:
+            self.faders.target = target
 
     def close(self) -> None:
         """Ends the note that sounds, then the port."""

@@ -186,6 +186,21 @@ class Router:
             return
         self.target.apply(SetParam(mapping.bend, mapping.param, value), self.source)
 
+    def positions(self) -> list[tuple[Mapping, float]]:
+        """Where each control of the map in force should stand for the faders as they are now (0..1): what
+        motorised faders and controller displays are sent back."""
+        placed = []
+        for mapping in self.active():
+            if mapping.bend is None or mapping.source not in ("cc", "cc14"):
+                continue
+            try:
+                low, high = self._range(mapping)
+                value = self.target.target(mapping.bend, mapping.param)
+            except KeyError:  # the playing scene has no such bend or parameter
+                continue
+            placed.append((mapping, min(1.0, max(0.0, to_position(value, low, high, mapping.curve, mapping.amount)))))
+        return placed
+
     def _range(self, mapping: Mapping) -> tuple[float, float]:
         """The mapping's range, else the parameter's; KeyError when the playing scene lacks the parameter."""
         own = parameter_range(self.target.scene, mapping.bend, mapping.param)
