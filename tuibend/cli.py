@@ -381,7 +381,13 @@ def _play_apart(args: argparse.Namespace) -> None:
 
     socket = _socket(args)
     if playing(socket):
-        raise UserError(ALREADY_PLAYING)
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise UserError(ALREADY_PLAYING)
+        answer = input("tuibend: a performance is already playing. Attach to it? [Y/n] ").strip().lower()
+        if answer not in ("", "y", "yes"):
+            raise UserError(ALREADY_PLAYING)
+        _attach_interface(args, socket)
+        return
     log_path = user_log("engine.log")
     process = start_engine_process(args.argv, log_path)
     try:
