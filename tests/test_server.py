@@ -419,3 +419,32 @@ def _level(harness, seconds: float) -> float:
     time.sleep(seconds)
     recorded = harness.recording[start:harness.recorded]
     return float(np.sqrt(np.mean(recorded ** 2))) if len(recorded) else 0.0
+
+
+def test_a_foreground_performance_finishes_its_take_when_its_terminal_goes(tmp_path):
+    """--foreground: the engine lives in the interface's process, so a killed tmux session ends it; the take
+    is finished and renamed (never a .part left) and the process does not linger on the dead terminal."""
+    take = tmp_path / "take.wav"
+    session = f"tb-foreground-{os.getpid()}"
+    tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+         f"cd {REPO} && exec {sys.executable} -m tuibend play --foreground --device none --model {BUNDLED_MODEL} "
+         f"--record {take} --scenes {tmp_path}")
+    try:
+        _screen_shows(session, "Chain")
+        time.sleep(2.0)
+        pid = int(tmux("display-message", "-p", "-t", session, "#{pane_pid}"))
+        tmux("kill-session", "-t", session)
+        wait_for(lambda: not _alive(pid) and take.exists(), 20)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    assert not take.with_name(take.name + ".part").exists()
+    audio, rate = soundfile.read(take)
+    assert len(audio) / rate > 1.5
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -203,8 +203,7 @@ def open_engine(args: argparse.Namespace, notify=print):
     else:
         source = file_player(model, args.input, args.tracker, loop=not args.once)
     settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
-                              margin_periods=(0 if args.input == "midi" else 1) if args.margin is None else args.margin,
-                              gain_db=args.gain, kernel=args.kernel,
+                              margin_periods=args.margin, gain_db=args.gain, kernel=args.kernel,
                               bfloat16=not args.float32, gate=args.gate, keyboard=args.keyboard or VoiceSettings(),
                               # a keyboard has no level of its own to match: its velocities are the model's
                               level_match=args.level_match and args.input != "midi")
@@ -765,9 +764,9 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--device", help="audio device name or number (default: the system's; 'none': no device)")
     play.add_argument("--block", type=positive_int, default=256, help="samples per block: 64 to 1024 (default 256)")
     play.add_argument("--tracker", choices=["crepe-tiny", "crepe-full", "yin"], default="crepe-tiny")
-    play.add_argument("--margin", type=int, choices=[0, 1, 2],
-                      help="live input: device periods queued as a safety margin (default 1 for a microphone; 0 for "
-                           "a keyboard alone, whose blocks are quick; 0: lowest latency)")
+    play.add_argument("--margin", type=int, choices=[0, 1, 2], default=1,
+                      help="live input and a keyboard: device periods queued as a safety margin (default 1; 0: "
+                           "lowest latency, one period less)")
     play.add_argument("--pitch-shift", type=float, default=0.0, metavar="SEMITONES", help="live input only")
     play.add_argument("--once", action="store_true", help="play the file once instead of looping it")
     play.add_argument("--bypass", action="store_true", help="start in bypass (the dry input is heard)")

@@ -112,14 +112,18 @@ class TuibendApp(App):
         self.set_interval(REFRESH_SECONDS, self.refresh_panels)
 
     def _hang_up(self) -> None:
-        """The terminal is gone: an engine of its own process plays on, and this process leaves at once
-        (an orderly exit writes to the terminal that is no more, and can wait on it for ever); an engine in
-        this process ends here, its take finished and its log flushed."""
+        """The terminal is gone: an engine of its own process plays on; one in this process ends here, its
+        take finished and its log flushed, with the controls it drove. Then this process leaves at once: an
+        orderly exit writes to the terminal that is no more, and can wait on it for ever."""
         if self.engine.detachable:
             self.engine.close()
-            os._exit(128 + signal.SIGHUP)
-        self.engine.stop()
-        self.exit(return_code=128 + signal.SIGHUP)
+        else:
+            self.engine.stop()
+            for control in (self.options.midi, self.options.osc, *self.options.outputs):
+                if control is not None:
+                    with contextlib.suppress(Exception):
+                        control.close()
+        os._exit(128 + signal.SIGHUP)
 
     # ----- the clock ---------------------------------------------------------------------------
 
