@@ -55,8 +55,8 @@ class VoiceSettings:
             raise InputError(f"keyboard pressure_cc: {self.pressure_cc} is not a controller number (0 to 127)")
 
 
-SETTING_NAMES = {f: f for f in ("attack_ms", "decay_ms", "sustain_db", "release_ms", "glide_ms", "bend_range",
-                                 "vibrato_rate_hz", "vibrato_depth_cents", "vibrato_delay_ms", "pressure_cc")}
+SETTING_NAMES = ("attack_ms", "decay_ms", "sustain_db", "release_ms", "glide_ms", "bend_range", "vibrato_rate_hz",
+                 "vibrato_depth_cents", "vibrato_delay_ms", "pressure_cc")
 # the short names of --keyboard "attack=5,release=300,cc=2"
 SHORT_NAMES = {"attack": "attack_ms", "decay": "decay_ms", "sustain": "sustain_db", "release": "release_ms",
                "glide": "glide_ms", "bend": "bend_range", "vibrato": "vibrato_rate_hz",
@@ -67,7 +67,7 @@ def settings_from_table(table: dict, where: str) -> VoiceSettings:
     """Voice settings from a scene's ``[keyboard]`` table (or parsed options): known names, numbers."""
     values = {}
     for name, value in table.items():
-        field_name = SETTING_NAMES.get(name) or SHORT_NAMES.get(name)
+        field_name = name if name in SETTING_NAMES else SHORT_NAMES.get(name)
         if field_name is None:
             raise InputError(f"{where}: unknown setting {name!r} (settings: {', '.join(SETTING_NAMES)})")
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -84,8 +84,7 @@ def settings_from_table(table: dict, where: str) -> VoiceSettings:
 def settings_table(settings: VoiceSettings) -> dict:
     """What :func:`settings_from_table` reads back: the settings that are not the defaults."""
     default = VoiceSettings()
-    return {name: getattr(settings, name) for name in SETTING_NAMES
-            if getattr(settings, name) != getattr(default, name) and getattr(settings, name) is not None}
+    return {name: value for name in SETTING_NAMES if (value := getattr(settings, name)) != getattr(default, name)}
 
 
 def parse_settings(text: str) -> VoiceSettings:

@@ -236,10 +236,6 @@ class RemoteEngine:
     def scene_seconds(self) -> float:
         return self._state["scene_seconds"]
 
-    @property
-    def switching(self) -> str | None:
-        return self._state["switching"]
-
     def faders(self) -> dict[tuple[int, str], tuple[float, float]]:
         return dict(self._faders)
 
@@ -319,9 +315,6 @@ class RemoteEngine:
 
     def start(self) -> None:
         """The performance is already playing."""
-
-    def prepare(self) -> None:
-        """The performance was prepared by its own process."""
 
 
 def _not_playing(path: Path, error: OSError) -> str:
