@@ -240,3 +240,119 @@ def test_terminating_a_run_saves_a_checkpoint_first(dataset, tmp_path):
     model = tuibend.load_model(tmp_path / "stopped")  # the model as it stood is usable at once
     assert json.loads((tmp_path / "stopped" / "training.json").read_text())["step"] == max(saved)
     assert model.config.decoder.ch == 256
+
+
+WORKER = textwrap.dedent("""
+    import shutil
+    import sys
+    from tuibend.training.cluster import make_strategy, placement
+    from tuibend.training.trainer import TrainingConfig, train
+    strategy = make_strategy()
+    data, output = sys.argv[1], sys.argv[2]
+    # "1:ops,8:xla": one step op by op, a copy of the chief's folder as it stands, then on to 8 with XLA.
+    for stop in sys.argv[3].split(","):
+        steps, compiled = stop.split(":")
+        config = TrainingConfig(size="small", steps=int(steps), batch_size=2, learning_rate=1e-3,
+                                checkpoint_every=4, eval_every=1000, jit=compiled == "xla")
+        train(data, output, config, report=lambda step, loss, rate: print(step, flush=True), strategy=strategy)
+        if stop != sys.argv[3].split(",")[-1] and placement(strategy).chief:
+            shutil.copytree(output, output + "-at-" + steps)
+""")
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for each in sockets:
+        each.bind(("127.0.0.1", 0))
+    ports = [each.getsockname()[1] for each in sockets]
+    for each in sockets:
+        each.close()
+    return ports
+
+
+def _cluster(arguments: list[str], scratch) -> list[subprocess.Popen]:
+    """Two workers on 127.0.0.1 running the same command, as a scheduler starts them (TF_CONFIG set)."""
+    hosts = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    workers = []
+    for index in range(2):
+        (scratch / f"tmp{index}").mkdir(exist_ok=True)
+        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+        environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(config),
+                       "TMPDIR": str(scratch / f"tmp{index}")}
+        workers.append(subprocess.Popen([sys.executable, "-c", WORKER, *arguments], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=environment))
+    return workers
+
+
+def _finish(workers: list[subprocess.Popen]) -> list[str]:
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+        outputs.append(out)
+    return outputs
+
+
+def test_two_workers_train_as_one_and_resume_after_a_worker_is_killed(dataset, tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG: the chief alone writes; one step on a global batch of 2
+    shared by two workers equals one worker's step on it (op by op in both); a killed worker stops the chief
+    with the step to resume from, and the same command on both resumes (the second worker taking the chief's
+    state) to the very weights of an uninterrupted run (XLA compiling the gradients)."""
+    import tuibend
+
+    data, straight = str(dataset), tmp_path / "model"
+    model = tmp_path / "model-at-1"  # the straight run's folder after its first step, copied by its chief
+    first = _finish(_cluster([data, str(straight), "1:ops,8:xla"], tmp_path))
+    assert first[0].split() == first[1].split() == [str(step) for step in range(1, 9)]
+    for folder, step in ((model, 1), (straight, 8)):
+        summary = json.loads((folder / "training.json").read_text())
+        assert (summary["strategy"], summary["workers"], summary["replicas"], summary["step"]) == \
+            ("MultiWorkerMirroredStrategy", 2, 2, step)
+    assert not any((tmp_path / "tmp1").iterdir())  # worker 1's own checkpoints went with its temporary folder
+    config = TrainingConfig(size="small", batch_size=2, learning_rate=1e-3, jit=False)
+    single = Trainer(fresh_model(config, "m"), config)
+    start = single.model.weights()
+    single.train_step(next(batches(dataset, "train", 2, 0)))
+    one = np.concatenate([(single.model.weights()[n] - start[n]).ravel() for n in start])
+    shared = tuibend.load_model(model).weights()
+    two = np.concatenate([(shared[n] - start[n]).ravel() for n in start])
+    agree = np.sign(one) == np.sign(two)  # Adam's first step: about lr * sign(gradient) (see the test above)
+    assert np.mean(agree) > 0.999
+    assert np.linalg.norm((one - two)[agree]) / np.linalg.norm(one[agree]) < 1e-2
+
+    chief, worker = _cluster([data, str(model), "8:xla"], tmp_path)
+    for line in worker.stdout:
+        if int(line) >= 6:  # past the checkpoint at step 4
+            worker.kill()
+            break
+    worker.wait(timeout=60)
+    _, error = chief.communicate(timeout=120)  # the chief notices the lost worker and stops
+    assert chief.returncode == 1
+    assert "worker 0 of 2: the cluster lost a worker" in error and "to resume from step 4" in error
+    resumed = _finish(_cluster([data, str(model), "8:xla"], tmp_path))
+    assert resumed[0].split() == resumed[1].split() == [str(step) for step in range(5, 9)]
+    with np.load(model / "weights.npz") as a, np.load(straight / "weights.npz") as b:
+        for name in a.files:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize(("value", "message"), [
+    ("{not json", "TF_CONFIG is not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', "TF_CONFIG must name a cluster"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     r"task .* is not one of its cluster's tasks \(worker 0-1\)"),
+])
+def test_a_bad_tf_config_is_named(monkeypatch, value, message):
+    from tuibend.training.cluster import ClusterError, cluster_config
+
+    monkeypatch.setenv("TF_CONFIG", value)
+    with pytest.raises(ClusterError, match=message):
+        cluster_config()
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"chief": ["a:1"], "worker": ["b:2"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    assert cluster_config()["task"]["index"] == 0
+    monkeypatch.delenv("TF_CONFIG")
+    assert cluster_config() is None

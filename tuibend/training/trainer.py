@@ -2,14 +2,17 @@
 
 The step is one compiled function; data streams from the dataset's shards; checkpoints
 (weights, optimizer, step) make an interrupted run resume where it stopped, losing at most
-the steps since the last checkpoint. Several GPUs (or machines) train through
-``tf.distribute`` strategies: each replica takes its share of the global batch.
+the steps since the last checkpoint. Several GPUs, or several machines named by ``TF_CONFIG``
+(:mod:`tuibend.training.cluster`), train through ``tf.distribute`` strategies: each replica takes its
+share of the global batch, and only the chief writes the model folder.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,6 +29,7 @@ from tuibend.model.config import SIZES, DecoderConfig, ModelConfig
 from tuibend.model.decoder import initial_weights
 from tuibend.model.store import save_model
 from tuibend.model.timbre import TimbreModel
+from tuibend.training.cluster import LOST_WORKER_ERRORS, ClusterError, Placement, make_strategy, placement
 from tuibend.training.dataset import DatasetError, iterate_examples, read_manifest, read_statistics
 
 FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
@@ -125,18 +129,25 @@ class Trainer:
         with self.strategy.scope():
             schedule = keras.optimizers.schedules.ExponentialDecay(config.learning_rate, config.decay_steps,
                                                                    config.decay_rate)
-            self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
+            # Keras clips each replica's gradients before it sums them; the recipe clips the global batch's,
+            # so with several replicas the step clips after its own sum (_train_replica).
+            single = self.strategy.num_replicas_in_sync == 1
+            self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm if single else None)
             self.optimizer.build(trainable_variables(model))
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = tf.train.Checkpoint(step=self.step, optimizer=self.optimizer,
                                               **{f"w{i}": v for i, v in enumerate(trainable_variables(model))})
-        # XLA cannot run one replica's step on a logical CPU device that another replica's variables
-        # share (the two-replica test's set-up): there, the step runs op by op.
+        # XLA compiles the whole step where it can. Collectives do not compile for CPUs (several workers on
+        # CPUs): there, the loss and its gradients compile and the all-reduce and update run op by op. And
+        # XLA cannot run one replica's step on a logical CPU device that another replica's variables share
+        # (the two-replica test's set-up): there, the step runs op by op.
         cpu_replicas = (self.strategy.num_replicas_in_sync > 1
                         and all("CPU" in device.upper() for device in self.strategy.extended.worker_devices))
-        jit = config.jit and not cpu_replicas
-        self._replica_step = tf.function(self._train_replica, jit_compile=jit)
-        self._loss = tf.function(self._batch_loss, jit_compile=jit)
+        several_workers = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        self._gradients = tf.function(self._loss_and_gradients,
+                                      jit_compile=config.jit and (several_workers or not cpu_replicas))
+        self._replica_step = tf.function(self._train_replica, jit_compile=config.jit and not cpu_replicas)
+        self._loss = tf.function(self._batch_loss, jit_compile=config.jit and not cpu_replicas)
 
     def _batch_loss(self, audio: tf.Tensor, f0: tf.Tensor, loudness: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
         rendered = self.model._render(f0[..., tf.newaxis], loudness[..., tf.newaxis], noise)
@@ -146,29 +157,73 @@ class Trainer:
         """The noise synth's input for a global batch: seeded by the step, so a resumed run repeats it."""
         return core.uniform_noise(shape, tf.constant([self.config.seed, step], tf.int64))
 
-    def _train_replica(self, audio, f0, loudness, noise):
+    def _loss_and_gradients(self, audio, f0, loudness, noise) -> tuple[tf.Tensor, list[tf.Tensor]]:
         replicas = self.strategy.num_replicas_in_sync
-        variables = trainable_variables(self.model)
         with tf.GradientTape() as tape:
             loss = self._batch_loss(audio, f0, loudness, noise)
             scaled = loss / replicas  # the replicas' gradients are summed: together, the global batch's mean
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return loss, tape.gradient(scaled, trainable_variables(self.model))
+
+    def _train_replica(self, audio, f0, loudness, noise):
+        loss, gradients = self._gradients(audio, f0, loudness, noise)
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:  # the global batch's gradients, clipped, shared out again for the optimizer's sum
+            summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+            clipped, _ = tf.clip_by_global_norm(summed, self.config.clip_norm)
+            gradients = [gradient / replicas for gradient in clipped]
+        self.optimizer.apply_gradients(zip(gradients, trainable_variables(self.model), strict=True))
         return loss
 
     def train_step(self, batch: dict[str, np.ndarray]) -> float:
         """One optimisation step on a global batch; returns its mean loss."""
         inputs = [tf.constant(batch[key]) for key in ("audio", "f0_hz", "loudness_db")]
         inputs.append(self._noise(inputs[0].shape, int(self.step.numpy())))
-        if self.strategy.num_replicas_in_sync == 1:
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1:
             loss = self._replica_step(*inputs)
-        else:  # each replica takes its slice of the global batch, noise included
-            dataset = tf.data.Dataset.from_tensors(tuple(inputs)).unbatch().batch(len(batch["audio"]))
-            distributed = next(iter(self.strategy.experimental_distribute_dataset(dataset)))
+        else:  # replica r of every worker takes slice r of the global batch, noise included
+            share = len(batch["audio"]) // replicas
+            if share * replicas != len(batch["audio"]):
+                raise InputError(f"a batch of {len(batch['audio'])} cannot be shared by {replicas} replicas: "
+                                 f"use a multiple of {replicas}")
+
+            def my_slice(context: tf.distribute.experimental.ValueContext) -> list[tf.Tensor]:
+                first = context.replica_id_in_sync_group * share
+                return [tensor[first:first + share] for tensor in inputs]
+
+            distributed = self.strategy.experimental_distribute_values_from_function(my_slice)
             losses = self.strategy.run(self._replica_step, args=distributed)
             loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
         self.step.assign_add(1)
         return float(loss)
+
+    def state(self) -> list:
+        """Everything a step depends on: the step count, the weights, the optimizer's moments and count."""
+        return [self.step, *trainable_variables(self.model), *self.optimizer.variables]
+
+    def take_chiefs_state(self, chief: bool) -> None:
+        """Every worker takes the chief's state (after the chief alone restored a checkpoint).
+
+        A sum over all replicas in which only the chief's first replica counts: a broadcast through the
+        collective operations the workers already share, so no worker needs to read the chief's folder.
+        """
+        local = len(self.strategy.extended.worker_devices)
+
+        def first_of_chief(*values: tf.Tensor) -> list[tf.Tensor]:
+            context = tf.distribute.get_replica_context()
+            counts = tf.logical_and(tf.constant(chief), context.replica_id_in_sync_group % local == 0)
+            masked = [value * tf.cast(counts, value.dtype) for value in values]
+            floats = [index for index, value in enumerate(masked) if value.dtype.is_floating]
+            # One all-reduce packs one dtype: the floats together, the few integer counts one by one.
+            summed = dict(zip(floats, context.all_reduce(tf.distribute.ReduceOp.SUM, [masked[i] for i in floats]),
+                              strict=True))
+            return [summed[index] if index in summed else context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+                    for index, value in enumerate(masked)]
+
+        values = [tf.convert_to_tensor(variable) for variable in self.state()]
+        taken = self.strategy.run(tf.function(first_of_chief), args=values)
+        for variable, value in zip(self.state(), taken, strict=True):
+            variable.assign(self.strategy.experimental_local_results(value)[0])
 
     def evaluate(self, folder: Path, batch_size: int) -> float:
         """Mean loss over the held-out examples (fixed noise seed)."""
@@ -184,38 +239,65 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
     """Trains (or resumes training) a model from a dataset folder into a model folder.
 
     ``report(step, loss, steps_per_second)`` is called after every step. Ctrl-C saves a
-    checkpoint before it stops the run; a run killed outright resumes from the last one.
+    checkpoint before it stops the run; a run killed outright resumes from the last one. Under
+    several workers (``TF_CONFIG``) only the chief reads and writes ``output``: it restores the
+    checkpoint and the others take its state; a worker lost mid-run stops the others with a
+    :class:`ClusterError`, and the same command started again on every worker resumes.
     """
+    strategy = strategy or make_strategy()  # first: several workers must configure TensorFlow's runtime
     data, output = Path(data), Path(output)
     read_manifest(data)
-    if strategy is None and len(tf.config.list_logical_devices("GPU")) > 1:
-        strategy = tf.distribute.MirroredStrategy()
-    strategy = strategy or tf.distribute.get_strategy()
-    has_checkpoint = tf.train.latest_checkpoint(output / "training") is not None
-    weights, start = (None, 0) if has_checkpoint else exported_start(output, config)
+    place = placement(strategy)
+    folder = output if place.chief else Path(tempfile.mkdtemp(prefix="tuibend-worker-"))
+    try:
+        return _train_in(data, output, folder, config, report, strategy, place)
+    except LOST_WORKER_ERRORS as error:
+        last = tf.train.latest_checkpoint(output / "training") if place.chief else None
+        resume = f"from step {last.rsplit('-', 1)[1]}" if last else "from the chief's last checkpoint"
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        lost = next((line for line in lines if line.startswith("/job:")), lines[0] if lines else "")
+        raise ClusterError(f"{place.task} of {place.workers}: the cluster lost a worker ({type(error).__name__}: "
+                           f"{lost}); start the same command on every worker to resume {resume}") from None
+    finally:
+        if not place.chief:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _train_in(data: Path, output: Path, folder: Path, config: TrainingConfig,
+              report: Callable[[int, float, float], None] | None, strategy: tf.distribute.Strategy,
+              place: Placement) -> TrainingLog:
+    """The run itself, writing checkpoints into ``folder`` (``output`` on the chief, a temporary folder on the
+    other workers: TensorFlow's checkpointing asks every worker to save) and the model on the chief only."""
+    has_checkpoint = tf.train.latest_checkpoint(folder / "training") is not None
+    weights, start = (None, 0) if has_checkpoint or not place.chief else exported_start(output, config)
     with strategy.scope():
         model = fresh_model(config, output.name, weights)
     trainer = Trainer(model, config, strategy)
     trainer.step.assign(start)
-    manager = tf.train.CheckpointManager(trainer.checkpoint, output / "training", max_to_keep=2)
+    manager = tf.train.CheckpointManager(trainer.checkpoint, folder / "training", max_to_keep=2)
     log = TrainingLog()
     log_path = output / "training" / "log.json"
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    if (manager.latest_checkpoint or start) and log_path.exists():
+    if place.chief and (manager.latest_checkpoint or start) and log_path.exists():
         log = TrainingLog(**json.loads(log_path.read_text())["log"])
+    if place.workers > 1:
+        trainer.take_chiefs_state(place.chief)
     batch_size = config.batch_size
     stream = batches(data, "train", batch_size, config.seed, skip_batches=int(trainer.step.numpy()))
-
     statistics = read_statistics(data)
+    run = {"strategy": place.strategy, "workers": place.workers,
+           "replicas": strategy.num_replicas_in_sync}
 
     def save() -> None:
         """A checkpoint to resume from, and the model as it stands, usable while training goes on."""
         manager.save(checkpoint_number=int(trainer.step.numpy()))
+        if not place.chief:
+            return
         with atomic_path(log_path) as temporary:
             temporary.write_text(json.dumps({"config": asdict(config), "log": asdict(log)}))
         save_model(output, model.config, model.weights(), statistics)
-        write_report(output, config, log)
+        write_report(output, config, log, run)
 
     started, first = time.perf_counter(), int(trainer.step.numpy())
     _stop_on_terminate()
@@ -226,7 +308,7 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
             log.losses.append(loss)
             if report is not None:
                 report(step + 1, loss, (step + 1 - first) / (time.perf_counter() - started))
-            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+            if place.chief and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
                 log.holdout_steps.append(step + 1)
                 log.holdout_losses.append(trainer.evaluate(data, batch_size))
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
@@ -256,9 +338,9 @@ def _stop_on_terminate() -> None:
     signal.signal(signal.SIGINT, interrupt)
 
 
-def write_report(output: Path, config: TrainingConfig, log: TrainingLog) -> None:
-    """``training.json`` (recipe, steps so far, held-out loss) and ``loss.png`` beside the model."""
-    summary = {"recipe": asdict(config), "step": log.steps[-1] if log.steps else 0,
+def write_report(output: Path, config: TrainingConfig, log: TrainingLog, run: dict) -> None:
+    """``training.json`` (recipe, how it ran, steps so far, held-out loss) and ``loss.png`` beside the model."""
+    summary = {"recipe": asdict(config), **run, "step": log.steps[-1] if log.steps else 0,
                "holdout_loss": log.holdout_losses[-1] if log.holdout_losses else None,
                "train_loss_last_100": float(np.mean(log.losses[-100:])) if log.losses else None}
     with atomic_path(output / "training.json") as temporary:
