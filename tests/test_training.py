@@ -33,7 +33,7 @@ def recordings(crepe_reference, tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(recordings, tmp_path_factory):
     folder = tmp_path_factory.mktemp("data") / "set"
-    build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=3, noise_floors=(None,))
+    build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=2, noise_floors=(None,))
     return folder
 
 
@@ -66,6 +66,55 @@ def test_dataset_analyses_through_a_noise_floor_and_keeps_the_target_clean(recor
             assert np.all(b["loudness_db"][quiet] > -35)
     with np.load(floored / "statistics.npz") as statistics:
         assert float(statistics["scalar/pitch_low"]) < float(statistics["scalar/pitch_high"])
+
+
+def test_an_interrupted_preparation_goes_on_where_it_stopped(recordings, dataset, tmp_path, monkeypatch):
+    import tuibend.training.dataset as module
+
+    def stop_after_the_first(fraction: float) -> None:
+        if fraction < 1:
+            raise KeyboardInterrupt
+
+    folder = tmp_path / "set"
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=2, noise_floors=(None,),
+                      progress=stop_after_the_first)
+    assert not (folder / "dataset.json").exists() and len(json.loads((folder / "progress.json").read_text())
+                                                           ["recordings"]) == 1
+    analysed = []
+    original = module.analyze_audio
+    monkeypatch.setattr(module, "analyze_audio", lambda audio, tracker: analysed.append(len(audio)) or
+                        original(audio, tracker))
+    manifest = build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=2, noise_floors=(None,))
+    assert len(analysed) == 2  # the first recording was not analysed again
+    assert manifest == {**read_manifest(dataset), "sources": manifest["sources"]}
+    for split in ("train", "holdout"):
+        for a, b in zip(iterate_examples(folder, split, False), iterate_examples(dataset, split, False), strict=True):
+            np.testing.assert_array_equal(a["audio"], b["audio"])
+    build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=2, noise_floors=(None,))
+    assert len(analysed) == 2  # all done: nothing analysed, the manifest written again
+    build_dataset([recordings], folder, tracker="yin", holdout=0.34, seed=5, noise_floors=(None,))
+    assert len(analysed) == 5  # other settings: prepared afresh
+
+
+def test_a_dataset_in_tensorflows_file_system_trains_read_ahead(recordings, dataset, tmp_path):
+    """``ram://`` stands for any scheme TensorFlow's file system reads (gs://, hdfs://): built there, batches
+    streamed from there, read ahead on tf.data's thread, and cached in memory give the same batches."""
+    import tensorflow as tf
+
+    from tuibend.training.trainer import read_ahead
+
+    remote = "ram://tuibend-test/set"
+    build_dataset([recordings], remote, tracker="yin", holdout=0.34, seed=2, noise_floors=(None,))
+    assert tf.io.gfile.exists(remote + "/dataset.json") and not (tmp_path / "ram:").exists()
+    cache: dict = {}
+    local = batches(dataset, "train", 2, seed=1)
+    streamed = read_ahead(batches(remote, "train", 2, seed=1, cache=cache))
+    for _ in range(12):  # past one epoch of 4 batches: the second and third come from the cache
+        np.testing.assert_array_equal(next(local)["audio"], next(streamed)["audio"].numpy())
+    assert sorted(cache) == sorted(read_manifest(remote)["shards"]["train"])
+    trainer = Trainer(fresh_model(_small(1), "m"), _small(1, jit=False))
+    assert np.isfinite(trainer.train_step(next(streamed)))
 
 
 def test_dataset_errors(tmp_path, recordings):

@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -841,7 +842,19 @@ def build_parser() -> argparse.ArgumentParser:
                               "kept clean; 'none' for a clean one (default: none,-70,-60,-50)")
     dataset.set_defaults(handler=_dataset)
 
-    trainer = commands.add_parser("train", help="train a model on a dataset (resumes when interrupted)")
+    trainer = commands.add_parser(
+        "train", help="train a model on a dataset (resumes when interrupted)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=textwrap.dedent("""\
+            several machines: set TF_CONFIG (as Kubernetes operators and Slurm scripts do) and run the
+            same command on each; the chief (worker 0) writes the model, the global batch is shared out:
+
+              host1$ TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]},
+                                 "task": {"type": "worker", "index": 0}}' tuibend train DATA -o mymodel
+              host2$ TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]},
+                                 "task": {"type": "worker", "index": 1}}' tuibend train DATA -o mymodel
+
+            DATA may be a folder on each machine or one they all read (gs://bucket/data). If a worker is
+            lost, the others stop: start the same command on every worker to resume."""))
     trainer.add_argument("data", help="a dataset folder from `tuibend dataset`")
     trainer.add_argument("-o", "--output", type=Path, required=True,
                          help="the model folder to write (in your models folder, `tuibend paths`, it plays by name)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -97,8 +98,23 @@ def trainable_variables(model: TimbreModel) -> list[tf.Variable]:
     return variables + ([model.reverb_ir] if model.reverb_ir is not None else [])
 
 
-def batches(folder: Path, split: str, batch_size: int, seed: int, skip_batches: int = 0,
-            repeat: bool = True) -> Iterator[dict[str, np.ndarray]]:
+CACHE_SHARE_OF_MEMORY = 0.25  # a dataset up to this share of the machine's memory is read from its folder once
+
+
+def fits_in_memory(folder: str) -> bool:
+    """Whether the training examples fit in a quarter of this machine's memory."""
+    manifest = read_manifest(folder)
+    seconds = manifest["example_seconds"]
+    example_bytes = 4 * (seconds * manifest["sample_rate"] + 2 * seconds * manifest["frame_rate"])
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return False
+    return manifest["examples"]["train"] * example_bytes < CACHE_SHARE_OF_MEMORY * memory
+
+
+def batches(folder: str | os.PathLike, split: str, batch_size: int, seed: int, skip_batches: int = 0,
+            repeat: bool = True, cache: dict | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Batches in a deterministic order (epoch e shuffled with seed + e), resumable at any batch."""
     examples = read_manifest(folder)["examples"][split]
     if examples < batch_size:
@@ -106,7 +122,7 @@ def batches(folder: Path, split: str, batch_size: int, seed: int, skip_batches: 
     per_epoch = examples // batch_size
     epoch, skip = divmod(skip_batches, per_epoch) if repeat else (0, skip_batches)
     while True:
-        stream = iterate_examples(folder, split, shuffle=repeat, seed=seed + epoch)
+        stream = iterate_examples(folder, split, shuffle=repeat, seed=seed + epoch, cache=cache)
         for index in range(per_epoch):
             group = [next(stream) for _ in range(batch_size)]
             if index >= skip:
@@ -115,6 +131,19 @@ def batches(folder: Path, split: str, batch_size: int, seed: int, skip_batches: 
         epoch += 1
         if not repeat:
             return
+
+
+def read_ahead(stream: Iterator[dict[str, np.ndarray]], depth: int = 2) -> Iterator[dict[str, tf.Tensor]]:
+    """``stream``'s batches read on tf.data's own thread, ``depth`` batches ahead of the step that takes them:
+    a shard read from a slow disk or a bucket costs the step nothing while the step is the longer."""
+    first = next(stream)
+    signature = {key: tf.TensorSpec((None, *value.shape[1:]), tf.float32) for key, value in first.items()}
+
+    def generate():
+        yield first
+        yield from stream
+
+    return iter(tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(depth))
 
 
 class Trainer:
@@ -176,7 +205,7 @@ class Trainer:
 
     def train_step(self, batch: dict[str, np.ndarray]) -> float:
         """One optimisation step on a global batch; returns its mean loss."""
-        inputs = [tf.constant(batch[key]) for key in ("audio", "f0_hz", "loudness_db")]
+        inputs = [tf.convert_to_tensor(batch[key]) for key in ("audio", "f0_hz", "loudness_db")]
         inputs.append(self._noise(inputs[0].shape, int(self.step.numpy())))
         replicas = self.strategy.num_replicas_in_sync
         if replicas == 1:
@@ -225,7 +254,7 @@ class Trainer:
         for variable, value in zip(self.state(), taken, strict=True):
             variable.assign(self.strategy.experimental_local_results(value)[0])
 
-    def evaluate(self, folder: Path, batch_size: int) -> float:
+    def evaluate(self, folder: str | os.PathLike, batch_size: int) -> float:
         """Mean loss over the held-out examples (fixed noise seed)."""
         losses = [float(self._loss(tf.constant(b["audio"]), tf.constant(b["f0_hz"]), tf.constant(b["loudness_db"]),
                                    self._noise(b["audio"].shape, 0)))
@@ -245,7 +274,7 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
     :class:`ClusterError`, and the same command started again on every worker resumes.
     """
     strategy = strategy or make_strategy()  # first: several workers must configure TensorFlow's runtime
-    data, output = Path(data), Path(output)
+    data, output = os.fspath(data), Path(output)
     read_manifest(data)
     place = placement(strategy)
     folder = output if place.chief else Path(tempfile.mkdtemp(prefix="tuibend-worker-"))
@@ -263,7 +292,7 @@ def train(data: str | Path, output: str | Path, config: TrainingConfig,
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _train_in(data: Path, output: Path, folder: Path, config: TrainingConfig,
+def _train_in(data: str, output: Path, folder: Path, config: TrainingConfig,
               report: Callable[[int, float, float], None] | None, strategy: tf.distribute.Strategy,
               place: Placement) -> TrainingLog:
     """The run itself, writing checkpoints into ``folder`` (``output`` on the chief, a temporary folder on the
@@ -284,7 +313,8 @@ def _train_in(data: Path, output: Path, folder: Path, config: TrainingConfig,
     if place.workers > 1:
         trainer.take_chiefs_state(place.chief)
     batch_size = config.batch_size
-    stream = batches(data, "train", batch_size, config.seed, skip_batches=int(trainer.step.numpy()))
+    stream = read_ahead(batches(data, "train", batch_size, config.seed, skip_batches=int(trainer.step.numpy()),
+                                cache={} if fits_in_memory(data) else None))
     statistics = read_statistics(data)
     run = {"strategy": place.strategy, "workers": place.workers,
            "replicas": strategy.num_replicas_in_sync}
