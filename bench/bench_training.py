@@ -46,12 +46,12 @@ def fixture_dataset() -> Path:
     return folder / "data"
 
 
-def step_seconds(data: Path, size: str, batch: int, steps: int, jit: bool) -> float:
+def step_seconds(data: Path, size: str, batch: int, steps: int, jit: bool, precision: str = "float32") -> float:
     """The median time of ``steps`` training steps after a first one (the trace) under this process's strategy."""
     from tuibend.training.cluster import make_strategy
 
     strategy = make_strategy()
-    config = TrainingConfig(size=size, batch_size=batch, jit=jit)
+    config = TrainingConfig(size=size, batch_size=batch, jit=jit, precision=precision)
     with strategy.scope():
         model = fresh_model(config, size)
     trainer = Trainer(model, config, strategy)
@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--workers", action="store_true", help="one against two workers, small model")
+    parser.add_argument("--precision", action="store_true", help="float32 against mixed, batch 16, XLA")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=16, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -97,6 +98,13 @@ def main() -> None:
         print(step_seconds(args.data, "small", args.batch, args.steps, jit=True), flush=True)
         return
     data = args.data or fixture_dataset()
+    if args.precision:
+        print("| size | float32 (s per step) | mixed (s per step) | float32 / mixed |")
+        print("| --- | ---: | ---: | ---: |")
+        for size in ("small", "solo"):
+            full, mixed = (step_seconds(data, size, 16, args.steps, True, p) for p in ("float32", "mixed"))
+            print(f"| {size} | {full:.2f} | {mixed:.2f} | {full / mixed:.2f} |", flush=True)
+        return
     if args.workers:
         print("| workers (processes on this machine) | global batch | seconds per step | against one worker |")
         print("| ---: | ---: | ---: | ---: |")

@@ -14,6 +14,7 @@ import pytest
 import soundfile
 
 from tuibend.audiofile import AudioFileError
+from tuibend.errors import InputError
 from tuibend.training.dataset import DatasetError, build_dataset, iterate_examples, read_manifest
 from tuibend.training.trainer import Trainer, TrainingConfig, batches, fresh_model, train
 
@@ -405,3 +406,21 @@ def test_a_bad_tf_config_is_named(monkeypatch, value, message):
     assert cluster_config()["task"]["index"] == 0
     monkeypatch.delenv("TF_CONFIG")
     assert cluster_config() is None
+
+
+def test_mixed_precision_trains_in_bfloat16_products_with_float32_weights(dataset):
+    batch = next(batches(dataset, "train", 2, 0))
+    results = {}
+    for precision in ("float32", "mixed"):
+        config = _small(1, jit=False, precision=precision)
+        trainer = Trainer(fresh_model(config, "m"), config)
+        start = trainer.model.weights()
+        loss = trainer.train_step(batch)
+        after = trainer.model.weights()
+        assert all(value.dtype == np.float32 for value in after.values())
+        results[precision] = loss, np.concatenate([(after[n] - start[n]).ravel() for n in start])
+    (loss32, step32), (loss16, step16) = results["float32"], results["mixed"]
+    assert loss16 != loss32 and abs(loss16 - loss32) < 0.01 * loss32  # bfloat16 products: 3 significant digits
+    assert np.mean(np.sign(step16) == np.sign(step32)) > 0.95
+    with pytest.raises(InputError, match="unknown precision 'half'"):
+        TrainingConfig(precision="half")

@@ -519,7 +519,7 @@ def _train(args: argparse.Namespace) -> None:
 
     config = TrainingConfig(size=args.size, steps=args.steps, batch_size=args.batch_size,
                             learning_rate=args.learning_rate, checkpoint_every=args.checkpoint_every,
-                            eval_every=args.eval_every, seed=args.seed, jit=args.xla)
+                            eval_every=args.eval_every, seed=args.seed, jit=args.xla, precision=args.precision)
     bar = ProgressBar("training")
 
     def report(step: int, loss: float, rate: float) -> None:
@@ -867,6 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--seed", type=int, default=0)
     trainer.add_argument("--no-xla", dest="xla", action="store_false",
                          help="run the step op by op instead of compiling it with XLA")
+    trainer.add_argument("--precision", choices=["float32", "mixed"], default="float32",
+                         help="mixed: the decoder's dense products in bfloat16 (GPUs from Ampere on, CPUs with "
+                              "AMX or AVX512-BF16), weights, recurrence, synths and loss in float32")
     trainer.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="measure a model's resynthesis of held-out audio")

@@ -47,14 +47,17 @@ def initial_weights(config: DecoderConfig, seed: int = 0) -> dict[str, np.ndarra
     return {name: value.astype(np.float32) for name, value in weights.items()}
 
 
-def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-    """x @ kernel + bias over the last axis of [b, t, n]."""
-    return tf.einsum("bti,io->bto", x, kernel) + bias
+def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor, compute: tf.DType = tf.float32) -> tf.Tensor:
+    """x @ kernel + bias over the last axis of [b, t, n]; the product in ``compute`` precision (mixed-precision
+    training: bfloat16 products, float32 weights and sums), the result in x's."""
+    if compute == x.dtype:
+        return tf.einsum("bti,io->bto", x, kernel) + bias
+    return tf.cast(tf.einsum("bti,io->bto", tf.cast(x, compute), tf.cast(kernel, compute)), x.dtype) + bias
 
 
-def fc_layer(x: tf.Tensor, kernel, bias, gamma, beta) -> tf.Tensor:
-    """ddsp's ``Fc``: dense, layer normalisation, leaky ReLU."""
-    x = dense(x, kernel, bias)
+def fc_layer(x: tf.Tensor, kernel, bias, gamma, beta, compute: tf.DType = tf.float32) -> tf.Tensor:
+    """ddsp's ``Fc``: dense, layer normalisation (in float32 always), leaky ReLU."""
+    x = dense(x, kernel, bias, compute)
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
     x = (x - mean) * tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * gamma + beta
     return tf.nn.leaky_relu(x, LEAKY_RELU_ALPHA)
@@ -76,13 +79,14 @@ def gru_cell(h: tf.Tensor, x_proj: tf.Tensor, recurrent_kernel, recurrent_bias) 
 
 
 def gru_sequence(inputs: tf.Tensor, state: tf.Tensor, kernel, recurrent_kernel, bias,
-                 unroll: bool) -> tuple[tf.Tensor, tf.Tensor]:
+                 unroll: bool, compute: tf.DType = tf.float32) -> tuple[tf.Tensor, tf.Tensor]:
     """Keras' GRU (reset_after, gates z r h) over [b, t, n] from state [b, units].
 
     The input projection is one matmul over all frames; only the recurrence loops,
-    unrolled for the few frames of a live block, a ``tf.scan`` for whole files.
+    unrolled for the few frames of a live block, a ``tf.scan`` for whole files. The recurrence stays in
+    float32 whatever ``compute`` is: a thousand steps of bfloat16 state would drift.
     """
-    projected = dense(inputs, kernel, bias[0])
+    projected = dense(inputs, kernel, bias[0], compute)
     if unroll:
         outputs = []
         for frame in range(int(inputs.shape[1])):
@@ -148,6 +152,7 @@ class Decoder(tf.Module):
                 raise ValueError(f"decoder weight {name} has shape {tuple(weights[name].shape)}, config says {shape}")
         self.variables_by_name = {name: tf.Variable(np.asarray(weights[name], np.float32), name=name.replace("/", "."))
                                   for name in shapes}
+        self.compute_dtype = tf.float32  # bfloat16: the dense products of mixed-precision training
 
     def weights(self) -> dict[str, np.ndarray]:
         """Current values, by name, as numpy arrays."""
@@ -156,7 +161,8 @@ class Decoder(tf.Module):
     def _stack(self, prefix: str, x: tf.Tensor) -> tf.Tensor:
         w = self.variables_by_name
         for layer in range(self.config.layers_per_stack):
-            x = fc_layer(x, *(w[f"{prefix}/{layer}/{name}"] for name in ("kernel", "bias", "gamma", "beta")))
+            x = fc_layer(x, *(w[f"{prefix}/{layer}/{name}"] for name in ("kernel", "bias", "gamma", "beta")),
+                         compute=self.compute_dtype)
         return x
 
     def initial_state(self, batch: int) -> tf.Tensor:
@@ -173,10 +179,11 @@ class Decoder(tf.Module):
         stacks = [hook(f"{key.removesuffix('_scaled')}_stack", self._stack(f"stack_{key}", inputs[key]))
                   for key in self.config.input_keys]
         fc1 = hook("fc1", tf.concat(stacks, axis=-1))
-        gru, state = gru_sequence(fc1, state, w["gru/kernel"], w["gru/recurrent_kernel"], w["gru/bias"], unroll)
+        gru, state = gru_sequence(fc1, state, w["gru/kernel"], w["gru/recurrent_kernel"], w["gru/bias"], unroll,
+                                  self.compute_dtype)
         gru = hook("gru", gru)
         fc2 = hook("fc2", self._stack("out_stack", tf.concat([fc1, gru], axis=-1)))
-        out = dense(fc2, w["dense_out/kernel"], w["dense_out/bias"])
+        out = dense(fc2, w["dense_out/kernel"], w["dense_out/bias"], self.compute_dtype)
         n_harmonics = self.config.n_harmonics
         return {
             "amps": hook("amps", out[..., :1]),

@@ -34,6 +34,7 @@ from tuibend.training.cluster import LOST_WORKER_ERRORS, ClusterError, Placement
 from tuibend.training.dataset import DatasetError, iterate_examples, read_manifest, read_statistics
 
 FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
+PRECISIONS = {"float32": tf.float32, "mixed": tf.bfloat16}
 
 
 @dataclass
@@ -52,6 +53,11 @@ class TrainingConfig:
     seed: int = 0
     jit: bool = True  # XLA: 1.1 to 1.3 times faster steps on this CPU (bench/bench_training.py)
     reverb: bool = True
+    precision: str = "float32"  # "mixed": the decoder's dense products in bfloat16, all else in float32
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -155,6 +161,7 @@ class Trainer:
         self.model = model
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
+        model.decoder.compute_dtype = PRECISIONS[config.precision]
         with self.strategy.scope():
             schedule = keras.optimizers.schedules.ExponentialDecay(config.learning_rate, config.decay_steps,
                                                                    config.decay_rate)
