@@ -161,26 +161,36 @@ RUN = textwrap.dedent("""
 """)
 
 
-def test_training_resumes_exactly_after_a_kill(dataset, tmp_path):
-    data = dataset
+def test_training_stopped_by_a_signal_saves_first_and_resumes_exactly(dataset, tmp_path):
+    """SIGTERM (a scheduler, `kill`) at step 6 saves a checkpoint there, past the periodic one at step 4; the
+    model as it stood loads at once; the same command goes on from step 7 to the weights of a run never
+    stopped (which runs beside it). A run killed outright resumes from its periodic checkpoint: the
+    two-worker test below kills a worker."""
+    import tuibend
+
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    killed = subprocess.Popen([sys.executable, "-c", RUN, str(data), str(tmp_path / "killed"), "12"],
-                              stdout=subprocess.PIPE, text=True, env=environment)
-    for line in killed.stdout:
-        if int(line) >= 6:  # past the checkpoint at step 4
-            killed.send_signal(signal.SIGKILL)
+    stopped = subprocess.Popen([sys.executable, "-c", RUN, str(dataset), str(tmp_path / "stopped"), "12"],
+                               stdout=subprocess.PIPE, text=True, env=environment)
+    straight = subprocess.Popen([sys.executable, "-c", RUN, str(dataset), str(tmp_path / "straight"), "12"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    for line in stopped.stdout:
+        if int(line) >= 6:
+            stopped.send_signal(signal.SIGTERM)
             break
-    killed.wait(timeout=60)
-    assert (tmp_path / "killed" / "training" / "checkpoint").exists()
-    resumed = subprocess.run([sys.executable, "-c", RUN, str(data), str(tmp_path / "killed"), "12"],
+    stopped.wait(timeout=120)
+    saved = [int(p.name.split("-")[1].split(".")[0]) for p in (tmp_path / "stopped" / "training").glob("ckpt-*.index")]
+    assert max(saved) >= 6  # saved on the signal: periodic checkpoints alone would stop at step 4
+    model = tuibend.load_model(tmp_path / "stopped")  # the model as it stood is usable at once
+    assert json.loads((tmp_path / "stopped" / "training.json").read_text())["step"] == max(saved)
+    assert model.config.decoder.ch == 256
+    resumed = subprocess.run([sys.executable, "-c", RUN, str(dataset), str(tmp_path / "stopped"), "12"],
                              capture_output=True, text=True, env=environment, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     steps = [int(line) for line in resumed.stdout.split()]
-    assert steps[0] == 5 and steps[-1] == 12  # restarted after the last checkpoint, not from zero
-    straight = subprocess.run([sys.executable, "-c", RUN, str(data), str(tmp_path / "straight"), "12"],
-                              capture_output=True, text=True, env=environment, timeout=600)
-    assert straight.returncode == 0, straight.stderr
-    with np.load(tmp_path / "killed" / "weights.npz") as a, np.load(tmp_path / "straight" / "weights.npz") as b:
+    assert steps[0] == max(saved) + 1 and steps[-1] == 12  # restarted after the last checkpoint, not from zero
+    _, error = straight.communicate(timeout=600)
+    assert straight.returncode == 0, error
+    with np.load(tmp_path / "stopped" / "weights.npz") as a, np.load(tmp_path / "straight" / "weights.npz") as b:
         for name in a.files:
             np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
@@ -272,24 +282,6 @@ def test_a_model_folder_without_its_checkpoint_goes_on_from_its_exported_weights
     assert any(not np.array_equal(exported[k], v) for k, v in tuibend.load_model(folder).weights().items())
     shutil.rmtree(folder / "training")  # no log either: it still starts from the weights, at their step
     assert train(dataset, folder, _small(11)).steps == [11]
-
-
-def test_terminating_a_run_saves_a_checkpoint_first(dataset, tmp_path):
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    run = subprocess.Popen([sys.executable, "-c", RUN, str(dataset), str(tmp_path / "stopped"), "40"],
-                           stdout=subprocess.PIPE, text=True, env=environment)
-    for line in run.stdout:
-        if int(line) >= 6:
-            run.send_signal(signal.SIGTERM)
-            break
-    run.wait(timeout=120)
-    saved = [int(p.name.split("-")[1].split(".")[0]) for p in (tmp_path / "stopped" / "training").glob("ckpt-*.index")]
-    assert max(saved) >= 6  # saved on the signal: periodic checkpoints alone would stop at step 4
-    import tuibend
-
-    model = tuibend.load_model(tmp_path / "stopped")  # the model as it stood is usable at once
-    assert json.loads((tmp_path / "stopped" / "training.json").read_text())["step"] == max(saved)
-    assert model.config.decoder.ch == 256
 
 
 WORKER = textwrap.dedent("""
