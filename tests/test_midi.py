@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
 import sys
 import time
 
@@ -494,16 +495,31 @@ def test_any_bytes_are_a_well_formed_datagram_or_refused_before_parsing():
 
 
 def test_a_scene_carries_its_own_midi_map(tmp_path):
-    """``[[midi.map]]`` in a scene file: parsed, validated with the file and field named, saved back."""
+    """``[[midi.map]]`` in a scene file: kept raw by the scene (which imports nothing of MIDI), read and
+    checked by tuibend.midi with the file and field named, by `tuibend check` too; saved back as it was."""
     from tuibend.bend.registry import Bend
-    from tuibend.bend.scene import Scene, SceneError, load_scene, save_scene
+    from tuibend.bend.scene import Scene, load_scene, save_scene
+    from tuibend.midi.errors import MidiError
+    from tuibend.midi.mapfile import mapping_table, mappings_from_tables
 
-    scene = Scene("mapped", [Bend("fc1", "scale", 0.5)], midi=[Mapping("cc", 74, 3, bend=0, param="gain")])
+    mapping = Mapping("cc", 74, 3, bend=0, param="gain")
+    scene = Scene("mapped", [Bend("fc1", "scale", 0.5)], midi=[mapping_table(mapping)])
     save_scene(tmp_path / "mapped.toml", scene)
-    assert load_scene(tmp_path / "mapped.toml").midi == scene.midi
-    (tmp_path / "bad.toml").write_text('name = "bad"\n[[midi.map]]\nsource = "cc"\nnumber = 7\nchannel = 17\n')
-    with pytest.raises(SceneError, match=r"bad\.toml: midi\.map\[1\]\.channel"):
-        load_scene(tmp_path / "bad.toml")
+    loaded = load_scene(tmp_path / "mapped.toml")
+    assert loaded.midi == scene.midi and mappings_from_tables(loaded.midi, "m") == [mapping]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[[bend]]\npoint = "fc1"\ntransform = "scale"\nproportion = 0.5\n'
+                   '[[midi.map]]\nsource = "cc"\nnumber = 7\nchannel = 17\n')
+    with pytest.raises(MidiError, match=r"bad\.toml: midi\.map\[1\]\.channel"):
+        mappings_from_tables(load_scene(bad).midi, f"{bad}: midi.map")
+    probe = ("import sys; from tuibend.bend.scene import load_scene; load_scene(sys.argv[1]); "
+             "print(sorted(m for m in sys.modules if m.startswith(('tuibend.midi', 'rtmidi'))))")
+    assert subprocess.run([sys.executable, "-c", probe, str(bad)], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+    checked = subprocess.run([sys.executable, "-m", "tuibend", "check", str(bad), str(tmp_path / "mapped.toml")],
+                             capture_output=True, text=True)
+    assert checked.returncode != 0 and "bad.toml: midi.map[1].channel" in checked.stdout
+    assert "mapped.toml: ok" in checked.stdout
 
 
 def test_every_midi_system_rtmidi_offers_by_name_the_native_one_first():

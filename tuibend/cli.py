@@ -220,8 +220,10 @@ def open_controls(args: argparse.Namespace, engine) -> tuple:
         args.midi = "all"  # a keyboard plays from every port there is, and any plugged in later
     if args.midi is not None or args.osc is not None:
         from tuibend.midi import MidiInput, OscServer, default_map, default_map_path, load_mappings
+        from tuibend.midi.mapfile import mappings_from_tables
 
-        overrides = {scene.name: scene.midi for scene in engine.scenes if scene.midi}
+        overrides = {scene.name: mappings_from_tables(scene.midi, f"{path or scene.name}: midi.map")
+                     for scene, path in zip(engine.scenes, engine.scene_paths, strict=True) if scene.midi}
     if args.midi is not None:
         from tuibend.midi.ports import apis_to_try
 
@@ -629,6 +631,8 @@ def _scenes(args: argparse.Namespace) -> None:
 def _check(args: argparse.Namespace) -> None:
     """Scene files checked against a model's configuration, as the engine checks them, without TensorFlow."""
     from tuibend.bend.scene import SceneError, load_scene
+    from tuibend.midi.errors import MidiError
+    from tuibend.midi.mapfile import mappings_from_tables
     from tuibend.model.config import ModelConfig
     from tuibend.model.layout import point_widths
 
@@ -638,7 +642,8 @@ def _check(args: argparse.Namespace) -> None:
         try:
             path = find_scene(spec)
             scene = load_scene(path).check(widths, path)
-        except (SceneError, PlaceError) as error:
+            mappings_from_tables(scene.midi, f"{path}: midi.map")
+        except (SceneError, PlaceError, MidiError) as error:
             faults += 1
             print(f"{spec}: {error}" if str(spec) not in str(error) else str(error))
             continue

@@ -36,7 +36,7 @@ class Scene:
     automation: dict[tuple[int, str], Lane] = field(default_factory=dict)  # (bend index from 0, parameter)
     morph_seconds: float = 0.0
     model: str | None = None
-    midi: list = field(default_factory=list)  # MIDI mappings that override the global map in this scene
+    midi: list[dict] = field(default_factory=list)  # raw [[midi.map]] tables: tuibend.midi reads them
     # The noise gate while this scene plays: None (the performance's setting), "auto", "off" or a threshold
     # in dB; and whether its bends may sound through rests on purpose (a drone: the output is not faded).
     gate: str | None = None
@@ -204,17 +204,15 @@ def _within(lane: Lane, bend: Bend, parameter: str, where: str) -> Lane:
     return lane
 
 
-def _midi(table, where: str) -> list:
-    """A scene's ``[[midi.map]]`` tables: mappings in the global map's format (see tuibend.midi)."""
-    from tuibend.midi.errors import MidiError
-    from tuibend.midi.mapfile import mappings_from_tables
-
+def _midi(table, where: str) -> list[dict]:
+    """A scene's ``[[midi.map]]`` tables, kept as they are: the MIDI side reads and checks their fields
+    (``tuibend.midi.mapfile``), so a scene loads without MIDI's machinery."""
     table = _expect(table, dict, where, "a table with a map list")
     _known(table, {"map"}, where)
-    try:
-        return mappings_from_tables(table.get("map", []), f"{where}.map")
-    except MidiError as error:
-        raise SceneError(str(error)) from None
+    entries = _expect(table.get("map", []), list, f"{where}.map", "a list of [[midi.map]] tables")
+    for index, entry in enumerate(entries, start=1):
+        _expect(entry, dict, f"{where}.map[{index}]", "a table")
+    return entries
 
 
 def _selection_table(selection: Selection) -> dict:
@@ -254,9 +252,7 @@ def scene_to_toml(scene: Scene) -> str:
     if lanes:
         body["automation"] = lanes
     if scene.midi:
-        from tuibend.midi.mapfile import mapping_table
-
-        body["midi"] = {"map": [mapping_table(mapping) for mapping in scene.midi]}
+        body["midi"] = {"map": scene.midi}
     return tomli_w.dumps(body)
 
 
