@@ -3,7 +3,9 @@ process: start-up, analysis from the cache, render, write) and the render alone 
 work after start-up), by the native kernel (the default) and by TensorFlow's stream (the reference), measured
 in one run, alternating. Real-time factor: seconds of audio per second of computation.
 
-Run: ``python bench/render.py [--seconds 4] [--repeats 3]``. Prints a Markdown table.
+Run: ``python bench/render.py [--seconds 4] [--repeats 3] [--model M]``. Prints a Markdown table. ``--model``:
+another model, a name or a folder (magenta-ddsp's solo model, imported with ``tuibend import-ddsp``, is the one
+magenta-ddsp's own resynthesis was measured with).
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default=str(bundled("models", "choir")))
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tuibend-render-"))
     audio, rate = soundfile.read(bundled("audio", "demo-voice.flac"))
     source = folder / "in.wav"
     soundfile.write(source, audio[:int(args.seconds * rate)], rate)
-    model = tuibend.load_model(bundled("models", "choir"))
+    model = tuibend.load_model(args.model)
     render_file(model, source, folder / "warm.wav")  # the analysis cached, as a second render of a file finds it
     in_process = {kernel: [] for kernel in KERNELS}
     typed = {kernel: [] for kernel in KERNELS}
@@ -48,9 +51,11 @@ def main() -> None:
             in_process[kernel].append(time.perf_counter() - started)
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(source), "-o",
-                            str(folder / f"{kernel}-cli.wav"), "--kernel", kernel], check=True, capture_output=True)
+                            str(folder / f"{kernel}-cli.wav"), "--kernel", kernel, "--model", args.model],
+                           check=True, capture_output=True)
             typed[kernel].append(time.perf_counter() - started)
-    print(f"`tuibend render` of {args.seconds:g} s of the demo voice through the choir (analysis cached), median of "
+    print(f"`tuibend render` of {args.seconds:g} s of the demo voice through {model.config.name} (analysis cached), "
+          f"median of "
           f"{args.repeats}, one run, alternating:\n")
     print("| kernel | render in one process (s) | real-time factor | `tuibend render` as typed (s) |")
     print("|---|---|---|---|")
