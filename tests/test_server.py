@@ -40,6 +40,20 @@ EVERY_MESSAGE = [control.SetParam(1, "proportion", 0.25), control.Recall(3), con
 
 
 @pytest.mark.quick
+def test_each_performance_keeps_its_own_start_up_log(tmp_path):
+    from tuibend.engine.launch import engine_log
+    from tuibend.engine.server import socket_path
+
+    default = engine_log(socket_path())
+    assert default.name == "engine.log"
+    logs = {engine_log(tmp_path / "a" / "control.sock"), engine_log(tmp_path / "b" / "control.sock"),
+            engine_log(tmp_path / "gig.sock"), default}
+    assert len(logs) == 4 and all(log.parent == default.parent for log in logs)
+    assert engine_log(tmp_path / "gig.sock") == engine_log(tmp_path / "gig.sock")  # found again by the same socket
+    assert engine_log(tmp_path / "gig.sock").name.startswith("engine-gig-")
+
+
+@pytest.mark.quick
 def test_every_message_survives_the_wire():
     assert {message.op for message in EVERY_MESSAGE} == set(control.MESSAGES)
     for index, message in enumerate(EVERY_MESSAGE):

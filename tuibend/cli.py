@@ -376,9 +376,8 @@ def _play_here(args: argparse.Namespace) -> None:
 
 
 def _play_apart(args: argparse.Namespace) -> None:
-    from tuibend.engine.launch import start_engine_process, wait_until_ready
+    from tuibend.engine.launch import engine_log, start_engine_process, wait_until_ready
     from tuibend.engine.server import playing
-    from tuibend.places import user_log
     from tuibend.tui.loading import load_with_screen
 
     socket = _socket(args)
@@ -390,7 +389,7 @@ def _play_apart(args: argparse.Namespace) -> None:
             raise UserError(ALREADY_PLAYING)
         _attach_interface(args, socket)
         return
-    log_path = user_log("engine.log")
+    log_path = engine_log(socket)
     process = start_engine_process(args.argv, log_path)
     try:
         load_with_screen(f"tuibend {__version__}: {Path(args.model).name}",

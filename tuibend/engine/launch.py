@@ -7,6 +7,7 @@ log file, which :func:`wait_until_ready` follows until the control socket answer
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -15,10 +16,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tuibend.engine.errors import EngineError
-from tuibend.engine.server import playing
+from tuibend.engine.server import SOCKET_NAME, playing, socket_path
+from tuibend.places import user_log
 
 START_SECONDS = 300.0  # loading TensorFlow and compiling every scene on a slow machine, with room to spare
 PREFIX = "tuibend: "
+
+
+def engine_log(socket: Path) -> Path:
+    """The start-up log of the performance served on ``socket``: ``engine.log`` for the default socket, a
+    name of its own for any other, so two performances started side by side never write into one file."""
+    if socket == socket_path():
+        return user_log("engine.log")
+    digest = hashlib.sha1(os.fsencode(os.path.abspath(socket))).hexdigest()[:8]
+    stem = socket.stem if socket.name != SOCKET_NAME else socket.parent.name
+    return user_log(f"engine-{stem}-{digest}.log")
 
 
 def start_engine_process(argv: Sequence[str], log_path: Path) -> subprocess.Popen:
