@@ -33,7 +33,8 @@ def _quick_pilot(quick_pilot):
 # ----- the protocol ---------------------------------------------------------------------------------------
 
 EVERY_MESSAGE = [control.SetParam(1, "proportion", 0.25), control.Recall(3), control.Recall(0, 2.5),
-                 control.PlayScene("name = 'x'\n", 2, 0.0), control.Panic(), control.SetGain(-3.0),
+                 control.PlayScene("name = 'x'\n", 2, 0.0), control.SceneSaved(1, "/tmp/x.toml"), control.Panic(),
+                 control.SetGain(-3.0),
                  control.SetGate(4.0), control.SetBypass(True), control.Transport("seek", 1.5),
                  control.RecordLane(0, "amount"), control.StopLane(0, "amount"), control.StartTake("/tmp/a.wav"),
                  control.StopTake(), control.Learn(0, "proportion"), control.Switch(model="flute"), control.Stop()]
@@ -254,6 +255,16 @@ async def test_the_interface_attached_drives_the_engine_and_detaches_without_sto
             await pilot.press("right")
             await pilot.pause(0.3)
             assert engine.target(0, "proportion") == pytest.approx(before + 0.05)
+            if ending == DETACH:  # saved under a name: the performance learns where the scene now lives
+                await pilot.press("S")
+                await pilot.pause(0.2)
+                for key in ("ctrl+u", *"saved-glow", "enter"):
+                    await pilot.press(key)
+                await pilot.pause(0.3)
+                saved = tmp_path / "scenes" / "saved-glow.toml"
+                assert saved.exists() and engine.scene_paths[0] == saved
+            else:  # a second attach sees the scene where it was saved
+                assert remote.scene_paths[0] == tmp_path / "scenes" / "saved-glow.toml"
             await pilot.press("D" if ending == DETACH else "q")
             await pilot.pause(0.2)
             if ending == QUIT:  # the moved fader is an unsaved edit

@@ -54,6 +54,16 @@ class PlayScene:
 
 
 @dataclass(frozen=True)
+class SceneSaved:
+    """The scene at ``index`` was saved to ``path``: where the set finds it from now on (a later attach, a
+    save without a name)."""
+
+    op: ClassVar[str] = "scene_saved"
+    index: int
+    path: str
+
+
+@dataclass(frozen=True)
 class Panic:
     op: ClassVar[str] = "panic"
 
@@ -139,8 +149,8 @@ class Stop:
     op: ClassVar[str] = "stop"
 
 
-Message = (SetParam | Recall | PlayScene | Panic | SetGain | SetGate | SetBypass | Transport | RecordLane | StopLane
-           | StartTake | StopTake | Learn | Switch | Stop)
+Message = (SetParam | Recall | PlayScene | SceneSaved | Panic | SetGain | SetGate | SetBypass | Transport
+           | RecordLane | StopLane | StartTake | StopTake | Learn | Switch | Stop)
 MESSAGES: dict[str, type] = {kind.op: kind for kind in Message.__args__}
 TRANSPORT_ACTIONS = ("play", "pause", "toggle", "seek")
 
@@ -239,6 +249,8 @@ def apply(engine, message: Message, source: str):
                 engine.scenes[index] = scene
             engine.load(scene, source, seconds)
             return True
+        case SceneSaved(index, path):
+            return engine.scene_saved(index, path)
         case Panic():
             engine.panic(source)
         case SetGain(db):

@@ -531,6 +531,13 @@ class Engine:
 
     # ----- control (any thread) -------------------------------------------------------------------
 
+    def scene_saved(self, index: int, path: str | Path) -> bool:
+        """Where the scene at ``index`` now lives (its file, saved by an interface)."""
+        if not 0 <= index < len(self.scene_paths):
+            return False
+        self.scene_paths[index] = Path(path)
+        return True
+
     def apply(self, message: control.Message, source: str = "api"):
         """Applies one message of the control protocol (what MIDI, OSC, the socket and a replay send); the
         value of its reply, where it has one."""

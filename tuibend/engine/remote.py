@@ -267,6 +267,14 @@ class RemoteEngine:
         self.ask(control.PlayScene(scene_to_toml(scene), index, morph))
         self.scene = scene
 
+    def scene_saved(self, index: int, path: str | Path) -> bool:
+        """Tells the performance where the scene at ``index`` was saved; a later attach finds it there."""
+        if not 0 <= index < len(self.scene_paths):
+            return False
+        self.send(control.SceneSaved(index, str(path)))
+        self.scene_paths[index] = Path(path)
+        return True
+
     def panic(self, source: str = "tui") -> None:
         self.send(control.Panic())
 

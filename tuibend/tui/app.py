@@ -299,6 +299,7 @@ class TuibendApp(App):
             self.notify(f"{path}: not saved ({error.strerror or error})", severity="error", timeout=8)
             return
         self.editor.saved(path)
+        self.engine.scene_saved(self.editor.current, path)
         self.notify(f"saved {path}", timeout=3)
 
     def action_save_as(self) -> None:
