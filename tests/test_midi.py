@@ -424,6 +424,17 @@ def test_osc_over_loopback(fresh):
         wait_for(lambda: not fresh.bypass)
         client.send_message("/tuibend/panic", [])
         wait_for(lambda: any(e.target == "panic" and e.source == "osc" for e in fresh.events.recent))
+        client.send_message("/tuibend/gain", 30.0)  # clamped to +24 dB
+        wait_for(lambda: fresh.gain_db == 24.0)
+        client.send_message("/tuibend/gain", 0.0)
+        client.send_message("/tuibend/gate/offset", -4.5)
+        wait_for(lambda: fresh.dynamics.gate.offset_db == -4.5 and fresh.gain_db == 0.0)
+        client.send_message("/tuibend/gate/offset", 0.0)
+        client.send_message("/tuibend/transport/pause", [])
+        wait_for(lambda: not fresh.source.playing)
+        client.send_message("/tuibend/transport/seek", 3.0)
+        client.send_message("/tuibend/transport/toggle", [])
+        wait_for(lambda: fresh.source.playing and fresh.source.position_seconds >= 3.0)
         for address, value in (("/tuibend/bend/9/proportion", 0.5), ("/tuibend/scene", 7), ("/tuibend/nothing", 1),
                                ("/tuibend/scene/name", "none")):
             client.send_message(address, value)
@@ -435,7 +446,9 @@ def test_osc_over_loopback(fresh):
         logged = [(e.source, e.target, e.value) for e in fresh.events.recent if e.source == "osc"]
         assert logged == [("osc", "scene", "two"), ("osc", "scene", "three"), ("osc", "bend2.proportion", 0.3),
                           ("osc", "bend2.gain", 10.0), ("osc", "bypass", True), ("osc", "bypass", False),
-                          ("osc", "panic", True)]
+                          ("osc", "panic", True), ("osc", "gain", 24.0), ("osc", "gain", 0.0), ("osc", "gate", -4.5),
+                          ("osc", "gate", 0.0), ("osc", "transport", "pause"), ("osc", "transport", "seek 3.000"),
+                          ("osc", "transport", "play")]
     finally:
         server.close()
 

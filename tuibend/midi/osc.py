@@ -6,7 +6,13 @@ Addresses (scenes and bends count from 1, as on screen):
 - ``/tuibend/scene/name <string>``: recall the scene of that name;
 - ``/tuibend/bend/<n>/<param> <float>``: move parameter ``param`` (``proportion`` or a transform
   parameter) of bend n, in the parameter's own units, clamped to its range;
-- ``/tuibend/panic``; ``/tuibend/bypass <0|1>``.
+- ``/tuibend/panic``; ``/tuibend/bypass <0|1>``;
+- ``/tuibend/gain <float>``: the output gain, dB (within +-24); ``/tuibend/gate/offset <float>``: the
+  gate's threshold moved by that many dB (within +-30);
+- ``/tuibend/transport/play``, ``/pause``, ``/toggle``; ``/tuibend/transport/seek <float>`` (seconds): a
+  prepared file's transport.
+
+Takes are not started from OSC: a datagram would name a file to write on this machine.
 
 The server binds 127.0.0.1 unless a host is named: control from another machine is a choice.
 A message that cannot be applied becomes a line in :attr:`OscServer.notices`, never an exception.
@@ -24,7 +30,7 @@ import threading
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from tuibend.control import Panic, Recall, SetBypass, SetParam
+from tuibend.control import TRANSPORT_ACTIONS, Panic, Recall, SetBypass, SetGain, SetGate, SetParam, Transport
 from tuibend.midi.errors import OscError
 from tuibend.midi.target import ControlTarget, parameter_range
 
@@ -138,7 +144,9 @@ class OscServer:
         self.notices: collections.deque[str] = collections.deque(maxlen=100)
         dispatcher = Dispatcher()
         for address, handler in (("/tuibend/scene", self._scene), ("/tuibend/scene/name", self._scene_name),
-                                  ("/tuibend/panic", self._panic), ("/tuibend/bypass", self._bypass)):
+                                  ("/tuibend/panic", self._panic), ("/tuibend/bypass", self._bypass),
+                                  ("/tuibend/gain", self._gain), ("/tuibend/gate/offset", self._gate),
+                                  *((f"/tuibend/transport/{action}", self._transport) for action in TRANSPORT_ACTIONS)):
             dispatcher.map(address, self._guarded(handler))
         dispatcher.set_default_handler(self._guarded(self._other))
         if not 0 <= port <= 65535:
@@ -191,6 +199,17 @@ class OscServer:
 
     def _bypass(self, address: str, on) -> None:
         self.target.apply(SetBypass(bool(float(on))), "osc")
+
+    def _gain(self, address: str, db) -> None:
+        self.target.apply(SetGain(float(db)), "osc")
+
+    def _gate(self, address: str, db) -> None:
+        self.target.apply(SetGate(float(db)), "osc")
+
+    def _transport(self, address: str, *args) -> None:
+        action = address.rsplit("/", 1)[1]
+        seconds = float(args[0]) if action == "seek" else 0.0
+        self.target.apply(Transport(action, seconds), "osc")
 
     def _other(self, address: str, *args) -> str | None:
         match = _BEND.match(address)
