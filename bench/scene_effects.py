@@ -9,12 +9,17 @@ the log spectra, dB, over frames where either sounds), spectral centroid and fla
 modulation of the level and the centroid (a vibrato's or an LFO's rate: how much the sound wobbles)
 over the first and the last 6 s (a scene whose lane opens a wobble shows it growing), and YIN's
 pitch error against the input contour (median cents on voiced frames: is the melody still there).
+A second table holds each scene's breakpoint lanes at their first and at their last value (the fader
+where the lane starts, and where it ends) over the whole voice: the same input both times, so what
+changes is the fader alone.
 This is the listening proxy the scenes were tuned with; the README carries the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -30,6 +35,7 @@ from sound import Player  # noqa: E402
 
 import tuibend  # noqa: E402
 from tuibend.audiofile import read_audio  # noqa: E402
+from tuibend.bend.automation import Breakpoints  # noqa: E402
 from tuibend.bend.scene import Scene, load_scene  # noqa: E402
 from tuibend.model.layout import point_widths  # noqa: E402
 from tuibend.pitch.analysis import analyze_audio  # noqa: E402
@@ -98,6 +104,34 @@ def measures(audio: np.ndarray, f0_in: np.ndarray, sample_rate: int) -> dict[str
     }
 
 
+def held(scene: Scene, last: bool) -> Scene | None:
+    """``scene`` with its breakpoint lanes held at their first (or last) value; None if it has none."""
+    lanes = {key: lane for key, lane in scene.automation.items() if isinstance(lane, Breakpoints)}
+    if not lanes:
+        return None
+    fixed = copy.deepcopy(scene)
+    for (index, name), lane in lanes.items():
+        value = float(lane.values[-1 if last else 0])
+        bend = fixed.bends[index]
+        fixed.bends[index] = (dataclasses.replace(bend, proportion=value) if name == "proportion"
+                              else dataclasses.replace(bend, params={**bend.params, name: value}))
+        del fixed.automation[(index, name)]
+    return fixed
+
+
+def whole_wobble(audio: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """The 4-7 Hz wobble of level (dB) and centroid (cents) over a whole render."""
+    frames = np.lib.stride_tricks.sliding_window_view(audio, FRAME)[::HOP] * np.hanning(FRAME)
+    power = spectra(audio)
+    level_db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    sounding = level_db > level_db.max() - 40.0
+    centroid = 1200 * np.log2(np.maximum((power * np.fft.rfftfreq(FRAME, 1.0 / sample_rate)).sum(1)
+                                         / power.sum(1), 20.0))
+    frame_rate = sample_rate / HOP
+    return (band_wobble(np.where(sounding, level_db, level_db.max() - 40.0), frame_rate),
+            band_wobble(np.where(sounding, centroid, np.median(centroid)), frame_rate))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", type=Path,
@@ -109,6 +143,7 @@ def main() -> None:
     print("| model | scene | level dB | distance dB | centroid ratio | flatness ratio | level wobble 4-7 Hz dB "
           "(first 6 s / last 6 s) | centroid wobble cents (first / last) | pitch error cents |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lanes_held: list[str] = []
     for folder in args.models:
         model = tuibend.load_model(folder)
         rate = model.config.sample_rate
@@ -137,6 +172,15 @@ def main() -> None:
             m = measures(audio, f0_in, rate)
             print(row(path.stem, m, m["level"] - base["level"], distance_db(audio, plain),
                       m["centroid"] / base["centroid"], m["flatness"] / base["flatness"]), flush=True)
+            ends = [held(scene, last) for last in (False, True)]
+            if ends[0] is not None:
+                wobbles = [whole_wobble(player.play(audio_in, end, fitted), rate) for end in ends]
+                lanes_held.append(f"| {folder.name} | {path.stem} | {wobbles[0][0]:.2f} / {wobbles[1][0]:.2f} | "
+                                  f"{wobbles[0][1]:.0f} / {wobbles[1][1]:.0f} |")
+    print("\nLanes held at their first / last value, the whole voice:\n")
+    print("| model | scene | level wobble 4-7 Hz dB | centroid wobble cents |")
+    print("| --- | --- | ---: | ---: |")
+    print("\n".join(lanes_held))
 
 
 if __name__ == "__main__":
