@@ -252,8 +252,8 @@ static void dense_apply_ordered(const dense_t *d, const float *x, int frames, fl
                 d->x_pairs[(size_t)f * pairs + q] = bf16_bits(row[2 * q]) | high << 16;
             }
         }
-        for (int first = 0; first < frames; first += 4)
-            for (int i = 0; i < d->n_panels; i++) {
+        for (int i = 0; i < d->n_panels; i++)  /* each panel read once a block, whatever its frames */
+            for (int first = 0; first < frames; first += 4) {
                 int p = reverse ? d->n_panels - 1 - i : i;
                 if (frames - first >= 4) panel_bf16(d, p, first, 4, y, ldy);
                 else if (frames - first == 1) panel_bf16(d, p, first, 1, y, ldy);
@@ -263,8 +263,8 @@ static void dense_apply_ordered(const dense_t *d, const float *x, int frames, fl
     }
 #endif
 #if defined(__AVX512F__)
-    for (int first = 0; first < frames; first += 4)
-        for (int i = 0; i < d->n_panels; i++) {
+    for (int i = 0; i < d->n_panels; i++)  /* each panel read once a block, whatever its frames */
+        for (int first = 0; first < frames; first += 4) {
             int p = reverse ? d->n_panels - 1 - i : i;
             if (frames - first >= 4) panel_f32(d, p, x, first, 4, y, ldy);
             else if (frames - first == 1) panel_f32(d, p, x, first, 1, y, ldy);
