@@ -9,7 +9,7 @@ from conftest import relative_error
 
 from tuibend import dsp
 from tuibend.dsp.core import hold_last_frame, resample_frames, upsample_frames
-from tuibend.dsp.spectral import a_weighting_db
+from tuibend.dsp.spectral import FrameLoudness, a_weighting_db, frame_loudness
 
 
 def test_exp_sigmoid_matches_ddsp(dsp_reference):
@@ -117,6 +117,25 @@ def test_loudness_v1_flavour_follows_ddsp_1x():
     silent = dsp.loudness(np.zeros(8000, np.float32), 16000, 250, n_fft=2048, ref_db=20.7, range_db=120.0,
                           flavour="v1")
     np.testing.assert_allclose(silent, -120.0)
+
+
+@pytest.mark.parametrize(("n_fft", "key"), [(512, "loud_v3"), (2048, "loud_v3_nfft2048")])
+def test_live_loudness_in_numpy_matches_ddsp(dsp_reference, n_fft, key):
+    """The live path's numpy loudness (no TensorFlow call a block) meets ddsp's own figures as closely as
+    the TensorFlow function does, and its 'v1' flavour equals TensorFlow's."""
+    audio = dsp_reference["loud_audio"]
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(audio, n_fft // 2), n_fft)[::64]
+    out = FrameLoudness(n_fft, 16000)(frames)
+    expected = dsp_reference[key]
+    assert out.shape == expected.shape and out.dtype == np.float32
+    above_floor = expected > -70
+    assert above_floor.sum() > 100
+    assert np.max(np.abs(out - expected)[above_floor]) < 0.01
+    v1 = FrameLoudness(n_fft, 16000, ref_db=20.7, range_db=120.0, flavour="v1")(frames)
+    reference = frame_loudness(frames, 16000, 20.7, 120.0, "v1").numpy()
+    np.testing.assert_allclose(v1, reference, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown loudness flavour 'v2'"):
+        FrameLoudness(n_fft, 16000, flavour="v2")
 
 
 def test_spectral_loss_matches_ddsp(dsp_reference):

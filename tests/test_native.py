@@ -341,4 +341,70 @@ def test_the_kernel_states_its_contract_and_a_mismatch_is_refused(fresh_library,
     assert set(TRANSFORM_ROWS) | {"invert", "ablate", "permute"} == set(SPECS)
     monkeypatch.setattr("tuibend.native.ABI_VERSION", 99)
     library.cache_clear()
-    assert "does not match this tuibend: version 1 (expected 99)" in available()
+    assert "does not match this tuibend: version 2 (expected 99)" in available()
+
+
+def _crepe_windows(audio: np.ndarray, count: int) -> np.ndarray:
+    """Raw CREPE windows every 10 ms, the first in the zeros before the audio (a silent frame)."""
+    from tuibend.pitch.analysis import centred_frames
+
+    return np.ascontiguousarray(centred_frames(audio, 1024, 160, count))
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("variant", runnable_variants())
+def test_native_crepe_equals_torchcrepe_in_every_build(fresh_library, crepe_reference, variant):
+    """CREPE tiny in each build this CPU runs (float32 vectors: 16, 8 or 4 wide): activations within the
+    fixtures' 1e-4 of torchcrepe's on both instruments."""
+    from tuibend.pitch.native_crepe import NativeCrepe
+
+    fresh_library.setenv(VARIANT_ENV, variant)
+    network = NativeCrepe("tiny")
+    assert library().build == variant and network.precision == "float32"
+    for name in ("flute", "choir"):
+        activation = network.activation(crepe_reference[f"{name}_frames"])
+        np.testing.assert_allclose(activation, crepe_reference[f"{name}_tiny_activation"], atol=1e-4)
+    assert network.activation(np.zeros((0, 1024), np.float32)).shape == (0, 360)
+
+
+@pytest.mark.quick
+def test_native_crepe_pitch_equals_the_tensorflow_tracker(crepe_reference):
+    """One native call (normalise, network, weighted argmax) gives TensorFlow's tracker's f0 and confidence
+    on raw windows of both instruments, a silent window and a range limit included."""
+    from tuibend.pitch.crepe import Crepe, decode, normalise_frames
+    from tuibend.pitch.native_crepe import NativeCrepe
+    from tuibend.pitch.trackers import make_tracker
+
+    native = make_tracker("crepe-tiny", kernel="native")
+    assert isinstance(native.estimator, NativeCrepe)
+    reference = make_tracker("crepe-tiny")
+    assert isinstance(reference.estimator, Crepe)
+    for name in ("flute", "choir"):
+        windows = _crepe_windows(crepe_reference[f"{name}_audio"], 48)
+        f0, confidence = native.estimate(windows)
+        expected_f0, expected_confidence = reference.estimate(windows)
+        assert np.max(np.abs(1200 * np.log2(f0 / expected_f0))) < 0.05
+        np.testing.assert_allclose(confidence, expected_confidence, atol=1e-4)
+        assert expected_confidence[0] < 0.5 < np.median(expected_confidence)  # the silent frame, then the notes
+        low, _ = native.estimator.estimate(windows, fmin=50.0, fmax=300.0)
+        limited, _ = decode(reference.estimator.activation(normalise_frames(windows)), 50.0, 300.0)
+        assert np.max(np.abs(1200 * np.log2(low / limited))) < 0.05 and np.max(low) <= 310.0
+
+
+def test_amx_crepe_keeps_the_pitch_where_the_cpu_has_it(crepe_reference):
+    """bfloat16 asks for AMX tiles: used where the CPU has AMX-BF16 (the activations then within the
+    bfloat16 bound of the TensorFlow test, f0 within 5 cents median), float32 elsewhere."""
+    from tuibend.pitch.crepe import decode
+    from tuibend.pitch.native_crepe import NativeCrepe
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    network = NativeCrepe("tiny", precision="bfloat16")
+    assert network.precision == ("bfloat16" if library().build == "avx512bf16" and " amx_bf16" in flags
+                                 else "float32")
+    for name in ("flute", "choir"):
+        activation = network.activation(crepe_reference[f"{name}_frames"])
+        expected = crepe_reference[f"{name}_tiny_activation"]
+        assert np.max(np.abs(activation - expected)) < 0.03
+        f0, _ = decode(activation, 50.0, 1000.0)
+        reference, _ = decode(expected, 50.0, 1000.0)
+        assert np.median(np.abs(1200 * np.log2(f0 / reference))) < 5.0

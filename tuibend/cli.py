@@ -198,7 +198,7 @@ def open_engine(args: argparse.Namespace, notify=print):
         if device == "none":
             raise UserError("--input mic needs an audio device (not --device none)")
         keyboard = keyboard_voice(model) if args.pitch == "midi" else None
-        source = live_input(model, args.tracker, args.pitch_shift, keyboard)
+        source = live_input(model, args.tracker, args.pitch_shift, keyboard, args.kernel, not args.float32)
     elif args.input == "midi":
         source = KeyboardSource(keyboard_voice(model), model.config.hop)
     else:

@@ -40,6 +40,30 @@ def frame_loudness(frames, sample_rate: int, ref_db: float = 0.0, range_db: floa
     raise ValueError(f"unknown loudness flavour {flavour!r}: use 'v1' or 'v3'")
 
 
+class FrameLoudness:
+    """:func:`frame_loudness` in numpy for a few windows at a time (a live block's): the same sums,
+    without a TensorFlow call's overhead (0.2-0.3 ms a call measured, for microseconds of arithmetic)."""
+
+    def __init__(self, n_fft: int, sample_rate: int, ref_db: float = 0.0, range_db: float = 80.0,
+                 flavour: str = "v3"):
+        if flavour not in ("v1", "v3"):
+            raise ValueError(f"unknown loudness flavour {flavour!r}: use 'v1' or 'v3'")
+        self.flavour, self.ref_db, self.range_db = flavour, ref_db, range_db
+        self.window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic
+        self.weighting_db = a_weighting_db(n_fft, sample_rate)
+        self.power_weights = (10.0 ** (self.weighting_db / 10.0)).astype(np.float32)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """Loudness in dB of frames [n, n_fft]."""
+        amplitude = np.abs(np.fft.rfft(frames * self.window, axis=-1))
+        if self.flavour == "v3":
+            mean_power = np.mean(amplitude ** 2 * self.power_weights, axis=-1)
+            return np.maximum(10.0 * np.log10(np.maximum(mean_power, 1e-20)) - self.ref_db,
+                              -self.range_db).astype(np.float32)
+        per_bin_db = 20.0 * np.log10(np.maximum(amplitude, 1e-20)) + self.weighting_db
+        return np.mean(np.maximum(per_bin_db - self.ref_db, -self.range_db), axis=-1).astype(np.float32)
+
+
 def loudness_padding(n_fft: int, flavour: str) -> int:
     """Zeros before sample 0 in a frame's window: 'v3' centres frames, 'v1' starts them at the hop."""
     return n_fft // 2 if flavour == "v3" else 0

@@ -13,6 +13,7 @@ from tuibend.engine.sources import FilePlayer, LiveAnalysis
 from tuibend.keyboard import KeyboardVoice, loudness_range
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
+from tuibend.native import choose
 from tuibend.pitch.analysis import StreamingAnalyzer
 from tuibend.pitch.files import analyze
 from tuibend.pitch.trackers import make_tracker
@@ -31,11 +32,17 @@ def file_player(model: TimbreModel, path: str | Path, tracker: str = "crepe-tiny
 
 
 def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semitones: float = 0.0,
-               keyboard: KeyboardVoice | None = None) -> LiveAnalysis:
-    """The live input analysed; with ``keyboard``, its notes give the pitch and the voice the loudness."""
+               keyboard: KeyboardVoice | None = None, kernel: str = "auto", bfloat16: bool = True) -> LiveAnalysis:
+    """The live input analysed; with ``keyboard``, its notes give the pitch and the voice the loudness.
+
+    CREPE runs where the model does (``kernel`` as the engine's: the native kernel unless it cannot
+    load), in bfloat16 AMX tiles where the CPU has them and ``bfloat16`` allows."""
     config = model.config
-    analyzer = StreamingAnalyzer(make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop),
-                                 config.loudness, config.sample_rate, config.frame_rate)
+    chosen = choose(kernel)[0]
+    precision = "bfloat16" if bfloat16 and chosen == "native" else "float32"
+    pitch = make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop, precision=precision,
+                         kernel=chosen)
+    analyzer = StreamingAnalyzer(pitch, config.loudness, config.sample_rate, config.frame_rate)
     return LiveAnalysis(analyzer, pitch_shift_semitones, _resting_f0(model), keyboard=keyboard)
 
 

@@ -151,7 +151,7 @@ class BendSpec(ctypes.Structure):
                 ("permutation", ctypes.POINTER(ctypes.c_int32)), ("seed", ctypes.c_uint64)]
 
 
-ABI_VERSION = 1  # block.c's TB_ABI_VERSION
+ABI_VERSION = 2  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
 
@@ -198,6 +198,15 @@ def library() -> ctypes.CDLL:
     lib.tb_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
                             ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_step.restype = None
+    lib.tb_crepe_create.restype = ctypes.c_void_p
+    lib.tb_crepe_create.argtypes = [ctypes.POINTER(floats), ctypes.c_int, ctypes.c_int]
+    lib.tb_crepe_destroy.argtypes = [ctypes.c_void_p]
+    lib.tb_crepe_amx.argtypes = [ctypes.c_void_p]
+    lib.tb_crepe_activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.tb_crepe_activation.restype = None
+    lib.tb_crepe_pitch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                   ctypes.c_void_p, ctypes.c_void_p]
+    lib.tb_crepe_pitch.restype = None
     return lib
 
 

@@ -39,7 +39,7 @@ enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP,
 static const char *const TRANSFORM_NAMES[T_COUNT] = {
     "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
     "smooth", "permute"};
-#define TB_ABI_VERSION 1 /* raised whenever tb_config, tb_bend or a function's arguments change */
+#define TB_ABI_VERSION 2 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -907,3 +907,321 @@ void tb_step(tb_model *m, const float *f0, const float *loudness, const float *v
     _mm_setcsr(saved_csr);
 #endif
 }
+
+/* ---- CREPE (Kim et al. 2018, "CREPE: A Convolutional Representation for Pitch Estimation") ----
+ * A live block's pitch analysis in the same library: six convolutions (ReLU, batch normalisation,
+ * max-pool 2) and the classifier over 360 bins, for normalised 1024-sample frames. A convolution is a
+ * matrix product whose rows overlap: with the input laid out [position][channel] and zero-padded in time,
+ * output position t reads the contiguous window input + t * stride * channels, so no window is copied.
+ * Weights are [width * channels][out] (float32, or bfloat16 pairs of consecutive rows, as dense_t). */
+#define CREPE_FRAME 1024
+#define CREPE_BINS 360
+#define CREPE_LAYERS 6
+#define CREPE_BN_EPSILON 0.0010000000474974513f
+static const int CREPE_FILTERS[CREPE_LAYERS] = {32, 4, 4, 4, 8, 16};
+static const int CREPE_WIDTHS[CREPE_LAYERS] = {512, 64, 64, 64, 64, 64};
+
+/* The float32 convolution's vectors: the CPU's own width, and how many sums a tile keeps in registers. */
+#if defined(__AVX512F__)
+#define CONV_WIDTH 16
+#define CONV_SUMS 16
+#elif defined(__AVX__)
+#define CONV_WIDTH 8
+#define CONV_SUMS 8
+#else
+#define CONV_WIDTH 4
+#define CONV_SUMS 8
+#endif
+typedef float vconv __attribute__((vector_size(4 * CONV_WIDTH)));
+static inline vconv load_vconv(const float *p) {
+    vconv v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+typedef struct {
+    int width, stride, in, out, positions, pad_before; /* positions: outputs before pooling */
+    float *kernel;     /* [width * in][out] float32 (vectors) */
+    uint32_t *pairs;   /* [width * in / 2][out] bfloat16 pairs (AMX) */
+    float *bias, *scale, *shift; /* batch normalisation after the ReLU as one affine per channel */
+} crepe_layer_t;
+
+typedef struct {
+    int amx;                        /* 1: the convolutions in bfloat16 AMX tiles, 0: float32 vectors */
+    crepe_layer_t layers[CREPE_LAYERS];
+    dense_t classifier;
+    float *input[CREPE_LAYERS];     /* each layer's zero-padded input [padded positions][in] */
+    uint32_t *input_pairs;          /* the same in bfloat16 pairs (the widest layer's size) */
+    float *conv_out, *features;     /* a layer's output before pooling; the classifier's input */
+    float frame[CREPE_FRAME], activation[CREPE_BINS]; /* one normalised frame and its activations */
+    size_t input_size[CREPE_LAYERS];
+} tb_crepe;
+
+/* Sums (without the bias) for `rows` output positions from t and `vecs` vectors of channels from
+ * column, in float32. */
+static inline __attribute__((always_inline)) void conv_tile(const crepe_layer_t *l, const float *x, int t,
+                                                                const int rows, const int vecs, int column,
+                                                                float *y) {
+    int k_count = l->width * l->in;
+    size_t step = (size_t)l->stride * l->in;
+    vconv acc[CONV_SUMS][4];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) acc[r][v] = (vconv){0};
+    const float *w = l->kernel + column, *row = x + (size_t)t * step;
+    for (int k = 0; k < k_count; k++, w += l->out) {
+        vconv w0 = load_vconv(w), w1 = vecs > 1 ? load_vconv(w + CONV_WIDTH) : w0;
+        vconv w2 = vecs > 2 ? load_vconv(w + 2 * CONV_WIDTH) : w0, w3 = vecs > 3 ? load_vconv(w + 3 * CONV_WIDTH) : w0;
+        for (int r = 0; r < rows; r++) {
+            float xv = row[r * step + k];
+            acc[r][0] += xv * w0;
+            if (vecs > 1) acc[r][1] += xv * w1;
+            if (vecs > 2) acc[r][2] += xv * w2;
+            if (vecs > 3) acc[r][3] += xv * w3;
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++)
+            memcpy(y + (size_t)(t + r) * l->out + column + CONV_WIDTH * v, &acc[r][v], sizeof(vconv));
+}
+
+#if HAVE_BF16 && defined(__x86_64__)
+/* Intel's AMX tiles multiply bfloat16 pairs sixteen rows at a time, many times the vector units' rate; a
+ * tile row can start anywhere, so a tile of A is sixteen overlapping windows read straight from the input. */
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
+typedef struct __attribute__((packed)) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t columns_bytes[16];
+    uint8_t rows[16];
+} amx_config_t;
+
+/* The CPU has AMX-BF16 and the kernel lets this process use its tile registers. */
+static int amx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 22 & 1) || !(d >> 24 & 1)) return 0;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
+
+/* tmm0-3 sums [rows][16], tmm4 weights [16 pairs][16 columns], tmm5-7 windows [rows][16 pairs]. */
+AMX_TARGET static void amx_configure(int rows) {
+    amx_config_t config;
+    memset(&config, 0, sizeof(config));
+    config.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        config.rows[i] = i == 4 ? 16 : rows;
+        config.columns_bytes[i] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+#define AMX_WINDOWS(index, tile, sum)                                                              \
+    if (count > index) {                                                                           \
+        _tile_loadd(tile, a + (size_t)index * rows * step, stride);                                \
+        _tile_dpbf16ps(sum, tile, 4);                                                              \
+    }
+#define AMX_STORE(index)                                                                           \
+    if (count > index) _tile_stored(index, out + (size_t)index * rows * l->out, l->out * 4);
+
+/* The convolution without its bias in AMX tiles: x is the padded input in bfloat16 pairs. */
+AMX_TARGET static void conv_apply_amx(const crepe_layer_t *l, const uint32_t *x, float *y) {
+    int rows = l->positions < 16 ? l->positions : 16, pair_count = l->width * l->in / 2;
+    size_t step = (size_t)l->stride * l->in / 2, stride = step * 4;
+    amx_configure(rows);
+    for (int n0 = 0; n0 < l->out; n0 += 16)
+        for (int m0 = 0; m0 < l->positions; m0 += 4 * rows) {
+            int count = (l->positions - m0) / rows;
+            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+            for (int q = 0; q < pair_count; q += 16) {
+                _tile_loadd(4, l->pairs + (size_t)q * l->out + n0, l->out * 4);
+                const uint32_t *a = x + (size_t)m0 * step + q;
+                AMX_WINDOWS(0, 5, 0) AMX_WINDOWS(1, 6, 1) AMX_WINDOWS(2, 7, 2) AMX_WINDOWS(3, 5, 3)
+            }
+            float *out = y + (size_t)m0 * l->out + n0;
+            AMX_STORE(0) AMX_STORE(1) AMX_STORE(2) AMX_STORE(3)
+        }
+    _tile_release();
+}
+#else
+static int amx_usable(void) { return 0; }
+static void conv_apply_amx(const crepe_layer_t *l, const uint32_t *x, float *y) { (void)l; (void)x; (void)y; }
+#endif
+
+/* One convolution over all its positions, without its bias: y [positions][out] = windows of x times the
+ * kernel. Tiles of as many positions as CONV_SUMS registers hold beside 1, 2 or 4 vectors of channels. */
+static void conv_apply(const crepe_layer_t *l, const float *x, float *y) {
+    int vecs = l->out % (4 * CONV_WIDTH) == 0 ? 4 : l->out / CONV_WIDTH;
+    for (int column = 0; column < l->out; column += CONV_WIDTH * vecs) {
+        int t = 0;
+#define CONV_ROWS(v) (CONV_SUMS / (v) > 1 ? CONV_SUMS / (v) : 1)
+        if (vecs == 4)
+            for (; t + CONV_ROWS(4) <= l->positions; t += CONV_ROWS(4)) conv_tile(l, x, t, CONV_ROWS(4), 4, column, y);
+        else if (vecs == 2)
+            for (; t + CONV_ROWS(2) <= l->positions; t += CONV_ROWS(2)) conv_tile(l, x, t, CONV_ROWS(2), 2, column, y);
+        else
+            for (; t + CONV_ROWS(1) <= l->positions; t += CONV_ROWS(1)) conv_tile(l, x, t, CONV_ROWS(1), 1, column, y);
+#undef CONV_ROWS
+        for (; t < l->positions; t++) {
+            if (vecs == 4) conv_tile(l, x, t, 1, 4, column, y);
+            else if (vecs == 2) conv_tile(l, x, t, 1, 2, column, y);
+            else conv_tile(l, x, t, 1, 1, column, y);
+        }
+    }
+}
+
+static void to_pairs(const float *x, size_t count, uint32_t *pairs) {
+    for (size_t q = 0; q < count / 2; q++) pairs[q] = bf16_bits(x[2 * q]) | bf16_bits(x[2 * q + 1]) << 16;
+}
+
+void tb_crepe_destroy(tb_crepe *c) {
+    if (!c) return;
+    for (int i = 0; i < CREPE_LAYERS; i++) {
+        crepe_layer_t *l = &c->layers[i];
+        free(l->kernel); free(l->pairs); free(l->bias); free(l->scale); free(l->shift);
+        free(c->input[i]);
+    }
+    dense_free(&c->classifier);
+    free(c->input_pairs); free(c->conv_out); free(c->features);
+    free(c);
+}
+
+/* A CREPE network of capacity `multiplier` (4 tiny ... 32 full). weights: per layer its kernel
+ * [width][in][out], bias, gamma, beta, moving mean and variance, then the classifier's kernel [4 * last
+ * channels][360] and bias. bfloat16: in AMX tiles where the CPU has them (float32 otherwise: AVX512-BF16's
+ * dot products measured slower than float32 vectors here). NULL if memory runs out or the multiplier
+ * makes no channels of 16. */
+tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int bfloat16) {
+    if (multiplier < 4 || multiplier % 4) return 0;
+    tb_crepe *c = zalloc(sizeof(tb_crepe));
+    if (!c) return 0;
+    c->amx = bfloat16 && amx_usable();
+    int in = 1, positions = CREPE_FRAME, widest = 0, widest_out = 0;
+    for (int i = 0; i < CREPE_LAYERS; i++, weights += 6) {
+        crepe_layer_t *l = &c->layers[i];
+        l->width = CREPE_WIDTHS[i];
+        l->stride = i == 0 ? 4 : 1;
+        l->in = in;
+        l->out = CREPE_FILTERS[i] * multiplier;
+        l->positions = positions / l->stride;
+        /* 'SAME' padding: the total a stride needs, the smaller half before */
+        int total = (l->positions - 1) * l->stride + l->width - positions;
+        l->pad_before = total / 2;
+        size_t rows = (size_t)l->width * in;
+        c->input_size[i] = (size_t)(positions + total) * in;
+        c->input[i] = zalloc(sizeof(float) * (c->input_size[i] + 1));
+        l->bias = zalloc(sizeof(float) * l->out);
+        l->scale = zalloc(sizeof(float) * l->out);
+        l->shift = zalloc(sizeof(float) * l->out);
+        if (c->amx) l->pairs = zalloc(sizeof(uint32_t) * rows / 2 * l->out);
+        else l->kernel = zalloc(sizeof(float) * rows * l->out);
+        if (!c->input[i] || !l->bias || !l->scale || !l->shift || !(l->pairs || l->kernel)) {
+            tb_crepe_destroy(c);
+            return 0;
+        }
+        const float *kernel = weights[0];
+        if (c->amx)
+            for (size_t q = 0; q < rows / 2; q++)
+                for (int o = 0; o < l->out; o++)
+                    l->pairs[q * l->out + o] = bf16_bits(kernel[2 * q * l->out + o])
+                                               | bf16_bits(kernel[(2 * q + 1) * l->out + o]) << 16;
+        else memcpy(l->kernel, kernel, sizeof(float) * rows * l->out);
+        memcpy(l->bias, weights[1], sizeof(float) * l->out);
+        for (int o = 0; o < l->out; o++) {
+            l->scale[o] = weights[2][o] / sqrtf(weights[5][o] + CREPE_BN_EPSILON);
+            l->shift[o] = weights[3][o] - weights[4][o] * l->scale[o];
+        }
+        if (c->input_size[i] > (size_t)widest) widest = (int)c->input_size[i];
+        if (l->positions * l->out > widest_out) widest_out = l->positions * l->out;
+        in = l->out;
+        positions = l->positions / 2;
+    }
+    c->input_pairs = zalloc(sizeof(uint32_t) * (widest / 2 + 1));
+    c->conv_out = zalloc(sizeof(float) * widest_out);
+    c->features = zalloc(sizeof(float) * positions * in);
+    if (!c->input_pairs || !c->conv_out || !c->features
+        || dense_init(&c->classifier, weights[0], weights[1], positions * in, CREPE_BINS, 0)) {
+        tb_crepe_destroy(c);
+        return 0;
+    }
+    return c;
+}
+
+/* Activations [n][360] (sigmoid) of n normalised frames [n][1024]. */
+void tb_crepe_activation(tb_crepe *c, const float *frames, int n, float *out) {
+#if defined(FLUSH_DENORMALS)
+    unsigned int saved_csr = _mm_getcsr();
+    _mm_setcsr(saved_csr | FLUSH_DENORMALS);
+#endif
+    for (int f = 0; f < n; f++) {
+        memcpy(c->input[0] + c->layers[0].pad_before, frames + (size_t)f * CREPE_FRAME, sizeof(float) * CREPE_FRAME);
+        for (int i = 0; i < CREPE_LAYERS; i++) {
+            const crepe_layer_t *l = &c->layers[i];
+            if (c->amx) {
+                to_pairs(c->input[i], c->input_size[i], c->input_pairs);
+                conv_apply_amx(l, c->input_pairs, c->conv_out);
+            } else {
+                conv_apply(l, c->input[i], c->conv_out);
+            }
+            /* bias, ReLU, batch normalisation, max-pool 2: into the next layer's input (past its padding) */
+            float *next = i + 1 < CREPE_LAYERS ? c->input[i + 1] + (size_t)c->layers[i + 1].pad_before * l->out
+                                               : c->features;
+            for (int t = 0; t < l->positions / 2; t++)
+                for (int o = 0; o < l->out; o++) {
+                    float a = c->conv_out[(size_t)2 * t * l->out + o], b = c->conv_out[(size_t)(2 * t + 1) * l->out + o];
+                    a += l->bias[o];
+                    b += l->bias[o];
+                    a = (a > 0.0f ? a : 0.0f) * l->scale[o] + l->shift[o];
+                    b = (b > 0.0f ? b : 0.0f) * l->scale[o] + l->shift[o];
+                    next[(size_t)t * l->out + o] = a > b ? a : b;
+                }
+        }
+        float *activation = out + (size_t)f * CREPE_BINS;
+        dense_apply(&c->classifier, c->features, 1, activation, CREPE_BINS);
+        for (int b = 0; b < CREPE_BINS; b++) activation[b] = sigmoidf(activation[b]);
+    }
+#if defined(FLUSH_DENORMALS)
+    _mm_setcsr(saved_csr);
+#endif
+}
+
+#define CREPE_CENTS_PER_BIN 20.0
+#define CREPE_CENTS_OFFSET 1997.3794084376191 /* cents (re 10 Hz) of bin 0 */
+
+/* f0 (Hz) and confidence of n raw frames [n][1024], as tuibend.pitch.crepe reads them: each frame
+ * normalised (zero mean, unit unbiased standard deviation floored at 1e-10, as torchcrepe), then
+ * torchcrepe's weighted argmax over the bins [low, high): the mean of the bins within 4 of the peak,
+ * weighted by the sigmoid of their activation; the confidence is the peak's activation. */
+void tb_crepe_pitch(tb_crepe *c, const float *frames, int n, int low, int high, float *f0, float *confidence) {
+    low = low > 0 ? low : 0;
+    high = high < CREPE_BINS ? high : CREPE_BINS;
+    for (int f = 0; f < n; f++) {
+        const float *raw = frames + (size_t)f * CREPE_FRAME;
+        double sum = 0.0, squares = 0.0;
+        for (int i = 0; i < CREPE_FRAME; i++) sum += raw[i];
+        float mean = (float)(sum / CREPE_FRAME);
+        for (int i = 0; i < CREPE_FRAME; i++) {
+            c->frame[i] = raw[i] - mean;
+            squares += (double)c->frame[i] * c->frame[i];
+        }
+        double deviation = sqrt(squares / (CREPE_FRAME - 1));
+        float scale = (float)(1.0 / (deviation > 1e-10 ? deviation : 1e-10));
+        for (int i = 0; i < CREPE_FRAME; i++) c->frame[i] *= scale;
+        tb_crepe_activation(c, c->frame, 1, c->activation);
+        int peak = low;
+        for (int b = low; b < high; b++)
+            if (c->activation[b] > c->activation[peak]) peak = b;
+        double weights = 0.0, cents = 0.0;
+        for (int b = peak - 4; b <= peak + 4; b++) {
+            if (b < low || b >= high) continue;
+            double weight = 1.0 / (1.0 + exp(-(double)c->activation[b]));
+            weights += weight;
+            cents += weight * (CREPE_CENTS_PER_BIN * b + CREPE_CENTS_OFFSET);
+        }
+        f0[f] = (float)(10.0 * pow(2.0, cents / weights / 1200.0));
+        confidence[f] = c->activation[peak];
+    }
+}
+
+/* 1 when this network's convolutions run in AMX tiles (bfloat16). */
+int tb_crepe_amx(const tb_crepe *c) { return c->amx; }

@@ -222,3 +222,7 @@ class Crepe:
         one_float32_frame = len(frames) == 1 and self.precision == "float32"  # bfloat16 convolves faster
         forward = self._forward_one if one_float32_frame else self._forward
         return forward(tf.constant(frames)).numpy()[:count]
+
+    def estimate(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """f0 (Hz) and confidence of raw 1024-sample frames [n, 1024]."""
+        return decode(self.activation(normalise_frames(frames)))

@@ -12,9 +12,11 @@ from functools import cache
 
 import numpy as np
 
-from tuibend.pitch.crepe import Crepe, decode, normalise_frames
+from tuibend.pitch.crepe import Crepe
 from tuibend.pitch.names import TRACKERS
 from tuibend.pitch.yin import Yin
+
+KERNELS = ("tensorflow", "native")  # what computes CREPE: TensorFlow (the reference) or the native kernel
 
 
 @dataclass
@@ -25,7 +27,7 @@ class Tracker:
     hop: int
     window: int
     voiced_threshold: float
-    estimator: object
+    estimator: object  # anything with estimate(frames [n, window]) -> (f0 Hz [n], confidence [n])
 
     @property
     def lookahead(self) -> int:
@@ -36,24 +38,29 @@ class Tracker:
         """f0 (Hz) and confidence for frames [n, window]."""
         if len(frames) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
-        if isinstance(self.estimator, Crepe):
-            return decode(self.estimator.activation(normalise_frames(frames)))
         return self.estimator.estimate(frames)
 
 
 @cache
-def _crepe(capacity: str, precision: str) -> Crepe:
+def _crepe(capacity: str, precision: str, kernel: str):
+    if kernel == "native":
+        from tuibend.pitch.native_crepe import NativeCrepe
+
+        return NativeCrepe(capacity, precision=precision)
     return Crepe(capacity, precision=precision)
 
 
 def make_tracker(name: str = "crepe-tiny", crepe_hop: int = 160, sample_rate: int = 16000,
-                 frame_hop: int = 64, precision: str = "float32") -> Tracker:
+                 frame_hop: int = 64, precision: str = "float32", kernel: str = "tensorflow") -> Tracker:
     """``crepe-tiny`` / ``crepe-full`` (at ``crepe_hop`` samples, 100 estimates/s by default) or ``yin``
-    (every model frame). CREPE weights load once per process and precision."""
+    (every model frame). CREPE weights load once per process, precision and kernel (``native``: the C
+    kernel, which raises :class:`~tuibend.native.NativeUnavailable` where it cannot load)."""
     if name.startswith("crepe-"):
         if sample_rate != 16000:
             raise ValueError("CREPE runs at 16 kHz")
-        return Tracker(name, crepe_hop, 1024, 0.5, _crepe(name.removeprefix("crepe-"), precision))
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown CREPE kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+        return Tracker(name, crepe_hop, 1024, 0.5, _crepe(name.removeprefix("crepe-"), precision, kernel))
     if name == "yin":
         yin = Yin(sample_rate)
         return Tracker(name, frame_hop, yin.window, 0.8, yin)

@@ -1,0 +1,71 @@
+"""CREPE in the native kernel: the live pitch analysis in one C call per frame, no TensorFlow.
+
+The same network as :class:`tuibend.pitch.crepe.Crepe` (its float32 activations within 1e-5 of it),
+computed by ``block.c``'s convolution tiles: float32 vectors, or bfloat16 AMX tiles where the CPU
+has them (Intel Sapphire Rapids and later), which run a frame about six times faster (measured,
+docs/benchmarks.md). Weights come from the same files, loaded by the same checks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from tuibend.native import NativeUnavailable, library
+from tuibend.pitch.crepe import CAPACITIES, FRAME_SIZE, N_BINS, hz_to_bin, load_npz_weights
+from tuibend.places import crepe_weights
+
+_LAYER_WEIGHTS = ("kernel", "bias", "gamma", "beta", "mean", "variance")
+
+
+def weight_order() -> list[str]:
+    """CREPE's weight names in the order ``tb_crepe_create`` reads them."""
+    return [f"conv{layer}/{name}" for layer in range(1, 7) for name in _LAYER_WEIGHTS] + [
+        "classifier/kernel", "classifier/bias"]
+
+
+class NativeCrepe:
+    """A CREPE network in the kernel. ``precision="bfloat16"`` asks for AMX tiles; where the CPU has none it
+    runs float32, and :attr:`precision` says which runs."""
+
+    def __init__(self, capacity: str = "tiny", weights: dict[str, np.ndarray] | None = None,
+                 precision: str = "float32"):
+        if capacity not in CAPACITIES:
+            raise ValueError(f"unknown CREPE capacity {capacity!r}: use one of {', '.join(CAPACITIES)}")
+        self._lib = library()
+        self.capacity = capacity
+        if weights is None:
+            weights = load_npz_weights(crepe_weights(capacity), capacity)
+        keep = [np.ascontiguousarray(weights[name], np.float32) for name in weight_order()]
+        floats = ctypes.POINTER(ctypes.c_float)
+        pointers = (floats * len(keep))(*(array.ctypes.data_as(floats) for array in keep))
+        handle = self._lib.tb_crepe_create(pointers, CAPACITIES[capacity], int(precision == "bfloat16"))
+        if not handle:
+            raise NativeUnavailable(f"the native kernel could not hold CREPE {capacity} (out of memory)")
+        self._handle = ctypes.c_void_p(handle)
+        self.precision = "bfloat16" if self._lib.tb_crepe_amx(self._handle) else "float32"
+
+    def __del__(self):
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._lib.tb_crepe_destroy(handle)
+            self._handle = None
+
+    def activation(self, frames) -> np.ndarray:
+        """Activations [n, 360] of normalised 1024-sample frames [n, 1024]."""
+        frames = np.ascontiguousarray(np.asarray(frames, np.float32).reshape(-1, FRAME_SIZE))
+        out = np.empty((len(frames), N_BINS), np.float32)
+        if len(frames):
+            self._lib.tb_crepe_activation(self._handle, frames.ctypes.data, len(frames), out.ctypes.data)
+        return out
+
+    def estimate(self, frames: np.ndarray, fmin: float = 50.0, fmax: float = 2006.0) -> tuple[np.ndarray, np.ndarray]:
+        """f0 (Hz) and confidence of raw 1024-sample frames [n, 1024]: normalised, the network and
+        :func:`~tuibend.pitch.crepe.decode` in one call."""
+        frames = np.ascontiguousarray(np.asarray(frames, np.float32).reshape(-1, FRAME_SIZE))
+        f0, confidence = np.empty(len(frames), np.float32), np.empty(len(frames), np.float32)
+        if len(frames):
+            self._lib.tb_crepe_pitch(self._handle, frames.ctypes.data, len(frames), hz_to_bin(fmin),
+                                     hz_to_bin(fmax, round_up=True), f0.ctypes.data, confidence.ctypes.data)
+        return f0, confidence
