@@ -3,7 +3,9 @@
 Run: ``make bench`` (or ``python bench/bench_pitch.py``). CREPE is fed 1, 2 or 4 frames a call
 (as live blocks bring them) and batches of 64; where torch and the torchcrepe wheel are installed
 (developer dependencies) torchcrepe's own network runs on the same frames in the same run and the
-ratio is printed. YIN runs on its own 704-sample frames.
+ratio is printed. CREPE runs in TensorFlow and in the native kernel (``NativeCrepe``: float32 vectors,
+and bfloat16 AMX tiles where the CPU has them; the live input's path). YIN runs on its own 704-sample
+frames.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import tensorflow as tf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tuibend.native import NativeUnavailable  # noqa: E402
+from tuibend.native.crepe import NativeCrepe  # noqa: E402
 from tuibend.pitch.crepe import Crepe, normalise_frames  # noqa: E402
 from tuibend.pitch.yin import Yin  # noqa: E402
 from tuibend.places import crepe_weights  # noqa: E402
@@ -86,19 +90,27 @@ def main() -> None:
     rng = np.random.default_rng(0)
     audio_frames = normalise_frames(rng.normal(size=(64, 1024)).astype(np.float32))
 
-    networks = {("tiny", p): Crepe("tiny", precision=p) for p in ("float32", "bfloat16")}
+    networks = {("tiny", p, "TensorFlow"): Crepe("tiny", precision=p) for p in ("float32", "bfloat16")}
     full_path = args.full or crepe_weights("full")
     if full_path.exists():
-        networks.update({("full", p): Crepe.from_file(full_path, precision=p) for p in ("float32", "bfloat16")})
+        networks.update({("full", p, "TensorFlow"): Crepe.from_file(full_path, precision=p)
+                         for p in ("float32", "bfloat16")})
+    try:
+        for asked in ("float32", "bfloat16"):
+            native = NativeCrepe("tiny", precision=asked)
+            if native.precision == asked:  # without AMX, bfloat16 runs float32: measured once
+                networks["tiny", "bfloat16 AMX" if asked == "bfloat16" else asked, "native kernel"] = native
+    except NativeUnavailable as error:
+        print(f"native kernel: {error}", file=sys.stderr)
     rows = []
-    for (capacity, precision), crepe in networks.items():
+    for (capacity, precision, kernel), crepe in networks.items():
         reference = torchcrepe_network(capacity)
         for batch in (1, 2, 4, 64):
             frames = audio_frames[:batch]
             ours = frames_per_second(lambda frames=frames, crepe=crepe: crepe.activation(frames), batch)
             theirs = (frames_per_second(lambda frames=frames, run=reference: run(frames), batch)
                       if reference else None)
-            rows.append((f"CREPE {capacity} {precision}", batch, ours, theirs))
+            rows.append((f"CREPE {capacity} {precision} ({kernel})", batch, ours, theirs))
     yin = Yin()
     for batch in (1, 2, 4, 64):
         frames = rng.normal(size=(batch, yin.window))

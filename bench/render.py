@@ -1,7 +1,8 @@
 """`tuibend render` as a user gets it: a 4 s file through the bundled choir, end to end as typed (a new
 process: start-up, analysis from the cache, render, write) and the render alone in one process (the same
-work after start-up), by the native kernel (the default) and by TensorFlow's stream (the reference), measured
-in one run, alternating. Real-time factor: seconds of audio per second of computation.
+work after start-up), by the native kernel (the default: its layers in bfloat16 where the CPU has them; and
+in float32) and by TensorFlow's stream (the reference), measured in one run, alternating. Real-time factor:
+seconds of audio per second of computation.
 
 Run: ``python bench/render.py [--seconds 4] [--repeats 3] [--model M]``. Prints a Markdown table. ``--model``:
 another model, a name or a folder (magenta-ddsp's solo model, imported with ``tuibend import-ddsp``, is the one
@@ -27,7 +28,9 @@ import tuibend
 from tuibend.places import bundled
 from tuibend.render import render_file
 
-KERNELS = ("native", "tensorflow")
+# what renders -> the command line's options for it
+KERNELS = {"native": ["--kernel", "native"], "native float32": ["--kernel", "native", "--float32"],
+           "tensorflow": ["--kernel", "tensorflow"]}
 
 
 def main() -> None:
@@ -45,13 +48,14 @@ def main() -> None:
     in_process = {kernel: [] for kernel in KERNELS}
     typed = {kernel: [] for kernel in KERNELS}
     for _ in range(args.repeats):
-        for kernel in KERNELS:
+        for kernel, options in KERNELS.items():
             started = time.perf_counter()
-            render_file(model, source, folder / f"{kernel}.wav", kernel=kernel)
+            render_file(model, source, folder / "in-process.wav", kernel=kernel.split()[0],
+                        bfloat16=not kernel.endswith("float32"))
             in_process[kernel].append(time.perf_counter() - started)
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(source), "-o",
-                            str(folder / f"{kernel}-cli.wav"), "--kernel", kernel, "--model", args.model],
+                            str(folder / "typed.wav"), *options, "--model", args.model],
                            check=True, capture_output=True)
             typed[kernel].append(time.perf_counter() - started)
     print(f"`tuibend render` of {args.seconds:g} s of the demo voice through {model.config.name} (analysis cached), "

@@ -204,18 +204,25 @@ def test_truncated_cache_entry_is_recomputed(flute_44k_stereo, tmp_path):
 
 
 def test_render_runs_on_the_native_kernel_and_follows_the_player_as_tensorflow_does(choir_model, tmp_path):
-    """`render` by default runs the native kernel: the same sound as TensorFlow's stream (the reference),
-    each second's level within 3 dB of the player's; an explicit native kernel that cannot load says why."""
+    """`render` by default runs the native kernel, its layers in bfloat16 where the build has them (as the
+    engine plays): the same sound as TensorFlow's stream (the reference) and as the kernel in float32, each
+    second's level within 3 dB of the player's; an explicit native kernel that cannot load says why."""
+    from tuibend.native import library
     from tuibend.places import demo_input
     from tuibend.render import render_file
 
     audio, rate = soundfile.read(demo_input())
     soundfile.write(tmp_path / "in.wav", audio[:4 * rate], rate)
     native = render_file(choir_model, tmp_path / "in.wav", tmp_path / "native.wav")
+    exact = render_file(choir_model, tmp_path / "in.wav", tmp_path / "float32.wav", bfloat16=False)
     reference = render_file(choir_model, tmp_path / "in.wav", tmp_path / "tf.wav", kernel="tensorflow")
     assert native.report["kernel"] == "native" and reference.report["kernel"] == "tensorflow"
-    assert len(native.audio) == len(reference.audio)
+    assert native.report["layers"] == ("bfloat16" if library().build == "avx512bf16" else "float32")
+    assert exact.report["layers"] == reference.report["layers"] == "float32"
+    assert len(native.audio) == len(exact.audio) == len(reference.audio)
     assert np.corrcoef(native.audio, reference.audio)[0, 1] > 0.95
+    assert np.corrcoef(exact.audio, reference.audio)[0, 1] > 0.95
+    assert relative_error(native.audio, exact.audio) < 0.02
     played = read_audio(tmp_path / "in.wav", choir_model.config.sample_rate)
 
     def seconds_db(signal):

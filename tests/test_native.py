@@ -356,7 +356,7 @@ def _crepe_windows(audio: np.ndarray, count: int) -> np.ndarray:
 def test_native_crepe_equals_torchcrepe_in_every_build(fresh_library, crepe_reference, variant):
     """CREPE tiny in each build this CPU runs (float32 vectors: 16, 8 or 4 wide): activations within the
     fixtures' 1e-4 of torchcrepe's on both instruments."""
-    from tuibend.pitch.native_crepe import NativeCrepe
+    from tuibend.native.crepe import NativeCrepe
 
     fresh_library.setenv(VARIANT_ENV, variant)
     network = NativeCrepe("tiny")
@@ -371,12 +371,11 @@ def test_native_crepe_equals_torchcrepe_in_every_build(fresh_library, crepe_refe
 def test_native_crepe_pitch_equals_the_tensorflow_tracker(crepe_reference):
     """One native call (normalise, network, weighted argmax) gives TensorFlow's tracker's f0 and confidence
     on raw windows of both instruments, a silent window and a range limit included."""
+    from tuibend.native.crepe import NativeCrepe
     from tuibend.pitch.crepe import Crepe, decode, normalise_frames
-    from tuibend.pitch.native_crepe import NativeCrepe
     from tuibend.pitch.trackers import make_tracker
 
-    native = make_tracker("crepe-tiny", kernel="native")
-    assert isinstance(native.estimator, NativeCrepe)
+    native = make_tracker("crepe-tiny", network=NativeCrepe("tiny"))
     reference = make_tracker("crepe-tiny")
     assert isinstance(reference.estimator, Crepe)
     for name in ("flute", "choir"):
@@ -394,8 +393,8 @@ def test_native_crepe_pitch_equals_the_tensorflow_tracker(crepe_reference):
 def test_amx_crepe_keeps_the_pitch_where_the_cpu_has_it(crepe_reference):
     """bfloat16 asks for AMX tiles: used where the CPU has AMX-BF16 (the activations then within the
     bfloat16 bound of the TensorFlow test, f0 within 5 cents median), float32 elsewhere."""
+    from tuibend.native.crepe import NativeCrepe
     from tuibend.pitch.crepe import decode
-    from tuibend.pitch.native_crepe import NativeCrepe
 
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     network = NativeCrepe("tiny", precision="bfloat16")

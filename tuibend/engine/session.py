@@ -14,6 +14,7 @@ from tuibend.keyboard import KeyboardVoice, loudness_range
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.native import choose
+from tuibend.native.crepe import NativeCrepe
 from tuibend.pitch.analysis import StreamingAnalyzer
 from tuibend.pitch.files import analyze
 from tuibend.pitch.trackers import make_tracker
@@ -38,10 +39,10 @@ def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semi
     CREPE runs where the model does (``kernel`` as the engine's: the native kernel unless it cannot
     load), in bfloat16 AMX tiles where the CPU has them and ``bfloat16`` allows."""
     config = model.config
-    chosen = choose(kernel)[0]
-    precision = "bfloat16" if bfloat16 and chosen == "native" else "float32"
-    pitch = make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop, precision=precision,
-                         kernel=chosen)
+    network = None
+    if tracker.startswith("crepe-") and choose(kernel)[0] == "native":
+        network = NativeCrepe(tracker.removeprefix("crepe-"), precision="bfloat16" if bfloat16 else "float32")
+    pitch = make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop, network=network)
     analyzer = StreamingAnalyzer(pitch, config.loudness, config.sample_rate, config.frame_rate)
     return LiveAnalysis(analyzer, pitch_shift_semitones, _resting_f0(model), keyboard=keyboard)
 

@@ -238,6 +238,76 @@ static inline __attribute__((always_inline)) void panel_bf16(const dense_t *d, i
 }
 #endif
 
+#if HAVE_BF16 && defined(__x86_64__)
+/* Intel's AMX tiles multiply bfloat16 pairs sixteen rows at a time, many times the vector units' rate. */
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define HAVE_AMX 1
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
+typedef struct __attribute__((packed)) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t columns_bytes[16];
+    uint8_t rows[16];
+} amx_config_t;
+
+/* The CPU has AMX-BF16 and the kernel lets this process use its tile registers. */
+static int amx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 22 & 1) || !(d >> 24 & 1)) return 0;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
+
+/* Whether this process uses AMX, asked once. */
+static int amx_enabled(void) {
+    static int state = -1;
+    if (state < 0) state = amx_usable();
+    return state;
+}
+
+/* Eight tiles of 64 bytes a row: `rows` rows each, 16 for those in the `sixteen_rows` bit mask. */
+AMX_TARGET static void amx_configure(int rows, unsigned sixteen_rows) {
+    amx_config_t config;
+    memset(&config, 0, sizeof(config));
+    config.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        config.rows[i] = sixteen_rows >> i & 1 ? 16 : rows;
+        config.columns_bytes[i] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+/* A dense layer's bfloat16 panels in AMX tiles, its inputs already in x_pairs: all the block's frames in one
+ * tile of rows (tmm4), a panel's 64 columns in four tiles of sums (tmm0-3, started from the bias), the
+ * weights 16 pairs by 16 columns at a time (tmm5-7). */
+AMX_TARGET static void dense_amx(const dense_t *d, int frames, float *y, int ldy, int reverse) {
+    int pairs = (d->n_in + 1) / 2;
+    float out[MAX_FRAMES * PANEL] __attribute__((aligned(64)));
+    amx_configure(frames, 0xe0);
+    for (int i = 0; i < d->n_panels; i++) {
+        int p = reverse ? d->n_panels - 1 - i : i;
+        const float *bias = d->bias + p * PANEL;
+        _tile_loadd(0, bias, 0); _tile_loadd(1, bias + 16, 0); _tile_loadd(2, bias + 32, 0); _tile_loadd(3, bias + 48, 0);
+        const uint32_t *w = d->pairs + (size_t)p * pairs * PANEL;
+        for (int q = 0; q < pairs; q += 16, w += 16 * PANEL) {
+            _tile_loadd(4, d->x_pairs + q, pairs * 4);
+            _tile_loadd(5, w, PANEL * 4); _tile_dpbf16ps(0, 4, 5);
+            _tile_loadd(6, w + 16, PANEL * 4); _tile_dpbf16ps(1, 4, 6);
+            _tile_loadd(7, w + 32, PANEL * 4); _tile_dpbf16ps(2, 4, 7);
+            _tile_loadd(5, w + 48, PANEL * 4); _tile_dpbf16ps(3, 4, 5);
+        }
+        _tile_stored(0, out, PANEL * 4); _tile_stored(1, out + 16, PANEL * 4);
+        _tile_stored(2, out + 32, PANEL * 4); _tile_stored(3, out + 48, PANEL * 4);
+        store_rows(d, p, out, frames, 0, y, ldy);
+    }
+    _tile_release();
+}
+
+#else
+#define HAVE_AMX 0
+static int amx_enabled(void) { return 0; }
+#endif
+
 /* y[f][0:n_out] = x[f] @ kernel + bias for F frames; x rows have stride n_in, y rows stride ldy.
  * ``reverse``: the panels in reverse order. A layer run once per frame (the GRU's recurrence) alternates
  * direction, so a pass starts on the panels the last one ended on, still in the core's L2 cache. */
@@ -251,6 +321,10 @@ static void dense_apply_ordered(const dense_t *d, const float *x, int frames, fl
                 uint32_t high = 2 * q + 1 < d->n_in ? bf16_bits(row[2 * q + 1]) : 0;
                 d->x_pairs[(size_t)f * pairs + q] = bf16_bits(row[2 * q]) | high << 16;
             }
+        }
+        if (pairs % 16 == 0 && frames > 1 && amx_enabled()) {
+            dense_amx(d, frames, y, ldy, reverse);
+            return;
         }
         for (int i = 0; i < d->n_panels; i++)  /* each panel read once a block, whatever its frames */
             for (int first = 0; first < frames; first += 4) {
@@ -984,38 +1058,7 @@ static inline __attribute__((always_inline)) void conv_tile(const crepe_layer_t 
             memcpy(y + (size_t)(t + r) * l->out + column + CONV_WIDTH * v, &acc[r][v], sizeof(vconv));
 }
 
-#if HAVE_BF16 && defined(__x86_64__)
-/* Intel's AMX tiles multiply bfloat16 pairs sixteen rows at a time, many times the vector units' rate; a
- * tile row can start anywhere, so a tile of A is sixteen overlapping windows read straight from the input. */
-#include <cpuid.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16")))
-typedef struct __attribute__((packed)) {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t columns_bytes[16];
-    uint8_t rows[16];
-} amx_config_t;
-
-/* The CPU has AMX-BF16 and the kernel lets this process use its tile registers. */
-static int amx_usable(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 22 & 1) || !(d >> 24 & 1)) return 0;
-    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
-}
-
-/* tmm0-3 sums [rows][16], tmm4 weights [16 pairs][16 columns], tmm5-7 windows [rows][16 pairs]. */
-AMX_TARGET static void amx_configure(int rows) {
-    amx_config_t config;
-    memset(&config, 0, sizeof(config));
-    config.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        config.rows[i] = i == 4 ? 16 : rows;
-        config.columns_bytes[i] = 64;
-    }
-    _tile_loadconfig(&config);
-}
-
+#if HAVE_AMX
 #define AMX_WINDOWS(index, tile, sum)                                                              \
     if (count > index) {                                                                           \
         _tile_loadd(tile, a + (size_t)index * rows * step, stride);                                \
@@ -1028,7 +1071,7 @@ AMX_TARGET static void amx_configure(int rows) {
 AMX_TARGET static void conv_apply_amx(const crepe_layer_t *l, const uint32_t *x, float *y) {
     int rows = l->positions < 16 ? l->positions : 16, pair_count = l->width * l->in / 2;
     size_t step = (size_t)l->stride * l->in / 2, stride = step * 4;
-    amx_configure(rows);
+    amx_configure(rows, 1u << 4);
     for (int n0 = 0; n0 < l->out; n0 += 16)
         for (int m0 = 0; m0 < l->positions; m0 += 4 * rows) {
             int count = (l->positions - m0) / rows;
@@ -1044,7 +1087,6 @@ AMX_TARGET static void conv_apply_amx(const crepe_layer_t *l, const uint32_t *x,
     _tile_release();
 }
 #else
-static int amx_usable(void) { return 0; }
 static void conv_apply_amx(const crepe_layer_t *l, const uint32_t *x, float *y) { (void)l; (void)x; (void)y; }
 #endif
 
@@ -1095,7 +1137,7 @@ tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int bfloa
     if (multiplier < 4 || multiplier % 4) return 0;
     tb_crepe *c = zalloc(sizeof(tb_crepe));
     if (!c) return 0;
-    c->amx = bfloat16 && amx_usable();
+    c->amx = bfloat16 && amx_enabled();
     int in = 1, positions = CREPE_FRAME, widest = 0, widest_out = 0;
     for (int i = 0; i < CREPE_LAYERS; i++, weights += 6) {
         crepe_layer_t *l = &c->layers[i];

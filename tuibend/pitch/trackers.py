@@ -16,8 +16,6 @@ from tuibend.pitch.crepe import Crepe
 from tuibend.pitch.names import TRACKERS
 from tuibend.pitch.yin import Yin
 
-KERNELS = ("tensorflow", "native")  # what computes CREPE: TensorFlow (the reference) or the native kernel
-
 
 @dataclass
 class Tracker:
@@ -42,25 +40,20 @@ class Tracker:
 
 
 @cache
-def _crepe(capacity: str, precision: str, kernel: str):
-    if kernel == "native":
-        from tuibend.pitch.native_crepe import NativeCrepe
-
-        return NativeCrepe(capacity, precision=precision)
+def _crepe(capacity: str, precision: str) -> Crepe:
     return Crepe(capacity, precision=precision)
 
 
 def make_tracker(name: str = "crepe-tiny", crepe_hop: int = 160, sample_rate: int = 16000,
-                 frame_hop: int = 64, precision: str = "float32", kernel: str = "tensorflow") -> Tracker:
+                 frame_hop: int = 64, precision: str = "float32", network: object | None = None) -> Tracker:
     """``crepe-tiny`` / ``crepe-full`` (at ``crepe_hop`` samples, 100 estimates/s by default) or ``yin``
-    (every model frame). CREPE weights load once per process, precision and kernel (``native``: the C
-    kernel, which raises :class:`~tuibend.native.NativeUnavailable` where it cannot load)."""
+    (every model frame). CREPE runs in TensorFlow, its weights loaded once per process and precision,
+    unless ``network`` gives another CREPE of that capacity (the native kernel's, for live input)."""
     if name.startswith("crepe-"):
         if sample_rate != 16000:
             raise ValueError("CREPE runs at 16 kHz")
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown CREPE kernel {kernel!r}: use one of {', '.join(KERNELS)}")
-        return Tracker(name, crepe_hop, 1024, 0.5, _crepe(name.removeprefix("crepe-"), precision, kernel))
+        capacity = name.removeprefix("crepe-")
+        return Tracker(name, crepe_hop, 1024, 0.5, network or _crepe(capacity, precision))
     if name == "yin":
         yin = Yin(sample_rate)
         return Tracker(name, frame_hop, yin.window, 0.8, yin)

@@ -1,4 +1,4 @@
-"""CREPE in the native kernel: the live pitch analysis in one C call per frame, no TensorFlow.
+"""CREPE in the native kernel: the live pitch analysis in one C call per frame.
 
 The same network as :class:`tuibend.pitch.crepe.Crepe` (its float32 activations within 1e-5 of it),
 computed by ``block.c``'s convolution tiles: float32 vectors, or bfloat16 AMX tiles where the CPU
