@@ -279,8 +279,10 @@ def kernel_label(engine) -> str:
         return f"{engine.kernel} kernel"
     from tuibend.native import library
 
-    layers = "bfloat16" if engine.chain_stream.bfloat16 else "float32"
-    return f"native kernel ({library().build} build, {layers} layers)"
+    lib = library()
+    layers = ("bfloat16 layers in AMX tiles" if lib.amx else "bfloat16 layers") if engine.chain_stream.bfloat16 \
+        else "float32 layers"
+    return f"native kernel ({lib.build} build, {layers})"
 
 
 def progress_lines(stream=sys.stderr):

@@ -186,6 +186,7 @@ def library() -> ctypes.CDLL:
     lib = open_library(path)
     check_abi(lib, path)
     lib.build = variant
+    lib.amx = bool(lib.tb_amx())  # bfloat16 layers and CREPE in AMX tiles
     floats = ctypes.POINTER(ctypes.c_float)
     lib.tb_create.restype = ctypes.c_void_p
     lib.tb_create.argtypes = [ctypes.POINTER(Config), ctypes.POINTER(floats), floats, floats, ctypes.c_int,

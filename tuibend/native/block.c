@@ -322,7 +322,7 @@ static void dense_apply_ordered(const dense_t *d, const float *x, int frames, fl
                 d->x_pairs[(size_t)f * pairs + q] = bf16_bits(row[2 * q]) | high << 16;
             }
         }
-        if (pairs % 16 == 0 && frames > 1 && amx_enabled()) {
+        if (pairs % 16 == 0 && amx_enabled()) {
             dense_amx(d, frames, y, ldy, reverse);
             return;
         }
@@ -689,6 +689,9 @@ void tb_abi(int32_t out[5]) {
     out[3] = T_COUNT;
     out[4] = POINT_FC1;
 }
+
+/* 1 when this process multiplies in AMX tiles: the CPU has AMX-BF16, the build bfloat16, and Linux allows it. */
+int tb_amx(void) { return amx_enabled(); }
 
 const char *tb_transform_name(int id) { return id >= 0 && id < T_COUNT ? TRANSFORM_NAMES[id] : 0; }
 
