@@ -507,6 +507,21 @@ def test_any_bytes_are_a_well_formed_datagram_or_refused_before_parsing():
     check()
 
 
+def test_the_engine_imports_nothing_of_midi():
+    """Dependencies point one way: MIDI pushes into the engine through the control protocol, and no module
+    of the engine (its status view with the MIDI monitor's entries included) imports tuibend.midi or rtmidi."""
+    import pkgutil
+
+    import tuibend.engine
+
+    modules = [f"tuibend.engine.{module.name}" for module in pkgutil.iter_modules(tuibend.engine.__path__)]
+    assert {"tuibend.engine.engine", "tuibend.engine.remote", "tuibend.engine.server"} <= set(modules)
+    probe = (f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
+             "print(sorted(m for m in sys.modules if m.startswith(('tuibend.midi', 'rtmidi', 'tuibend.tui'))))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+
+
 def test_a_scene_carries_its_own_midi_map(tmp_path):
     """``[[midi.map]]`` in a scene file: kept raw by the scene (which imports nothing of MIDI), read and
     checked by tuibend.midi with the file and field named, by `tuibend check` too; saved back as it was."""

@@ -20,6 +20,19 @@ from tuibend.errors import TuibendError
 MAX_LINE = 1 << 20  # bytes: far above any message (a scene's TOML is a few kilobytes)
 
 
+@dataclass(frozen=True)
+class MonitorEntry:
+    """A MIDI message as the monitor shows it (the engine's status carries the newest): when
+    (``time.monotonic``), from which port."""
+
+    t: float
+    port: str
+    channel: int
+    kind: str
+    number: int
+    value: int
+
+
 class ProtocolError(TuibendError, ValueError):
     """A line on the control socket that is not a message of the protocol."""
 

@@ -21,7 +21,6 @@ from tuibend.bend.scene import Scene, scene_from_toml, scene_to_toml
 from tuibend.engine.errors import EngineError
 from tuibend.engine.telemetry import Telemetry
 from tuibend.errors import TuibendError, describe
-from tuibend.midi.messages import MonitorEntry
 
 CONNECT_SECONDS = 5.0
 REPLY_SECONDS = 5.0
@@ -44,7 +43,7 @@ class RemoteControlView:
     def __init__(self, engine: RemoteEngine):
         self._engine = engine
         self.status = ""
-        self.monitor: list[MonitorEntry] = []
+        self.monitor: list[control.MonitorEntry] = []
         self.learning: tuple[int, str] | None = None
         self.notices: collections.deque[str] = collections.deque()  # reported through the performance's
 
@@ -143,7 +142,7 @@ class RemoteEngine:
             return None
         view = view or RemoteControlView(self)
         view.status = state["status"]
-        view.monitor = [MonitorEntry(**entry) for entry in state.get("monitor", [])]
+        view.monitor = [control.MonitorEntry(**entry) for entry in state.get("monitor", [])]
         learning = state.get("learning")
         view.learning = tuple(learning) if learning else None
         return view

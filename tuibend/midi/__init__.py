@@ -15,7 +15,7 @@ _LAZY = {
     "ALL_PORTS": "input", "VIRTUAL_PORT": "input", "MidiInput": "input", "default_map_path": "mapfile",
     "load_mappings": "mapfile", "mappings_from_tables": "mapfile", "mappings_from_toml": "mapfile",
     "mappings_to_toml": "mapfile", "save_mappings": "mapfile", "Mapping": "mapping", "default_map": "mapping",
-    "merge": "mapping", "Message": "messages", "MonitorEntry": "messages", "decode": "messages",
+    "merge": "mapping", "Message": "messages", "decode": "messages",
     "PitchOut": "output", "DEFAULT_OSC_PORT": "osc", "OscServer": "osc", "OscTelemetry": "osc",
     "input_ports": "ports", "Router": "router",
     "ControlTarget": "target", "parameter_range": "target",

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import rtmidi
 
+from tuibend.control import MonitorEntry
 from tuibend.midi.errors import MidiError
 from tuibend.midi.mapfile import save_mappings
 from tuibend.midi.mapping import Mapping
-from tuibend.midi.messages import MonitorEntry, decode
+from tuibend.midi.messages import decode
 from tuibend.midi.ports import api_name, close_clients, describe_ports, match_port, open_client
 from tuibend.midi.router import Router
 from tuibend.midi.target import ControlTarget

@@ -1,4 +1,4 @@
-"""MIDI bytes to messages, and the monitor's record of what arrived.
+"""MIDI bytes to messages.
 
 Channels are 1-16 everywhere in tuibend, as musicians and controller manuals number them.
 """
@@ -19,18 +19,6 @@ class Message:
 
     kind: str
     channel: int
-    number: int
-    value: int
-
-
-@dataclass(frozen=True)
-class MonitorEntry:
-    """A message as the MIDI monitor shows it: when (``time.monotonic``), from which port."""
-
-    t: float
-    port: str
-    channel: int
-    kind: str
     number: int
     value: int
 

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from tuibend.control import Recall, SetParam
+from tuibend.control import MonitorEntry, Recall, SetParam
 from tuibend.midi.curves import to_position, to_value
 from tuibend.midi.mapping import Mapping, default_map, merge, overlaps
-from tuibend.midi.messages import Message, MonitorEntry
+from tuibend.midi.messages import Message
 from tuibend.midi.ramps import Ramps
 from tuibend.midi.target import ControlTarget, parameter_range
 
