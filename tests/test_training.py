@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -253,12 +254,18 @@ def test_evaluation_measures_pitch_and_loudness_errors(dataset, solo_model_dir, 
     sharp = Features(reference.f0_hz * 2 ** (50 / 1200), np.ones(100, np.float32), reference.loudness_db - 6.0)
     cents, decibels = compare(reference, sharp)
     np.testing.assert_allclose(np.median(cents), 50.0, atol=1e-3)
-    np.testing.assert_allclose(np.median(decibels), 6.0, atol=1e-5)
+    np.testing.assert_allclose(decibels, -6.0, atol=1e-5)  # signed: rendered against reference
     result = subprocess.run([sys.executable, "-m", "tuibend.cli", "evaluate", str(solo_model_dir), str(dataset),
                              "--tracker", "yin", "--examples", "2", "--spectrogram", str(tmp_path / "e.png")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "pitch error" in result.stdout and "misses the bar" in result.stdout  # a 3-step model is noise
+    match = re.search(r"loudness error ([\d.]+) dB .* level ([-+][\d.]+) dB from the input's, its dynamics "
+                      r"([\d.]+) dB around that", result.stdout)
+    assert match, result.stdout
+    error, offset, dynamics = (float(value) for value in match.groups())
+    # an offset and the spread around it: |median d| <= median |d| <= median |d - offset| + |offset| (printed to 0.1)
+    assert abs(offset) <= error + 0.05 and error <= dynamics + abs(offset) + 0.1
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -26,6 +26,10 @@ class Evaluation:
     pitch_error_cents: float
     loudness_error_db: float
     examples: int
+    # The loudness error split: the output's median level against the input's (a model's overall level,
+    # which the engine's level match takes out), and the median error around that offset (its dynamics).
+    loudness_offset_db: float = 0.0
+    dynamics_error_db: float = 0.0
 
     @property
     def good_enough(self) -> bool:
@@ -34,14 +38,14 @@ class Evaluation:
 
 def compare(reference: Features, rendered: Features, voiced_threshold: float = 0.5,
             floor_db: float = -60.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame pitch errors (cents, frames voiced in both) and loudness errors (dB, audible frames)."""
+    """Per-frame pitch errors (cents, frames voiced in both) and loudness differences (dB, rendered minus
+    reference, signed, on audible frames)."""
     n = min(len(reference), len(rendered))
     voiced = (reference.confidence[:n] >= voiced_threshold) & (rendered.confidence[:n] >= voiced_threshold)
     cents = np.abs(1200 * np.log2(np.maximum(rendered.f0_hz[:n][voiced], 1e-3)
                                   / np.maximum(reference.f0_hz[:n][voiced], 1e-3)))
     audible = reference.loudness_db[:n] > floor_db
-    decibels = np.abs(rendered.loudness_db[:n][audible] - reference.loudness_db[:n][audible])
-    return cents, decibels
+    return cents, rendered.loudness_db[:n][audible] - reference.loudness_db[:n][audible]
 
 
 def evaluate_model(model: TimbreModel, data: str | Path, split: str = "holdout", tracker: str = "crepe-tiny",
@@ -64,5 +68,8 @@ def evaluate_model(model: TimbreModel, data: str | Path, split: str = "holdout",
         raise DatasetError(f"{data}: no {split} examples to evaluate")
     cents, decibels = np.concatenate(cents), np.concatenate(decibels)
     pitch_error = float(np.median(cents)) if len(cents) else float("inf")
-    loudness_error = float(np.median(decibels)) if len(decibels) else float("inf")
-    return Evaluation(pitch_error, loudness_error, min(count + 1, max_examples)), *first
+    if not len(decibels):
+        return Evaluation(pitch_error, float("inf"), min(count + 1, max_examples), 0.0, float("inf")), *first
+    offset = float(np.median(decibels))
+    return Evaluation(pitch_error, float(np.median(np.abs(decibels))), min(count + 1, max_examples), offset,
+                      float(np.median(np.abs(decibels - offset)))), *first
