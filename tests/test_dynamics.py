@@ -136,6 +136,30 @@ def test_dynamics_fade_unless_the_scene_is_a_drone():
         assert (np.max(out) == 0.0) != drone
 
 
+def test_a_long_block_shaped_in_shorter_ones_sounds_as_if_heard_in_them():
+    """A render steps its model in 64-frame blocks and shapes them in the engine's 16: the gate's gains,
+    the level match and the ceiling come out as if each 16-frame piece had been heard on its own."""
+    class Config:
+        loudness, frame_rate, sample_rate, hop = "v3", FRAME_RATE, RATE, HOP
+
+    levels = np.concatenate([np.full(40, -70.0), np.full(100, -20.0), np.full(52, -75.0)]).astype(np.float32)
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal(len(levels) * HOP) * 0.3).astype(np.float32)
+    dry = (rng.standard_normal(len(levels) * HOP) * 0.05).astype(np.float32)
+    takes = []
+    for long_block in (16, 64):
+        dynamics = Dynamics.for_model(Config, GateSettings(threshold_db=-40.0))
+        take = []
+        for start in range(0, len(levels), long_block):
+            dynamics.hear(levels[start:start + long_block])
+            for piece in range(start, start + long_block, 16):
+                samples = slice(piece * HOP, (piece + 16) * HOP)
+                take.append(dynamics.shape(audio[samples], dry[samples]))
+        takes.append(np.concatenate(take))
+    assert np.max(np.abs(takes[0][:40 * HOP])) < 1e-3 < np.max(np.abs(takes[0][60 * HOP:140 * HOP]))  # gated, then open
+    np.testing.assert_array_equal(takes[1], takes[0])
+
+
 def statistics(low_db: float, high_db: float, mean_pitch: float = 60.0, register=None) -> DatasetStatistics:
     references = np.linspace(0, 1, 101)
     scalars = {"mean_pitch": mean_pitch}

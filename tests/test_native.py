@@ -104,14 +104,15 @@ def test_bfloat16_layers_stay_near_float32(choir_model, solo_model, voice, size,
 
 @pytest.mark.parametrize("bfloat16", [False, True])
 def test_the_block_size_changes_nothing_but_the_delay(choir_model, voice, bfloat16):
-    """Blocks of 1, 2, 4 and 16 frames give the same take (the kernel's own noise is a function of the
-    sample's place, each frame's arithmetic is the same however frames are grouped; the reverb's
-    partitions follow the block, which changes only its rounding): no seam at any block edge."""
+    """Blocks of 1, 2, 4, 16 and 64 frames (a render's: several tiles of rows) give the same take (the
+    kernel's own noise is a function of the sample's place, each frame's arithmetic is the same however
+    frames are grouped; the reverb's partitions follow the block, which changes only its rounding): no
+    seam at any block edge."""
     widths = point_widths(choir_model.config.decoder)
     f0, loudness = voice
     n = 320  # frames, a multiple of every block
     takes = []
-    for frames in (1, 2, 4, 16):
+    for frames in (1, 2, 4, 16, 64):
         bends = [Bend("fc2", "smooth", 0.7, params={"seconds": 0.1}), Bend("gru", "scale", 0.5)]
         rig = BendRig(bends, widths, frames, graph=False)
         controller = BendController(rig, choir_model.config.frame_rate)
@@ -237,7 +238,7 @@ def test_a_model_with_linear_amplitude_interpolation(choir_model, voice):
 
 def test_a_block_size_the_kernel_cannot_take_is_refused(choir_model):
     rig = BendRig([], point_widths(choir_model.config.decoder), 3, graph=False)
-    with pytest.raises(ValueError, match=r"192-sample blocks .*a power of two up to 1024"):
+    with pytest.raises(ValueError, match=r"192-sample blocks .*a power of two up to 4096"):
         NativeStream(choir_model, rig, 3)
     with pytest.raises(ValueError, match="rig is for blocks of 3 frames, the stream for 4"):
         NativeStream(choir_model, rig, 4)  # its values would be read past their end

@@ -288,6 +288,7 @@ class Dynamics:
         self.ceiling = Ceiling(level.sample_rate)
         self.hop = hop
         self._gains = np.ones(0, np.float32)
+        self._shaped = 0  # of the frames heard last, how many :meth:`shape` has taken
         self._last_gain = 0.0
 
     @classmethod
@@ -310,14 +311,20 @@ class Dynamics:
         """What the model hears of ``loudness_db``; the gate listens to ``levels_db`` (the player's
         own loudness) where given."""
         model_db, self._gains = self.gate.process(loudness_db, levels_db)
+        self._shaped = 0
         return model_db
 
     def shape(self, audio: np.ndarray, dry: np.ndarray, drone: bool = False) -> np.ndarray:
-        playing = bool(len(self._gains)) and float(self._gains.min()) >= 1.0
+        """The output of the frames heard last, or of their next ``len(audio)`` samples: a render whose
+        model steps in long blocks shapes them in the engine's shorter ones (the level match and the
+        ceiling act once a block)."""
+        frames = max(1, len(audio) // self.hop)
+        gains, self._shaped = self._gains[self._shaped:self._shaped + frames], self._shaped + frames
+        playing = bool(len(gains)) and float(gains.min()) >= 1.0
         if not drone and not (playing and self._last_gain == 1.0):  # fading, closed, or just opened
-            audio = audio * frame_gains_to_samples(self._gains, self._last_gain, self.hop)[:len(audio)]
-        if len(self._gains):
-            self._last_gain = float(self._gains[-1])
+            audio = audio * frame_gains_to_samples(gains, self._last_gain, self.hop)[:len(audio)]
+        if len(gains):
+            self._last_gain = float(gains[-1])
         dry_db = rms_db(dry) if playing and self.level.enabled else None
         audio = self.level.process(dry, audio, playing, dry_db)
         if self.level.enabled and not drone:

@@ -36,7 +36,12 @@ class RenderResult:
     report: dict
 
 
-NATIVE_BLOCK_FRAMES = 16  # the largest block the native kernel takes (1024 samples at a 64-sample hop)
+# The native kernel's largest block (4096 samples at a 64-sample hop): each layer's weights stream from
+# memory once a block, the GRU's recurrence alone once a frame.
+NATIVE_BLOCK_FRAMES = 64
+# The gate's gains, the level match and the ceiling act in blocks of the engine's largest (a render sounds
+# as the engine plays, whatever the blocks its model steps in).
+SHAPE_SAMPLES = 1024
 
 
 def render_features(model: TimbreModel, features: Features, hook: BendHook = no_bend, seed: int = 0,
@@ -102,7 +107,9 @@ def stream_features(stream: ModelStream, features: Features, controller: BendCon
             pieces.append(stream.step(f0[window], loudness[window]))
             continue
         audio = stream.step(f0[window], dynamics.hear(loudness[window], levels[window]))
-        pieces.append(dynamics.shape(audio, dry[index * block * hop:(index + 1) * block * hop], drone))
+        for start in range(0, block * hop, SHAPE_SAMPLES):
+            at = index * block * hop + start
+            pieces.append(dynamics.shape(audio[start:start + SHAPE_SAMPLES], dry[at:at + SHAPE_SAMPLES], drone))
         if progress is not None:
             progress((index + 1) / n_blocks)
     return np.concatenate(pieces)[hop:hop + n_frames * hop]

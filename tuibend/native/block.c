@@ -13,7 +13,8 @@
 #include <string.h>
 
 #define PANEL 64  /* output columns per weight panel: 4 vectors of 16 floats */
-#define MAX_FRAMES 16
+#define MAX_FRAMES 64  /* the largest block: 4096 samples at a 64-sample hop (renders) */
+#define AMX_ROWS 16    /* frames in one tile of rows */
 #define LN_EPSILON 1e-3f
 #define LEAKY_ALPHA 0.2f
 #define TWO_PI 6.283185307179586
@@ -137,14 +138,16 @@ static int dense_init(dense_t *d, const float *kernel, const float *bias, int n_
         d->pairs = zalloc(sizeof(uint32_t) * (size_t)d->n_panels * pairs * PANEL);
         d->x_pairs = zalloc(sizeof(uint32_t) * MAX_FRAMES * pairs);
         if (!d->pairs || !d->x_pairs) return -1;
-        for (int p = 0; p < d->n_panels; p++)
-            for (int q = 0; q < pairs; q++)
-                for (int j = 0; j < PANEL && p * PANEL + j < n_out; j++) {
-                    size_t column = (size_t)p * PANEL + j;
-                    uint32_t low = bf16_bits(kernel[(size_t)2 * q * n_out + column]);
-                    uint32_t high = 2 * q + 1 < n_in ? bf16_bits(kernel[(size_t)(2 * q + 1) * n_out + column]) : 0;
-                    d->pairs[((size_t)p * pairs + q) * PANEL + j] = low | high << 16;
-                }
+        static const float zeros[PANEL];  /* the row past an odd input count */
+        for (int p = 0; p < d->n_panels; p++) {
+            int columns = n_out - p * PANEL < PANEL ? n_out - p * PANEL : PANEL;
+            for (int q = 0; q < pairs; q++) {
+                const float *restrict low = kernel + (size_t)2 * q * n_out + (size_t)p * PANEL;
+                const float *restrict high = 2 * q + 1 < n_in ? low + n_out : zeros;
+                uint32_t *restrict into = d->pairs + ((size_t)p * pairs + q) * PANEL;
+                for (int j = 0; j < columns; j++) into[j] = bf16_bits(low[j]) | bf16_bits(high[j]) << 16;
+            }
+        }
         return 0;
     }
     d->panels = zalloc(sizeof(float) * (size_t)d->n_panels * n_in * PANEL);
@@ -281,24 +284,29 @@ AMX_TARGET static void amx_configure(int rows, unsigned sixteen_rows) {
  * tile of rows (tmm4), a panel's 64 columns in four tiles of sums (tmm0-3, started from the bias), the
  * weights 16 pairs by 16 columns at a time (tmm5-7). */
 AMX_TARGET static void dense_amx(const dense_t *d, int frames, float *y, int ldy, int reverse) {
-    int pairs = (d->n_in + 1) / 2;
-    float out[MAX_FRAMES * PANEL] __attribute__((aligned(64)));
-    amx_configure(frames, 0xe0);
+    int pairs = (d->n_in + 1) / 2, configured = 0;
+    float out[AMX_ROWS * PANEL] __attribute__((aligned(64)));
     for (int i = 0; i < d->n_panels; i++) {
         int p = reverse ? d->n_panels - 1 - i : i;
         const float *bias = d->bias + p * PANEL;
-        _tile_loadd(0, bias, 0); _tile_loadd(1, bias + 16, 0); _tile_loadd(2, bias + 32, 0); _tile_loadd(3, bias + 48, 0);
-        const uint32_t *w = d->pairs + (size_t)p * pairs * PANEL;
-        for (int q = 0; q < pairs; q += 16, w += 16 * PANEL) {
-            _tile_loadd(4, d->x_pairs + q, pairs * 4);
-            _tile_loadd(5, w, PANEL * 4); _tile_dpbf16ps(0, 4, 5);
-            _tile_loadd(6, w + 16, PANEL * 4); _tile_dpbf16ps(1, 4, 6);
-            _tile_loadd(7, w + 32, PANEL * 4); _tile_dpbf16ps(2, 4, 7);
-            _tile_loadd(5, w + 48, PANEL * 4); _tile_dpbf16ps(3, 4, 5);
+        /* a block of more frames than a tile's rows: the panel, read from memory once, stays in L2 */
+        for (int first = 0; first < frames; first += AMX_ROWS) {
+            int rows = frames - first < AMX_ROWS ? frames - first : AMX_ROWS;
+            if (rows != configured) amx_configure(configured = rows, 0xe0);
+            _tile_loadd(0, bias, 0); _tile_loadd(1, bias + 16, 0);
+            _tile_loadd(2, bias + 32, 0); _tile_loadd(3, bias + 48, 0);
+            const uint32_t *w = d->pairs + (size_t)p * pairs * PANEL, *x = d->x_pairs + (size_t)first * pairs;
+            for (int q = 0; q < pairs; q += 16, w += 16 * PANEL) {
+                _tile_loadd(4, x + q, pairs * 4);
+                _tile_loadd(5, w, PANEL * 4); _tile_dpbf16ps(0, 4, 5);
+                _tile_loadd(6, w + 16, PANEL * 4); _tile_dpbf16ps(1, 4, 6);
+                _tile_loadd(7, w + 32, PANEL * 4); _tile_dpbf16ps(2, 4, 7);
+                _tile_loadd(5, w + 48, PANEL * 4); _tile_dpbf16ps(3, 4, 5);
+            }
+            _tile_stored(0, out, PANEL * 4); _tile_stored(1, out + 16, PANEL * 4);
+            _tile_stored(2, out + 32, PANEL * 4); _tile_stored(3, out + 48, PANEL * 4);
+            store_rows(d, p, out, rows, first, y, ldy);
         }
-        _tile_stored(0, out, PANEL * 4); _tile_stored(1, out + 16, PANEL * 4);
-        _tile_stored(2, out + 32, PANEL * 4); _tile_stored(3, out + 48, PANEL * 4);
-        store_rows(d, p, out, frames, 0, y, ldy);
     }
     _tile_release();
 }
@@ -368,24 +376,61 @@ static int fc_init(fc_t *fc, const float **w, int n_in, int ch, int bfloat16) {
     return 0;
 }
 
+/* The sum of x[i], or with ``squares`` of (x[i] - centre)^2, in sixteen lanes (vectors; a sum in one
+ * register is a chain of dependent adds). */
+static float lane_sum(const float *restrict x, int n, float centre, int squares) {
+    float lanes[16] = {0}, total = 0.0f;
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) {
+            float v = x[i + k] - centre;
+            lanes[k] += squares ? v * v : v;
+        }
+    for (; i < n; i++) total += squares ? (x[i] - centre) * (x[i] - centre) : x[i] - centre;
+    for (int k = 0; k < 16; k++) total += lanes[k];
+    return total;
+}
+
 /* ddsp's Fc: dense, layer normalisation, leaky ReLU, in place over y [frames][ch]. */
 static void fc_apply(const fc_t *fc, const float *x, int frames, float *y) {
     int ch = fc->dense.n_out;
     dense_apply(&fc->dense, x, frames, y, ch);
+    const float *restrict gamma = fc->gamma, *restrict beta = fc->beta;
     for (int f = 0; f < frames; f++) {
-        float *row = y + (size_t)f * ch, mean = 0.0f, var = 0.0f;
-        for (int u = 0; u < ch; u++) mean += row[u];
-        mean /= ch;
-        for (int u = 0; u < ch; u++) var += (row[u] - mean) * (row[u] - mean);
-        float scale = 1.0f / sqrtf(var / ch + LN_EPSILON);
+        float *restrict row = y + (size_t)f * ch;
+        float mean = lane_sum(row, ch, 0.0f, 0) / ch;
+        float scale = 1.0f / sqrtf(lane_sum(row, ch, mean, 1) / ch + LN_EPSILON);
         for (int u = 0; u < ch; u++) {
-            float v = (row[u] - mean) * scale * fc->gamma[u] + fc->beta[u];
+            float v = (row[u] - mean) * scale * gamma[u] + beta[u];
             row[u] = v >= 0.0f ? v : LEAKY_ALPHA * v;
         }
     }
 }
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* e^x within 2 ulp (Cephes' polynomial), branch-free so that loops of it compile to vectors: the GRU's
+ * gates, 3 * units a frame, took as long as its recurrent product through libm's scalar calls. */
+static inline float exp_vector(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round(x / ln 2) */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+static inline float sigmoid_vector(float x) { return 1.0f / (1.0f + exp_vector(-x)); }
+
+static inline float tanh_vector(float x) { return 2.0f / (1.0f + exp_vector(-2.0f * x)) - 1.0f; }
 
 static float exp_sigmoid(float x) { return 2.0f * powf(sigmoidf(x), logf(10.0f)) + 1e-7f; }
 
@@ -796,16 +841,17 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
     }
     apply_bends(m, POINT_FC1, m->fc1, F, joined, joined, values, counter);
     dense_apply(&m->gru_in, m->fc1, F, m->projected, 3 * u);
-    float *hp = m->tmp2;
+    const float *restrict hp = m->tmp2;
+    float *restrict h = m->h;
     for (int f = 0; f < F; f++) {
-        dense_apply_ordered(&m->gru_rec, m->h, 1, hp, 3 * u, (int)((m->block_index * F + f) & 1));
-        const float *xp = m->projected + (size_t)f * 3 * u;
+        dense_apply_ordered(&m->gru_rec, h, 1, m->tmp2, 3 * u, (int)((m->block_index * F + f) & 1));
+        const float *restrict xp = m->projected + (size_t)f * 3 * u;
         for (int i = 0; i < u; i++) {
-            float z = sigmoidf(xp[i] + hp[i]), r = sigmoidf(xp[u + i] + hp[u + i]);
-            float n = tanhf(xp[2 * u + i] + r * hp[2 * u + i]);
-            m->h[i] = z * m->h[i] + (1.0f - z) * n;
+            float z = sigmoid_vector(xp[i] + hp[i]), r = sigmoid_vector(xp[u + i] + hp[u + i]);
+            float n = tanh_vector(xp[2 * u + i] + r * hp[2 * u + i]);
+            h[i] = z * h[i] + (1.0f - z) * n;
         }
-        memcpy(m->gru_out + (size_t)f * u, m->h, sizeof(float) * u);
+        memcpy(m->gru_out + (size_t)f * u, h, sizeof(float) * u);
     }
     apply_bends(m, POINT_GRU, m->gru_out, F, u, u, values, counter);
     int width = joined + u;
@@ -868,22 +914,28 @@ static void harmonic_block(tb_model *m, const float *f0) {
             m->harmonic[i] = 0.0f;
         }
     }
-    for (int k = 1; k <= nh; k++) {
+    /* Above nyquist / (the block's lowest f0) every sample of a harmonic is masked: those are skipped. */
+    float lowest = nyquist;
+    for (int i = 0; i < F * hop; i++) lowest = m->f0_env[i] < lowest ? m->f0_env[i] : lowest;
+    int audible = lowest > 0.0f && nyquist / lowest < (float)nh ? (int)(nyquist / lowest) + 1 : nh;
+    float *restrict harmonic = m->harmonic;
+    double *restrict sin_cur = m->sin_cur, *restrict sin_prev = m->sin_prev;
+    const double *restrict cos2 = m->cos2;
+    const float *restrict f0_env = m->f0_env, *restrict weights = m->window_weights;
+    for (int k = 1; k <= audible; k++) {
         float ratio = (float)k;
         for (int frame = 0; frame < F; frame++) {
             const float *right_row = m->amp_frames + (size_t)frame * nh;
             float left_amp = frame ? m->amp_frames[(size_t)(frame - 1) * nh + k - 1]
                                    : (m->started ? m->prev_amps[k - 1] : right_row[k - 1]);
             float step = right_row[k - 1] - left_amp;
-            int base = frame * hop;
-            for (int r = 0; r < hop; r++) {
-                int i = base + r;
-                float amp = left_amp + step * m->window_weights[r];
-                amp = m->f0_env[i] * ratio >= nyquist ? 0.0f : amp;
-                double s = m->sin_cur[i];
-                m->harmonic[i] += amp * (float)s;
-                m->sin_cur[i] = m->cos2[i] * s - m->sin_prev[i];
-                m->sin_prev[i] = s;
+            for (int i = frame * hop, r = 0; r < hop; i++, r++) {
+                float amp = left_amp + step * weights[r];
+                amp = f0_env[i] * ratio >= nyquist ? 0.0f : amp;
+                double s = sin_cur[i];
+                harmonic[i] += amp * (float)s;
+                sin_cur[i] = cos2[i] * s - sin_prev[i];
+                sin_prev[i] = s;
             }
         }
     }
@@ -899,7 +951,7 @@ static void noise_block(tb_model *m, const float *noise) {
     int F = c->block_frames, hop = c->hop, nb = c->n_bands, size = m->ir_size, n = m->block;
     for (int f = 0; f < F; f++) {
         const float *row = m->raw + (size_t)f * m->n_out + 1 + c->n_harmonics;
-        float *ir = m->noise_ir + (size_t)f * size;
+        float *restrict ir = m->noise_ir + (size_t)f * size;
         for (int j = 0; j < size; j++) ir[j] = 0.0f;
         for (int k = 0; k < nb; k++) {
             float magnitude = exp_sigmoid(row[k] + c->noise_bias);
@@ -912,11 +964,12 @@ static void noise_block(tb_model *m, const float *noise) {
     memcpy(buf, m->noise_tail_buf, sizeof(float) * m->noise_tail);
     memset(buf + m->noise_tail, 0, sizeof(float) * n);
     for (int f = 0; f < F; f++) {
-        const float *ir = m->noise_ir + (size_t)f * size, *x = noise + (size_t)f * hop;
-        float *out = buf + (size_t)f * hop;
-        for (int j = 0; j < size; j++) {
-            float tap = ir[j];
-            for (int i = 0; i < hop; i++) out[i + j] += tap * x[i];
+        const float *restrict ir = m->noise_ir + (size_t)f * size, *restrict x = noise + (size_t)f * hop;
+        float *restrict out = buf + (size_t)f * hop;
+        for (int i = 0; i < hop; i++) {  /* a sample at a time: the inner loop runs over contiguous taps */
+            float sample = x[i];
+            float *restrict into = out + i;
+            for (int j = 0; j < size; j++) into[j] += sample * ir[j];
         }
     }
     int d = m->noise_delay;

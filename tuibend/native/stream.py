@@ -103,7 +103,7 @@ class NativeStream:
                                      len(rig.bends), specs)
         if not handle:
             raise InputError(f"the native kernel cannot run this model at {self.block_samples}-sample blocks "
-                             "(it takes blocks of a power of two up to 1024 samples, and models whose noise "
+                             "(it takes blocks of a power of two up to 4096 samples, and models whose noise "
                              "filter fits one hop)")
         self._handle = ctypes.c_void_p(handle)
         self.bfloat16 = bool(self._lib.tb_bfloat16(self._handle))
