@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -124,14 +122,9 @@ def held_out_render(instrument: str, folder: Path) -> np.ndarray | None:
     """A melody of the instrument that no training file holds (another seed), rendered by FluidSynth."""
     import make_training_audio as training_audio
 
-    if shutil.which("fluidsynth") is None or not training_audio.SOUNDFONT.exists():
+    if not training_audio.can_render():
         return None
-    program, low, high = training_audio.INSTRUMENTS[instrument]
-    midi = folder / f"{instrument}-held-out.mid"
-    training_audio.write_midi(midi, training_audio.melody(np.random.default_rng(9999), program, low, high, 20.0))
-    wav = midi.with_suffix(".wav")
-    subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(RATE), "-F", str(wav),
-                    str(training_audio.SOUNDFONT), str(midi)], check=True, capture_output=True)
+    (wav,) = training_audio.render_unseen(folder, RATE, instrument, 1, 20.0)
     return read_audio(wav, RATE)
 
 

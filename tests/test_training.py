@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 import soundfile
+from conftest import REPO
 
 from tuibend.audiofile import AudioFileError
 from tuibend.errors import InputError
@@ -266,6 +268,17 @@ def test_evaluation_measures_pitch_and_loudness_errors(dataset, solo_model_dir, 
     error, offset, dynamics = (float(value) for value in match.groups())
     # an offset and the spread around it: |median d| <= median |d| <= median |d - offset| + |offset| (printed to 0.1)
     assert abs(offset) <= error + 0.05 and error <= dynamics + abs(offset) + 0.1
+    # the training loss of the same two renders against their inputs (the noise is drawn afresh: within 5 %)
+    import tuibend
+    from tuibend.dsp.spectral import spectral_loss
+
+    model = tuibend.load_model(solo_model_dir)
+    examples = list(itertools.islice(iterate_examples(dataset, "holdout", shuffle=False), 2))
+    expected = np.mean([float(spectral_loss(e["audio"][np.newaxis],
+                                            np.asarray(model.render(e["f0_hz"], e["loudness_db"]))[np.newaxis]))
+                        for e in examples])
+    loss = float(re.search(r"loss \(the training loss\) ([\d.]+)", result.stdout).group(1))
+    assert loss == pytest.approx(expected, rel=0.05)
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -423,3 +436,16 @@ def test_mixed_precision_trains_in_bfloat16_products_with_float32_weights(datase
     assert np.mean(np.sign(step16) == np.sign(step32)) > 0.95
     with pytest.raises(InputError, match="unknown precision 'half'"):
         TrainingConfig(precision="half")
+
+
+def test_unseen_melodies_are_none_of_the_training_files(tmp_path):
+    """Evaluation melodies (tools/make_training_audio.py unseen) come from seeds no training file uses."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import make_training_audio as training_audio
+
+    training = {path.read_bytes() for path in (REPO / "data" / "midi" / "flute").glob("*.mid")}
+    assert len(training) >= 20
+    unseen = training_audio.unseen_midi(tmp_path, "flute", 3, 40.0)
+    contents = [path.read_bytes() for path in unseen]
+    assert len(set(contents)) == 3 and not set(contents) & training
+    assert [path.read_bytes() for path in training_audio.unseen_midi(tmp_path / "again", "flute", 3, 40.0)] == contents

@@ -2,6 +2,7 @@
 
     python tools/make_training_audio.py midi              # writes data/midi/<instrument>/*.mid (committed)
     python tools/make_training_audio.py audio -o DIR      # renders them with the FluidR3 GM soundfont
+    python tools/make_training_audio.py unseen -o DIR     # melodies no training file holds, to evaluate on
 
 The melodies are legato, detached and staccato phrases over about two octaves with vibrato
 (modulation wheel), swells (expression), velocity dynamics from pianissimo to fortissimo and rests
@@ -26,6 +27,8 @@ MIDI_DIR = REPO / "data" / "midi"
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 TICKS = 480  # per quarter note
 TEMPO_US = 500000  # 120 bpm: a quarter note is 0.5 s
+UNSEEN_SEED = 9999  # first seed of the melodies to evaluate on (the training files come from one generator per
+# instrument, seeded by its name)
 
 # GM program (0-based) and a two-octave MIDI range that suits the instrument.
 INSTRUMENTS = {
@@ -111,16 +114,44 @@ def make_midi(count: int, seconds: float) -> None:
     print(f"wrote {count} melodies for each of {', '.join(INSTRUMENTS)} under {MIDI_DIR}")
 
 
+def can_render() -> bool:
+    return shutil.which("fluidsynth") is not None and SOUNDFONT.exists()
+
+
+def render(midi: Path, target: Path, sample_rate: int) -> Path:
+    """One MIDI file rendered dry (no reverb, no chorus) by FluidSynth."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(sample_rate),
+                    "-F", str(target), str(SOUNDFONT), str(midi)], check=True, capture_output=True)
+    return target
+
+
 def render_audio(output: Path, sample_rate: int, instruments: list[str]) -> None:
-    if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
+    if not can_render():
         sys.exit("needs FluidSynth and the FluidR3 GM soundfont: apt-get install fluidsynth fluid-soundfont-gm")
     for name in instruments:
         for midi in sorted((MIDI_DIR / name).glob("*.mid")):
-            target = output / name / midi.with_suffix(".wav").name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(sample_rate),
-                            "-F", str(target), str(SOUNDFONT), str(midi)], check=True, capture_output=True)
+            render(midi, output / name / midi.with_suffix(".wav").name, sample_rate)
         print(f"rendered {name} into {output / name}")
+
+
+def unseen_midi(output: Path, instrument: str, count: int, seconds: float) -> list[Path]:
+    """``count`` melodies of ``instrument`` from seeds no training file uses, as MIDI in ``output/instrument``:
+    held-out material no model trained on, whatever the dataset's split."""
+    program, low, high = INSTRUMENTS[instrument]
+    paths = []
+    for number in range(count):
+        midi = output / instrument / f"{instrument}-unseen-{number:02d}.mid"
+        midi.parent.mkdir(parents=True, exist_ok=True)
+        write_midi(midi, melody(np.random.default_rng(UNSEEN_SEED + number), program, low, high, seconds))
+        paths.append(midi)
+    return paths
+
+
+def render_unseen(output: Path, sample_rate: int, instrument: str, count: int, seconds: float) -> list[Path]:
+    """:func:`unseen_midi`, rendered beside the MIDI files."""
+    return [render(midi, midi.with_suffix(".wav"), sample_rate)
+            for midi in unseen_midi(output, instrument, count, seconds)]
 
 
 def main() -> None:
@@ -133,11 +164,23 @@ def main() -> None:
     audio.add_argument("-o", "--output", type=Path, required=True)
     audio.add_argument("--rate", type=int, default=16000)
     audio.add_argument("--instruments", nargs="+", default=list(INSTRUMENTS), choices=list(INSTRUMENTS))
+    unseen = commands.add_parser("unseen", help="render melodies no training file holds (to evaluate on)")
+    unseen.add_argument("-o", "--output", type=Path, required=True)
+    unseen.add_argument("--rate", type=int, default=16000)
+    unseen.add_argument("--instruments", nargs="+", default=list(INSTRUMENTS), choices=list(INSTRUMENTS))
+    unseen.add_argument("--count", type=int, default=6, help="melodies per instrument")
+    unseen.add_argument("--seconds", type=float, default=40.0, help="length of each melody")
     args = parser.parse_args()
     if args.command == "midi":
         make_midi(args.count, args.seconds)
-    else:
+    elif args.command == "audio":
         render_audio(args.output, args.rate, args.instruments)
+    else:
+        if not can_render():
+            sys.exit("needs FluidSynth and the FluidR3 GM soundfont: apt-get install fluidsynth fluid-soundfont-gm")
+        for name in args.instruments:
+            render_unseen(args.output, args.rate, name, args.count, args.seconds)
+            print(f"rendered {args.count} unseen {name} melodies into {args.output / name}")
 
 
 if __name__ == "__main__":

@@ -554,7 +554,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"{args.model} on {evaluation.examples} {args.split} examples: pitch error {evaluation.pitch_error_cents:.1f}"
           f" cents (bar {PITCH_BAR_CENTS:.0f}), loudness error {evaluation.loudness_error_db:.1f} dB "
           f"(bar {LOUDNESS_BAR_DB:.0f}): {verdict} the bar; the output's level {evaluation.loudness_offset_db:+.1f} dB "
-          f"from the input's, its dynamics {evaluation.dynamics_error_db:.1f} dB around that")
+          f"from the input's, its dynamics {evaluation.dynamics_error_db:.1f} dB around that; loss (the training "
+          f"loss) {evaluation.loss:.3f}")
     if args.spectrogram:
         draw_spectrograms(args.spectrogram, reference, rendered, model.config.sample_rate,
                           ("held-out input", f"resynthesis by {model.config.name}"))

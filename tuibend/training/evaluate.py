@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tuibend.dsp.spectral import spectral_loss
 from tuibend.model.timbre import TimbreModel
 from tuibend.pitch.analysis import Features, analyze_audio
 from tuibend.pitch.trackers import make_tracker
@@ -30,6 +31,7 @@ class Evaluation:
     # which the engine's level match takes out), and the median error around that offset (its dynamics).
     loudness_offset_db: float = 0.0
     dynamics_error_db: float = 0.0
+    loss: float = float("nan")  # the training loss (multi-scale spectral distance), mean over the examples
 
     @property
     def good_enough(self) -> bool:
@@ -53,12 +55,13 @@ def evaluate_model(model: TimbreModel, data: str | Path, split: str = "holdout",
     """Renders up to ``max_examples`` examples of ``split``; returns the evaluation and the first
     example's input and resynthesis (for a spectrogram)."""
     pitch = make_tracker(tracker)
-    cents, decibels, first = [], [], None
+    cents, decibels, losses, first = [], [], [], None
     for count, example in enumerate(iterate_examples(data, split, shuffle=False)):
         if count == max_examples:
             break
         reference = analyze_audio(example["audio"], pitch, model.config.loudness)
         audio = model.render(example["f0_hz"], example["loudness_db"])
+        losses.append(float(spectral_loss(example["audio"][np.newaxis], np.asarray(audio)[np.newaxis])))
         errors = compare(reference, analyze_audio(audio, pitch, model.config.loudness), pitch.voiced_threshold)
         cents.append(errors[0])
         decibels.append(errors[1])
@@ -67,9 +70,10 @@ def evaluate_model(model: TimbreModel, data: str | Path, split: str = "holdout",
     if first is None:
         raise DatasetError(f"{data}: no {split} examples to evaluate")
     cents, decibels = np.concatenate(cents), np.concatenate(decibels)
-    pitch_error = float(np.median(cents)) if len(cents) else float("inf")
+    pitch_error, loss, examples = float(np.median(cents)) if len(cents) else float("inf"), float(np.mean(losses)), \
+        len(losses)
     if not len(decibels):
-        return Evaluation(pitch_error, float("inf"), min(count + 1, max_examples), 0.0, float("inf")), *first
+        return Evaluation(pitch_error, float("inf"), examples, 0.0, float("inf"), loss), *first
     offset = float(np.median(decibels))
-    return Evaluation(pitch_error, float(np.median(np.abs(decibels))), min(count + 1, max_examples), offset,
-                      float(np.median(np.abs(decibels - offset)))), *first
+    return Evaluation(pitch_error, float(np.median(np.abs(decibels))), examples, offset,
+                      float(np.median(np.abs(decibels - offset))), loss), *first
