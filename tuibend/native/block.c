@@ -841,11 +841,10 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
     }
     apply_bends(m, POINT_FC1, m->fc1, F, joined, joined, values, counter);
     dense_apply(&m->gru_in, m->fc1, F, m->projected, 3 * u);
-    const float *restrict hp = m->tmp2;
     float *restrict h = m->h;
     for (int f = 0; f < F; f++) {
         dense_apply_ordered(&m->gru_rec, h, 1, m->tmp2, 3 * u, (int)((m->block_index * F + f) & 1));
-        const float *restrict xp = m->projected + (size_t)f * 3 * u;
+        const float *restrict hp = m->tmp2, *restrict xp = m->projected + (size_t)f * 3 * u;
         for (int i = 0; i < u; i++) {
             float z = sigmoid_vector(xp[i] + hp[i]), r = sigmoid_vector(xp[u + i] + hp[u + i]);
             float n = tanh_vector(xp[2 * u + i] + r * hp[2 * u + i]);
