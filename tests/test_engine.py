@@ -24,7 +24,7 @@ from tuibend.engine import Engine, EngineError, EngineSettings
 from tuibend.engine.devices import Bridge
 from tuibend.engine.events import EventLog, read_events
 from tuibend.engine.ring import RingBuffer
-from tuibend.engine.session import file_player
+from tuibend.engine.session import file_player, live_input
 from tuibend.engine.take import TakeWriter
 from tuibend.model.layout import point_widths
 from tuibend.native.stream import NativeStream
@@ -145,7 +145,6 @@ def play_file(model, player, tmp_path, seconds: float, start: float = 0.0, **set
 
 
 def test_live_input_rests_on_the_models_mean_pitch_until_a_voice_is_heard(choir_model):
-    from tuibend.engine.session import live_input
 
     resting = 440.0 * 2 ** ((choir_model.statistics.mean_pitch - 69) / 12)
     t = np.arange(RATE) / RATE
@@ -167,7 +166,6 @@ def test_a_note_after_silence_starts_on_its_own_pitch(choir_model):
     """Live with CREPE tiny, whose pitch comes 36 ms after the loudness: within 16 ms of the loudness
     rising, the model hears the sung pitch (the onset pitch from the newest samples), not the pitch
     held from before for the 24-56 ms CREPE takes; and never a wrong one."""
-    from tuibend.engine.session import live_input
 
     t = np.arange(RATE) / RATE
     live = live_input(choir_model, "crepe-tiny")
@@ -191,7 +189,6 @@ def test_onset_pitch_on_a_real_voice_moves_only_note_starts_and_towards_the_sung
     """The demo voice live with CREPE tiny, with and without the onset pitch: they differ only in the
     first frames of notes, and there the onset pitch is nearer the pitch offline analysis finds for
     the same moment than the held pitch was, with no octave errors."""
-    from tuibend.engine.session import live_input
     from tuibend.engine.sources import LiveAnalysis
 
     audio = read_audio(DEMO_INPUT, RATE)
@@ -531,7 +528,7 @@ def test_added_latency_through_jack(choir_model, jack_server, tmp_path):
         baseline = round_trip("passthrough")
     finally:
         passthrough.close()
-    results = {}
+    results, loads = {}, {}
     (tmp_path / "unbent").mkdir()  # a scenes folder with no scene: the model unbent
     for margin, bypass in (("0", False), ("0", True), ("1", False)):
         # the level match off: its gain, rising over the burst's first notes, would move the -20 dB onset
@@ -543,7 +540,8 @@ def test_added_latency_through_jack(choir_model, jack_server, tmp_path):
         finally:
             process.terminate()
             process.communicate(timeout=60)
-        estimate = json.loads((tmp_path / "stats.json").read_text())["latency_ms"]
+        stats = json.loads((tmp_path / "stats.json").read_text())
+        estimate, loads[margin, bypass] = stats["latency_ms"], stats["load"]
         results[margin, bypass] = added = total - baseline
         label = f"margin {margin}" + (", bypass" if bypass else "")
         print(f"\nlatency at 256 samples, {label}: passthrough {baseline:.1f} ms, "
@@ -554,6 +552,16 @@ def test_added_latency_through_jack(choir_model, jack_server, tmp_path):
     hop_and_lag = 4.0 + StreamingAnalyzer(make_tracker("crepe-tiny")).latency_ms["loudness"]
     assert abs(results["0", False] - results["0", True] - hop_and_lag - attack) < 12
     assert 12 < results["1", False] - results["0", False] < 22  # the margin costs one 16 ms period
+    # The load meter counts the live analysis (CREPE tiny and loudness, as the engine runs it): bypassed, the
+    # model idle, it is still at least half of what the analysis alone costs a block here.
+    analysis = live_input(choir_model, "crepe-tiny")
+    blocks = [burst[i:i + 256] for i in range(0, len(burst) - 256, 256)]
+    started = time.perf_counter()
+    for block in blocks:
+        analysis.process(block)
+    analysis_load = (time.perf_counter() - started) / len(blocks) / (256 / RATE)
+    print(f"load with the model bypassed {loads['0', True]:.3f}, the analysis alone {analysis_load:.3f}")
+    assert loads["0", True] >= 0.5 * analysis_load
 
 
 def test_live_voice_falls_silent_in_the_microphones_noise_floor_through_jack(jack_server, tmp_path):

@@ -372,11 +372,12 @@ class Engine:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                started = time.perf_counter()  # the load counts the live input's analysis too
                 block = self._next_input()
                 if block is None:
                     self._stop.wait(0.001)
                     continue
-                self._process(block)
+                self._process(block, started)
         except Exception as error:  # the engine reports and stays silent, never crashes the interface
             self.error = describe(error)  # a bug's traceback is kept in the user's log folder
             self.telemetry = replace(self.telemetry, error=self.error)
@@ -403,8 +404,9 @@ class Engine:
                                         self._pending_input[self.settings.block:])
         return self.source.process(samples)
 
-    def _process(self, block: Block) -> None:
-        started = time.perf_counter()
+    def _process(self, block: Block, started: float) -> None:
+        """One block through the chain, the safety and out; ``started``: when its input was taken (the
+        load meter's zero)."""
         self._apply_requests()
         chain, controller = self._chain, self.controller
         if self._gated_scene is not self.scene:
