@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -165,6 +166,13 @@ def test_render_command_end_to_end(solo_model_dir, flute_44k_stereo, tmp_path):
     assert rate == 16000 and audio.ndim == 1
     assert abs(len(audio) - 3.0 * 16000) <= 64
     assert np.sqrt(np.mean(audio ** 2)) > 1e-4 and np.all(np.isfinite(audio))
+    # the line says how long the render took after start-up, and its real-time factor for this file
+    timing = re.search(r"(\d+\.\d+) s, peak .*rendered in (\d+\.\d+) s \((\d+(?:\.\d)?)x real time, after start-up\)",
+                       result.stdout)
+    assert timing, result.stdout
+    duration, elapsed, factor = (float(value) for value in timing.groups())
+    assert duration == pytest.approx(3.0, abs=0.01) and 0 < elapsed < 60
+    assert abs(factor - duration / elapsed) <= (0.5 if factor >= 10 else 0.05) + 0.02 * factor  # as printed
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in output.parent.iterdir()) == ["take.wav"]  # no temporary left behind
 

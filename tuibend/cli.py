@@ -130,14 +130,18 @@ def _render(args: argparse.Namespace) -> None:
             statistics = unit_statistics(model, args.model)
     adjustment = Adjustment(octave_shift=not args.no_octave_shift, loudness_quantiles=not args.no_loudness_map,
                             pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
+    started = time.perf_counter()
     result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
                          seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache,
                          scene=scene, unit_statistics=statistics, gate=args.gate, level_match=args.level_match,
                          analysis_progress=ProgressBar("analysing"), kernel=args.kernel, bfloat16=not args.float32)
-    report = result.report
-    print(f"wrote {args.output}: {len(result.audio) / model.config.sample_rate:.2f} s, peak {report['peak']:.2f}; "
+    elapsed, report = time.perf_counter() - started, result.report
+    seconds = len(result.audio) / model.config.sample_rate
+    factor = seconds / elapsed
+    print(f"wrote {args.output}: {seconds:.2f} s, peak {report['peak']:.2f}; "
           f"octave shift {report['octaves']:+d}, loudness {'mapped' if report['loudness_mapped'] else 'as is'}; "
-          f"{report['kernel']} kernel ({report['layers']} layers)")
+          f"{report['kernel']} kernel ({report['layers']} layers); rendered in {elapsed:.3f} s "
+          f"({factor:.{0 if factor >= 10 else 1}f}x real time, after start-up)")
     if args.spectrogram:
         draw_spectrograms(args.spectrogram, read_audio(args.input, model.config.sample_rate), result.audio,
                           model.config.sample_rate, (str(args.input), f"{args.output} ({model.config.name})"))
