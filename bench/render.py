@@ -1,8 +1,8 @@
 """`tuibend render` as a user gets it: a 4 s file through the bundled choir, end to end as typed (a new
 process: start-up, analysis from the cache, render, write), the time the command itself reports for its one
-render after start-up, and the render repeated in one process (the same work, warm), by the native kernel (the default: its layers in bfloat16 where the CPU has them; and
-in float32) and by TensorFlow's stream (the reference), measured in one run, alternating. Real-time factor:
-seconds of audio per second of computation.
+render after start-up, and the render repeated in one process (the same work, warm), by the native kernel
+(the default: its layers in bfloat16 where the CPU has them; and in float32) and by TensorFlow's stream (the
+reference), measured in one run, alternating. Real-time factor: seconds of audio per second of computation.
 
 Run: ``python bench/render.py [--seconds 4] [--repeats 3] [--model M]``. Prints a Markdown table. ``--model``:
 another model, a name or a folder (magenta-ddsp's solo model, imported with ``tuibend import-ddsp``, is the one
