@@ -311,10 +311,12 @@ WORKER = textwrap.dedent("""
     from tuibend.training.trainer import TrainingConfig, train
     strategy = make_strategy()
     data, output = sys.argv[1], sys.argv[2]
-    # "1:ops,8:xla": one step op by op, a copy of the chief's folder as it stands, then on to 8 with XLA.
+    # "1:ops,8:xla": one step op by op, a copy of the chief's folder as it stands, then on to 8 with XLA;
+    # a fourth argument: the batch (2 by default)
+    batch = int(sys.argv[4]) if len(sys.argv) > 4 else 2
     for stop in sys.argv[3].split(","):
         steps, compiled = stop.split(":")
-        config = TrainingConfig(size="small", steps=int(steps), batch_size=2, learning_rate=1e-3,
+        config = TrainingConfig(size="small", steps=int(steps), batch_size=batch, learning_rate=1e-3,
                                 checkpoint_every=4, eval_every=1000, jit=compiled == "xla")
         train(data, output, config, report=lambda step, loss, rate: print(step, flush=True), strategy=strategy)
         if stop != sys.argv[3].split(",")[-1] and placement(strategy).chief:
@@ -334,8 +336,9 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _cluster(arguments: list[str], scratch) -> list[subprocess.Popen]:
-    """Two workers on 127.0.0.1 running the same command, as a scheduler starts them (TF_CONFIG set)."""
+def _cluster(arguments: list[str], scratch, each: tuple[list[str], list[str]] = ([], [])) -> list[subprocess.Popen]:
+    """Two workers on 127.0.0.1 running the same command (``each``: what one worker's adds), as a scheduler
+    starts them (TF_CONFIG set)."""
     hosts = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     workers = []
     for index in range(2):
@@ -343,8 +346,8 @@ def _cluster(arguments: list[str], scratch) -> list[subprocess.Popen]:
         config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
         environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(config),
                        "TMPDIR": str(scratch / f"tmp{index}")}
-        workers.append(subprocess.Popen([sys.executable, "-c", WORKER, *arguments], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env=environment))
+        workers.append(subprocess.Popen([sys.executable, "-c", WORKER, *arguments, *each[index]],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment))
     return workers
 
 
@@ -355,6 +358,17 @@ def _finish(workers: list[subprocess.Popen]) -> list[str]:
         assert worker.returncode == 0, err[-3000:]
         outputs.append(out)
     return outputs
+
+
+def test_workers_started_with_different_options_stop_at_once_and_say_which(dataset, tmp_path):
+    """Workers that disagree on the steps and the batch would wait on each other for ever: every one of them
+    stops before the first step, naming the options that differ."""
+    workers = _cluster([str(dataset), str(tmp_path / "model")], tmp_path, (["8:ops", "2"], ["6:ops", "4"]))
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 1 and out == "", err[-2000:]
+        assert "the workers were started with different training options (--steps, --batch-size)" in err, err[-2000:]
+    assert not (tmp_path / "model" / "weights.npz").exists()
 
 
 def test_two_workers_train_as_one_and_resume_after_a_worker_is_killed(dataset, tmp_path):

@@ -238,28 +238,10 @@ class Trainer:
         return [self.step, *trainable_variables(self.model), *self.optimizer.variables]
 
     def take_chiefs_state(self, chief: bool) -> None:
-        """Every worker takes the chief's state (after the chief alone restored a checkpoint).
-
-        A sum over all replicas in which only the chief's first replica counts: a broadcast through the
-        collective operations the workers already share, so no worker needs to read the chief's folder.
-        """
-        local = len(self.strategy.extended.worker_devices)
-
-        def first_of_chief(*values: tf.Tensor) -> list[tf.Tensor]:
-            context = tf.distribute.get_replica_context()
-            counts = tf.logical_and(tf.constant(chief), context.replica_id_in_sync_group % local == 0)
-            masked = [value * tf.cast(counts, value.dtype) for value in values]
-            floats = [index for index, value in enumerate(masked) if value.dtype.is_floating]
-            # One all-reduce packs one dtype: the floats together, the few integer counts one by one.
-            summed = dict(zip(floats, context.all_reduce(tf.distribute.ReduceOp.SUM, [masked[i] for i in floats]),
-                              strict=True))
-            return [summed[index] if index in summed else context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-                    for index, value in enumerate(masked)]
-
+        """Every worker takes the chief's state (after the chief alone restored a checkpoint)."""
         values = [tf.convert_to_tensor(variable) for variable in self.state()]
-        taken = self.strategy.run(tf.function(first_of_chief), args=values)
-        for variable, value in zip(self.state(), taken, strict=True):
-            variable.assign(self.strategy.experimental_local_results(value)[0])
+        for variable, value in zip(self.state(), chiefs_values(self.strategy, chief, values), strict=True):
+            variable.assign(value)
 
     def evaluate(self, folder: str | os.PathLike, batch_size: int) -> float:
         """Mean loss over the held-out examples (fixed noise seed)."""
@@ -267,6 +249,60 @@ class Trainer:
                                    self._noise(b["audio"].shape, 0)))
                   for b in batches(folder, "holdout", batch_size, 0, repeat=False)]
         return float(np.mean(losses)) if losses else math.nan
+
+
+def chiefs_values(strategy: tf.distribute.Strategy, chief: bool, values: list[tf.Tensor]) -> list[tf.Tensor]:
+    """The chief's ``values`` on every worker.
+
+    A sum over all replicas in which only the chief's first replica counts: a broadcast through the
+    collective operations the workers already share, so no worker needs to read the chief's folder.
+    """
+    local = len(strategy.extended.worker_devices)
+
+    def first_of_chief(*values: tf.Tensor) -> list[tf.Tensor]:
+        context = tf.distribute.get_replica_context()
+        counts = tf.logical_and(tf.constant(chief), context.replica_id_in_sync_group % local == 0)
+        masked = [value * tf.cast(counts, value.dtype) for value in values]
+        floats = [index for index, value in enumerate(masked) if value.dtype.is_floating]
+        # One all-reduce packs one dtype: the floats together, the few integer counts one by one.
+        summed = dict(zip(floats, context.all_reduce(tf.distribute.ReduceOp.SUM, [masked[i] for i in floats]),
+                          strict=True))
+        return [summed[index] if index in summed else context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+                for index, value in enumerate(masked)]
+
+    taken = strategy.run(tf.function(first_of_chief), args=values)
+    return [strategy.experimental_local_results(value)[0] for value in taken]
+
+
+def recipe_numbers(config: TrainingConfig) -> np.ndarray:
+    """A recipe as numbers, field by field (a name as its place among those allowed)."""
+    choices = {"size": list(SIZES), "precision": list(PRECISIONS)}
+    return np.array([choices[name].index(value) if name in choices else float(value)
+                     for name, value in asdict(config).items()], np.float64)
+
+
+def check_same_recipe(strategy: tf.distribute.Strategy, chief: bool, config: TrainingConfig) -> None:
+    """Refuses a cluster whose workers were started with different recipes, naming the options.
+
+    Workers that disagree on the steps or the batch would wait on each other's collective operations
+    for ever (a worker that stops early, a batch of another shape); every worker learns which
+    fields differ from the chief's, so every one of them stops with the same message.
+    """
+    mine = recipe_numbers(config)
+    with tf.device(strategy.extended.worker_devices[0]):  # this worker's own (a variable would take the chief's)
+        (chiefs,) = chiefs_values(strategy, chief, [tf.constant(mine)])
+        differs = tf.constant((mine != chiefs.numpy()).astype(np.float64))
+
+    def count(value: tf.Tensor) -> tf.Tensor:  # (an argument reduced as it came has no device to reduce to)
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(value))
+
+    counted = strategy.experimental_local_results(strategy.run(tf.function(count), args=(differs,)))[0].numpy()
+    options = {"jit": "--no-xla"}  # the fields whose command-line option is named otherwise
+    names = [options.get(name, f"--{name.replace('_', '-')}")
+             for name, times in zip(asdict(config), counted, strict=True) if times]
+    if names:
+        raise InputError(f"the workers were started with different training options ({', '.join(names)}): "
+                         "start the same command on every worker")
 
 
 def train(data: str | Path, output: str | Path, config: TrainingConfig,
@@ -309,6 +345,8 @@ def _train_in(data: str, output: Path, folder: Path, config: TrainingConfig,
     with strategy.scope():
         model = fresh_model(config, output.name, weights)
     trainer = Trainer(model, config, strategy)
+    if place.workers > 1:
+        check_same_recipe(strategy, place.chief, config)
     trainer.step.assign(start)
     manager = tf.train.CheckpointManager(trainer.checkpoint, folder / "training", max_to_keep=2)
     log = TrainingLog()
