@@ -156,6 +156,44 @@ def test_one_stream_renders_many_times_as_fresh_ones(solo_model, golden):
                           first) > 0.01  # the proportion matters
 
 
+@pytest.mark.parametrize("block_frames", [4, 64])
+def test_a_render_gates_and_levels_each_block_against_its_own_input(choir_model, block_frames):
+    """A render's blocks, short (the engine's 256 samples) or long (the kernel's 4096, shaped in 1024-sample
+    pieces), are gated and levelled as the engine does it: each piece against the dry input of the same
+    samples, never of the samples after it."""
+    from tuibend.bend.rig import BendRig
+    from tuibend.dynamics import Dynamics
+    from tuibend.model.layout import point_widths
+    from tuibend.native.stream import NativeStream
+    from tuibend.render import SHAPE_SAMPLES, stream_features
+
+    hop, frames = choir_model.config.hop, 512
+    t = np.arange(frames * hop) / choir_model.config.sample_rate
+    swell = (0.02 + 0.3 * t / t[-1]) * (t % 0.5 < 0.3)  # notes and rests, louder as they go
+    dry = (swell * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    loudness = np.array([20 * np.log10(np.sqrt(np.mean(dry[i * hop:(i + 1) * hop] ** 2)) + 1e-6)
+                         for i in range(frames)], np.float32)
+    features = Features(np.full(frames, 220.0, np.float32), np.ones(frames, np.float32), loudness)
+
+    def stream() -> NativeStream:
+        return NativeStream(choir_model, BendRig([], point_widths(choir_model.config.decoder), block_frames,
+                                                 graph=False), block_frames, bfloat16=False)
+
+    rendered = stream_features(stream(), features, dynamics=Dynamics.for_model(choir_model.config), dry=dry)
+    dynamics, native, expected = Dynamics.for_model(choir_model.config), stream(), []
+    f0 = np.concatenate([features.f0_hz, np.full(block_frames, 220.0, np.float32)])
+    levels = np.concatenate([loudness, np.full(block_frames, loudness[-1], np.float32)])
+    padded = np.concatenate([dry, np.zeros(block_frames * hop, np.float32)])
+    for first in range(0, frames + 1, block_frames):  # as the engine: hear, step, shape each piece
+        block = slice(first, first + block_frames)
+        audio = native.step(f0[block], dynamics.hear(levels[block], levels[block]))
+        for start in range(0, len(audio), SHAPE_SAMPLES):
+            at = first * hop + start
+            expected.append(dynamics.shape(audio[start:start + SHAPE_SAMPLES], padded[at:at + min(
+                SHAPE_SAMPLES, len(audio) - start)]))
+    np.testing.assert_array_equal(rendered, np.concatenate(expected)[hop:hop + frames * hop])
+
+
 def test_render_command_end_to_end(solo_model_dir, flute_44k_stereo, tmp_path):
     output, picture = tmp_path / "out" / "take.wav", tmp_path / "spectrogram.png"
     result = subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(flute_44k_stereo), "-o", str(output),

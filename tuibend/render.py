@@ -108,8 +108,9 @@ def stream_features(stream: ModelStream, features: Features, controller: BendCon
             continue
         audio = stream.step(f0[window], dynamics.hear(loudness[window], levels[window]))
         for start in range(0, block * hop, SHAPE_SAMPLES):
-            at = index * block * hop + start
-            pieces.append(dynamics.shape(audio[start:start + SHAPE_SAMPLES], dry[at:at + SHAPE_SAMPLES], drone))
+            piece = slice(start, min(start + SHAPE_SAMPLES, block * hop))
+            at = index * block * hop
+            pieces.append(dynamics.shape(audio[piece], dry[at + piece.start:at + piece.stop], drone))
         if progress is not None:
             progress((index + 1) / n_blocks)
     return np.concatenate(pieces)[hop:hop + n_frames * hop]
