@@ -176,16 +176,30 @@ def test_noise_bend_is_fresh_each_block_repeats_with_its_seed_and_as_strong_as_t
 
 
 def test_own_white_noise_is_as_loud_as_tensorflows(choir_model, voice):
-    """Left to draw its own noise, the kernel's filtered noise has TensorFlow's level (within 5 %)."""
+    """Left to draw its own noise, the kernel's filtered noise has the level of TensorFlow's uniform noise
+    (within 5 %, averaged over four seeds: a model's unvoiced noise may sit in a few frames, so one draw's
+    level varies by several per cent); TensorFlow's own stream is heard once as the anchor."""
     widths = point_widths(choir_model.config.decoder)
     f0, loudness = voice
     quiet = np.full_like(f0, 0.0)  # unvoiced: only the noise synth sounds
-    levels = []
-    for stream in (choir_model.stream(4, seed=1), NativeStream(choir_model, BendRig([], widths, 4, graph=False), 4, 1)):
-        take = np.concatenate([stream.step(quiet[i:i + 4], loudness[i:i + 4]) for i in range(0, len(f0) - 3, 4)])
-        levels.append(np.sqrt(np.mean(take ** 2)))
-    assert levels[0] > 1e-5  # a model's unvoiced noise: audible, however much of it training left
-    assert abs(levels[1] / levels[0] - 1.0) < 0.05
+    blocks = range(0, len(f0) - 3, 4)
+
+    def level(stream, noises=None) -> float:
+        take = [stream.step(quiet[i:i + 4], loudness[i:i + 4], *([] if noises is None else [next(noises)]))
+                for i in blocks]
+        return float(np.sqrt(np.mean(np.concatenate(take) ** 2)))
+
+    def native(seed: int) -> NativeStream:
+        return NativeStream(choir_model, BendRig([], widths, 4, graph=False), 4, seed)
+
+    tensorflow = level(choir_model.stream(4, seed=1))
+    assert tensorflow > 1e-5  # a model's unvoiced noise: audible, however much of it training left
+    own = np.mean([level(native(seed)) for seed in range(1, 5)])
+    uniform = np.mean([level(native(0), iter(np.random.default_rng(seed).uniform(-1, 1, (len(blocks), 256))
+                                             .astype(np.float32))) for seed in range(1, 5)])
+    print(f"own {own:.3e}, uniform {uniform:.3e}, tensorflow {tensorflow:.3e}")
+    assert abs(own / uniform - 1.0) < 0.05
+    assert abs(uniform / tensorflow - 1.0) < 0.15  # one draw of TensorFlow's against four of the same law
 
 
 def test_reset_and_continue_from_carry_or_clear_every_state(choir_model, voice):
