@@ -118,6 +118,11 @@ def can_render() -> bool:
     return shutil.which("fluidsynth") is not None and SOUNDFONT.exists()
 
 
+def require_renderer() -> None:
+    if not can_render():
+        sys.exit("needs FluidSynth and the FluidR3 GM soundfont: apt-get install fluidsynth fluid-soundfont-gm")
+
+
 def render(midi: Path, target: Path, sample_rate: int) -> Path:
     """One MIDI file rendered dry (no reverb, no chorus) by FluidSynth."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,8 +132,7 @@ def render(midi: Path, target: Path, sample_rate: int) -> Path:
 
 
 def render_audio(output: Path, sample_rate: int, instruments: list[str]) -> None:
-    if not can_render():
-        sys.exit("needs FluidSynth and the FluidR3 GM soundfont: apt-get install fluidsynth fluid-soundfont-gm")
+    require_renderer()
     for name in instruments:
         for midi in sorted((MIDI_DIR / name).glob("*.mid")):
             render(midi, output / name / midi.with_suffix(".wav").name, sample_rate)
@@ -176,8 +180,7 @@ def main() -> None:
     elif args.command == "audio":
         render_audio(args.output, args.rate, args.instruments)
     else:
-        if not can_render():
-            sys.exit("needs FluidSynth and the FluidR3 GM soundfont: apt-get install fluidsynth fluid-soundfont-gm")
+        require_renderer()
         for name in args.instruments:
             render_unseen(args.output, args.rate, name, args.count, args.seconds)
             print(f"rendered {args.count} unseen {name} melodies into {args.output / name}")
