@@ -59,10 +59,10 @@ class TimbreModel:
         return bend_points(self.config.decoder)
 
     def weights(self) -> dict[str, np.ndarray]:
-        """All weights by name (the model file's contents)."""
+        """All weights by name (the model file's contents), read-only (see :meth:`Decoder.weights`)."""
         weights = self.decoder.weights()
         if self.reverb_ir is not None:
-            weights["reverb/ir"] = self.reverb_ir.numpy()
+            weights["reverb/ir"] = np.asarray(self.reverb_ir.value())
         return weights
 
     # --- preprocessing -------------------------------------------------------------

@@ -432,6 +432,17 @@ static inline float sigmoid_vector(float x) { return 1.0f / (1.0f + exp_vector(-
 
 static inline float tanh_vector(float x) { return 2.0f / (1.0f + exp_vector(-2.0f * x)) - 1.0f; }
 
+/* One GRU step's gates from the input's projection xp and the state's hp ([z, r, n] each), into the state h.
+ * The pointers are parameters so that their restrict holds: GCC ignores it on local pointers, and the loop,
+ * versioned behind an overlap check, ran as scalar code. */
+static void gru_gates(float *restrict h, const float *restrict hp, const float *restrict xp, int u) {
+    for (int i = 0; i < u; i++) {
+        float z = sigmoid_vector(xp[i] + hp[i]), r = sigmoid_vector(xp[u + i] + hp[u + i]);
+        float n = tanh_vector(xp[2 * u + i] + r * hp[2 * u + i]);
+        h[i] = z * h[i] + (1.0f - z) * n;
+    }
+}
+
 static float exp_sigmoid(float x) { return 2.0f * powf(sigmoidf(x), logf(10.0f)) + 1e-7f; }
 
 /* splitmix64 over a counter: a draw depends only on its key and index, never on what came before. */
@@ -841,16 +852,10 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
     }
     apply_bends(m, POINT_FC1, m->fc1, F, joined, joined, values, counter);
     dense_apply(&m->gru_in, m->fc1, F, m->projected, 3 * u);
-    float *restrict h = m->h;
     for (int f = 0; f < F; f++) {
-        dense_apply_ordered(&m->gru_rec, h, 1, m->tmp2, 3 * u, (int)((m->block_index * F + f) & 1));
-        const float *restrict hp = m->tmp2, *restrict xp = m->projected + (size_t)f * 3 * u;
-        for (int i = 0; i < u; i++) {
-            float z = sigmoid_vector(xp[i] + hp[i]), r = sigmoid_vector(xp[u + i] + hp[u + i]);
-            float n = tanh_vector(xp[2 * u + i] + r * hp[2 * u + i]);
-            h[i] = z * h[i] + (1.0f - z) * n;
-        }
-        memcpy(m->gru_out + (size_t)f * u, h, sizeof(float) * u);
+        dense_apply_ordered(&m->gru_rec, m->h, 1, m->tmp2, 3 * u, (int)((m->block_index * F + f) & 1));
+        gru_gates(m->h, m->tmp2, m->projected + (size_t)f * 3 * u, u);
+        memcpy(m->gru_out + (size_t)f * u, m->h, sizeof(float) * u);
     }
     apply_bends(m, POINT_GRU, m->gru_out, F, u, u, values, counter);
     int width = joined + u;
@@ -888,6 +893,21 @@ static void harmonic_amplitudes(tb_model *m, const float *f0) {
     }
 }
 
+/* Harmonic k over one hop: its amplitude crossfaded from left_amp by step, silent above nyquist, its sine
+ * advanced by the recurrence sin((n + 1) t) = 2 cos t sin(n t) - sin((n - 1) t). Parameters, so that their
+ * restrict holds (GCC ignores it on local pointers: the loop ran as scalar code behind an overlap check). */
+static void harmonic_hop(float *restrict harmonic, double *restrict sin_cur, double *restrict sin_prev,
+                         const double *restrict cos2, const float *restrict f0_env, const float *restrict weights,
+                         float left_amp, float step, float ratio, float nyquist, int hop) {
+    for (int i = 0; i < hop; i++) {
+        float amp = f0_env[i] * ratio >= nyquist ? 0.0f : left_amp + step * weights[i];
+        double s = sin_cur[i];
+        harmonic[i] += amp * (float)s;
+        sin_cur[i] = cos2[i] * s - sin_prev[i];
+        sin_prev[i] = s;
+    }
+}
+
 /* The oscillator bank over the block: frame m-1 to m crossfades, sin(k theta) by recurrence in double. */
 static void harmonic_block(tb_model *m, const float *f0) {
     const tb_config *c = &m->c;
@@ -917,27 +937,15 @@ static void harmonic_block(tb_model *m, const float *f0) {
     float lowest = nyquist;
     for (int i = 0; i < F * hop; i++) lowest = m->f0_env[i] < lowest ? m->f0_env[i] : lowest;
     int audible = lowest > 0.0f && nyquist / lowest < (float)nh ? (int)(nyquist / lowest) + 1 : nh;
-    float *restrict harmonic = m->harmonic;
-    double *restrict sin_cur = m->sin_cur, *restrict sin_prev = m->sin_prev;
-    const double *restrict cos2 = m->cos2;
-    const float *restrict f0_env = m->f0_env, *restrict weights = m->window_weights;
-    for (int k = 1; k <= audible; k++) {
-        float ratio = (float)k;
+    for (int k = 1; k <= audible; k++)
         for (int frame = 0; frame < F; frame++) {
             const float *right_row = m->amp_frames + (size_t)frame * nh;
             float left_amp = frame ? m->amp_frames[(size_t)(frame - 1) * nh + k - 1]
                                    : (m->started ? m->prev_amps[k - 1] : right_row[k - 1]);
-            float step = right_row[k - 1] - left_amp;
-            for (int i = frame * hop, r = 0; r < hop; i++, r++) {
-                float amp = left_amp + step * weights[r];
-                amp = f0_env[i] * ratio >= nyquist ? 0.0f : amp;
-                double s = sin_cur[i];
-                harmonic[i] += amp * (float)s;
-                sin_cur[i] = cos2[i] * s - sin_prev[i];
-                sin_prev[i] = s;
-            }
+            size_t at = (size_t)frame * hop;
+            harmonic_hop(m->harmonic + at, m->sin_cur + at, m->sin_prev + at, m->cos2 + at, m->f0_env + at,
+                         m->window_weights, left_amp, right_row[k - 1] - left_amp, (float)k, nyquist, hop);
         }
-    }
     if (!m->started) memset(m->harmonic, 0, sizeof(float) * hop);
     m->phase = phase;
     m->prev_f0 = f0[F - 1];

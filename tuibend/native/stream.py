@@ -79,7 +79,7 @@ class NativeStream:
         pointers = (ctypes.POINTER(ctypes.c_float) * len(self._keep))(*(_floats(array) for array in self._keep))
         parts, part_re, part_im = 0, None, None
         if model.reverb_ir is not None:
-            part_re, part_im = reverb_partitions(model.reverb_ir.numpy(), self.block_samples)
+            part_re, part_im = reverb_partitions(weights["reverb/ir"], self.block_samples)
             parts = len(part_re)
         c = Config(n_inputs=len(decoder.input_keys), ch=decoder.ch, layers=decoder.layers_per_stack,
                    rnn=decoder.rnn_channels, n_harmonics=decoder.n_harmonics, n_bands=decoder.n_noise_bands,
