@@ -89,6 +89,22 @@ def test_version_and_the_listing_commands_need_no_tensorflow(tmp_path):
     assert version.returncode == 0 and version.stdout.strip() == f"tuibend {tuibend.__version__}"
 
 
+# A render through the native kernel: reading a model, the kernel, the bends' plans and control, the gate, a
+# cached analysis.
+NATIVE_PATH = ("tuibend.model.store", "tuibend.native.stream", "tuibend.bend.rig",
+               "tuibend.bend.derive", "tuibend.dsp.plain", "tuibend.pitch.files", "tuibend.pitch.analysis",
+               "tuibend.adjust", "tuibend.dynamics", "tuibend.render")
+
+
+def test_the_native_kernels_path_imports_no_tensorflow():
+    """TensorFlow loads where a graph is built or run, not with the modules a render through the kernel uses."""
+    probe = (f"import importlib, sys; [importlib.import_module(name) for name in {NATIVE_PATH!r}]; "
+             "print(sorted(name for name in sys.modules if name.split('.')[0] in ('tensorflow', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_models_and_scenes_are_found_by_name_the_users_first(solo_model_dir, tmp_path):
     """A bundled model or scene plays by name from any folder; one the user keeps under the same name
     shadows it; a name that is nowhere is one line naming what there is."""

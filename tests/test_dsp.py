@@ -9,7 +9,8 @@ from conftest import relative_error
 
 from tuibend import dsp
 from tuibend.dsp.core import hold_last_frame, resample_frames, upsample_frames
-from tuibend.dsp.spectral import FrameLoudness, a_weighting_db, frame_loudness
+from tuibend.dsp.plain import FrameLoudness, a_weighting_db
+from tuibend.dsp.spectral import frame_loudness
 
 
 def test_exp_sigmoid_matches_ddsp(dsp_reference):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -213,6 +214,33 @@ def test_render_command_end_to_end(solo_model_dir, flute_44k_stereo, tmp_path):
     assert abs(factor - duration / elapsed) <= (0.5 if factor >= 10 else 0.05) + 0.02 * factor  # as printed
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in output.parent.iterdir()) == ["take.wav"]  # no temporary left behind
+
+
+def test_an_analysed_file_renders_through_the_kernel_without_tensorflow(solo_model_dir, flute_44k_stereo, tmp_path):
+    """TensorFlow (3 s of start-up) loads only to analyse a new file or to render where the kernel cannot: a file
+    analysed before renders the same take without it, and TensorFlow's stream renders from the same model file."""
+    command = ("import sys; from tuibend.cli import main; status = main(sys.argv[1:]); "
+               "print('tensorflow loaded:', 'tensorflow' in sys.modules); sys.exit(status)")
+
+    def render(name: str, *options: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", command, "render", str(flute_44k_stereo), "-o",
+                               str(tmp_path / name), "--model", str(solo_model_dir), "--tracker", "yin", *options],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})  # analysed here first
+
+    def loaded_tensorflow(result: subprocess.CompletedProcess) -> bool:
+        return "tensorflow loaded: True" in result.stdout
+
+    runs = {name: render(f"{name}.wav", *options) for name, options in
+            (("analysing", ()), ("analysed", ()), ("tensorflow", ("--kernel", "tensorflow")))}
+    assert all(result.returncode == 0 for result in runs.values()), [r.stderr[-500:] for r in runs.values()]
+    assert loaded_tensorflow(runs["analysing"]) and loaded_tensorflow(runs["tensorflow"])
+    assert not loaded_tensorflow(runs["analysed"])
+    takes = {name: soundfile.read(tmp_path / f"{name}.wav")[0] for name in runs}
+    np.testing.assert_array_equal(takes["analysed"], takes["analysing"])
+    assert "native kernel" in runs["analysed"].stdout and "tensorflow kernel" in runs["tensorflow"].stdout
+    levels = [20 * np.log10(np.sqrt(np.mean(takes[name] ** 2))) for name in ("tensorflow", "analysed")]
+    assert levels[1] > -40 and abs(levels[0] - levels[1]) < 1.0  # its own noise and phases: the same level
 
 
 def test_render_errors_are_one_line_and_write_nothing(solo_model_dir, tmp_path):

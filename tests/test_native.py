@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEMO_INPUT, relative_error
+from conftest import BUNDLED_MODEL, DEMO_INPUT, relative_error
 
 from tuibend.bend.registry import Bend
 from tuibend.bend.rig import BendController, BendRig
 from tuibend.bend.transforms import TRANSFORMS
 from tuibend.engine.session import file_player
 from tuibend.model.layout import point_widths
+from tuibend.model.store import read_model
 from tuibend.native import (
     VARIANT_ENV,
     NativeUnavailable,
@@ -234,6 +235,20 @@ def test_reset_and_continue_from_carry_or_clear_every_state(choir_model, voice):
     short = NativeStream(choir_model, BendRig([], widths, 2, graph=False), 2)
     with pytest.raises(ValueError, match="same model and block size"):
         short.continue_from(playing[1])
+
+
+def test_a_model_read_without_tensorflow_plays_as_the_loaded_one(choir_model, voice):
+    """The kernel takes its weights from the model file's arrays (no TensorFlow) or from the TensorFlow model's
+    variables: the same take, sample for sample."""
+    rig = BendRig([Bend("fc2", "scale", 0.5, params={"gain": -1.0})], point_widths(choir_model.config.decoder), 16,
+                  graph=False)
+    takes = []
+    for model in (read_model(BUNDLED_MODEL), choir_model):
+        stream = NativeStream(model, rig, 16, seed=3)
+        takes.append(np.concatenate([stream.step(voice[0][start:start + 16], voice[1][start:start + 16])
+                                     for start in range(0, 160, 16)]))
+    assert np.sqrt(np.mean(takes[1] ** 2)) > 1e-3
+    np.testing.assert_array_equal(takes[0], takes[1])
 
 
 def test_a_model_with_linear_amplitude_interpolation(choir_model, voice):

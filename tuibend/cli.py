@@ -112,13 +112,17 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _render(args: argparse.Namespace) -> None:
-    from tuibend.adjust import Adjustment
-    from tuibend.audiofile import read_audio
-    from tuibend.model.layout import point_widths
-    from tuibend.model.store import load_model
-    from tuibend.render import draw_spectrograms, render_file
+    import numpy.ma  # noqa: F401  numpy loads it at the first median (15 ms): here, with the rest of start-up
 
-    model = load_model(args.model)
+    from tuibend.adjust import Adjustment
+    from tuibend.audiofile import check_output_format, read_audio
+    from tuibend.model.layout import point_widths
+    from tuibend.model.store import read_model
+    from tuibend.pitch.files import is_analysed
+    from tuibend.render import draw_spectrograms, render_file, render_kernel
+
+    check_output_format(args.output)  # before anything is loaded
+    model = read_model(args.model)
     scene, statistics = None, None
     if args.scene:
         from tuibend.bend.scene import load_scene
@@ -127,9 +131,13 @@ def _render(args: argparse.Namespace) -> None:
         scene_path = find_scene(args.scene)
         scene = load_scene(scene_path).check(point_widths(model.config.decoder), scene_path)
         if any(bend.select.method != "random" for bend in scene.bends):
-            statistics = unit_statistics(model, args.model)
+            import_tensorflow_quietly()
+            statistics = unit_statistics(model.timbre_model(), args.model)
     adjustment = Adjustment(octave_shift=not args.no_octave_shift, loudness_quantiles=not args.no_loudness_map,
                             pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
+    if render_kernel(args.kernel) != "native" or args.no_cache or \
+            not is_analysed(args.input, args.tracker, model.config.loudness):
+        import_tensorflow_quietly()  # it analyses the file, or renders it: otherwise the command runs without it
     started = time.perf_counter()
     result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
                          seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache,
@@ -759,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "the CPU has AVX512-BF16, as the engine plays them: about twice as fast, 0.3-0.7 %% "
                              "RMS off float32)")
     _dynamics_options(render)
-    render.set_defaults(handler=_render)
+    render.set_defaults(handler=_render, tensorflow=False)  # loaded only where it is needed
 
     play = commands.add_parser("play", help="perform: the terminal instrument (or --headless)")
     play.add_argument("--model", default=DEFAULT_MODEL,

@@ -1,10 +1,15 @@
-"""The offline workflow: a file in, features (cached), auto-adjust, resynthesis, a file out."""
+"""The offline workflow: a file in, features (cached), auto-adjust, resynthesis, a file out.
+
+Through the native kernel, from a :class:`~tuibend.model.store.ModelFile`, a render of an analysed file
+loads no TensorFlow; TensorFlow's stream (the reference) renders where the kernel cannot.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,12 +20,15 @@ from tuibend.bend.rig import BendController, control_scene
 from tuibend.bend.scene import Scene, scene_gate
 from tuibend.dynamics import Dynamics, GateSettings
 from tuibend.errors import InputError, TuibendError
-from tuibend.model.decoder import BendHook, no_bend
-from tuibend.model.layout import point_widths
-from tuibend.model.timbre import ModelStream, TimbreModel
+from tuibend.model.layout import BendHook, no_bend, point_widths
+from tuibend.model.store import ModelFile
 from tuibend.pitch.analysis import Features
 from tuibend.pitch.files import analyze
 from tuibend.safety import Limiter
+
+if TYPE_CHECKING:
+    from tuibend.model.timbre import ModelStream, TimbreModel
+    from tuibend.native.stream import NativeStream
 
 Progress = Callable[[float], None]  # called with the fraction done, 0..1
 
@@ -44,7 +52,7 @@ NATIVE_BLOCK_FRAMES = 64
 SHAPE_SAMPLES = 1024
 
 
-def render_features(model: TimbreModel, features: Features, hook: BendHook = no_bend, seed: int = 0,
+def render_features(model: TimbreModel | ModelFile, features: Features, hook: BendHook = no_bend, seed: int = 0,
                     block_seconds: float = 1.0, progress: Progress | None = None, scene: Scene | None = None,
                     unit_statistics: dict | None = None, dynamics: Dynamics | None = None,
                     dry: np.ndarray | None = None, levels_db: np.ndarray | None = None,
@@ -55,7 +63,8 @@ def render_features(model: TimbreModel, features: Features, hook: BendHook = no_
     where the features were fitted to the model) gates and levels the output as the live engine does.
     ``native``: the native kernel renders, in its largest blocks (its own noise, seeded by ``seed``;
     no ``hook``), many times faster than TensorFlow's stream, which stays the reference; ``bfloat16``:
-    its layers in bfloat16 where the CPU has it, as the live engine plays them."""
+    its layers in bfloat16 where the CPU has it, as the live engine plays them. A :class:`ModelFile` renders
+    natively only."""
     widths, rate = point_widths(model.config.decoder), model.config.frame_rate
     bends, lanes = (scene.bends, scene.automation) if scene is not None else ([], {})
     if native:  # the kernel reads its rig's values, bends or none
@@ -71,7 +80,7 @@ def render_features(model: TimbreModel, features: Features, hook: BendHook = no_
                            drone=scene is not None and scene.drone)
 
 
-def stream_features(stream: ModelStream, features: Features, controller: BendController | None = None,
+def stream_features(stream: ModelStream | NativeStream, features: Features, controller: BendController | None = None,
                     progress: Progress | None = None, dynamics: Dynamics | None = None,
                     dry: np.ndarray | None = None, levels_db: np.ndarray | None = None,
                     drone: bool = False) -> np.ndarray:
@@ -141,9 +150,9 @@ def render_kernel(kernel: str, hook: BendHook = no_bend) -> str:
         raise InputError(str(error)) from None
 
 
-def render_file(model: TimbreModel, input_path: str | Path, output_path: str | Path, tracker: str = "crepe-tiny",
-                adjustment: Adjustment | None = None, hook: BendHook = no_bend, seed: int = 0,
-                progress: Progress | None = None, use_cache: bool = True, scene: Scene | None = None,
+def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_path: str | Path,
+                tracker: str = "crepe-tiny", adjustment: Adjustment | None = None, hook: BendHook = no_bend,
+                seed: int = 0, progress: Progress | None = None, use_cache: bool = True, scene: Scene | None = None,
                 unit_statistics: dict | None = None, gate: GateSettings | None = None,
                 level_match: bool = True, analysis_progress: Progress | None = None,
                 kernel: str = "auto", bfloat16: bool = True) -> RenderResult:
@@ -162,6 +171,8 @@ def render_file(model: TimbreModel, input_path: str | Path, output_path: str | P
                                   -report["loudness_shift_db"])
     dry = read_audio(input_path, model.config.sample_rate)
     native = render_kernel(kernel, hook) == "native"
+    if not native and isinstance(model, ModelFile):
+        model = model.timbre_model()
     report["kernel"] = "native" if native else "tensorflow"
     report["layers"] = "bfloat16" if native and bfloat16 and native_bfloat16() else "float32"
     audio = render_features(model, adjusted, hook, seed, progress=progress, scene=scene,

@@ -13,14 +13,17 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from tuibend.bend.automation import Lane, Recorder
-from tuibend.bend.registry import Bend, check_bend
+from tuibend.bend.derive import DERIVERS
+from tuibend.bend.registry import SPECS, Bend, check_bend
 from tuibend.bend.selection import ranks_from_order, unit_order
-from tuibend.bend.transforms import TRANSFORMS
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 SMOOTHING_SECONDS = 0.02  # one-pole time constant of fader moves: no zipper noise, heard within a block
 BLOCK_NUMBERS = 1 << 24  # block numbers stay exact in float32 (74 hours of 256-sample blocks, then wrap)
@@ -39,7 +42,7 @@ class BendRig:
         self.block_frames = block_frames
         self.rows: dict[tuple[int, str], int] = {}
         for index, bend in enumerate(self.bends):
-            for name in bend.parameter_names() + list(TRANSFORMS[bend.transform].derived):
+            for name in bend.parameter_names() + list(SPECS[bend.transform].derived):
                 self.rows[(index, name)] = len(self.rows)
         self.blocks = 0  # blocks since the last reset (model thread only), wraps at BLOCK_NUMBERS
         # What each bend acts on, as plain arrays: the graph's constants and the native kernel's input.
@@ -58,10 +61,12 @@ class BendRig:
         self.values = None
         self._state = []
         if graph:
+            import tensorflow as tf  # only a graph rig: the native kernel's renders run without TensorFlow
+
             self.values = tf.Variable(self.latest, trainable=False, name="bend_values")
             for bend, units, permutation in zip(self.bends, self.units, self.permutations, strict=True):
                 state = {"seed": tf.constant(bend.seed, tf.int64), "permutation": tf.constant(permutation)}
-                if TRANSFORMS[bend.transform].memory:
+                if SPECS[bend.transform].memory:
                     state["memory"] = tf.Variable(tf.zeros([batch, units]), trainable=False)
                 self._state.append(state)
 
@@ -70,7 +75,7 @@ class BendRig:
         model stream's reset clears its own state (a native stream holds its bends' memory itself)."""
         for state in self._state:
             if "memory" in state:
-                state["memory"].assign(tf.zeros_like(state["memory"]))
+                state["memory"].assign(np.zeros(tuple(state["memory"].shape), np.float32))
         self.blocks = 0
 
     def write(self, values: np.ndarray) -> None:
@@ -81,6 +86,10 @@ class BendRig:
 
     def hook(self, point: str, activations: tf.Tensor) -> tf.Tensor:
         """Applies this point's bends in chain order."""
+        import tensorflow as tf
+
+        from tuibend.bend.transforms import TRANSFORMS
+
         for index, bend in enumerate(self.bends):
             if bend.point != point:
                 continue
@@ -129,7 +138,7 @@ class BendController:
         self.lanes = dict(lanes or {})  # replaced, never mutated: a block reads a consistent snapshot
         self.decay = math.exp(-1.0 / (smoothing_seconds * frame_rate)) if smoothing_seconds > 0 else 0.0
         self._decay_steps = self.decay ** np.arange(1, rig.block_frames + 1)
-        self._derived = {(i, name) for i, bend in enumerate(rig.bends) for name in TRANSFORMS[bend.transform].derived}
+        self._derived = {(i, name) for i, bend in enumerate(rig.bends) for name in SPECS[bend.transform].derived}
         self._targets = {key: rig.bends[key[0]].value(key[1]) for key in rig.rows if key not in self._derived}
         self._current = dict(self._targets)  # model thread only
         self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}  # model thread only
@@ -247,10 +256,10 @@ class BendController:
             else:
                 values[row] = self._glide(key, targets[key], frames)
         for index, bend in enumerate(self.rig.bends):
-            transform = TRANSFORMS[bend.transform]
-            if transform.derive is not None:
-                params = {name: values[self.rig.rows[(index, name)]] for name in transform.params}
-                for name, row in transform.derive(params, self._memory[index], self.frame_rate).items():
+            derive = DERIVERS.get(bend.transform)
+            if derive is not None:
+                params = {name: values[self.rig.rows[(index, name)]] for name in SPECS[bend.transform].params}
+                for name, row in derive(params, self._memory[index], self.frame_rate).items():
                     values[self.rig.rows[(index, name)]] = row
         self.frame += frames
         return values

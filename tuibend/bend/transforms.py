@@ -8,17 +8,14 @@ already smoothed and automated, so moving a fader changes tensor values, never t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import tensorflow as tf
 
+from tuibend.bend.derive import DERIVERS, Derive
 from tuibend.bend.registry import SPECS
 from tuibend.dsp.core import RANDOM_ALGORITHM
-
-Derive = Callable[[dict[str, np.ndarray], dict, float], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -48,13 +45,6 @@ def oscillate(a, p, state):
     """The network-bending paper's oscillate: ``A + sin(phase) * depth``; the phase (per frame) is accumulated from
     ``freq`` in Hz of real time by the controller, continuous across blocks and parameter changes."""
     return a + tf.sin(_frames(p["phase"])) * _frames(p["depth"])
-
-
-def oscillator_phase(params: dict[str, np.ndarray], memory: dict, frame_rate: float) -> dict[str, np.ndarray]:
-    """Phase accumulated frame by frame from the (possibly moving) rate: never reset."""
-    phases = memory.get("phase", 0.0) + np.cumsum(2 * np.pi * params["freq"] / frame_rate)
-    memory["phase"] = float(np.mod(phases[-1], 2 * np.pi))
-    return {"phase": phases}
 
 
 def threshold(a, p, state):
@@ -115,29 +105,10 @@ def freeze(a, p, state):
                         lambda held, frame, rows: tf.where(rows[0] > 0.5, frame, held))
 
 
-def refresh_frames(params: dict[str, np.ndarray], memory: dict, frame_rate: float) -> dict[str, np.ndarray]:
-    """1.0 on the frames where the sample-and-hold takes a new value (``rate`` per second; 0 holds for good)."""
-    position = memory.get("position")
-    refresh = np.zeros(len(params["rate"]), np.float32)
-    for index, rate in enumerate(params["rate"]):
-        if position is None:
-            refresh[index], position = 1.0, 0.0
-            continue
-        position += rate / frame_rate
-        if position >= 1.0:
-            refresh[index], position = 1.0, position - math.floor(position)
-    memory["position"] = position
-    return {"refresh": refresh}
-
-
 def smooth(a, p, state):
     """A one-pole low-pass over time on the units: their changes lag and blur."""
     return _over_frames(a, (p["alpha"],), state,
                         lambda previous, frame, rows: previous + rows[0] * (frame - previous))
-
-
-def smoothing_coefficient(params: dict[str, np.ndarray], memory: dict, frame_rate: float) -> dict[str, np.ndarray]:
-    return {"alpha": 1.0 - np.exp(-1.0 / (np.maximum(params["seconds"], 1e-3) * frame_rate))}
 
 
 def permute(a, p, state):
@@ -145,14 +116,14 @@ def permute(a, p, state):
     return tf.gather(a, state["permutation"], axis=-1)
 
 
-# Each transform's graph operation and, where it has derived rows, how a block derives them.
-OPERATIONS: dict[str, tuple[Callable[..., tf.Tensor], Derive | None]] = {
-    "oscillate": (oscillate, oscillator_phase), "threshold": (threshold, None), "invert": (invert, None),
-    "ablate": (ablate, None), "scale": (scale, None), "offset": (offset, None), "clamp": (clamp, None),
-    "quantise": (quantise, None), "noise": (noise, None), "freeze": (freeze, refresh_frames),
-    "smooth": (smooth, smoothing_coefficient), "permute": (permute, None),
+# Each transform's graph operation.
+OPERATIONS: dict[str, Callable[..., tf.Tensor]] = {
+    "oscillate": oscillate, "threshold": threshold, "invert": invert, "ablate": ablate, "scale": scale,
+    "offset": offset, "clamp": clamp, "quantise": quantise, "noise": noise, "freeze": freeze, "smooth": smooth,
+    "permute": permute,
 }
 TRANSFORMS: dict[str, Transform] = {
-    name: Transform(spec.name, spec.params, spec.description, *OPERATIONS[name], spec.derived, spec.memory)
+    name: Transform(spec.name, spec.params, spec.description, OPERATIONS[name], DERIVERS.get(name), spec.derived,
+                    spec.memory)
     for name, spec in SPECS.items()
 }

@@ -11,6 +11,8 @@ import math
 
 import tensorflow as tf
 
+from tuibend.dsp.plain import next_power_of_2
+
 F0_RANGE = 127.0  # MIDI notes; f0_scaled = midi / F0_RANGE
 # Named, not left to "auto_select": XLA on CPU compiles the default about 0.2 ms slower per
 # live block (measured), a sixth of the block's whole budget.
@@ -127,11 +129,6 @@ def resample_frames(frames: tf.Tensor, n_out: int) -> tf.Tensor:
     left = tf.gather(frames, lower, axis=1)
     right = tf.gather(frames, upper, axis=1)
     return left + (right - left) * fraction
-
-
-def next_power_of_2(n: int) -> int:
-    """The smallest power of two that is >= n."""
-    return 1 << max(0, math.ceil(math.log2(n)))
 
 
 def fft_convolve(audio: tf.Tensor, impulse_response: tf.Tensor, delay_compensation: int = -1) -> tf.Tensor:

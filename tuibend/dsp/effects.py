@@ -9,13 +9,13 @@ seam, unlike a per-block reverb that would restart at every block.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from tuibend.dsp.core import f32, fft_convolve
+from tuibend.dsp.plain import response_partitions
 
 
 def wet_response(impulse_response) -> tf.Tensor:
@@ -29,16 +29,6 @@ def reverb(audio, impulse_response) -> tf.Tensor:
     audio = f32(audio)
     response = tf.broadcast_to(wet_response(impulse_response), [tf.shape(audio)[0], impulse_response.shape[-1]])
     return audio + fft_convolve(audio, response, delay_compensation=0)
-
-
-def response_partitions(impulse_response: np.ndarray, block_size: int) -> np.ndarray:
-    """The wet response (first tap masked, as ddsp's) cut into ``block_size`` partitions, the last one
-    zero-padded: [n_parts, block_size]. The one partitioning both the graph's and the native kernel's
-    reverb use."""
-    response = np.array(impulse_response, np.float32).reshape(-1)
-    response[0] = 0.0
-    n_parts = math.ceil(len(response) / block_size)
-    return np.pad(response, (0, n_parts * block_size - len(response))).reshape(n_parts, block_size)
 
 
 def partition_spectra(impulse_response, block_size: int) -> tf.Tensor:

@@ -21,11 +21,11 @@ from tuibend.dsp.core import (
     frequency_impulse_response,
     harmonic_numbers,
     hold_last_frame,
-    next_power_of_2,
     normalize_harmonics,
     remove_above_nyquist,
     upsample_frames,
 )
+from tuibend.dsp.plain import next_power_of_2
 
 TWO_PI = 2.0 * math.pi
 

@@ -8,25 +8,16 @@ when the hook's own variables change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
 
 from tuibend.model.config import DecoderConfig
-from tuibend.model.layout import weight_shapes
+from tuibend.model.layout import BendHook, no_bend, weight_shapes
 
 LAYER_NORM_EPSILON = 1e-3  # Keras' default, which ddsp trained with
 LEAKY_RELU_ALPHA = 0.2  # tf.nn.leaky_relu's default, ddsp's nonlinearity
-
-BendHook = Callable[[str, tf.Tensor], tf.Tensor]
-"""Called as ``hook(point, activations)`` with activations [batch, frames, units]."""
-
-
-def no_bend(point: str, activations: tf.Tensor) -> tf.Tensor:
-    """The identity hook: the decoder exactly as trained."""
-    return activations
-
 
 def initial_weights(config: DecoderConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Fresh weights for training: Glorot-uniform kernels, orthogonal recurrence, unit norms."""
@@ -141,15 +132,10 @@ class Decoder(tf.Module):
     """Holds the decoder's configuration and variables; :meth:`__call__` is pure."""
 
     def __init__(self, config: DecoderConfig, weights: Mapping[str, np.ndarray]):
+        """``weights``: checked already (:func:`tuibend.model.layout.check_weights`)."""
         super().__init__(name="decoder")
         self.config = config
         shapes = weight_shapes(config)
-        missing = sorted(set(shapes) - set(weights))
-        if missing:
-            raise ValueError(f"decoder weights missing: {', '.join(missing[:5])}")
-        for name, shape in shapes.items():
-            if tuple(weights[name].shape) != shape:
-                raise ValueError(f"decoder weight {name} has shape {tuple(weights[name].shape)}, config says {shape}")
         self.variables_by_name = {name: tf.Variable(np.asarray(weights[name], np.float32), name=name.replace("/", "."))
                                   for name in shapes}
         self.compute_dtype = tf.float32  # bfloat16: the dense products of mixed-precision training

@@ -6,7 +6,20 @@ model files are read without TensorFlow; :mod:`tuibend.model.decoder` builds the
 
 from __future__ import annotations
 
-from tuibend.model.config import DecoderConfig
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from tuibend.model.config import DecoderConfig, ModelConfig
+
+BendHook = Callable[[str, Any], Any]
+"""Called as ``hook(point, activations)`` with activations [batch, frames, units] (tensors in the graph)."""
+
+
+def no_bend(point: str, activations: Any) -> Any:
+    """The identity hook: the decoder exactly as trained."""
+    return activations
 
 
 def bend_points(config: DecoderConfig) -> dict[str, str]:
@@ -56,3 +69,23 @@ def weight_shapes(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
     shapes["dense_out/kernel"] = (config.ch, n_out)
     shapes["dense_out/bias"] = (n_out,)
     return shapes
+
+
+def check_weights(config: ModelConfig, weights: Mapping[str, np.ndarray]) -> None:
+    """Raises ValueError naming the first weight the configuration cannot run: missing, of another shape,
+    holding NaN or infinities (which would play as silence, with no word), or a reverb response amiss."""
+    for name, array in weights.items():
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"weight {name!r} holds NaN or infinite values")
+    shapes = weight_shapes(config.decoder)
+    missing = sorted(set(shapes) - set(weights))
+    if missing:
+        raise ValueError(f"decoder weights missing: {', '.join(missing[:5])}")
+    for name, shape in shapes.items():
+        if tuple(np.shape(weights[name])) != shape:
+            raise ValueError(f"decoder weight {name} has shape {tuple(np.shape(weights[name]))}, config says {shape}")
+    ir = weights.get("reverb/ir")
+    if config.reverb and ir is None:
+        raise ValueError("config says reverb but the weights hold no reverb/ir")
+    if config.reverb and np.ndim(ir) != 1:
+        raise ValueError(f"reverb/ir must be one-dimensional, got shape {np.shape(ir)}")

@@ -1,8 +1,9 @@
 """The model folder: ``config.json``, ``weights.npz``, ``statistics.npz``.
 
 Plain JSON and numpy arrays read with ``allow_pickle=False``: loading a model can never
-run code. Saving writes a sibling temporary folder and renames it into place, so an
-interrupted save never leaves a half-written model.
+run code. :func:`read_model` reads and checks a folder without TensorFlow (what the native kernel
+renders from); :func:`load_model` builds the TensorFlow model on it. Saving writes a sibling
+temporary folder and renames it into place, so an interrupted save never leaves a half-written model.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import os
 import shutil
 import tempfile
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tuibend.model.config import ModelConfig, ModelFormatError
+from tuibend.model.layout import check_weights
 from tuibend.model.statistics import DatasetStatistics
-from tuibend.model.timbre import TimbreModel
+
+if TYPE_CHECKING:
+    from tuibend.model.timbre import TimbreModel
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.npz"
@@ -36,8 +42,27 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ModelFormatError(f"{path}: not a readable numpy archive ({error})") from None
 
 
-def load_model(path: str | os.PathLike) -> TimbreModel:
-    """Loads a tuibend model folder; every fault is a :class:`ModelFormatError` naming the file."""
+@dataclass
+class ModelFile:
+    """A model folder's contents, checked: what the native kernel renders from, with no TensorFlow loaded."""
+
+    config: ModelConfig
+    arrays: dict[str, np.ndarray]
+    statistics: DatasetStatistics = field(default_factory=DatasetStatistics)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """All weights by name, as :meth:`TimbreModel.weights` gives them."""
+        return self.arrays
+
+    def timbre_model(self) -> TimbreModel:
+        """The TensorFlow model on these weights (TensorFlow loads here)."""
+        from tuibend.model.timbre import TimbreModel
+
+        return TimbreModel(self.config, self.arrays, self.statistics)
+
+
+def read_model(path: str | os.PathLike) -> ModelFile:
+    """Reads and checks a tuibend model folder; every fault is a :class:`ModelFormatError` naming the file."""
     folder = Path(path)
     if not folder.is_dir():
         hint = " (a magenta-ddsp checkpoint folder? convert it with `tuibend import-ddsp`)"
@@ -51,9 +76,15 @@ def load_model(path: str | os.PathLike) -> TimbreModel:
     statistics_path = folder / STATISTICS_FILE
     statistics = DatasetStatistics.from_arrays(_read_arrays(statistics_path)) if statistics_path.exists() else None
     try:
-        return TimbreModel(config, weights, statistics)
+        check_weights(config, weights)
     except ValueError as error:
         raise ModelFormatError(f"{folder / WEIGHTS_FILE}: {error}") from None
+    return ModelFile(config, weights, statistics or DatasetStatistics())
+
+
+def load_model(path: str | os.PathLike) -> TimbreModel:
+    """Loads a tuibend model folder into TensorFlow; every fault is a :class:`ModelFormatError` naming the file."""
+    return read_model(path).timbre_model()
 
 
 def save_model(path: str | os.PathLike, config: ModelConfig, weights: dict[str, np.ndarray],

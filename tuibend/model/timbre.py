@@ -18,8 +18,8 @@ from tuibend.compiled import flat_call
 from tuibend.dsp import core, effects, spectral, synths
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
 from tuibend.model.config import ModelConfig
-from tuibend.model.decoder import BendHook, Decoder, no_bend
-from tuibend.model.layout import bend_points
+from tuibend.model.decoder import Decoder
+from tuibend.model.layout import BendHook, bend_points, check_weights, no_bend
 from tuibend.model.statistics import DatasetStatistics
 
 
@@ -41,15 +41,9 @@ class TimbreModel:
     def __init__(self, config: ModelConfig, weights: Mapping[str, np.ndarray],
                  statistics: DatasetStatistics | None = None):
         self.config = config.validate()
-        for name, array in weights.items():  # a NaN or an infinity would play as silence, with no word
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"weight {name!r} holds NaN or infinite values")
+        check_weights(config, weights)
         self.decoder = Decoder(config.decoder, weights)
         ir = weights.get("reverb/ir") if config.reverb else None
-        if config.reverb and ir is None:
-            raise ValueError("config says reverb but the weights hold no reverb/ir")
-        if ir is not None and np.ndim(ir) != 1:
-            raise ValueError(f"reverb/ir must be one-dimensional, got shape {np.shape(ir)}")
         self.reverb_ir = tf.Variable(np.asarray(ir, np.float32), name="reverb_ir") if ir is not None else None
         self.statistics = statistics or DatasetStatistics()
 

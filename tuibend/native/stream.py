@@ -8,15 +8,19 @@ block's per-frame values into ``rig.latest``, which the kernel reads; the transf
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tuibend.bend.registry import SPECS
 from tuibend.bend.rig import BendRig
-from tuibend.dsp.effects import response_partitions
+from tuibend.dsp.plain import response_partitions
 from tuibend.errors import InputError
-from tuibend.model.timbre import TimbreModel
 from tuibend.native import FIRST_LATE_POINT, BendSpec, Config, library
+
+if TYPE_CHECKING:
+    from tuibend.model.store import ModelFile
+    from tuibend.model.timbre import TimbreModel
 
 # The registry's order is the kernel's (tb_transform_name; checked when the kernel loads).
 TRANSFORM_IDS = {name: index for index, name in enumerate(SPECS)}
@@ -60,10 +64,11 @@ class NativeStream:
     noise given; its own noise comes from a different generator than TensorFlow's. ``bfloat16``:
     the layers read their weights and inputs in bfloat16 and sum in float32 where the CPU has
     AVX512-BF16 (half the bytes to stream per block: about 1.5-2x faster, 0.3-0.7 % RMS off float32,
-    measured); :attr:`bfloat16` says whether they do.
+    measured); :attr:`bfloat16` says whether they do. ``model``: a :class:`TimbreModel`, or a
+    :class:`~tuibend.model.store.ModelFile` read without TensorFlow.
     """
 
-    def __init__(self, model: TimbreModel, rig: BendRig, block_frames: int, seed: int = 0,
+    def __init__(self, model: TimbreModel | ModelFile, rig: BendRig, block_frames: int, seed: int = 0,
                  bfloat16: bool = False):
         config = model.config
         decoder = config.decoder
@@ -78,7 +83,7 @@ class NativeStream:
         self._keep = [np.ascontiguousarray(weights[name], np.float32) for name in weight_order(config)]
         pointers = (ctypes.POINTER(ctypes.c_float) * len(self._keep))(*(_floats(array) for array in self._keep))
         parts, part_re, part_im = 0, None, None
-        if model.reverb_ir is not None:
+        if config.reverb:
             part_re, part_im = reverb_partitions(weights["reverb/ir"], self.block_samples)
             parts = len(part_re)
         c = Config(n_inputs=len(decoder.input_keys), ch=decoder.ch, layers=decoder.layers_per_stack,

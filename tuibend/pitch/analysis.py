@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
-from tuibend.dsp.spectral import FrameLoudness, frame_loudness, loudness_padding
+from tuibend.dsp.plain import FrameLoudness, loudness_padding
 from tuibend.pitch.trackers import Tracker
 from tuibend.pitch.yin import Yin
 
@@ -136,6 +136,8 @@ def _loudness(audio: np.ndarray, n_frames: int, flavour_name: str, sample_rate: 
 def _frame_loudness(windows: np.ndarray, flavour_name: str, sample_rate: int) -> np.ndarray:
     if len(windows) == 0:
         return np.zeros(0, np.float32)
+    from tuibend.dsp.spectral import frame_loudness  # TensorFlow's, as the model's training measured it
+
     flavour = LOUDNESS_FLAVOURS[flavour_name]
     return frame_loudness(np.ascontiguousarray(windows), sample_rate, flavour.ref_db, flavour.range_db,
                           flavour_name).numpy()

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tuibend.compiled import flat_call
-from tuibend.dsp.core import next_power_of_2
+from tuibend.dsp.plain import next_power_of_2
 from tuibend.errors import TuibendError
 from tuibend.places import crepe_weights
 

@@ -37,6 +37,21 @@ def cache_key(path: Path, settings: dict) -> str:
     return digest.hexdigest()[:40]
 
 
+def _settings(tracker: str, loudness: str, crepe_hop: int) -> dict:
+    return {"tracker": tracker, "loudness": loudness, "crepe_hop": crepe_hop, "sample_rate": SAMPLE_RATE,
+            "frame_rate": FRAME_RATE}
+
+
+def is_analysed(path: str | os.PathLike, tracker: str = "crepe-tiny", loudness: str = "v3",
+                crepe_hop: int = 160) -> bool:
+    """Whether :func:`analyze` finds this file's features in the cache (so that it loads no TensorFlow)."""
+    try:
+        return _load_cached(cache_dir() / f"{cache_key(Path(path), _settings(tracker, loudness, crepe_hop))}.npz") \
+            is not None
+    except OSError:
+        return False
+
+
 def _load_cached(path: Path) -> Features | None:
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -58,8 +73,7 @@ def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe
     A file is read at any rate and channel count (downmixed, resampled with soxr) and its
     features are cached; an array needs its ``sample_rate``. ``progress`` is told the fraction done.
     """
-    settings = {"tracker": tracker, "loudness": loudness, "crepe_hop": crepe_hop, "sample_rate": SAMPLE_RATE,
-                "frame_rate": FRAME_RATE}
+    settings = _settings(tracker, loudness, crepe_hop)
     if isinstance(path_or_audio, (str, os.PathLike)):
         path = Path(path_or_audio)
         audio = read_audio(path, SAMPLE_RATE)  # validates the file before anything is cached

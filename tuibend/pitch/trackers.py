@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuibend.pitch.crepe import Crepe
 from tuibend.pitch.names import TRACKERS
 from tuibend.pitch.yin import Yin
+
+if TYPE_CHECKING:
+    from tuibend.pitch.crepe import Crepe
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Tracker:
 
 @cache
 def _crepe(capacity: str, precision: str) -> Crepe:
+    from tuibend.pitch.crepe import Crepe  # TensorFlow loads with it, only when a file needs analysing
+
     return Crepe(capacity, precision=precision)
 
 

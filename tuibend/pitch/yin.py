@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuibend.dsp.core import next_power_of_2
+from tuibend.dsp.plain import next_power_of_2
 
 SILENCE_POWER = 1e-10  # mean square below which a frame is silent (-100 dBFS)
 
