@@ -38,6 +38,7 @@ def refresh_frames(params: dict[str, np.ndarray], memory: dict, frame_rate: floa
 
 
 def smoothing_coefficient(params: dict[str, np.ndarray], memory: dict, frame_rate: float) -> dict[str, np.ndarray]:
+    """The one-pole smoother's coefficient per frame for a time constant of ``seconds``."""
     return {"alpha": 1.0 - np.exp(-1.0 / (np.maximum(params["seconds"], 1e-3) * frame_rate))}
 
 
