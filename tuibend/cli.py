@@ -53,10 +53,10 @@ def _import_ddsp(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from tuibend.model.layout import point_widths
-    from tuibend.model.store import load_model
+    from tuibend.model.layout import bend_points, point_widths
+    from tuibend.model.store import read_model
 
-    model = load_model(args.model)
+    model = read_model(args.model)  # the folder's arrays, checked: no TensorFlow
     config = model.config
     n_params = sum(value.size for name, value in model.weights().items() if name != "reverb/ir")
     print(f"{config.name}: {n_params / 1e6:.2f} M decoder parameters, {config.sample_rate} Hz, "
@@ -65,7 +65,7 @@ def _info(args: argparse.Namespace) -> None:
         print(f"mean pitch of its training data: MIDI {model.statistics.mean_pitch:.1f}")
     widths = point_widths(config.decoder)
     print("bend points:")
-    for point, description in model.bend_points.items():
+    for point, description in bend_points(config.decoder).items():
         print(f"  {point:<12} {widths[point]:>5} units  {description}")
 
 
@@ -934,7 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="describe a model: sizes, rates, bend points")
     info.add_argument("model", help="a model name or folder")
-    info.set_defaults(handler=_info)
+    info.set_defaults(handler=_info, tensorflow=False)
     return parser
 
 

@@ -95,6 +95,7 @@ class NoiseGate:
     def reset(self) -> None:
         self.floor_db: float | None = None
         self._minima: collections.deque[float] = collections.deque(maxlen=round(FLOOR_WINDOW_S / 0.1))
+        self._quietest = math.inf  # min(self._minima), kept as it changes (once a chunk, not every frame)
         self._chunk: list[float] = []
         self._frames = 0
         self.is_open = False
@@ -119,11 +120,12 @@ class NoiseGate:
         if len(self._chunk) == self._chunk_frames:
             ordered = sorted(self._chunk)
             self._minima.append(ordered[len(ordered) // 2])  # the median: a stream's padded first frame is no floor
+            self._quietest = min(self._minima)
             self._chunk = []
         if not self._minima:
             self.floor_db = INITIAL_FLOOR_DB
             return
-        quietest = min(self._minima)
+        quietest = self._quietest
         if self._frames <= self._learning_frames or self.floor_db <= self.silence_db + 1.0:
             self.floor_db = min(quietest, INITIAL_FLOOR_DB)
         elif quietest < self.floor_db:
