@@ -92,9 +92,9 @@ def test_version_and_the_listing_commands_need_no_tensorflow(tmp_path):
 
 # A render through the native kernel: reading a model, the kernel, the bends' plans and control, the gate, a
 # cached analysis.
-NATIVE_PATH = ("tuibend.model.store", "tuibend.native.stream", "tuibend.bend.rig",
-               "tuibend.bend.derive", "tuibend.dsp.plain", "tuibend.pitch.files", "tuibend.pitch.analysis",
-               "tuibend.adjust", "tuibend.dynamics", "tuibend.render")
+NATIVE_PATH = ("tuibend.model.store", "tuibend.native.stream", "tuibend.bend.rig", "tuibend.bend.derive",
+               "tuibend.bend.scene", "tuibend.bend.units", "tuibend.dsp.plain", "tuibend.pitch.files",
+               "tuibend.pitch.analysis", "tuibend.adjust", "tuibend.dynamics", "tuibend.render")
 
 
 def test_the_native_kernels_path_imports_no_tensorflow():

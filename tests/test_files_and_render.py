@@ -218,7 +218,8 @@ def test_render_command_end_to_end(solo_model_dir, flute_44k_stereo, tmp_path):
 
 def test_an_analysed_file_renders_through_the_kernel_without_tensorflow(solo_model_dir, flute_44k_stereo, tmp_path):
     """TensorFlow (3 s of start-up) loads only to analyse a new file or to render where the kernel cannot: a file
-    analysed before renders the same take without it, and TensorFlow's stream renders from the same model file."""
+    analysed before renders the same take without it (through a scene too), and TensorFlow's stream renders from
+    the same model file."""
     command = ("import sys; from tuibend.cli import main; status = main(sys.argv[1:]); "
                "print('tensorflow loaded:', 'tensorflow' in sys.modules); sys.exit(status)")
 
@@ -232,10 +233,11 @@ def test_an_analysed_file_renders_through_the_kernel_without_tensorflow(solo_mod
         return "tensorflow loaded: True" in result.stdout
 
     runs = {name: render(f"{name}.wav", *options) for name, options in
-            (("analysing", ()), ("analysed", ()), ("tensorflow", ("--kernel", "tensorflow")))}
+            (("analysing", ()), ("analysed", ()), ("scene", ("--scene", "breath")),
+             ("tensorflow", ("--kernel", "tensorflow")))}
     assert all(result.returncode == 0 for result in runs.values()), [r.stderr[-500:] for r in runs.values()]
     assert loaded_tensorflow(runs["analysing"]) and loaded_tensorflow(runs["tensorflow"])
-    assert not loaded_tensorflow(runs["analysed"])
+    assert not loaded_tensorflow(runs["analysed"]) and not loaded_tensorflow(runs["scene"])
     takes = {name: soundfile.read(tmp_path / f"{name}.wav")[0] for name in runs}
     np.testing.assert_array_equal(takes["analysed"], takes["analysing"])
     assert "native kernel" in runs["analysed"].stdout and "tensorflow kernel" in runs["tensorflow"].stdout

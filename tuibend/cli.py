@@ -126,13 +126,16 @@ def _render(args: argparse.Namespace) -> None:
     scene, statistics = None, None
     if args.scene:
         from tuibend.bend.scene import load_scene
-        from tuibend.bend.units import unit_statistics
 
         scene_path = find_scene(args.scene)
         scene = load_scene(scene_path).check(point_widths(model.config.decoder), scene_path)
         if any(bend.select.method != "random" for bend in scene.bends):
-            import_tensorflow_quietly()
-            statistics = unit_statistics(model.timbre_model(), args.model)
+            from tuibend.bend.units import cached_unit_statistics, unit_statistics
+
+            statistics = cached_unit_statistics(args.model)
+            if statistics is None:  # computed from the model's activations, once
+                import_tensorflow_quietly()
+                statistics = unit_statistics(model.timbre_model(), args.model)
     adjustment = Adjustment(octave_shift=not args.no_octave_shift, loudness_quantiles=not args.no_loudness_map,
                             pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
     if render_kernel(args.kernel) != "native" or args.no_cache or \

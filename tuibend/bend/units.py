@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from tuibend.atomic import atomic_path
 from tuibend.bend.selection import CLUSTER_COUNTS, kmeans
-from tuibend.model.timbre import TimbreModel
 from tuibend.places import is_bundled, user_cache
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from tuibend.model.timbre import TimbreModel
 
 UNITS_FILE = "units.npz"
 VERSION = 1
@@ -77,17 +81,23 @@ def units_path(folder: Path) -> Path:
     return folder / UNITS_FILE
 
 
+def cached_unit_statistics(folder: str | Path) -> dict[str, np.ndarray] | None:
+    """A model folder's unit statistics as cached (read without TensorFlow), or None: absent, damaged or stale."""
+    try:
+        with np.load(units_path(Path(folder)), allow_pickle=False) as data:
+            if int(data["version"]) == VERSION:
+                return {key: data[key] for key in data.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # absent or damaged: computed again
+    return None
+
+
 def unit_statistics(model: TimbreModel, folder: str | Path | None) -> dict[str, np.ndarray]:
     """The model's unit statistics from ``folder/units.npz``, computed and cached there if absent (for a
     bundled model, in the user's cache: the package's own folders are never written)."""
+    if folder is not None and (cached := cached_unit_statistics(folder)) is not None:
+        return cached
     path = units_path(Path(folder)) if folder is not None else None
-    if path is not None and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if int(data["version"]) == VERSION:
-                    return {key: data[key] for key in data.files}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            pass  # damaged: compute again
     statistics = compute_unit_statistics(model)
     if path is not None:
         try:
