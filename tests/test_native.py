@@ -420,6 +420,23 @@ def test_native_crepe_pitch_equals_the_tensorflow_tracker(crepe_reference):
         assert np.max(np.abs(1200 * np.log2(low / limited))) < 0.05 and np.max(low) <= 310.0
 
 
+def test_a_file_analysed_by_the_kernels_crepe_has_tensorflows_features():
+    """A render through the kernel analyses a new file with the kernel's CREPE (no TensorFlow): the demo voice's
+    features are TensorFlow's tracker's within float rounding, frame for frame."""
+    from tuibend.audiofile import read_audio
+    from tuibend.pitch.files import analyze
+    from tuibend.render import native_crepe
+
+    voice = read_audio(DEMO_INPUT, 16000)[:4 * 16000]
+    native = analyze(voice, 16000, crepe=native_crepe)
+    reference = analyze(voice, 16000)
+    voiced = reference.confidence >= 0.5
+    assert 0.3 < voiced.mean() < 1.0
+    assert np.max(np.abs(1200 * np.log2(native.f0_hz[voiced] / reference.f0_hz[voiced]))) < 0.05
+    np.testing.assert_allclose(native.confidence, reference.confidence, atol=1e-4)
+    np.testing.assert_array_equal(native.loudness_db, reference.loudness_db)
+
+
 def test_amx_crepe_keeps_the_pitch_where_the_cpu_has_it(crepe_reference):
     """bfloat16 asks for AMX tiles: used where the CPU has AMX-BF16 (the activations then within the
     bfloat16 bound of the TensorFlow test, f0 within 5 cents median), float32 elsewhere."""

@@ -118,7 +118,6 @@ def _render(args: argparse.Namespace) -> None:
     from tuibend.audiofile import check_output_format, read_audio
     from tuibend.model.layout import point_widths
     from tuibend.model.store import read_model
-    from tuibend.pitch.files import is_analysed
     from tuibend.render import draw_spectrograms, render_file, render_kernel
 
     check_output_format(args.output)  # before anything is loaded
@@ -138,9 +137,8 @@ def _render(args: argparse.Namespace) -> None:
                 statistics = unit_statistics(model.timbre_model(), args.model)
     adjustment = Adjustment(octave_shift=not args.no_octave_shift, loudness_quantiles=not args.no_loudness_map,
                             pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
-    if render_kernel(args.kernel) != "native" or args.no_cache or \
-            not is_analysed(args.input, args.tracker, model.config.loudness):
-        import_tensorflow_quietly()  # it analyses the file, or renders it: otherwise the command runs without it
+    if render_kernel(args.kernel) != "native":
+        import_tensorflow_quietly()  # it renders: the kernel's path (analysis included) runs without it
     started = time.perf_counter()
     result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
                          seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache,

@@ -138,6 +138,14 @@ def native_bfloat16() -> bool:
     return library().build == "avx512bf16"
 
 
+def native_crepe(capacity: str) -> object:
+    """The native kernel's CREPE of ``capacity`` in float32: the offline analysis without TensorFlow, its
+    features TensorFlow's within float rounding (tested)."""
+    from tuibend.native.crepe import NativeCrepe
+
+    return NativeCrepe(capacity)
+
+
 def render_kernel(kernel: str, hook: BendHook = no_bend) -> str:
     """What renders a file: as :func:`tuibend.native.choose` decides, TensorFlow for a graph ``hook``."""
     from tuibend.native import NativeUnavailable, choose
@@ -160,17 +168,18 @@ def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_p
     (as the live engine plays), and writes ``output_path`` atomically. ``kernel``: "native", "tensorflow",
     or "auto" (native where it loads and no ``hook`` is given; ``report["kernel"]`` says which ran).
     ``bfloat16``: the kernel's layers in bfloat16 where the CPU has it (the sound the engine plays,
-    0.3-0.7 % RMS off float32, about twice as fast; ``report["layers"]`` says which ran)."""
+    0.3-0.7 % RMS off float32, about twice as fast; ``report["layers"]`` says which ran). Through the kernel,
+    a file is analysed by the kernel's CREPE too (in float32: TensorFlow's within float rounding)."""
     check_output_format(output_path)
+    native = render_kernel(kernel, hook) == "native"
     features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache,
-                       progress=analysis_progress)
+                       progress=analysis_progress, crepe=native_crepe if native else None)
     if len(features) < 2:
         raise AudioFileError(f"{input_path}: too short to render (under 8 ms)")
     adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())
     dynamics = Dynamics.for_model(model.config, scene_gate(scene, gate), level_match,
                                   -report["loudness_shift_db"])
     dry = read_audio(input_path, model.config.sample_rate)
-    native = render_kernel(kernel, hook) == "native"
     if not native and isinstance(model, ModelFile):
         model = model.timbre_model()
     report["kernel"] = "native" if native else "tensorflow"

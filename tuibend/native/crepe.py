@@ -13,7 +13,7 @@ import ctypes
 import numpy as np
 
 from tuibend.native import NativeUnavailable, library
-from tuibend.pitch.crepe import CAPACITIES, FRAME_SIZE, N_BINS, hz_to_bin, load_npz_weights
+from tuibend.pitch.crepe_format import CAPACITIES, FRAME_SIZE, N_BINS, hz_to_bin, load_npz_weights
 from tuibend.places import crepe_weights
 
 _LAYER_WEIGHTS = ("kernel", "bias", "gamma", "beta", "mean", "variance")
@@ -62,7 +62,7 @@ class NativeCrepe:
 
     def estimate(self, frames: np.ndarray, fmin: float = 50.0, fmax: float = 2006.0) -> tuple[np.ndarray, np.ndarray]:
         """f0 (Hz) and confidence of raw 1024-sample frames [n, 1024]: normalised, the network and
-        :func:`~tuibend.pitch.crepe.decode` in one call."""
+        :func:`~tuibend.pitch.crepe_format.decode` in one call."""
         frames = np.ascontiguousarray(np.asarray(frames, np.float32).reshape(-1, FRAME_SIZE))
         f0, confidence = np.empty(len(frames), np.float32), np.empty(len(frames), np.float32)
         if len(frames):

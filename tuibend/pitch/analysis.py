@@ -123,24 +123,16 @@ def analyze_audio(audio: np.ndarray, tracker: Tracker, loudness: str = "v3", sam
 
 
 def _loudness(audio: np.ndarray, n_frames: int, flavour_name: str, sample_rate: int, hop: int) -> np.ndarray:
+    """Each frame's loudness, in numpy (TensorFlow's ``frame_loudness`` sums the same, within float rounding),
+    a batch of windows at a time."""
     flavour = LOUDNESS_FLAVOURS[flavour_name]
     lead = loudness_padding(flavour.n_fft, flavour_name)
     padded = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(flavour.n_fft, np.float32)])
     windows = np.lib.stride_tricks.sliding_window_view(padded, flavour.n_fft)[:n_frames * hop:hop]
+    measure = FrameLoudness(flavour.n_fft, sample_rate, flavour.ref_db, flavour.range_db, flavour_name)
     batch = 16 * ANALYSIS_BATCH
-    parts = [_frame_loudness(windows[start:start + batch], flavour_name, sample_rate)
-             for start in range(0, len(windows), batch)]
+    parts = [measure(windows[start:start + batch]) for start in range(0, len(windows), batch)]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
-
-
-def _frame_loudness(windows: np.ndarray, flavour_name: str, sample_rate: int) -> np.ndarray:
-    if len(windows) == 0:
-        return np.zeros(0, np.float32)
-    from tuibend.dsp.spectral import frame_loudness  # TensorFlow's, as the model's training measured it
-
-    flavour = LOUDNESS_FLAVOURS[flavour_name]
-    return frame_loudness(np.ascontiguousarray(windows), sample_rate, flavour.ref_db, flavour.range_db,
-                          flavour_name).numpy()
 
 
 def _pitch_lag(tracker: Tracker, hop: int) -> int:

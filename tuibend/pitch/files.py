@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from tuibend.atomic import atomic_path
 from tuibend.audiofile import AudioFileError, check_audio, read_audio
 from tuibend.pitch.analysis import FRAME_RATE, SAMPLE_RATE, Features, analyze_audio
-from tuibend.pitch.trackers import make_tracker
+from tuibend.pitch.trackers import Tracker, make_tracker
 from tuibend.places import user_cache
 
 ANALYSIS_VERSION = 2  # bump when the analysis itself changes (2: no glides towards unvoiced estimates)
@@ -42,16 +43,6 @@ def _settings(tracker: str, loudness: str, crepe_hop: int) -> dict:
             "frame_rate": FRAME_RATE}
 
 
-def is_analysed(path: str | os.PathLike, tracker: str = "crepe-tiny", loudness: str = "v3",
-                crepe_hop: int = 160) -> bool:
-    """Whether :func:`analyze` finds this file's features in the cache (so that it loads no TensorFlow)."""
-    try:
-        return _load_cached(cache_dir() / f"{cache_key(Path(path), _settings(tracker, loudness, crepe_hop))}.npz") \
-            is not None
-    except OSError:
-        return False
-
-
 def _load_cached(path: Path) -> Features | None:
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -66,12 +57,21 @@ def _store(path: Path, features: Features) -> None:
                  frame_rate=features.frame_rate)
 
 
+def _tracker(name: str, crepe_hop: int, crepe: Callable[[str], object] | None) -> Tracker:
+    network = crepe(name.removeprefix("crepe-")) if crepe is not None and name.startswith("crepe-") else None
+    return make_tracker(name, crepe_hop, network=network)
+
+
 def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe-tiny", loudness: str = "v3",
-            crepe_hop: int = 160, use_cache: bool = True, progress=None) -> Features:
+            crepe_hop: int = 160, use_cache: bool = True, progress=None,
+            crepe: Callable[[str], object] | None = None) -> Features:
     """f0, confidence and loudness at the model frame rate (250/s) of a file or an array.
 
     A file is read at any rate and channel count (downmixed, resampled with soxr) and its
     features are cached; an array needs its ``sample_rate``. ``progress`` is told the fraction done.
+    ``crepe``: makes the CREPE network of a capacity, called only when a file needs analysing (default
+    TensorFlow's; the native kernel's in float32 gives the same features within float rounding, and loads no
+    TensorFlow).
     """
     settings = _settings(tracker, loudness, crepe_hop)
     if isinstance(path_or_audio, (str, os.PathLike)):
@@ -82,7 +82,7 @@ def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe
         entry = cache_dir() / f"{cache_key(path, settings)}.npz" if use_cache else None
         if entry is not None and (cached := _load_cached(entry)) is not None:
             return cached
-        features = analyze_audio(audio, make_tracker(tracker, crepe_hop), loudness, progress=progress)
+        features = analyze_audio(audio, _tracker(tracker, crepe_hop, crepe), loudness, progress=progress)
         if entry is not None:
             _store(entry, features)
         return features
@@ -93,5 +93,5 @@ def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe
     audio = check_audio(np.asarray(path_or_audio, np.float32), "audio")
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
-    return analyze_audio(resample(audio, sample_rate, SAMPLE_RATE), make_tracker(tracker, crepe_hop), loudness,
+    return analyze_audio(resample(audio, sample_rate, SAMPLE_RATE), _tracker(tracker, crepe_hop, crepe), loudness,
                          progress=progress)
