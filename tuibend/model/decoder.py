@@ -141,9 +141,8 @@ class Decoder(tf.Module):
         self.compute_dtype = tf.float32  # bfloat16: the dense products of mixed-precision training
 
     def weights(self) -> dict[str, np.ndarray]:
-        """Current values, by name, as read-only numpy arrays: views of the values TensorFlow holds now,
-        without a copy (a later update writes a new buffer, so a view keeps the values it was taken with)."""
-        return {name: np.asarray(variable.value()) for name, variable in self.variables_by_name.items()}
+        """Current values, by name, as numpy arrays (copies: training goes on updating the variables)."""
+        return {name: variable.numpy() for name, variable in self.variables_by_name.items()}
 
     def _stack(self, prefix: str, x: tf.Tensor) -> tf.Tensor:
         w = self.variables_by_name

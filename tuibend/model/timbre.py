@@ -53,10 +53,10 @@ class TimbreModel:
         return bend_points(self.config.decoder)
 
     def weights(self) -> dict[str, np.ndarray]:
-        """All weights by name (the model file's contents), read-only (see :meth:`Decoder.weights`)."""
+        """All weights by name (the model file's contents)."""
         weights = self.decoder.weights()
         if self.reverb_ir is not None:
-            weights["reverb/ir"] = np.asarray(self.reverb_ir.value())
+            weights["reverb/ir"] = self.reverb_ir.numpy()
         return weights
 
     # --- preprocessing -------------------------------------------------------------
