@@ -1,7 +1,7 @@
 """The offline workflow: a file in, features (cached), auto-adjust, resynthesis, a file out.
 
-Through the native kernel, from a :class:`~tuibend.model.store.ModelFile`, a render of an analysed file
-loads no TensorFlow; TensorFlow's stream (the reference) renders where the kernel cannot.
+Through the native kernel, from a :class:`~tuibend.model.store.ModelFile`, a render loads no TensorFlow (the
+kernel's CREPE analyses a new file); TensorFlow's stream (the reference) renders where the kernel cannot.
 """
 
 from __future__ import annotations

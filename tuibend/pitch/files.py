@@ -38,11 +38,6 @@ def cache_key(path: Path, settings: dict) -> str:
     return digest.hexdigest()[:40]
 
 
-def _settings(tracker: str, loudness: str, crepe_hop: int) -> dict:
-    return {"tracker": tracker, "loudness": loudness, "crepe_hop": crepe_hop, "sample_rate": SAMPLE_RATE,
-            "frame_rate": FRAME_RATE}
-
-
 def _load_cached(path: Path) -> Features | None:
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -73,7 +68,8 @@ def analyze(path_or_audio, sample_rate: int | None = None, tracker: str = "crepe
     TensorFlow's; the native kernel's in float32 gives the same features within float rounding, and loads no
     TensorFlow).
     """
-    settings = _settings(tracker, loudness, crepe_hop)
+    settings = {"tracker": tracker, "loudness": loudness, "crepe_hop": crepe_hop, "sample_rate": SAMPLE_RATE,
+                "frame_rate": FRAME_RATE}
     if isinstance(path_or_audio, (str, os.PathLike)):
         path = Path(path_or_audio)
         audio = read_audio(path, SAMPLE_RATE)  # validates the file before anything is cached
