@@ -1,6 +1,6 @@
 """tuibend: a terminal instrument that plays a DDSP timbre model and bends its network.
 
-Public API (see the README): :func:`load_model`, :class:`TimbreModel`, :mod:`tuibend.dsp`.
+Public API (see the README): :func:`load_model`, :func:`read_model`, :class:`TimbreModel`, :mod:`tuibend.dsp`.
 TensorFlow loads on first use, so ``tuibend --help`` stays quick.
 """
 
@@ -15,6 +15,7 @@ __version__ = "0.2.0"
 
 _LAZY = {
     "load_model": ("tuibend.model.store", "load_model"),
+    "read_model": ("tuibend.model.store", "read_model"),
     "save_model": ("tuibend.model.store", "save_timbre_model"),
     "TimbreModel": ("tuibend.model.timbre", "TimbreModel"),
     "import_ddsp": ("tuibend.model.ddsp_import", "import_ddsp"),
