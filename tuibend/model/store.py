@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +48,7 @@ class ModelFile:
 
     config: ModelConfig
     arrays: dict[str, np.ndarray]
-    statistics: DatasetStatistics = field(default_factory=DatasetStatistics)
+    statistics: DatasetStatistics
 
     def weights(self) -> dict[str, np.ndarray]:
         """All weights by name, as :meth:`TimbreModel.weights` gives them."""
