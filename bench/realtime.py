@@ -60,6 +60,7 @@ from tuibend.places import bundled  # noqa: E402
 from tuibend.safety import DcBlocker, Limiter, is_finite  # noqa: E402
 
 BLOCKS = (64, 256, 1024)  # samples at 16 kHz: 4, 16 and 64 ms
+ENGINE_BLOCK = 256  # the engine's default
 SEED_BLOCK_SECONDS = 4.0
 PACED_SECONDS = 4.0  # audio played at real time per paced measurement
 GOALS = {("full", 256): 25.0, ("small", 256): 60.0}  # the model's target real-time factors, back to back
@@ -276,6 +277,43 @@ def goal_text(row: Row) -> str:
     return f"model {row.goal:.0f}x: {model}; microphone paced {row.mic_goal:.0f}x: {mic}"
 
 
+def l2_bytes() -> int | None:
+    """The per-core level-2 cache, as Linux reports it (None elsewhere)."""
+    try:
+        text = Path("/sys/devices/system/cpu/cpu0/cache/index2/size").read_text().strip()
+    except OSError:
+        return None
+    units = {"K": 2 ** 10, "M": 2 ** 20}
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+def memory_anchor(megabytes: float, block_seconds: float, count: int = 200) -> tuple[float, float]:
+    """Microseconds to sum a float32 array of ``megabytes``, back to back and one block period apart
+    (median): what the machine charges for reading a block's weights again after a pause, with no model
+    in the way. Paced, whatever the per-core cache cannot hold comes back from wherever the machine's
+    other work has left it."""
+    array = np.ones(int(megabytes * 2 ** 20 / 4), np.float32)
+
+    def timed(paced: bool) -> float:
+        times, deadline = [], time.perf_counter()
+        for _ in range(count):
+            started = time.perf_counter()
+            array.sum()
+            times.append(time.perf_counter() - started)
+            if paced:
+                deadline += block_seconds
+                time.sleep(max(0.0, deadline - time.perf_counter()))
+        return 1e6 * float(np.median(times))
+
+    timed(False)
+    return timed(False), timed(True)
+
+
+def weight_megabytes(model: TimbreModel) -> float:
+    """The decoder's weights as the kernel streams them each block (bfloat16), in MiB."""
+    return 2 * sum(weight.size for name, weight in model.weights().items() if name != "reverb/ir") / 2 ** 20
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
@@ -320,6 +358,13 @@ def main() -> None:
               f"{1000 * row.timing.paced_live:.2f} | "
               f"{row.model_factor:.1f}x | {row.block_seconds / row.timing.paced:.1f}x | {row.live_factor:.1f}x | "
               f"{row.paced_live_factor:.1f}x | {row.latency_ms:.0f} | {goal_text(row)} |")
+    l2 = l2_bytes()
+    sizes = ([l2 / 2 ** 20 / 2] if l2 else []) + [weight_megabytes(model) for model in models.values()]
+    block_seconds = ENGINE_BLOCK / models["small"].config.sample_rate
+    print(f"\nMemory anchor (a float32 array summed, back to back and one {1000 * block_seconds:g} ms block period "
+          f"apart; per-core L2 {l2 / 2 ** 20 if l2 else float('nan'):g} MiB): "
+          + "; ".join(f"{size:.1f} MiB {a:.0f} / {b:.0f} us ({b / a:.1f}x)"
+                      for size, (a, b) in ((size, memory_anchor(size, block_seconds)) for size in sizes)) + ".")
     print(f"\nMachine: {machine()}.")
 
 

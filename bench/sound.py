@@ -9,6 +9,7 @@ match, and the live engine's limiter. Inputs:
 
 - ``held-out``: a melody of the model's own instrument that it never trained on (FluidSynth);
 - ``voice``: the bundled demo voice (20 s of singing);
+- ``violin``: a violin melody (FluidSynth), another instrument than either model learned;
 - ``glide``: a band-limited sawtooth gliding over an octave with 5.5 Hz vibrato;
 - ``crescendo``: a held sawtooth note rising 30 dB over 4 s from -45 dBFS, after 2 s of a -70 dBFS floor
   that stays under it;
@@ -119,7 +120,8 @@ def synthetic_suite(pitch_midi: float, rng: np.random.Generator) -> dict[str, di
 
 
 def held_out_render(instrument: str, folder: Path) -> np.ndarray | None:
-    """A melody of the instrument that no training file holds (another seed), rendered by FluidSynth."""
+    """A melody of the instrument that no training file holds (another seed), rendered by FluidSynth
+    (None without it)."""
     import make_training_audio as training_audio
 
     if not training_audio.can_render():
@@ -262,6 +264,9 @@ def main() -> None:
             if held is not None:
                 inputs["held-out"] = {"audio": held}
             inputs["voice"] = {"audio": voice}
+            violin = held_out_render("violin", Path(scratch))
+            if violin is not None:
+                inputs["violin"] = {"audio": violin}
             inputs.update(synthetic_suite(register, rng))
             fitted = {name: player.fit(entry["audio"]) for name, entry in inputs.items()}
             rows = [(name, measure(player, name, entry, player.play(entry["audio"], Scene("unbent"), fitted[name]),

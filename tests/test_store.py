@@ -63,6 +63,7 @@ def model_copy(solo_model_dir, tmp_path):
     (lambda c: c.replace('"sample_rate": 16000', '"sample_rate": 1000000000000'),
      "sample_rate 1000000000000 is outside"),
     (lambda c: c.replace('"f0_range": 127.0', '"f0_range": 0.0'), "f0_range 0.0 is outside"),
+    (lambda c: json.dumps({**json.loads(c), "output_gain_db": 90.0}), r"output_gain_db 90.0 is outside -40\.\.40"),
 ])
 def test_broken_config_names_file_and_field(model_copy, edit, message):
     config = model_copy / "config.json"

@@ -282,6 +282,39 @@ def test_evaluation_measures_pitch_and_loudness_errors(dataset, solo_model_dir, 
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_calibration_puts_a_model_at_its_inputs_level_and_keeps_the_rest(dataset, solo_model_dir, tmp_path):
+    """`tuibend calibrate` measures the level offset over examples from every training recording and writes the
+    gain that takes it out into config.json alone (atomically): measured again, the offset is gone."""
+    import shutil
+
+    import tuibend
+    from tuibend.training.dataset import spread_examples
+    from tuibend.training.evaluate import calibrated_config
+    from tuibend.training.storage import read_arrays
+
+    # two from every shard (every recording has its own): its first and its last example
+    shards = [read_arrays(dataset / name)["audio"] for name in read_manifest(dataset)["shards"]["train"]]
+    sample = [example["audio"] for example in spread_examples(dataset, "train", 2 * len(shards))]
+    assert len(shards[0]) > 2 and len(sample) == 2 * len(shards)
+    assert all(any(np.array_equal(a, shard[0]) for a in sample) and any(np.array_equal(a, shard[-1]) for a in sample)
+               for shard in shards)
+    model_dir = tmp_path / "solo"
+    shutil.copytree(solo_model_dir, model_dir)
+    weights = (model_dir / "weights.npz").read_bytes()
+    result = subprocess.run([sys.executable, "-m", "tuibend.cli", "calibrate", str(model_dir), str(dataset),
+                             "--tracker", "yin", "--examples", "2"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"level ([-+][\d.]+) dB from the input's; output gain \+0\.00 -> ([-+][\d.]+) dB",
+                      result.stdout)
+    assert match, result.stdout
+    offset, gain = (float(value) for value in match.groups())
+    assert abs(offset) > 0.5 and gain == pytest.approx(-offset, abs=0.01)
+    assert json.loads((model_dir / "config.json").read_text())["output_gain_db"] == gain
+    assert (model_dir / "weights.npz").read_bytes() == weights
+    again, evaluation = calibrated_config(tuibend.load_model(model_dir), dataset, 2, "yin")
+    assert abs(evaluation.loudness_offset_db) < 0.05 and again.output_gain_db == pytest.approx(gain, abs=0.05)
+
+
 def test_a_model_folder_without_its_checkpoint_goes_on_from_its_exported_weights(dataset, tmp_path):
     """A repository keeps a model's exported weights, not its 3x larger checkpoint: training goes on
     from those weights at their step (the optimizer's moments afresh), not from scratch."""

@@ -575,6 +575,17 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"wrote {args.spectrogram}")
 
 
+def _calibrate(args: argparse.Namespace) -> None:
+    from tuibend.model.store import load_model, write_config
+    from tuibend.training.evaluate import calibrated_config
+
+    model = load_model(args.model)
+    config, evaluation = calibrated_config(model, args.data, args.examples, args.tracker)
+    print(f"{args.model} on {evaluation.examples} training examples: level {evaluation.loudness_offset_db:+.2f} dB "
+          f"from the input's; output gain {model.config.output_gain_db:+.2f} -> {config.output_gain_db:+.2f} dB")
+    print(f"wrote {write_config(args.model, config)}")
+
+
 def _units(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -906,6 +917,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--examples", type=positive_int, default=16, help="at most this many examples (default 16)")
     evaluate.add_argument("--spectrogram", metavar="PNG", help="input and resynthesis of the first example")
     evaluate.set_defaults(handler=_evaluate)
+
+    calibrate = commands.add_parser("calibrate", help="set a trained model's output level from its training data")
+    calibrate.add_argument("model", help="a model name or folder (its config.json is rewritten)")
+    calibrate.add_argument("data", help="the dataset folder it trained on (`tuibend dataset`)")
+    calibrate.add_argument("--tracker", choices=["crepe-tiny", "crepe-full", "yin"], default="crepe-tiny")
+    calibrate.add_argument("--examples", type=positive_int, default=48,
+                           help="examples spread over the training split (default 48)")
+    calibrate.set_defaults(handler=_calibrate)
 
     units = commands.add_parser("units", help="compute (and cache) a model's unit statistics for informed selection")
     units.add_argument("model", help="a model name or folder")

@@ -40,7 +40,8 @@ class DecoderConfig:
 
 # What a model may ask for: every published DDSP configuration fits well inside these.
 SCALAR_LIMITS = {"sample_rate": (8000, 96000), "frame_rate": (10, 1000), "f0_range": (1.0, 1000.0),
-                 "noise_initial_bias": (-100.0, 100.0), "reverb_length": (1, 4 * 96000)}
+                 "noise_initial_bias": (-100.0, 100.0), "reverb_length": (1, 4 * 96000),
+                 "output_gain_db": (-40.0, 40.0)}
 DECODER_LIMITS = {"ch": (1, 4096), "layers_per_stack": (1, 16), "rnn_channels": (1, 4096), "n_harmonics": (1, 512),
                   "n_noise_bands": (1, 1024)}
 
@@ -59,12 +60,20 @@ class ModelConfig:
     noise_initial_bias: float = -5.0
     reverb: bool = True
     reverb_length: int = 48000
+    # The output's level, measured once the model is trained (``tuibend calibrate``): the median offset
+    # of its renders' loudness against their inputs' over the training split, taken out.
+    output_gain_db: float = 0.0
     source: dict = field(default_factory=dict)
 
     @property
     def hop(self) -> int:
         """Audio samples per model frame."""
         return self.sample_rate // self.frame_rate
+
+    @property
+    def output_gain(self) -> float:
+        """The output gain as a factor on the synthesised audio."""
+        return 10.0 ** (self.output_gain_db / 20.0)
 
     @property
     def ld_range(self) -> float:

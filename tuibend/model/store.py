@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tuibend.atomic import atomic_path
 from tuibend.model.config import ModelConfig, ModelFormatError
 from tuibend.model.layout import check_weights
 from tuibend.model.statistics import DatasetStatistics
@@ -115,6 +116,17 @@ def save_model(path: str | os.PathLike, config: ModelConfig, weights: dict[str, 
     staging.rename(folder)
     shutil.rmtree(retired)
     return folder
+
+
+def write_config(path: str | os.PathLike, config: ModelConfig) -> Path:
+    """Replaces a model folder's ``config.json`` atomically (the weights and caches stay: they do not
+    depend on what changes here, such as the output gain)."""
+    target = Path(path) / CONFIG_FILE
+    if not target.exists():
+        raise ModelFormatError(f"{path}: not a model folder (no {CONFIG_FILE})")
+    with atomic_path(target) as temporary:
+        temporary.write_text(config.to_json(), encoding="utf-8")
+    return target
 
 
 def save_timbre_model(path: str | os.PathLike, model: TimbreModel) -> Path:

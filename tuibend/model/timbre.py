@@ -132,7 +132,11 @@ class TimbreModel:
         filtered = synths.filtered_noise(controls["noise_magnitudes"], noise)
         dry = harmonic + filtered
         audio = effects.reverb(dry, self.reverb_ir) if self.reverb_ir is not None else dry
-        return {"harmonic": harmonic, "noise": filtered, "dry": dry, "audio": audio}
+        return {"harmonic": harmonic, "noise": filtered, "dry": dry, "audio": self.at_output_gain(audio)}
+
+    def at_output_gain(self, audio: tf.Tensor) -> tf.Tensor:
+        """The synthesised audio at the model's calibrated output level."""
+        return audio if self.config.output_gain_db == 0.0 else audio * self.config.output_gain
 
     def render(self, f0_hz, loudness_db, hook: BendHook = no_bend, seed: int = 0) -> np.ndarray:
         """Whole-signal resynthesis from features: f0 and loudness at the frame rate -> audio."""
@@ -251,4 +255,5 @@ class ModelStream:
         audio, reverb_state = harmonic + filtered, state.reverb
         if self._partitions is not None:
             audio, reverb_state = effects.reverb_step(state.reverb, audio, self._partitions)
-        return audio, StreamState(gru, harmonic_state, noise_state, reverb_state, state.block_index + 1)
+        state = StreamState(gru, harmonic_state, noise_state, reverb_state, state.block_index + 1)
+        return model.at_output_gain(audio), state

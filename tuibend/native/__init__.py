@@ -141,7 +141,7 @@ class Config(ctypes.Structure):
                 ("reverb_parts", ctypes.c_int), ("bfloat16", ctypes.c_int), ("amp_linear", ctypes.c_int),
                 ("sample_rate", ctypes.c_float),
                 ("f0_range", ctypes.c_float), ("ld_range", ctypes.c_float), ("noise_bias", ctypes.c_float),
-                ("seed", ctypes.c_uint64)]
+                ("output_gain", ctypes.c_float), ("seed", ctypes.c_uint64)]
 
 
 class BendSpec(ctypes.Structure):
@@ -151,7 +151,7 @@ class BendSpec(ctypes.Structure):
                 ("permutation", ctypes.POINTER(ctypes.c_int32)), ("seed", ctypes.c_uint64)]
 
 
-ABI_VERSION = 2  # block.c's TB_ABI_VERSION
+ABI_VERSION = 3  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
 

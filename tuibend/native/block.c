@@ -40,7 +40,7 @@ enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP,
 static const char *const TRANSFORM_NAMES[T_COUNT] = {
     "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
     "smooth", "permute"};
-#define TB_ABI_VERSION 2 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
+#define TB_ABI_VERSION 3 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -49,6 +49,7 @@ typedef struct {
     int bfloat16;       /* 1: weights and layer inputs in bfloat16 (float32 sums), where the CPU has it */
     int amp_linear;     /* 1: harmonic amplitudes interpolated linearly between frames, 0: ddsp's "window" */
     float sample_rate, f0_range, ld_range, noise_bias;
+    float output_gain;  /* the model's calibrated output level, a factor on the synthesised audio */
     uint64_t seed;
 } tb_config;
 
@@ -1036,7 +1037,8 @@ void tb_step(tb_model *m, const float *f0, const float *loudness, const float *v
         noise = own;
     }
     noise_block(m, noise);
-    for (int i = 0; i < n; i++) out[i] = m->harmonic[i] + m->filtered_noise[i];
+    /* the gain before the reverb: it is linear, so the wet and dry paths both come out at the model's level */
+    for (int i = 0; i < n; i++) out[i] = c->output_gain * (m->harmonic[i] + m->filtered_noise[i]);
     if (c->reverb_parts) reverb_block(m, out);
     m->started = 1;
     m->block_index++;

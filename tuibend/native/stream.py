@@ -91,7 +91,7 @@ class NativeStream:
                    hop=config.hop, block_frames=block_frames, reverb_parts=parts, bfloat16=int(bfloat16),
                    amp_linear=int(config.amp_resample_method == "linear"),
                    sample_rate=config.sample_rate, f0_range=config.f0_range, ld_range=config.ld_range,
-                   noise_bias=config.noise_initial_bias, seed=seed)
+                   noise_bias=config.noise_initial_bias, output_gain=config.output_gain, seed=seed)
         for index, key in enumerate(decoder.input_keys):
             c.input_is_f0[index] = int(key == "f0_scaled")
         ids = point_ids(decoder.input_keys)

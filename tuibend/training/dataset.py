@@ -191,6 +191,17 @@ def read_statistics(folder: str | os.PathLike) -> DatasetStatistics:
     return DatasetStatistics.from_arrays(read_arrays(join(folder, "statistics.npz")))
 
 
+def spread_examples(folder: str | os.PathLike, split: str, count: int) -> Iterator[dict]:
+    """About ``count`` examples of ``split`` taken evenly from every shard (each recording has its own), in
+    order: a sample of the whole split where the first examples would all come from one recording."""
+    names = list(read_manifest(folder)["shards"][split])
+    share = -(-count // max(1, len(names)))
+    for name in names:
+        shard = read_arrays(join(folder, name))
+        for index in np.unique(np.linspace(0, len(shard["audio"]) - 1, share).round().astype(int)):
+            yield {key: shard[key][index] for key in ("audio", "f0_hz", "loudness_db")}
+
+
 def iterate_examples(folder: str | os.PathLike, split: str, shuffle: bool, seed: int = 0,
                      cache: dict[str, dict[str, np.ndarray]] | None = None) -> Iterator[dict]:
     """Examples one at a time, shard by shard (shards and examples shuffled for training); ``cache``: shards

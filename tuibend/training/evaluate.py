@@ -7,16 +7,19 @@ and the dynamics (loudness within 3 dB median, frames above the noise floor).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from tuibend.dsp.spectral import spectral_loss
+from tuibend.model.config import ModelConfig
 from tuibend.model.timbre import TimbreModel
 from tuibend.pitch.analysis import Features, analyze_audio
 from tuibend.pitch.trackers import make_tracker
-from tuibend.training.dataset import DatasetError, iterate_examples
+from tuibend.training.dataset import DatasetError, iterate_examples, spread_examples
 
 PITCH_BAR_CENTS = 20.0
 LOUDNESS_BAR_DB = 3.0
@@ -54,11 +57,16 @@ def evaluate_model(model: TimbreModel, data: str | Path, split: str = "holdout",
                    max_examples: int = 16) -> tuple[Evaluation, np.ndarray, np.ndarray]:
     """Renders up to ``max_examples`` examples of ``split``; returns the evaluation and the first
     example's input and resynthesis (for a spectrogram)."""
+    examples = itertools.islice(iterate_examples(data, split, shuffle=False), max_examples)
+    return evaluate_examples(model, examples, tracker, f"{data}: no {split} examples to evaluate")
+
+
+def evaluate_examples(model: TimbreModel, examples: Iterable[dict], tracker: str = "crepe-tiny",
+                      none: str = "no examples to evaluate") -> tuple[Evaluation, np.ndarray, np.ndarray]:
+    """:func:`evaluate_model` over the given examples; ``none``: the error if there are none."""
     pitch = make_tracker(tracker)
     cents, decibels, losses, first = [], [], [], None
-    for count, example in enumerate(iterate_examples(data, split, shuffle=False)):
-        if count == max_examples:
-            break
+    for example in examples:
         reference = analyze_audio(example["audio"], pitch, model.config.loudness)
         audio = model.render(example["f0_hz"], example["loudness_db"])
         losses.append(float(spectral_loss(example["audio"][np.newaxis], np.asarray(audio)[np.newaxis])))
@@ -68,7 +76,7 @@ def evaluate_model(model: TimbreModel, data: str | Path, split: str = "holdout",
         if first is None:
             first = (example["audio"], audio)
     if first is None:
-        raise DatasetError(f"{data}: no {split} examples to evaluate")
+        raise DatasetError(none)
     cents, decibels = np.concatenate(cents), np.concatenate(decibels)
     pitch_error, loss, examples = float(np.median(cents)) if len(cents) else float("inf"), float(np.mean(losses)), \
         len(losses)
@@ -77,3 +85,14 @@ def evaluate_model(model: TimbreModel, data: str | Path, split: str = "holdout",
     offset = float(np.median(decibels))
     return Evaluation(pitch_error, float(np.median(np.abs(decibels))), examples, offset,
                       float(np.median(np.abs(decibels - offset))), loss), *first
+
+
+def calibrated_config(model: TimbreModel, data: str | Path, examples: int = 48,
+                      tracker: str = "crepe-tiny") -> tuple[ModelConfig, Evaluation]:
+    """The model's config with the output gain that puts its renders at their inputs' level: the median
+    loudness offset over ``examples`` spread across the training split, taken out (the held-out split stays
+    for judging). Returns it with the evaluation it was measured from (at the old gain)."""
+    evaluation, _, _ = evaluate_examples(model, spread_examples(data, "train", examples), tracker,
+                                         f"{data}: no training examples to calibrate on")
+    gain_db = round(model.config.output_gain_db - evaluation.loudness_offset_db, 2)
+    return replace(model.config, output_gain_db=gain_db).validate("the calibrated config"), evaluation
