@@ -25,6 +25,10 @@ The full-size model is magenta-ddsp's solo instrument imported from ``../shared/
 factor is seconds of audio per second of computation, the median of ``--repeats`` runs over
 ``--seconds`` of audio after a warm-up that compiles, measured in this run on this machine; the
 latency is what the engine reports (``Engine.latency_ms``, live input, no safety margin).
+
+A memory anchor ends the table: a plain array of half the per-core cache and of each model's weights summed
+back to back and one block period apart, what this machine charges for reading again after a pause, so that
+paced figures from different machines can be read side by side.
 """
 
 from __future__ import annotations
