@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import DEMO_INPUT
 
 import tuibend
 
@@ -76,12 +77,13 @@ def test_units_command_computes_and_caches_statistics(solo_model_dir, tmp_path):
 
 @pytest.mark.quick
 def test_version_and_the_listing_commands_need_no_tensorflow(tmp_path):
-    """``--version``, ``models``, ``scenes``, ``paths`` and ``info`` answer without importing TensorFlow (start-up
-    time is measured by bench/startup.py), from any folder."""
+    """``--version``, ``models``, ``scenes``, ``paths``, ``info`` and ``analyze`` (the kernel's CREPE) answer without
+    importing TensorFlow (start-up time is measured by bench/startup.py), from any folder."""
     probe = ("import sys; from tuibend.cli import main; code = main(sys.argv[1:]); "
              "print('tensorflow imported' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)")
     for args, expected in ((("models",), "choir"), (("scenes",), "breath"), (("paths",), "takes"),
-                           (("info", "choir"), "gru            512 units")):
+                           (("info", "choir"), "gru            512 units"),
+                           (("analyze", str(DEMO_INPUT), "--no-cache"), "voiced, median f0")):
         result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path,
                                 timeout=60)
         assert result.returncode == 0, result.stderr

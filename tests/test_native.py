@@ -443,17 +443,45 @@ def test_a_file_analysed_by_the_kernels_crepe_has_tensorflows_features():
     """A render through the kernel analyses a new file with the kernel's CREPE (no TensorFlow): the demo voice's
     features are TensorFlow's tracker's within float rounding, frame for frame."""
     from tuibend.audiofile import read_audio
+    from tuibend.native.crepe import NativeCrepe
     from tuibend.pitch.files import analyze
-    from tuibend.render import native_crepe
 
     voice = read_audio(DEMO_INPUT, 16000)[:4 * 16000]
-    native = analyze(voice, 16000, crepe=native_crepe)
+    native = analyze(voice, 16000, crepe=NativeCrepe)
     reference = analyze(voice, 16000)
     voiced = reference.confidence >= 0.5
     assert 0.3 < voiced.mean() < 1.0
     assert np.max(np.abs(1200 * np.log2(native.f0_hz[voiced] / reference.f0_hz[voiced]))) < 0.05
     np.testing.assert_allclose(native.confidence, reference.confidence, atol=1e-4)
     np.testing.assert_array_equal(native.loudness_db, reference.loudness_db)
+
+
+def test_a_file_played_on_the_kernel_is_analysed_by_its_crepe(choir_model, tmp_path, monkeypatch):
+    """`play` with a file not analysed before analyses it where the engine runs the model: the kernel's
+    CREPE for the native kernel, TensorFlow's for TensorFlow's."""
+    import soundfile
+
+    from tuibend.audiofile import read_audio
+    from tuibend.native import crepe
+
+    made = []
+
+    class Counted(crepe.NativeCrepe):
+        def __init__(self, capacity: str, *args, **kwargs):
+            made.append(capacity)
+            super().__init__(capacity, *args, **kwargs)
+
+    monkeypatch.setattr(crepe, "NativeCrepe", Counted)
+    voice = read_audio(DEMO_INPUT, 16000)[:2 * 16000]
+    players = {}
+    for kernel, gain in (("native", 0.5), ("tensorflow", 0.25)):  # each file new to the analysis cache
+        path = tmp_path / f"{kernel}.wav"
+        soundfile.write(path, voice * gain, 16000)
+        players[kernel] = file_player(choir_model, path, loop=False, kernel=kernel)
+        assert made == ["tiny"]
+    voiced = players["tensorflow"].features.confidence >= 0.5
+    assert voiced.mean() > 0.3
+    assert np.median(np.abs(players["native"].features.f0_hz - players["tensorflow"].features.f0_hz)[voiced]) < 0.1
 
 
 def test_amx_crepe_keeps_the_pitch_where_the_cpu_has_it(crepe_reference):

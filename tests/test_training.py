@@ -311,6 +311,9 @@ def test_calibration_puts_a_model_at_its_inputs_level_and_keeps_the_rest(dataset
     assert abs(offset) > 0.5 and gain == pytest.approx(-offset, abs=0.01)
     assert json.loads((model_dir / "config.json").read_text())["output_gain_db"] == gain
     assert (model_dir / "weights.npz").read_bytes() == weights
+    info = subprocess.run([sys.executable, "-m", "tuibend.cli", "info", str(model_dir)], capture_output=True,
+                          text=True, timeout=60)
+    assert f"output gain {gain:+.2f} dB" in info.stdout, info.stdout
     again, evaluation = calibrated_config(tuibend.load_model(model_dir), dataset, 2, "yin")
     assert abs(evaluation.loudness_offset_db) < 0.05 and again.output_gain_db == pytest.approx(gain, abs=0.05)
 

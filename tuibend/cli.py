@@ -60,7 +60,8 @@ def _info(args: argparse.Namespace) -> None:
     config = model.config
     n_params = sum(value.size for name, value in model.weights().items() if name != "reverb/ir")
     print(f"{config.name}: {n_params / 1e6:.2f} M decoder parameters, {config.sample_rate} Hz, "
-          f"{config.frame_rate} frames/s, loudness {config.loudness}, reverb {'on' if config.reverb else 'off'}")
+          f"{config.frame_rate} frames/s, loudness {config.loudness}, reverb {'on' if config.reverb else 'off'}, "
+          f"output gain {config.output_gain_db:+.2f} dB")
     if model.statistics.mean_pitch is not None:
         print(f"mean pitch of its training data: MIDI {model.statistics.mean_pitch:.1f}")
     widths = point_widths(config.decoder)
@@ -98,10 +99,14 @@ class ProgressBar:
 def _analyze(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from tuibend.native.crepe import file_crepe
     from tuibend.pitch.files import analyze, cache_dir
 
+    crepe = file_crepe("auto")  # the native kernel's CREPE where it loads: no TensorFlow
+    if crepe is None and args.tracker.startswith("crepe-"):
+        import_tensorflow_quietly()
     features = analyze(args.input, tracker=args.tracker, loudness=args.loudness, crepe_hop=args.crepe_hop,
-                       use_cache=not args.no_cache, progress=ProgressBar("analysing"))
+                       use_cache=not args.no_cache, progress=ProgressBar("analysing"), crepe=crepe)
     voiced = features.confidence >= (0.8 if args.tracker == "yin" else 0.5)
     median = float(np.median(features.f0_hz[voiced])) if voiced.any() else float("nan")
     print(f"{args.input}: {len(features)} frames ({len(features) / features.frame_rate:.2f} s), "
@@ -215,7 +220,7 @@ def open_engine(args: argparse.Namespace, notify=print):
     elif args.input == "midi":
         source = KeyboardSource(keyboard_voice(model), model.config.hop)
     else:
-        source = file_player(model, args.input, args.tracker, loop=not args.once)
+        source = file_player(model, args.input, args.tracker, loop=not args.once, kernel=args.kernel)
     settings = EngineSettings(block=args.block, device=device, record=args.record, stats=args.stats, log=args.log,
                               margin_periods=args.margin, gain_db=args.gain, kernel=args.kernel,
                               bfloat16=not args.float32, gate=args.gate, keyboard=args.keyboard or VoiceSettings(),
@@ -756,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--loudness", choices=["v3", "v1"], default="v3", help="loudness flavour (default v3)")
     analyze.add_argument("--crepe-hop", type=positive_int, default=160,
                          help="samples between CREPE estimates (default 160)")
-    analyze.set_defaults(handler=_analyze)
+    analyze.set_defaults(handler=_analyze, tensorflow=False)  # the kernel's CREPE analyses without it
 
     render = commands.add_parser("render", help="resynthesise a file with a model (the offline workflow)")
     render.add_argument("input", help="an audio file (any rate, any channels)")

@@ -22,6 +22,7 @@ from tuibend.dynamics import Dynamics, GateSettings
 from tuibend.errors import InputError, TuibendError
 from tuibend.model.layout import BendHook, no_bend, point_widths
 from tuibend.model.store import ModelFile
+from tuibend.native.crepe import NativeCrepe
 from tuibend.pitch.analysis import Features
 from tuibend.pitch.files import analyze
 from tuibend.safety import Limiter
@@ -138,14 +139,6 @@ def native_bfloat16() -> bool:
     return library().build == "avx512bf16"
 
 
-def native_crepe(capacity: str) -> object:
-    """The native kernel's CREPE of ``capacity`` in float32: the offline analysis without TensorFlow, its
-    features TensorFlow's within float rounding (tested)."""
-    from tuibend.native.crepe import NativeCrepe
-
-    return NativeCrepe(capacity)
-
-
 def render_kernel(kernel: str, hook: BendHook = no_bend) -> str:
     """What renders a file: as :func:`tuibend.native.choose` decides, TensorFlow for a graph ``hook``."""
     from tuibend.native import NativeUnavailable, choose
@@ -173,7 +166,7 @@ def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_p
     check_output_format(output_path)
     native = render_kernel(kernel, hook) == "native"
     features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache,
-                       progress=analysis_progress, crepe=native_crepe if native else None)
+                       progress=analysis_progress, crepe=NativeCrepe if native else None)
     if len(features) < 2:
         raise AudioFileError(f"{input_path}: too short to render (under 8 ms)")
     adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())

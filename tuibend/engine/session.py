@@ -14,18 +14,20 @@ from tuibend.keyboard import KeyboardVoice, loudness_range
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.native import choose
-from tuibend.native.crepe import NativeCrepe
+from tuibend.native.crepe import NativeCrepe, file_crepe
 from tuibend.pitch.analysis import StreamingAnalyzer
 from tuibend.pitch.files import analyze
 from tuibend.pitch.trackers import make_tracker
 
 
 def file_player(model: TimbreModel, path: str | Path, tracker: str = "crepe-tiny", loop: bool = True,
-                adjustment: Adjustment | None = None) -> FilePlayer:
-    """A prepared file: read, analysed (or its cached analysis), fitted to the model's register."""
+                adjustment: Adjustment | None = None, kernel: str = "auto") -> FilePlayer:
+    """A prepared file: read, analysed (or its cached analysis), fitted to the model's register. A file not
+    analysed before is analysed where the model runs (``kernel`` as the engine's): the kernel's CREPE in
+    float32 gives TensorFlow's features within float rounding, several times faster."""
     config = model.config
     audio = read_audio(path, config.sample_rate)
-    features = analyze(path, tracker=tracker, loudness=config.loudness)
+    features = analyze(path, tracker=tracker, loudness=config.loudness, crepe=file_crepe(kernel))
     adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())
     floor = -LOUDNESS_FLAVOURS[config.loudness].range_db
     return FilePlayer(Path(path).name, audio, adjusted, config.hop, floor, loop, -report["loudness_shift_db"],

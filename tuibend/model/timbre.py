@@ -255,5 +255,5 @@ class ModelStream:
         audio, reverb_state = harmonic + filtered, state.reverb
         if self._partitions is not None:
             audio, reverb_state = effects.reverb_step(state.reverb, audio, self._partitions)
-        state = StreamState(gru, harmonic_state, noise_state, reverb_state, state.block_index + 1)
-        return model.at_output_gain(audio), state
+        carried = StreamState(gru, harmonic_state, noise_state, reverb_state, state.block_index + 1)
+        return model.at_output_gain(audio), carried

@@ -12,7 +12,7 @@ import ctypes
 
 import numpy as np
 
-from tuibend.native import NativeUnavailable, library
+from tuibend.native import NativeUnavailable, choose, library
 from tuibend.pitch.crepe_format import CAPACITIES, FRAME_SIZE, N_BINS, hz_to_bin, load_npz_weights
 from tuibend.places import crepe_weights
 
@@ -69,3 +69,10 @@ class NativeCrepe:
             self._lib.tb_crepe_pitch(self._handle, frames.ctypes.data, len(frames), hz_to_bin(fmin),
                                      hz_to_bin(fmax, round_up=True), f0.ctypes.data, confidence.ctypes.data)
         return f0, confidence
+
+
+def file_crepe(kernel: str) -> type[NativeCrepe] | None:
+    """What makes the CREPE network of a file's analysis where ``kernel`` (as ``--kernel``) runs the model: the
+    native kernel's in float32 (TensorFlow's features within float rounding, several times faster, without
+    TensorFlow), or None for TensorFlow's."""
+    return NativeCrepe if choose(kernel)[0] == "native" else None

@@ -197,7 +197,7 @@ def spread_examples(folder: str | os.PathLike, split: str, count: int) -> Iterat
     names = list(read_manifest(folder)["shards"][split])
     share = -(-count // max(1, len(names)))
     for name in names:
-        shard = read_arrays(join(folder, name))
+        shard = read_arrays(join(folder, name))  # never empty: a shard is written for examples
         for index in np.unique(np.linspace(0, len(shard["audio"]) - 1, share).round().astype(int)):
             yield {key: shard[key][index] for key in ("audio", "f0_hz", "loudness_db")}
 

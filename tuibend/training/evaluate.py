@@ -94,5 +94,7 @@ def calibrated_config(model: TimbreModel, data: str | Path, examples: int = 48,
     for judging). Returns it with the evaluation it was measured from (at the old gain)."""
     evaluation, _, _ = evaluate_examples(model, spread_examples(data, "train", examples), tracker,
                                          f"{data}: no training examples to calibrate on")
+    if not np.isfinite(evaluation.loudness_error_db):
+        raise DatasetError(f"{data}: no training example sounds above the noise floor: nothing to calibrate on")
     gain_db = round(model.config.output_gain_db - evaluation.loudness_offset_db, 2)
     return replace(model.config, output_gain_db=gain_db).validate("the calibrated config"), evaluation
