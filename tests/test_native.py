@@ -472,9 +472,10 @@ def test_a_file_played_on_the_kernel_is_analysed_by_its_crepe(choir_model, tmp_p
             super().__init__(capacity, *args, **kwargs)
 
     monkeypatch.setattr(crepe, "NativeCrepe", Counted)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # an empty analysis cache
     voice = read_audio(DEMO_INPUT, 16000)[:2 * 16000]
     players = {}
-    for kernel, gain in (("native", 0.5), ("tensorflow", 0.25)):  # each file new to the analysis cache
+    for kernel, gain in (("native", 0.5), ("tensorflow", 0.25)):  # two files, each new to the cache
         path = tmp_path / f"{kernel}.wav"
         soundfile.write(path, voice * gain, 16000)
         players[kernel] = file_player(choir_model, path, loop=False, kernel=kernel)
