@@ -230,6 +230,27 @@ TWO_REPLICAS = textwrap.dedent("""
 """)
 
 
+def test_a_signal_stops_training_at_the_end_of_its_step_and_the_handlers_come_back(dataset, tmp_path):
+    """The first SIGINT or SIGTERM only asks: the step in progress ends, a checkpoint is saved there and the run
+    stops with KeyboardInterrupt (raised from the handler it could land in TensorFlow's finalizers, where Python
+    drops it and the run went on); afterwards the process has its own handlers again."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    steps = []
+
+    def report(step: int, loss: float, rate: float) -> None:
+        steps.append(step)
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert steps[-1] == 3  # only asked: nothing raised here, in the middle of the run's own work
+
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, tmp_path / "model", _small(20, checkpoint_every=100), report=report)
+    assert steps == [1, 2, 3]
+    checkpoints = (tmp_path / "model" / "training").glob("ckpt-*.index")
+    assert sorted(int(path.name.split("-")[1].split(".")[0]) for path in checkpoints) == [3]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
 def test_two_replica_step_equals_one_replica_on_the_same_global_batch(dataset, tmp_path):
     data = dataset
     result = subprocess.run([sys.executable, "-c", TWO_REPLICAS, str(data)], capture_output=True, text=True,

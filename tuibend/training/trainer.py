@@ -9,11 +9,13 @@ share of the global batch, and only the chief writes the model folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -375,42 +377,55 @@ def _train_in(data: str, output: Path, folder: Path, config: TrainingConfig,
         write_report(output, config, log, run)
 
     started, first = time.perf_counter(), int(trainer.step.numpy())
-    _stop_on_terminate()
-    try:
-        while (step := int(trainer.step.numpy())) < config.steps:
-            loss = trainer.train_step(next(stream))
-            log.steps.append(step + 1)
-            log.losses.append(loss)
-            if report is not None:
-                report(step + 1, loss, (step + 1 - first) / (time.perf_counter() - started))
-            if place.chief and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                log.holdout_steps.append(step + 1)
-                log.holdout_losses.append(trainer.evaluate(data, batch_size))
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                save()
-    except KeyboardInterrupt:
-        save()
-        raise
+    with _stopped_by_signals() as stop:
+        try:
+            while (step := int(trainer.step.numpy())) < config.steps:
+                loss = trainer.train_step(next(stream))
+                log.steps.append(step + 1)
+                log.losses.append(loss)
+                if report is not None:
+                    report(step + 1, loss, (step + 1 - first) / (time.perf_counter() - started))
+                if place.chief and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+                    log.holdout_steps.append(step + 1)
+                    log.holdout_losses.append(trainer.evaluate(data, batch_size))
+                if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                    save()
+                if stop.is_set() and step + 1 < config.steps:  # asked to stop: at a step's end, never inside
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            save()
+            raise
     save()
     return log
 
 
-def _stop_on_terminate() -> None:
-    """SIGTERM (a scheduler, `kill`) and SIGINT stop a run like Ctrl-C: a checkpoint first.
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[threading.Event]:
+    """SIGTERM (a scheduler, `kill`) and SIGINT stop a run like Ctrl-C: a checkpoint first. The event is set by
+    the first signal, and the loop stops at the end of the step in progress: raised from the handler, the
+    interrupt could land in a finalizer (TensorFlow's executor), where Python ignores it and the run went on.
+    A second signal interrupts at once. The handlers before the run come back after it.
 
     A background job started from a script ignores SIGINT unless asked; both are handled here.
     """
     import signal
-    import threading
 
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
+        yield stop
         return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def write_report(output: Path, config: TrainingConfig, log: TrainingLog, run: dict) -> None:
