@@ -15,6 +15,7 @@ from conftest import DEMO_INPUT, wait_for
 from tuibend.bend.scene import Scene, SceneError, save_scene, scene_from_toml, scene_to_toml
 from tuibend.errors import InputError
 from tuibend.keyboard import KeyboardVoice, VoiceSettings, parse_settings
+from tuibend.midi.ports import close_clients
 
 FRAME_RATE = 250
 FLOOR = -80.0
@@ -233,7 +234,7 @@ def test_the_pitch_played_goes_out_as_midi_notes_through_jack(jack_server, tmp_p
         listener.open_port(listener.get_ports().index("tuibend-midi-out:tuibend-out"))
         _, stderr = process.communicate(timeout=120)
     finally:
-        listener.delete()
+        close_clients([listener])  # callbacks stopped first: closing cancels JACK's thread
     assert process.returncode == 0, stderr
     ons = [message[1] for message in heard if message[0] & 0xF0 == 0x90 and message[2] > 0]
     offs = [message[1] for message in heard if message[0] & 0xF0 == 0x80]
@@ -296,7 +297,7 @@ def test_faders_go_out_as_the_controls_that_move_them_through_jack(jack_server, 
         time.sleep(0.3)
     finally:
         sender.close()
-        listener.delete()
+        close_clients([listener])  # callbacks stopped first: closing cancels JACK's thread
         engine.stop()
     controls = [message for message in heard if message[0] == 0xB0]
     assert controls.count([0xB0, 20, 127]) == 1  # once per change, not twenty times a second
