@@ -155,6 +155,12 @@ def test_short_training_run_lowers_the_held_out_loss(dataset, tmp_path):
     assert model.statistics.mean_pitch is not None and model.config.source["trainer"] == "tuibend"
 
 
+def checkpoint_steps(model_folder) -> list[int]:
+    """The steps a model folder's training checkpoints were saved at, in order."""
+    indexes = (model_folder / "training").glob("ckpt-*.index")
+    return sorted(int(path.name.split("-")[1].split(".")[0]) for path in indexes)
+
+
 RUN = textwrap.dedent("""
     import sys
     from tuibend.training.trainer import TrainingConfig, train
@@ -181,7 +187,7 @@ def test_training_stopped_by_a_signal_saves_first_and_resumes_exactly(dataset, t
             stopped.send_signal(signal.SIGTERM)
             break
     stopped.wait(timeout=120)
-    saved = [int(p.name.split("-")[1].split(".")[0]) for p in (tmp_path / "stopped" / "training").glob("ckpt-*.index")]
+    saved = checkpoint_steps(tmp_path / "stopped")
     assert max(saved) >= 6  # saved on the signal: periodic checkpoints alone would stop at step 4
     model = tuibend.load_model(tmp_path / "stopped")  # the model as it stood is usable at once
     assert json.loads((tmp_path / "stopped" / "training.json").read_text())["step"] == max(saved)
@@ -246,8 +252,7 @@ def test_a_signal_stops_training_at_the_end_of_its_step_and_the_handlers_come_ba
     with pytest.raises(KeyboardInterrupt):
         train(dataset, tmp_path / "model", _small(20, checkpoint_every=100), report=report)
     assert steps == [1, 2, 3]
-    checkpoints = (tmp_path / "model" / "training").glob("ckpt-*.index")
-    assert sorted(int(path.name.split("-")[1].split(".")[0]) for path in checkpoints) == [3]
+    assert checkpoint_steps(tmp_path / "model") == [3]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
