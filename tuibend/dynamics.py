@@ -251,10 +251,12 @@ class Ceiling:
     A model may answer an onset with a burst (a flute's trained chiff came out 8-10 dB over the
     held note); the level match's slow gain cannot catch that. Where the block's output rises more
     than the headroom above the input, it is brought down at once; the gain then recovers at
-    ``recovery_db_per_s``, in a ramp across each block (no zipper).
+    ``recovery_db_per_s``, in a ramp across each block (no zipper). The headroom is 2 dB: a 10 ms
+    frame can still peak above its block's level, and at 3 dB the bundled choir's attacks rose 3.2 dB
+    over its held notes (measured, ``bench/sound.py``).
     """
 
-    def __init__(self, sample_rate: float, headroom_db: float = 3.0, recovery_db_per_s: float = 40.0):
+    def __init__(self, sample_rate: float, headroom_db: float = 2.0, recovery_db_per_s: float = 40.0):
         self.sample_rate = sample_rate
         self.headroom_db = headroom_db
         self.recovery_db_per_s = recovery_db_per_s
