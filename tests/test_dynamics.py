@@ -160,6 +160,35 @@ def test_a_long_block_shaped_in_shorter_ones_sounds_as_if_heard_in_them():
     np.testing.assert_array_equal(takes[1], takes[0])
 
 
+def test_a_note_after_a_rest_is_not_held_down_by_the_release_before_it():
+    """The player stops (10 ms release) while the model's sound dies away over 100 ms: in that block the output
+    stands far over the player's and the ceiling takes it down (16 dB here, 24 dB on the bundled choir). The next
+    note, 300 ms later, starts at its level, not down by what 40 dB/s has not yet recovered of that."""
+    class Config:
+        loudness, frame_rate, sample_rate, hop = "v3", FRAME_RATE, RATE, HOP
+
+    t = np.arange(int(2.5 * RATE)) / RATE
+    note = (t < 1.0) | ((t >= 1.3) & (t < 2.3))  # two notes and a 300 ms rest between them
+    envelope = np.convolve(note.astype(float), np.ones(160) / 160)[:len(t)]  # 10 ms attacks and releases
+    tail = np.zeros(len(t))  # the model's sound: the player's, dying away over 100 ms after each note
+    for i in range(1, len(t)):
+        tail[i] = envelope[i] if envelope[i] >= tail[i - 1] else tail[i - 1] * np.exp(-1 / (0.1 * RATE / 6.9))
+    tone = np.sin(2 * np.pi * 220 * t)
+    dry, model = (0.1 * envelope * tone).astype(np.float32), (0.1 * tail * tone).astype(np.float32)
+    levels = np.array([rms_db(dry[i * HOP:(i + 1) * HOP]) + 20 for i in range(len(t) // HOP)], np.float32)
+    dynamics = Dynamics.for_model(Config, GateSettings(threshold_db=-30.0), level_match=True)
+    out, lowest = [], 0.0
+    for start in range(0, len(levels), 4):
+        dynamics.hear(levels[start:start + 4])
+        out.append(dynamics.shape(model[start * HOP:(start + 4) * HOP], dry[start * HOP:(start + 4) * HOP]))
+        lowest = min(lowest, dynamics.ceiling.reduction_db)
+    out = np.concatenate(out)
+    second = int(1.3 * RATE)
+    start_db, held_db = rms_db(out[second + 320:second + 1600]), rms_db(out[second + 8000:second + 12000])
+    print(f"\nceiling at the release {lowest:.1f} dB; second note at 20-100 ms: {start_db - held_db:+.1f} dB")
+    assert lowest < -10.0 and abs(start_db - held_db) < 1.0
+
+
 def statistics(low_db: float, high_db: float, mean_pitch: float = 60.0, register=None) -> DatasetStatistics:
     references = np.linspace(0, 1, 101)
     scalars = {"mean_pitch": mean_pitch}

@@ -266,6 +266,12 @@ class Ceiling:
         self.reduction_db = 0.0
         self._applied = 1.0
 
+    def onset(self) -> None:
+        """A new note starts from no reduction (gliding up across its first block, from wherever the last
+        note's release left it): a release the ceiling caught (the player's sound falls faster than the model's,
+        so it reads as a burst) would otherwise hold the next note down for as long as it takes to recover."""
+        self.reduction_db = 0.0
+
     def process(self, dry: np.ndarray, audio: np.ndarray, playing: bool, dry_db: float | None = None) -> np.ndarray:
         self.reduction_db = min(0.0, self.reduction_db + self.recovery_db_per_s * len(audio) / self.sample_rate)
         if playing:
@@ -328,6 +334,8 @@ class Dynamics:
         if not drone and not (playing and self._last_gain == 1.0):  # fading, closed, or just opened
             audio = audio * frame_gains_to_samples(gains, self._last_gain, self.hop)[:len(audio)]
         if len(gains):
+            if gains[-1] >= 1.0 and min(self._last_gain, float(gains.min())) < 1.0:
+                self.ceiling.onset()  # the gate opened in this block
             self._last_gain = float(gains[-1])
         dry_db = rms_db(dry) if playing and self.level.enabled else None
         audio = self.level.process(dry, audio, playing, dry_db)
