@@ -26,7 +26,9 @@ factor is seconds of audio per second of computation, the median of ``--repeats`
 ``--seconds`` of audio after a warm-up that compiles, measured in this run on this machine; the
 latency is what the engine reports (``Engine.latency_ms``, live input, no safety margin).
 
-A memory anchor ends the table: a plain array of half the per-core cache and of each model's weights summed
+A yardstick follows the table: a plain Keras decoder of each size under XLA (``keras_decoder``), the measure the
+goals were set against, timed in the same run back to back and paced, with the goals read as multiples of its
+speed. A memory anchor ends the output: a plain array of half the per-core cache and of each model's weights summed
 back to back and one block period apart, what this machine charges for reading again after a pause, so that
 paced figures from different machines can be read side by side.
 """
@@ -34,6 +36,7 @@ paced figures from different machines can be read side by side.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import sys
@@ -57,6 +60,7 @@ from tuibend.bend.rig import BendController, BendRig, control_scene  # noqa: E40
 from tuibend.engine.engine import Engine  # noqa: E402
 from tuibend.engine.session import live_input  # noqa: E402
 from tuibend.engine.sources import LiveAnalysis  # noqa: E402
+from tuibend.model.config import DecoderConfig  # noqa: E402
 from tuibend.model.layout import point_widths  # noqa: E402
 from tuibend.model.timbre import TimbreModel  # noqa: E402
 from tuibend.native.stream import NativeStream  # noqa: E402
@@ -69,6 +73,9 @@ SEED_BLOCK_SECONDS = 4.0
 PACED_SECONDS = 4.0  # audio played at real time per paced measurement
 GOALS = {("full", 256): 25.0, ("small", 256): 60.0}  # the model's target real-time factors, back to back
 MIC_GOALS = {("full", 256): 25.0, ("small", 256): 40.0}  # the whole microphone path's, paced at real time
+# Where the goals were set, the plain Keras decoder (keras_decoder) of each size ran a 256-sample block at these
+# real-time factors: each goal asks for a multiple of its speed, which this run measures again beside the engine.
+YARDSTICK_WHERE_SET = {"full": 13.7, "small": 27.0}
 BENDS = [
     Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
     Bend("gru", "ablate", 0.2),
@@ -281,6 +288,26 @@ def goal_text(row: Row) -> str:
     return f"model {row.goal:.0f}x: {model}; microphone paced {row.mic_goal:.0f}x: {mic}"
 
 
+def print_yardstick(yardsticks: dict[str, tuple[Row, tuple[float, float]]]) -> None:
+    """The goals as multiples of the plain Keras decoder's speed, which this run measured beside the engine."""
+    print(f"\nYardstick: a plain Keras decoder of each size ({ENGINE_BLOCK}-sample blocks, XLA, one thread; "
+          "the decoder alone: no synthesis, bends or analysis), in this run. Where the goals were set it ran at "
+          + " and ".join(f"{factor:g}x ({size})" for size, factor in YARDSTICK_WHERE_SET.items())
+          + "; each goal is read here as the same multiple of its speed. The engine's default path: the native "
+          "kernel, bfloat16 layers.\n")
+    print("| model | Keras decoder ms: back to back | paced | its real-time factor | model path: x its speed "
+          "(goal) | microphone path paced: x its speed paced (goal) | x its speed back to back |")
+    print("| --- | ---: | ---: | ---: | --- | --- | ---: |")
+    for size, (row, (back_to_back, paced)) in yardsticks.items():
+        model_goal = GOALS[(size, ENGINE_BLOCK)] / YARDSTICK_WHERE_SET[size]
+        mic_goal = MIC_GOALS[(size, ENGINE_BLOCK)] / YARDSTICK_WHERE_SET[size]
+        model_multiple, mic_multiple = back_to_back / row.timing.model, paced / row.timing.paced_live
+        print(f"| {row.model} | {1000 * back_to_back:.2f} | {1000 * paced:.2f} | "
+              f"{row.block_seconds / back_to_back:.1f}x | {model_multiple:.2f} ({model_goal:.2f}: "
+              f"{'met' if model_multiple >= model_goal else 'missed'}) | {mic_multiple:.2f} ({mic_goal:.2f}: "
+              f"{'met' if mic_multiple >= mic_goal else 'missed'}) | {back_to_back / row.timing.paced_live:.2f} |")
+
+
 def l2_bytes() -> int | None:
     """The per-core level-2 cache, as Linux reports it (None elsewhere)."""
     try:
@@ -291,26 +318,79 @@ def l2_bytes() -> int | None:
     return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
 
 
+def seconds_per_call(call, count: int, period: float | None = None) -> list[float]:
+    """Seconds each of ``count`` calls took, back to back or one ``period`` apart (from the first call's start,
+    as the engine's blocks come), so that between calls the caches cool as they do in the engine."""
+    times, deadline = [], time.perf_counter()
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+        if period is not None:
+            deadline += period
+            time.sleep(max(0.0, deadline - time.perf_counter()))
+    return times
+
+
 def memory_anchor(megabytes: float, block_seconds: float, count: int = 200) -> tuple[float, float]:
     """Microseconds to sum a float32 array of ``megabytes``, back to back and one block period apart
     (median): what the machine charges for reading a block's weights again after a pause, with no model
     in the way. Paced, whatever the per-core cache cannot hold comes back from wherever the machine's
     other work has left it."""
     array = np.ones(int(megabytes * 2 ** 20 / 4), np.float32)
+    seconds_per_call(array.sum, count)
+    return tuple(1e6 * float(np.median(seconds_per_call(array.sum, count, period)))
+                 for period in (None, block_seconds))
 
-    def timed(paced: bool) -> float:
-        times, deadline = [], time.perf_counter()
-        for _ in range(count):
-            started = time.perf_counter()
-            array.sum()
-            times.append(time.perf_counter() - started)
-            if paced:
-                deadline += block_seconds
-                time.sleep(max(0.0, deadline - time.perf_counter()))
-        return 1e6 * float(np.median(times))
 
-    timed(False)
-    return timed(False), timed(True)
+def keras_decoder(decoder: DecoderConfig, block_frames: int):
+    """The yardstick the goals were set against: magenta-ddsp's RnnFcDecoder written plainly in Keras (stacks
+    of dense, layer norm and leaky ReLU, a GRU carrying its state block to block), compiled with XLA. The
+    decoder alone: no synthesis, no bends, no analysis. Returns a step from one block's f0 and loudness
+    (numpy) to its decoder outputs (numpy)."""
+    import keras
+
+    def stack(x):
+        for _ in range(decoder.layers_per_stack):
+            x = keras.layers.LeakyReLU(0.2)(keras.layers.LayerNormalization()(keras.layers.Dense(decoder.ch)(x)))
+        return x
+
+    f0, loudness = (keras.Input((block_frames, 1), batch_size=1) for _ in range(2))
+    state = keras.Input((decoder.rnn_channels,), batch_size=1)
+    inputs = [stack(f0), stack(loudness)]
+    hidden, new_state = keras.layers.GRU(decoder.rnn_channels, return_sequences=True, return_state=True)(
+        keras.layers.Concatenate()(inputs), initial_state=state)
+    out = keras.layers.Dense(1 + decoder.n_harmonics + decoder.n_noise_bands)(
+        stack(keras.layers.Concatenate()([hidden, *inputs])))
+    network = keras.Model([f0, loudness, state], [out, new_state])
+    compiled = tf.function(lambda *tensors: network(list(tensors)), jit_compile=True, autograph=False)
+    carried = [tf.zeros((1, decoder.rnn_channels))]
+
+    def step(block_f0: np.ndarray, block_loudness: np.ndarray) -> np.ndarray:
+        out, carried[0] = compiled(block_f0[None, :, None], block_loudness[None, :, None], carried[0])
+        return out.numpy()
+
+    return step
+
+
+def yardstick_timing(model: TimbreModel, block_samples: int, seconds: float, repeats: int) -> tuple[float, float]:
+    """Seconds per block of :func:`keras_decoder` at the model's size, back to back (median of ``repeats``
+    runs over ``seconds`` of audio) and paced at real time, fed as the engine's stream is."""
+    config = model.config
+    block_frames = block_samples // config.hop
+    step = keras_decoder(config.decoder, block_frames)
+    f0, loudness = features(seconds, config.frame_rate)
+    n_blocks, counter = len(f0) // block_frames, itertools.count()
+
+    def one_block() -> None:
+        first = next(counter) % n_blocks * block_frames
+        step(f0[first:first + block_frames], loudness[first:first + block_frames])
+
+    seconds_per_call(one_block, max(8, n_blocks // 20))  # compiles
+    back_to_back = np.median([np.mean(seconds_per_call(one_block, n_blocks)) for _ in range(repeats)])
+    paced = np.mean(seconds_per_call(one_block, round(PACED_SECONDS * config.sample_rate / block_samples),
+                                     block_samples / config.sample_rate))
+    return float(back_to_back), float(paced)
 
 
 def weight_megabytes(model: TimbreModel) -> float:
@@ -341,10 +421,13 @@ def main() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
     models = {"full": full_model(args.full), "small": tuibend.load_model(args.small)}
-    rows = []
+    rows, yardsticks = [], {}
     for size, model in models.items():
         rows += measure(f"{model.config.name} ({size}, {parameters(model) / 1e6:.1f} M)", size, model, args.seconds,
                         args.repeats)
+        engine_row = next(row for row in rows[::-1]
+                          if row.work == KERNELS["native"] and row.block_samples == ENGINE_BLOCK)
+        yardsticks[size] = (engine_row, yardstick_timing(model, ENGINE_BLOCK, args.seconds, args.repeats))
 
     print(f"\nReal-time block path with a 5-bend chain ({', '.join(f'{b.point} {b.transform}' for b in BENDS)}), "
           "one fader moving every block, guard, DC blocker and limiter. Model: a prepared file's features; "
@@ -362,6 +445,7 @@ def main() -> None:
               f"{1000 * row.timing.paced_live:.2f} | "
               f"{row.model_factor:.1f}x | {row.block_seconds / row.timing.paced:.1f}x | {row.live_factor:.1f}x | "
               f"{row.paced_live_factor:.1f}x | {row.latency_ms:.0f} | {goal_text(row)} |")
+    print_yardstick(yardsticks)
     l2 = l2_bytes()
     sizes = ([l2 / 2 ** 20 / 2] if l2 else []) + [weight_megabytes(model) for model in models.values()]
     block_seconds = ENGINE_BLOCK / models["small"].config.sample_rate
