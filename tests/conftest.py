@@ -110,7 +110,7 @@ def choir_model():
 @pytest.fixture(scope="session")
 def jack_server():
     """The JACK dummy server (started unless one runs), with PortAudio re-initialised to see it."""
-    from jack_harness import start_dummy_server
+    from jack_harness import SERVER_LOG, start_dummy_server
 
     server = start_dummy_server()
     import sounddevice
@@ -124,6 +124,7 @@ def jack_server():
             sounddevice._terminate()
         server.terminate()
         server.wait(timeout=10)
+        SERVER_LOG.unlink(missing_ok=True)
 
 
 # The quick tier (`make test-quick`): pure functions, data, the model and the kernel's parity on small blocks;

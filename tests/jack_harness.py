@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 RATE = 16000
 PERIOD = 256
+# What the dummy server this run starts says: which client it found late when it reports an xrun.
+SERVER_LOG = Path(tempfile.gettempdir()) / f"tuibend-tests-jackd-{os.getpid()}.log"
 
 
 def jack_running() -> bool:
@@ -30,15 +35,33 @@ def start_dummy_server() -> subprocess.Popen | None:
         return None
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is missing: apt-get install jackd2 (the engine tests run against its dummy driver)")
-    server = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"})
+    with SERVER_LOG.open("wb") as log:
+        server = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+                                  stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"})
     for _ in range(100):
         if jack_running():
             return server
         time.sleep(0.05)
     server.kill()
     raise RuntimeError("jackd -d dummy did not start")
+
+
+def server_log_size() -> int:
+    """Where the server's log ends now (0 when this run did not start the server)."""
+    return SERVER_LOG.stat().st_size if SERVER_LOG.exists() else 0
+
+
+def late_clients(since: int) -> list[str]:
+    """The clients the server found unfinished at a period's end (an xrun of the whole graph), since byte
+    ``since`` of its log: an xrun counts against every client, this names the one that caused it. Empty when
+    this run did not start the server (then nothing says who was late)."""
+    if not SERVER_LOG.exists():
+        return []
+    with SERVER_LOG.open("rb") as log:
+        log.seek(since)
+        text = log.read().decode(errors="replace")
+    return re.findall(r"XRun: client = (\S+) was not finished", text)
 
 
 class Harness:
