@@ -15,7 +15,6 @@ from conftest import DEMO_INPUT, wait_for
 from tuibend.bend.scene import Scene, SceneError, save_scene, scene_from_toml, scene_to_toml
 from tuibend.errors import InputError
 from tuibend.keyboard import KeyboardVoice, VoiceSettings, parse_settings
-from tuibend.midi.ports import close_clients
 
 FRAME_RATE = 250
 FLOOR = -80.0
@@ -217,24 +216,48 @@ def _melody(path, notes: list[int], rate: int = 16000) -> None:
     soundfile.write(path, np.concatenate(parts), rate)
 
 
+class Listener:
+    """A JACK MIDI input that the test polls: no callback, so the MIDI system's thread never calls into Python
+    here and closing it waits for nothing of ours."""
+
+    def __init__(self, name: str):
+        import rtmidi
+
+        self.client = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name)
+        self._heard: list[list[int]] = []
+
+    def connect(self, port: str) -> None:
+        wait_for(lambda: port in self.client.get_ports(), 10)
+        self.client.open_port(self.client.get_ports().index(port))
+
+    def heard(self) -> list[list[int]]:
+        """Every message so far (all it heard, once closed)."""
+        while self.client is not None and (event := self.client.get_message()) is not None:
+            self._heard.append(event[0])
+        return self._heard
+
+    def close(self) -> None:
+        self.heard()
+        client, self.client = self.client, None
+        client.close_port()
+        client.delete()
+
+
 def test_the_pitch_played_goes_out_as_midi_notes_through_jack(jack_server, tmp_path):
     """--midi-out: a melody in a file comes out as its notes, each on and off, to a JACK MIDI client."""
-    import rtmidi
     from test_engine import start_play
 
     notes = [57, 60, 64, 67, 65, 62, 59]
     _melody(tmp_path / "melody.wav", notes)
-    listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "test-notes")
-    heard = []
-    listener.set_callback(lambda event, _: heard.append(event[0]))
+    listener = Listener("test-notes")
     process = start_play("--input", str(tmp_path / "melody.wav"), "--once", "--midi-out", "virtual",
                          "--midi-api", "jack", "--scenes", str(tmp_path))
     try:
-        wait_for(lambda: "tuibend-midi-out:tuibend-out" in listener.get_ports(), 10)
-        listener.open_port(listener.get_ports().index("tuibend-midi-out:tuibend-out"))
+        listener.connect("tuibend-midi-out:tuibend-out")
         _, stderr = process.communicate(timeout=120)
     finally:
-        close_clients([listener])  # callbacks stopped first: closing cancels JACK's thread
+        listener.close()
+    heard = listener.heard()
     assert process.returncode == 0, stderr
     ons = [message[1] for message in heard if message[0] & 0xF0 == 0x90 and message[2] > 0]
     offs = [message[1] for message in heard if message[0] & 0xF0 == 0x80]
@@ -281,25 +304,22 @@ def test_faders_go_out_as_the_controls_that_move_them_through_jack(jack_server, 
                     EngineSettings(device="none", check_speed=False))
     engine.prepare()
     engine.start()
-    listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "test-faders-in")
-    heard = []
-    listener.set_callback(lambda event, _: heard.append(event[0]))
+    listener = Listener("test-faders-in")
     sender = PitchOut(engine, None, rtmidi.API_UNIX_JACK, client_name="test-faders-out",
                       faders=Router(engine, default_map(), source="midi-out"))
     try:
-        wait_for(lambda: "test-faders-out:tuibend-out" in listener.get_ports(), 10)
-        listener.open_port(listener.get_ports().index("test-faders-out:tuibend-out"))
+        listener.connect("test-faders-out:tuibend-out")
         time.sleep(0.3)
         sender._sent_controls.clear()  # what went before the port was connected, again
-        wait_for(lambda: [0xB0, 20, 64] in heard and [0xB0, 21, 32] in heard, 5)
+        wait_for(lambda: [0xB0, 20, 64] in listener.heard() and [0xB0, 21, 32] in listener.heard(), 5)
         engine.set(0, "proportion", 1.0)
-        wait_for(lambda: [0xB0, 20, 127] in heard, 5)
+        wait_for(lambda: [0xB0, 20, 127] in listener.heard(), 5)
         time.sleep(0.3)
     finally:
         sender.close()
-        close_clients([listener])  # callbacks stopped first: closing cancels JACK's thread
+        listener.close()
         engine.stop()
-    controls = [message for message in heard if message[0] == 0xB0]
+    controls = [message for message in listener.heard() if message[0] == 0xB0]
     assert controls.count([0xB0, 20, 127]) == 1  # once per change, not twenty times a second
     assert all(message[1] in (20, 21) for message in controls)
 
