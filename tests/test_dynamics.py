@@ -295,8 +295,7 @@ def test_an_attack_rises_at_most_3_db_over_its_held_note_on_the_bundled_model(ch
     stream = NativeStream(choir_model, BendRig([], point_widths(config.decoder), 4, graph=False), 4, bfloat16=True)
     out = stream_features(stream, adjusted, dynamics=Dynamics.for_model(config, makeup_db=-report["loudness_shift_db"]),
                           dry=dry, levels_db=features.loudness_db)
-    levels = 10 * np.log10(np.mean(out[:len(out) // frame * frame].reshape(-1, frame).astype(np.float64) ** 2, 1)
-                           + 1e-14)
+    levels = np.array([rms_db(out[i:i + frame]) for i in range(0, len(out) - frame + 1, frame)])
     overshoots = [levels[a // frame:a // frame + 15].max() - np.median(levels[a // frame + 30:a // frame + 90])
                   for a in attacks]
     print(f"\nattack overshoot over the held note, dB: {np.round(overshoots, 2)}, median {np.median(overshoots):.2f}")

@@ -334,7 +334,7 @@ class Dynamics:
         if not drone and not (playing and self._last_gain == 1.0):  # fading, closed, or just opened
             audio = audio * frame_gains_to_samples(gains, self._last_gain, self.hop)[:len(audio)]
         if len(gains):
-            if gains[-1] >= 1.0 and min(self._last_gain, float(gains.min())) < 1.0:
+            if gains[-1] >= 1.0 and not (playing and self._last_gain == 1.0):
                 self.ceiling.onset()  # the gate opened in this block
             self._last_gain = float(gains[-1])
         dry_db = rms_db(dry) if playing and self.level.enabled else None
