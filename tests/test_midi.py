@@ -6,6 +6,7 @@ import itertools
 import math
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -569,3 +570,66 @@ def test_every_midi_system_rtmidi_offers_by_name_the_native_one_first():
     for name, api in API_BY_NAME.items():
         if api in compiled:
             assert apis_to_try(name) == [api]
+
+
+# The MIDI input opened and closed again and again while a controller (the test) keeps sending, in a process of
+# its own (a crash there fails the test instead of ending the run). Each close comes from a thread busy in Python,
+# as the interface's is. When rtmidi called Python from the MIDI system's thread, a call waiting for the interpreter
+# while the close cancelled it read the callback python-rtmidi had just freed: the process died within a few closes.
+CLOSE_WHILE_SENDING = """
+import sys, time
+import rtmidi
+from tuibend.bend.registry import Bend
+from tuibend.bend.scene import Scene
+from tuibend.midi import Mapping, MidiInput
+
+class Target:
+    def __init__(self):
+        self.scene = Scene("one", [Bend("amps", "offset", 0.0)])
+        self.scenes = [self.scene]
+        self.moves = 0
+    def target(self, bend, name):
+        return 0.0
+    def apply(self, message, source="midi"):
+        self.moves += 1
+
+target = Target()
+heard = []
+for _ in range(int(sys.argv[2])):
+    before = target.moves
+    with MidiInput(target, sys.argv[1], rtmidi.API_UNIX_JACK, [Mapping("cc", 20, bend=0, takeover=False)],
+                   client_name="closing"):
+        busy = time.perf_counter() + 0.03
+        while time.perf_counter() < busy:  # the interface at work, holding the interpreter, as it closes
+            pass
+    heard.append(target.moves - before)
+print(min(heard), sum(heard))
+"""
+
+
+def test_closing_while_a_controller_sends_is_safe(jack_server):
+    """Forty opens and closes of the MIDI input while a controller sends a CC every 0.2 ms, each close from a
+    busy thread: every opening hears the controller, and the process ends cleanly."""
+    controller = Controller()
+    sending = True
+
+    def flood() -> None:
+        value = 0
+        while sending:
+            controller.cc(20, value)
+            value = (value + 1) % 128
+            time.sleep(0.0002)
+
+    sender = threading.Thread(target=flood)
+    sender.start()
+    try:
+        run = subprocess.run([sys.executable, "-c", CLOSE_WHILE_SENDING, controller.name, "40"], capture_output=True,
+                             text=True, timeout=120)
+    finally:
+        sending = False
+        sender.join()
+        controller.close()
+    assert run.returncode == 0, run.stderr[-2000:]
+    fewest, total = map(int, run.stdout.split())
+    print(f"\n40 closes while sending: {total} CCs heard, at least {fewest} an opening")
+    assert fewest > 0

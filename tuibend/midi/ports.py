@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import rtmidi
 
 from tuibend.midi.errors import MidiError
@@ -68,12 +66,7 @@ def describe_ports(ports: list[str]) -> str:
 
 
 def close_clients(clients: list[rtmidi.MidiIn]) -> None:
-    """Stops callbacks first, lets any one in flight finish, then closes: rtmidi calls Python from the
-    MIDI system's thread, and closing waits for that thread, so it must not be waiting for us."""
-    for client in clients:
-        client.cancel_callback()
-    if clients:
-        time.sleep(0.05)
+    """Closes each client's port and the client (with JACK, its JACK client)."""
     for client in clients:
         client.close_port()
         client.delete()

@@ -1,8 +1,8 @@
 """From decoded MIDI messages to engine calls: mappings, 14-bit pairs, soft takeover, held notes, learn.
 
-:meth:`Router.handle` runs on rtmidi's callback thread (one per port), so it only looks mappings
-up in a dictionary and calls the target's non-blocking setters; a lock held for those few
-instructions keeps ports, the learn button and the interface consistent.
+:meth:`Router.handle` runs on the thread that reads the MIDI ports, so it only looks
+mappings up in a dictionary and calls the target's non-blocking setters; a lock held for those few
+instructions keeps that thread, the learn button and the interface consistent.
 """
 
 from __future__ import annotations
