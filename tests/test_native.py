@@ -439,6 +439,52 @@ def test_native_crepe_pitch_equals_the_tensorflow_tracker(crepe_reference):
         assert np.max(np.abs(1200 * np.log2(low / limited))) < 0.05 and np.max(low) <= 310.0
 
 
+@pytest.mark.quick
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_kernels_live_analysis_equals_the_streaming_analyzer(precision):
+    """The live analysis in one kernel call gives the numpy StreamingAnalyzer's frames, same count every block, on
+    the demo voice with a rest and a breath, in blocks of 1 to 5000 samples (a call takes 4096 at most), for both
+    loudness flavours and after a reset: pitch within 0.01 cent, confidence exactly (the same network on the same
+    windows), loudness within 1e-4 dB (v3) and 0.01 dB (v1, whose per-bin dB read the FFT's rounding in the
+    quietest bins). It needs the kernel's CREPE, and says so."""
+    from tuibend.audiofile import read_audio
+    from tuibend.native.analysis import NativeAnalyzer
+    from tuibend.native.crepe import NativeCrepe
+    from tuibend.pitch.analysis import Features, StreamingAnalyzer
+    from tuibend.pitch.trackers import make_tracker
+
+    rng = np.random.default_rng(7)
+    voice = read_audio(DEMO_INPUT, 16000)[:3 * 16000].copy()
+    voice[16000:20000] = 0.0
+    voice[28000:30000] = 0.02 * rng.standard_normal(2000)
+    tracker = make_tracker("crepe-tiny", network=NativeCrepe("tiny", precision=precision))
+    for flavour, loudness_db in (("v3", 1e-4), ("v1", 0.01)):
+        numpy_side, kernel_side = StreamingAnalyzer(tracker, flavour), NativeAnalyzer(tracker, flavour)
+        assert (kernel_side.loudness_lag, kernel_side.pitch_lag) == (numpy_side.loudness_lag, numpy_side.pitch_lag)
+        for sizes in ([256], [1, 63, 1000, 5000, 17, 64, 333]):
+            numpy_side.reset()
+            kernel_side.reset()
+            expected, got, start = [], [], 0
+            for size in (sizes[i % len(sizes)] for i in range(len(voice))):
+                if start >= len(voice):
+                    break
+                block = voice[start:start + size]
+                expected.append(numpy_side.process(block))
+                got.append(kernel_side.process(block))
+                assert len(got[-1]) == len(expected[-1])
+                start += size
+            expected, got = Features.concatenate(expected), Features.concatenate(got)
+            assert len(got) == len(voice) // 64 and 0.2 < np.mean(expected.confidence >= 0.5) < 0.9
+            voiced = expected.f0_hz > 0
+            assert np.array_equal(voiced, got.f0_hz > 0) and voiced[-1]
+            assert np.max(np.abs(1200 * np.log2(got.f0_hz[voiced] / expected.f0_hz[voiced]))) < 0.01
+            np.testing.assert_array_equal(got.confidence, expected.confidence)
+            assert np.max(np.abs(got.loudness_db - expected.loudness_db)) < loudness_db
+            assert np.ptp(expected.loudness_db) > 40  # the rest reaches the floor, the voice is far above it
+    with pytest.raises(ValueError, match="the native analysis runs the kernel's CREPE, not yin's Yin"):
+        NativeAnalyzer(make_tracker("yin"))
+
+
 def test_a_file_analysed_by_the_kernels_crepe_has_tensorflows_features():
     """A render through the kernel analyses a new file with the kernel's CREPE (no TensorFlow): the demo voice's
     features are TensorFlow's tracker's within float rounding, frame for frame."""

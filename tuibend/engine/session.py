@@ -14,6 +14,7 @@ from tuibend.keyboard import KeyboardVoice, loudness_range
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.native import choose
+from tuibend.native.analysis import NativeAnalyzer
 from tuibend.native.crepe import NativeCrepe, file_crepe
 from tuibend.pitch.analysis import StreamingAnalyzer
 from tuibend.pitch.files import analyze
@@ -39,13 +40,15 @@ def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semi
     """The live input analysed; with ``keyboard``, its notes give the pitch and the voice the loudness.
 
     CREPE runs where the model does (``kernel`` as the engine's: the native kernel unless it cannot
-    load), in bfloat16 AMX tiles where the CPU has them and ``bfloat16`` allows."""
+    load), in bfloat16 AMX tiles where the CPU has them and ``bfloat16`` allows; with the kernel's CREPE
+    the whole analysis (framing, loudness, interpolation) runs in the kernel too."""
     config = model.config
     network = None
     if tracker.startswith("crepe-") and choose(kernel)[0] == "native":
         network = NativeCrepe(tracker.removeprefix("crepe-"), precision="bfloat16" if bfloat16 else "float32")
     pitch = make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop, network=network)
-    analyzer = StreamingAnalyzer(pitch, config.loudness, config.sample_rate, config.frame_rate)
+    analyzer = (StreamingAnalyzer if network is None else NativeAnalyzer)(pitch, config.loudness, config.sample_rate,
+                                                                          config.frame_rate)
     return LiveAnalysis(analyzer, pitch_shift_semitones, _resting_f0(model), keyboard=keyboard)
 
 

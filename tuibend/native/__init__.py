@@ -151,7 +151,15 @@ class BendSpec(ctypes.Structure):
                 ("permutation", ctypes.POINTER(ctypes.c_int32)), ("seed", ctypes.c_uint64)]
 
 
-ABI_VERSION = 3  # block.c's TB_ABI_VERSION
+class AnalysisConfig(ctypes.Structure):
+    _fields_ = [("hop", ctypes.c_int), ("pitch_hop", ctypes.c_int), ("n_fft", ctypes.c_int), ("lead", ctypes.c_int),
+                ("kept", ctypes.c_int), ("v3", ctypes.c_int), ("loudness_lag", ctypes.c_int),
+                ("pitch_lag", ctypes.c_int), ("low_bin", ctypes.c_int), ("high_bin", ctypes.c_int),
+                ("voiced", ctypes.c_float), ("ref_db", ctypes.c_float), ("range_db", ctypes.c_float),
+                ("missing_db", ctypes.c_float)]
+
+
+ABI_VERSION = 4  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
 
@@ -160,7 +168,7 @@ def check_abi(lib: ctypes.CDLL, path: Path) -> None:
     structs Python fills, the transforms (names in id order) and the bend points' numbering."""
     from tuibend.bend.registry import SPECS
 
-    abi = (ctypes.c_int32 * 5)()
+    abi = (ctypes.c_int32 * 6)()
     try:
         lib.tb_abi(abi)
     except AttributeError:
@@ -168,10 +176,11 @@ def check_abi(lib: ctypes.CDLL, path: Path) -> None:
                                 "tuibend; TensorFlow runs the model") from None
     lib.tb_transform_name.restype = ctypes.c_char_p
     kernel = {"version": abi[0], "tb_config size": abi[1], "tb_bend size": abi[2],
-              "transforms": [lib.tb_transform_name(i).decode() for i in range(abi[3])], "first late point": abi[4]}
+              "transforms": [lib.tb_transform_name(i).decode() for i in range(abi[3])], "first late point": abi[4],
+              "tb_analysis_config size": abi[5]}
     expected = {"version": ABI_VERSION, "tb_config size": ctypes.sizeof(Config),
                 "tb_bend size": ctypes.sizeof(BendSpec), "transforms": list(SPECS),
-                "first late point": FIRST_LATE_POINT}
+                "first late point": FIRST_LATE_POINT, "tb_analysis_config size": ctypes.sizeof(AnalysisConfig)}
     differs = [f"{key} {kernel[key]} (expected {expected[key]})" for key in expected if kernel[key] != expected[key]]
     if differs:
         raise NativeUnavailable(f"the native kernel at {path} does not match this tuibend: {'; '.join(differs)}; "
@@ -208,6 +217,14 @@ def library() -> ctypes.CDLL:
     lib.tb_crepe_pitch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                    ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_crepe_pitch.restype = None
+    lib.tb_analysis_create.restype = ctypes.c_void_p
+    lib.tb_analysis_create.argtypes = [ctypes.POINTER(AnalysisConfig), ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_void_p, ctypes.c_void_p]
+    lib.tb_analysis_destroy.argtypes = [ctypes.c_void_p]
+    lib.tb_analysis_reset.argtypes = [ctypes.c_void_p]
+    lib.tb_analysis_process.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                        ctypes.c_void_p, ctypes.c_void_p]
+    lib.tb_analysis_process.restype = ctypes.c_int
     return lib
 
 

@@ -5,6 +5,8 @@
  * costs one call: weights packed once into panels that stream through the caches, the
  * oscillators summed by a recurrence instead of a sine per harmonic and sample, the noise
  * filtered in the time domain. Everything is allocated at tb_create; tb_step allocates nothing.
+ * Beside it, CREPE's network (tb_crepe_*) and the live analysis that feeds the model from a microphone
+ * (tb_analysis_*: CREPE's estimates, the loudness through the same FFT, pitch per frame), also one call a block.
  */
 #define _GNU_SOURCE /* sincos */
 #include <math.h>
@@ -40,7 +42,7 @@ enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP,
 static const char *const TRANSFORM_NAMES[T_COUNT] = {
     "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
     "smooth", "permute"};
-#define TB_ABI_VERSION 3 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
+#define TB_ABI_VERSION 4 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -60,6 +62,21 @@ typedef struct {
     const int32_t *permutation;
     uint64_t seed;
 } tb_bend;
+
+/* The live analysis' shape (tb_analysis_create), as tuibend.pitch.analysis.StreamingAnalyzer works it out. */
+typedef struct {
+    int hop;                     /* samples per output frame */
+    int pitch_hop;               /* samples between CREPE estimates (an estimate centred on k * pitch_hop) */
+    int n_fft;                   /* the loudness window, a power of two */
+    int lead;                    /* zeros before sample 0 in a loudness window (n_fft / 2 centred, or 0) */
+    int kept;                    /* samples of a loudness window read; its newest end beyond counts as zeros */
+    int v3;                      /* 1: mean A-weighted power in dB (ddsp >= 2); 0: the mean of per-bin dB (v1) */
+    int loudness_lag, pitch_lag; /* frames each feature runs behind the input */
+    int low_bin, high_bin;       /* CREPE's bins searched */
+    float voiced;                /* the confidence from which an estimate counts as voiced */
+    float ref_db, range_db;      /* loudness reference and floor (-range_db) */
+    float missing_db;            /* what restores a steady sound's level in a window read without its end */
+} tb_analysis_config;
 
 /* A dense layer's weights in panels of PANEL output columns: float32 [n_in][PANEL], or bfloat16
  * pairs of consecutive inputs [n_in / 2][PANEL][2] (the operand order of AVX512-BF16's dot product). */
@@ -95,6 +112,16 @@ typedef struct {
     X(float, fft_im, block) X(float, acc_re, block + 1) X(float, acc_im, block + 1)
 #define DECLARE_BUFFER(type, name, count) type *name;
 
+/* A radix-2 FFT of n complex points, and the split that makes it a real FFT of 2n samples: its tables and
+ * working space, in buffers its owner allocates (fft_plan_init fills the tables). */
+typedef struct {
+    int n;
+    int *bit_reverse;
+    float *twiddle_re, *twiddle_im; /* W_n^k, k < n */
+    float *real_re, *real_im;       /* W_2n^k, k <= n */
+    float *re, *im;                 /* working space, n each */
+} fft_plan;
+
 typedef struct {
     tb_config c;
     int n_out, block, ir_size, noise_tail, noise_delay;  /* block: samples, also the FFT's complex points */
@@ -110,6 +137,7 @@ typedef struct {
     uint64_t block_index;
     int newest;
     float *x_in[2], *stack_out[2]; /* per input stack: its input row, its output rows */
+    fft_plan plan;                 /* the reverb's, over the block's buffers */
     TB_BUFFERS(DECLARE_BUFFER)
 } tb_model;
 
@@ -531,11 +559,27 @@ static void apply_bends(tb_model *m, int point, float *a, int frames, int units,
     }
 }
 
-/* In-place complex FFT of m->block points (radix 2, split real and imaginary arrays). */
-static void fft(const tb_model *m, float *re, float *im) {
-    int n = m->block;
+static void fft_plan_init(const fft_plan *p) {
+    int n = p->n, bits = 0;
+    while ((1 << bits) < n) bits++;
     for (int i = 0; i < n; i++) {
-        int j = m->bit_reverse[i];
+        int r = 0;
+        for (int bit = 0; bit < bits; bit++) r |= ((i >> bit) & 1) << (bits - 1 - bit);
+        p->bit_reverse[i] = r;
+        p->twiddle_re[i] = (float)cos(-TWO_PI * i / n);
+        p->twiddle_im[i] = (float)sin(-TWO_PI * i / n);
+    }
+    for (int k = 0; k <= n; k++) {
+        p->real_re[k] = (float)cos(-TWO_PI * k / (2 * n));
+        p->real_im[k] = (float)sin(-TWO_PI * k / (2 * n));
+    }
+}
+
+/* In-place complex FFT of p->n points (radix 2, split real and imaginary arrays). */
+static void fft(const fft_plan *p, float *re, float *im) {
+    int n = p->n;
+    for (int i = 0; i < n; i++) {
+        int j = p->bit_reverse[i];
         if (i < j) {
             float t = re[i]; re[i] = re[j]; re[j] = t;
             t = im[i]; im[i] = im[j]; im[j] = t;
@@ -545,7 +589,7 @@ static void fft(const tb_model *m, float *re, float *im) {
         int half = len >> 1, stride = n / len;
         for (int start = 0; start < n; start += len)
             for (int k = 0; k < half; k++) {
-                float wr = m->twiddle_re[k * stride], wi = m->twiddle_im[k * stride];
+                float wr = p->twiddle_re[k * stride], wi = p->twiddle_im[k * stride];
                 int a = start + k, b = a + half;
                 float xr = re[b] * wr - im[b] * wi, xi = re[b] * wi + im[b] * wr;
                 re[b] = re[a] - xr; im[b] = im[a] - xi;
@@ -555,36 +599,36 @@ static void fft(const tb_model *m, float *re, float *im) {
 }
 
 /* Spectrum X[0..M] of 2M real samples, by one M-point complex FFT of the even/odd pairs. */
-static void real_fft(const tb_model *m, const float *x, float *out_re, float *out_im) {
-    int n = m->block;
-    float *re = m->fft_re, *im = m->fft_im;
+static void real_fft(const fft_plan *p, const float *x, float *out_re, float *out_im) {
+    int n = p->n;
+    float *re = p->re, *im = p->im;
     for (int i = 0; i < n; i++) { re[i] = x[2 * i]; im[i] = x[2 * i + 1]; }
-    fft(m, re, im);
+    fft(p, re, im);
     for (int k = 0; k <= n; k++) {
         int a = k % n, b = (n - k) % n;
         float er = 0.5f * (re[a] + re[b]), ei = 0.5f * (im[a] - im[b]);   /* E = (Z[k] + conj Z[-k]) / 2 */
         float or_ = 0.5f * (im[a] + im[b]), oi = -0.5f * (re[a] - re[b]); /* O = (Z[k] - conj Z[-k]) / 2i */
-        float wr = m->real_re[k], wi = m->real_im[k];
+        float wr = p->real_re[k], wi = p->real_im[k];
         out_re[k] = er + or_ * wr - oi * wi;
         out_im[k] = ei + or_ * wi + oi * wr;
     }
 }
 
 /* 2M real samples from a Hermitian spectrum X[0..M] (the inverse of real_fft, scaled 1/2M). */
-static void real_ifft(const tb_model *m, const float *in_re, const float *in_im, float *x) {
-    int n = m->block;
-    float *re = m->fft_re, *im = m->fft_im;
+static void real_ifft(const fft_plan *p, const float *in_re, const float *in_im, float *x) {
+    int n = p->n;
+    float *re = p->re, *im = p->im;
     for (int k = 0; k < n; k++) {
         float ar = in_re[k], ai = in_im[k], br = in_re[n - k], bi = -in_im[n - k]; /* b = conj X[M-k] */
         float er = 0.5f * (ar + br), ei = 0.5f * (ai + bi);
         float dr = 0.5f * (ar - br), di = 0.5f * (ai - bi);
-        float wr = m->real_re[k], wi = -m->real_im[k]; /* W^-k */
+        float wr = p->real_re[k], wi = -p->real_im[k]; /* W^-k */
         float or_ = dr * wr - di * wi, oi = dr * wi + di * wr;
         /* Z = E + i O, inverse by conjugation around the forward transform */
         re[k] = er - oi;
         im[k] = -(ei + or_);
     }
-    fft(m, re, im);
+    fft(p, re, im);
     float scale = 1.0f / n;
     for (int i = 0; i < n; i++) { x[2 * i] = re[i] * scale; x[2 * i + 1] = -im[i] * scale; }
 }
@@ -691,19 +735,9 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
         memcpy(m->part_re, part_re, sizeof(float) * ring);
         memcpy(m->part_im, part_im, sizeof(float) * ring);
     }
-    int bits = 0;
-    while ((1 << bits) < block) bits++;
-    for (int i = 0; i < block; i++) {
-        int r = 0;
-        for (int bit = 0; bit < bits; bit++) r |= ((i >> bit) & 1) << (bits - 1 - bit);
-        m->bit_reverse[i] = r;
-        m->twiddle_re[i] = (float)cos(-TWO_PI * i / block);
-        m->twiddle_im[i] = (float)sin(-TWO_PI * i / block);
-    }
-    for (int k = 0; k <= block; k++) {
-        m->real_re[k] = (float)cos(-TWO_PI * k / (2 * block));
-        m->real_im[k] = (float)sin(-TWO_PI * k / (2 * block));
-    }
+    m->plan = (fft_plan){block, m->bit_reverse, m->twiddle_re, m->twiddle_im, m->real_re, m->real_im, m->fft_re,
+                         m->fft_im};
+    fft_plan_init(&m->plan);
     for (int r = 0; r < c->hop; r++) {
         float position = (float)r / (float)c->hop;
         m->linear_weights[r] = position;
@@ -737,14 +771,15 @@ int tb_cpu_level(void) {
 #endif
 }
 
-/* The contract Python checks before it calls anything else: version, the sizes of the structs it fills,
- * the transform count and the first late bend point's number. */
-void tb_abi(int32_t out[5]) {
+/* The contract Python checks before it calls anything else: version, the sizes of the structs it fills
+ * (tb_config, tb_bend, tb_analysis_config), the transform count and the first late bend point's number. */
+void tb_abi(int32_t out[6]) {
     out[0] = TB_ABI_VERSION;
     out[1] = (int32_t)sizeof(tb_config);
     out[2] = (int32_t)sizeof(tb_bend);
     out[3] = T_COUNT;
     out[4] = POINT_FC1;
+    out[5] = (int32_t)sizeof(tb_analysis_config);
 }
 
 /* 1 when this process multiplies in AMX tiles: the CPU has AMX-BF16, the build bfloat16, and Linux allows it. */
@@ -997,7 +1032,7 @@ static void reverb_block(tb_model *m, float *audio) {
     memcpy(frame + n, audio, sizeof(float) * n);
     memcpy(m->reverb_previous, audio, sizeof(float) * n);
     m->newest = (m->newest + 1) % parts;
-    real_fft(m, frame, m->ring_re + (size_t)m->newest * bins, m->ring_im + (size_t)m->newest * bins);
+    real_fft(&m->plan, frame, m->ring_re + (size_t)m->newest * bins, m->ring_im + (size_t)m->newest * bins);
     memset(m->acc_re, 0, sizeof(float) * bins);
     memset(m->acc_im, 0, sizeof(float) * bins);
     for (int age = 0; age < parts; age++) {
@@ -1010,7 +1045,7 @@ static void reverb_block(tb_model *m, float *audio) {
             ai[k] += xr[k] * pi[k] + xi[k] * pr[k];
         }
     }
-    real_ifft(m, m->acc_re, m->acc_im, frame);
+    real_ifft(&m->plan, m->acc_re, m->acc_im, frame);
     for (int i = 0; i < n; i++) audio[i] += frame[n + i];
 }
 
@@ -1332,3 +1367,176 @@ void tb_crepe_pitch(tb_crepe *c, const float *frames, int n, int low, int high, 
 
 /* 1 when this network's convolutions run in AMX tiles (bfloat16). */
 int tb_crepe_amx(const tb_crepe *c) { return c->amx; }
+
+/* ----- the live analysis: CREPE's pitch and the loudness, frame by frame, for a block of input -------------- */
+
+#define ANALYSIS_CHUNK 4096    /* the most samples one tb_analysis_process call takes */
+#define ANALYSIS_ESTIMATES 256 /* CREPE estimates kept, a ring (a call reads some forty at most) */
+
+/* The analysis' buffers: element type, name, count (capacity: the sample history; half: the FFT's complex points). */
+#define TB_ANALYSIS_BUFFERS(X)                                                                                \
+    X(float, buffer, capacity) X(float, window, c->n_fft) X(float, power_weights, half + 1)                   \
+    X(float, weighting_db, half + 1) X(float, frame, c->n_fft) X(float, spec_re, half + 1)                   \
+    X(float, spec_im, half + 1) X(int, bit_reverse, half) X(float, twiddle_re, half) X(float, twiddle_im, half) \
+    X(float, real_re, half + 1) X(float, real_im, half + 1) X(float, fft_re, half) X(float, fft_im, half)      \
+    X(float, estimate_f0, ANALYSIS_ESTIMATES) X(float, estimate_cents, ANALYSIS_ESTIMATES)                    \
+    X(float, estimate_confidence, ANALYSIS_ESTIMATES)
+
+typedef struct {
+    tb_analysis_config c;
+    tb_crepe *crepe; /* the caller's, outliving this */
+    fft_plan plan;
+    int margin, length, capacity;
+    int64_t n_in, emitted, next_estimate, start; /* samples in, frames out, the next estimate, buffer[0]'s index */
+    TB_ANALYSIS_BUFFERS(DECLARE_BUFFER)
+} tb_analysis;
+
+static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+void tb_analysis_destroy(tb_analysis *a) {
+    if (!a) return;
+#define RELEASE_BUFFER(type, name, count) free(a->name);
+    TB_ANALYSIS_BUFFERS(RELEASE_BUFFER)
+#undef RELEASE_BUFFER
+    free(a);
+}
+
+/* Forgets all input: the next sample is sample 0 again, with silence before it. */
+void tb_analysis_reset(tb_analysis *a) {
+    a->n_in = a->emitted = a->next_estimate = 0;
+    a->start = -a->margin;
+    a->length = a->margin;
+    memset(a->buffer, 0, sizeof(float) * a->margin);
+}
+
+/* window: the loudness' periodic Hann [n_fft]; power_weights and weighting_db: its A-weighting per bin
+ * [n_fft / 2 + 1], as power factors (v3) and in dB (v1). NULL for a shape it cannot run, or out of memory. */
+tb_analysis *tb_analysis_create(const tb_analysis_config *config, tb_crepe *crepe, const float *window,
+                                const float *power_weights, const float *weighting_db) {
+    const tb_analysis_config *c = config;
+    if (!crepe || c->hop < 1 || c->pitch_hop < 1 || c->n_fft < 4 || !is_power_of_two(c->n_fft) || c->kept < 1
+        || c->kept > c->n_fft || c->lead < 0 || c->lead > c->n_fft || c->loudness_lag < 0 || c->pitch_lag < 0)
+        return NULL;
+    tb_analysis *a = zalloc(sizeof(tb_analysis));
+    if (!a) return NULL;
+    a->c = *c;
+    a->crepe = crepe;
+    a->margin = CREPE_FRAME > c->n_fft ? CREPE_FRAME : c->n_fft;
+    /* the history a call reads (the oldest pending estimate's window, the oldest pending loudness window)
+     * stays within two margins, a pitch hop and the lags' frames behind the newest sample */
+    int half = c->n_fft / 2, capacity = ANALYSIS_CHUNK + 2 * a->margin + c->pitch_hop
+                                        + c->hop * (c->loudness_lag + c->pitch_lag + 2);
+    a->capacity = capacity;
+    int ok = 1;
+#define ALLOCATE_BUFFER(type, name, count) \
+    a->name = zalloc(sizeof(type) * (size_t)(count)); \
+    ok &= a->name != NULL;
+    TB_ANALYSIS_BUFFERS(ALLOCATE_BUFFER)
+#undef ALLOCATE_BUFFER
+    if (!ok) {
+        tb_analysis_destroy(a);
+        return NULL;
+    }
+    memcpy(a->window, window, sizeof(float) * c->n_fft);
+    memcpy(a->power_weights, power_weights, sizeof(float) * (half + 1));
+    memcpy(a->weighting_db, weighting_db, sizeof(float) * (half + 1));
+    a->plan = (fft_plan){half, a->bit_reverse, a->twiddle_re, a->twiddle_im, a->real_re, a->real_im, a->fft_re,
+                         a->fft_im};
+    fft_plan_init(&a->plan);
+    tb_analysis_reset(a);
+    return a;
+}
+
+static const float *analysis_samples(const tb_analysis *a, int64_t first) { return a->buffer + (first - a->start); }
+
+/* The loudness of frame i, as tuibend.dsp.plain.FrameLoudness measures it, in dB. */
+static float frame_loudness(tb_analysis *a, int64_t i) {
+    const tb_analysis_config *c = &a->c;
+    const float *x = analysis_samples(a, i * c->hop - c->lead);
+    for (int s = 0; s < c->kept; s++) a->frame[s] = x[s] * a->window[s]; /* past kept: zeros, never written */
+    real_fft(&a->plan, a->frame, a->spec_re, a->spec_im);
+    int bins = c->n_fft / 2 + 1;
+    double sum = 0.0;
+    for (int k = 0; k < bins; k++) {
+        double power = (double)a->spec_re[k] * a->spec_re[k] + (double)a->spec_im[k] * a->spec_im[k];
+        if (c->v3) {
+            sum += power * a->power_weights[k];
+        } else {
+            double level = 10.0 * log10(power > 1e-40 ? power : 1e-40) + a->weighting_db[k] - c->ref_db;
+            sum += level > -c->range_db ? level : -c->range_db;
+        }
+    }
+    double mean = sum / bins;
+    float level = c->v3 ? (float)(10.0 * log10(mean > 1e-20 ? mean : 1e-20) - c->ref_db) : (float)mean;
+    level = level > -c->range_db ? level : -c->range_db;
+    return level > -c->range_db ? level + c->missing_db : level;
+}
+
+/* The pitch and confidence at sample `position`, from the estimates around it (numpy's interp in cents, as
+ * tuibend.pitch.analysis.interpolate_estimates): between a voiced estimate and an unvoiced one, the voiced
+ * one's pitch; past the newest estimate, the newest's. */
+static void pitch_at(const tb_analysis *a, int64_t position, float *f0, float *confidence) {
+    int64_t k = floor_div(position, a->c.pitch_hop), newest = a->next_estimate - 1;
+    int left = (int)((k < newest ? k : newest) % ANALYSIS_ESTIMATES), right = (int)((k + 1) % ANALYSIS_ESTIMATES);
+    double offset = (double)(position - k * a->c.pitch_hop), cents = a->estimate_cents[left];
+    double sure = a->estimate_confidence[left];
+    if (k < newest && offset != 0.0) {
+        double hop = a->c.pitch_hop;
+        int voiced_left = a->estimate_confidence[left] >= a->c.voiced;
+        int voiced_right = a->estimate_confidence[right] >= a->c.voiced;
+        if (voiced_left == voiced_right)
+            cents += (a->estimate_cents[right] - (double)a->estimate_cents[left]) / hop * offset;
+        else if (voiced_right)
+            cents = a->estimate_cents[right];
+        sure += (a->estimate_confidence[right] - (double)a->estimate_confidence[left]) / hop * offset;
+    }
+    *f0 = (float)(10.0 * pow(2.0, cents / 1200.0));
+    *confidence = (float)sure;
+}
+
+/* Takes n (<= ANALYSIS_CHUNK) samples; writes the frames they complete (at most n / hop + 1): f0 (Hz, 0 before
+ * the pitch lag), confidence and loudness (dB), as StreamingAnalyzer.process does. Returns how many, or -1
+ * (n out of range). */
+int tb_analysis_process(tb_analysis *a, const float *samples, int n, float *f0, float *confidence, float *loudness) {
+    const tb_analysis_config *c = &a->c;
+    if (n < 0 || n > ANALYSIS_CHUNK) return -1;
+#if defined(FLUSH_DENORMALS)
+    unsigned int saved_csr = _mm_getcsr();
+    _mm_setcsr(saved_csr | FLUSH_DENORMALS);
+#endif
+    /* drop the samples no pending estimate or frame reads */
+    int64_t oldest = a->next_estimate * c->pitch_hop - CREPE_FRAME / 2;
+    int64_t loudness_start = (a->emitted - c->loudness_lag) * c->hop - c->lead;
+    if (loudness_start < oldest) oldest = loudness_start;
+    int64_t cut = oldest - a->start;
+    if (cut > a->length) cut = a->length;
+    if (cut > 0) {
+        memmove(a->buffer, a->buffer + cut, sizeof(float) * (size_t)(a->length - cut));
+        a->length -= (int)cut;
+        a->start += cut;
+    }
+    memcpy(a->buffer + a->length, samples, sizeof(float) * (size_t)n);
+    a->length += n;
+    a->n_in += n;
+    int64_t ready = floor_div(a->n_in - (CREPE_FRAME - CREPE_FRAME / 2), c->pitch_hop) + 1;
+    for (; a->next_estimate < ready; a->next_estimate++) {
+        int slot = (int)(a->next_estimate % ANALYSIS_ESTIMATES);
+        tb_crepe_pitch(a->crepe, analysis_samples(a, a->next_estimate * c->pitch_hop - CREPE_FRAME / 2), 1,
+                       c->low_bin, c->high_bin, &a->estimate_f0[slot], &a->estimate_confidence[slot]);
+        a->estimate_cents[slot] = 1200.0f * log2f(fmaxf(a->estimate_f0[slot], 1e-3f) / 10.0f);
+    }
+    int count = 0;
+    for (int64_t total = a->n_in / c->hop; a->emitted < total; a->emitted++, count++) {
+        int64_t frame = a->emitted - c->loudness_lag;
+        loudness[count] = frame >= 0 ? frame_loudness(a, frame) : -c->range_db;
+        frame = a->emitted - c->pitch_lag;
+        if (frame >= 0)
+            pitch_at(a, frame * c->hop, &f0[count], &confidence[count]);
+        else
+            f0[count] = confidence[count] = 0.0f;
+    }
+#if defined(FLUSH_DENORMALS)
+    _mm_setcsr(saved_csr);
+#endif
+    return count;
+}

@@ -13,7 +13,7 @@ import ctypes
 import numpy as np
 
 from tuibend.native import NativeUnavailable, choose, library
-from tuibend.pitch.crepe_format import CAPACITIES, FRAME_SIZE, N_BINS, hz_to_bin, load_npz_weights
+from tuibend.pitch.crepe_format import CAPACITIES, FRAME_SIZE, N_BINS, load_npz_weights, search_bins
 from tuibend.places import crepe_weights
 
 _LAYER_WEIGHTS = ("kernel", "bias", "gamma", "beta", "mean", "variance")
@@ -66,8 +66,8 @@ class NativeCrepe:
         frames = np.ascontiguousarray(np.asarray(frames, np.float32).reshape(-1, FRAME_SIZE))
         f0, confidence = np.empty(len(frames), np.float32), np.empty(len(frames), np.float32)
         if len(frames):
-            self._lib.tb_crepe_pitch(self._handle, frames.ctypes.data, len(frames), hz_to_bin(fmin),
-                                     hz_to_bin(fmax, round_up=True), f0.ctypes.data, confidence.ctypes.data)
+            self._lib.tb_crepe_pitch(self._handle, frames.ctypes.data, len(frames), *search_bins(fmin, fmax),
+                                     f0.ctypes.data, confidence.ctypes.data)
         return f0, confidence
 
 

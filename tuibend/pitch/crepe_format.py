@@ -124,6 +124,11 @@ def hz_to_bin(frequency: float, round_up: bool = False) -> int:
     return int(np.ceil(position) if round_up else np.floor(position))
 
 
+def search_bins(fmin: float = 50.0, fmax: float = 2006.0) -> tuple[int, int]:
+    """The bins [low, high) a pitch between ``fmin`` and ``fmax`` is searched in."""
+    return hz_to_bin(fmin), hz_to_bin(fmax, round_up=True)
+
+
 def decode(activation: np.ndarray, fmin: float = 50.0, fmax: float = 2006.0) -> tuple[np.ndarray, np.ndarray]:
     """f0 (Hz) and confidence from activations [n, 360], torchcrepe's ``weighted_argmax`` without dither.
 
@@ -131,7 +136,7 @@ def decode(activation: np.ndarray, fmin: float = 50.0, fmax: float = 2006.0) -> 
     peak, weighted by sigmoid(activation) as torchcrepe does; confidence is the peak activation.
     """
     activation = np.asarray(activation, np.float64)
-    low, high = hz_to_bin(fmin), hz_to_bin(fmax, round_up=True)
+    low, high = search_bins(fmin, fmax)
     masked = np.full_like(activation, -np.inf)
     masked[:, low:high] = activation[:, low:high]
     peak = np.argmax(masked, axis=1)
