@@ -55,6 +55,7 @@ bench: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_pitch.py
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/bench_training.py
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/realtime.py
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) bench/live_analysis.py
 
 # Ten minutes of live processing through JACK with the interface and MIDI faders (run it alone).
 soak: system-test $(STAMP)

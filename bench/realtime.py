@@ -42,6 +42,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -160,12 +161,11 @@ def engine_latency_ms(model: TimbreModel, live: LiveAnalysis, block_samples: int
     return Engine.latency_ms.fget(engine)
 
 
-def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, seconds: float,
-                  repeats: int, kernel: str) -> Timing:
-    """The engine's block path (fader, controller, the kernel's step, guard, DC blocker, limiter) over
-    ``seconds`` of audio, median of ``repeats``: alone, as it runs for a prepared file, and after
-    the live analysis of each block, as it runs for a microphone (interleaved, the two slow each
-    other down: about 2x for the small model's step, measured), with the analysis timed apart.
+def block_path(model: TimbreModel, block_samples: int, seconds: float, kernel: str) -> tuple[Callable, int]:
+    """The engine's block path (fader, controller, the kernel's step, guard, DC blocker, limiter) over ``seconds``
+    of a sung-like input, and its number of blocks. ``play(count, live, paced)`` runs ``count`` blocks, each after
+    ``live``'s analysis of the same block when one is given (as for a microphone), back to back or one block period
+    apart (``paced``: caches cool between blocks as they do in the engine), and times the two parts.
     ``kernel``: one of :data:`KERNELS`."""
     config = model.config
     block_frames = block_samples // config.hop
@@ -179,17 +179,18 @@ def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, se
     n_blocks = len(f0) // block_frames
     faders = fader_positions(n_blocks)
 
-    def play(count: int, analyse: bool, paced: bool = False) -> Timing:
+    def play(count: int, live: LiveAnalysis | None = None, paced: bool = False) -> Timing:
         stream.reset()
         controller.rig.reset()
-        live.reset()
+        if live is not None:
+            live.reset()
         dc_blocker, limiter = DcBlocker(config.sample_rate), Limiter(config.sample_rate)
         model_seconds = analysis_seconds = 0.0
         deadline = time.perf_counter()
         for index in range(count):
             frames = slice(index % n_blocks * block_frames, (index % n_blocks + 1) * block_frames)
             started = time.perf_counter()
-            if analyse:
+            if live is not None:
                 live.process(audio[(index % n_blocks) * block_samples:(index % n_blocks + 1) * block_samples])
             analysed = time.perf_counter()
             controller.set(*MOVED_FADER, float(faders[index % n_blocks]))
@@ -201,18 +202,27 @@ def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, se
             finished = time.perf_counter()
             analysis_seconds += analysed - started
             model_seconds += finished - analysed
-            if paced:  # the next block comes a block period later: caches cool as they do in the engine
+            if paced:
                 deadline += block_samples / config.sample_rate
                 time.sleep(max(0.0, deadline - time.perf_counter()))
         per_block = model_seconds / count
         return Timing(per_block, per_block, analysis_seconds / count, per_block, per_block + analysis_seconds / count)
 
-    play(min(n_blocks, max(8, n_blocks // 20)), analyse=True)  # compiles the step and the tracker's graph
-    alone = np.median([play(n_blocks, analyse=False).model for _ in range(repeats)])
-    live_runs = [play(n_blocks, analyse=True) for _ in range(repeats)]
-    paced_blocks = round(PACED_SECONDS * config.sample_rate / block_samples)
-    paced = play(paced_blocks, False, paced=True)
-    paced_live = play(paced_blocks, True, paced=True)
+    return play, n_blocks
+
+
+def stream_timing(model: TimbreModel, live: LiveAnalysis, block_samples: int, seconds: float,
+                  repeats: int, kernel: str) -> Timing:
+    """:func:`block_path` alone, as it runs for a prepared file, and after the live analysis of each block, as it
+    runs for a microphone (interleaved, the two slow each other down: about 2x for the small model's step,
+    measured), with the analysis timed apart; back to back (median of ``repeats``) and paced."""
+    play, n_blocks = block_path(model, block_samples, seconds, kernel)
+    play(min(n_blocks, max(8, n_blocks // 20)), live)  # compiles the step and the tracker's graph
+    alone = np.median([play(n_blocks).model for _ in range(repeats)])
+    live_runs = [play(n_blocks, live) for _ in range(repeats)]
+    paced_blocks = round(PACED_SECONDS * model.config.sample_rate / block_samples)
+    paced = play(paced_blocks, paced=True)
+    paced_live = play(paced_blocks, live, paced=True)
     return Timing(float(alone), float(np.median([run.model for run in live_runs])),
                   float(np.median([run.analysis for run in live_runs])), paced.model, paced_live.paced_live)
 
