@@ -99,7 +99,8 @@ def test_bend_parameters_change_without_retracing(solo_model, golden):
     assert relative_error(outputs[2], plain[2]) > 0.01  # heard in the very block it was set
 
 
-@pytest.mark.parametrize("block_frames", [1, 4, 16])
+@pytest.mark.parametrize("block_frames", [pytest.param(1, marks=pytest.mark.slow), 4,
+                                          pytest.param(16, marks=pytest.mark.slow)])  # the quick tier: 4
 def test_model_stream_equals_whole_signal(solo_model, golden, block_frames):
     f0, loudness = _features(golden, 256)
     noise = np.random.default_rng(5).uniform(-1, 1, 256 * 64).astype(np.float32)

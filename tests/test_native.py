@@ -76,7 +76,9 @@ def play_both(model, bends, voice, block_frames, moves=None, seed=0, bfloat16=Fa
 
 
 @pytest.mark.quick
-@pytest.mark.parametrize("block_frames", [1, 2, 4, 16])  # every path of the layers' frame grouping
+# every path of the layers' frame grouping (the quick tier: one frame, and a tile's four)
+@pytest.mark.parametrize("block_frames", [1, pytest.param(2, marks=pytest.mark.slow), 4,
+                                          pytest.param(16, marks=pytest.mark.slow)])
 def test_native_stream_equals_tensorflow_unbent(choir_model, voice, block_frames):
     expected, native = play_both(choir_model, [], voice, block_frames)
     assert np.sqrt(np.mean(expected ** 2)) > 1e-3  # the voice sounds
@@ -440,13 +442,13 @@ def test_native_crepe_pitch_equals_the_tensorflow_tracker(crepe_reference):
 
 
 @pytest.mark.quick
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_the_kernels_live_analysis_equals_the_streaming_analyzer(precision):
+def test_the_kernels_live_analysis_equals_the_streaming_analyzer():
     """The live analysis in one kernel call gives the numpy StreamingAnalyzer's frames, same count every block, on
     the demo voice with a rest and a breath, in blocks of 1 to 5000 samples (a call takes 4096 at most), for both
     loudness flavours and after a reset: pitch within 0.01 cent, confidence exactly (the same network on the same
     windows), loudness within 1e-4 dB (v3) and 0.01 dB (v1, whose per-bin dB read the FFT's rounding in the
-    quietest bins). It needs the kernel's CREPE, and says so."""
+    quietest bins). CREPE as the engine runs it (AMX bfloat16 tiles where the CPU has them, float32 elsewhere: the
+    analysis around it is the same). It needs the kernel's CREPE, and says so."""
     from tuibend.audiofile import read_audio
     from tuibend.native.analysis import NativeAnalyzer
     from tuibend.native.crepe import NativeCrepe
@@ -457,7 +459,7 @@ def test_the_kernels_live_analysis_equals_the_streaming_analyzer(precision):
     voice = read_audio(DEMO_INPUT, 16000)[:3 * 16000].copy()
     voice[16000:20000] = 0.0
     voice[28000:30000] = 0.02 * rng.standard_normal(2000)
-    tracker = make_tracker("crepe-tiny", network=NativeCrepe("tiny", precision=precision))
+    tracker = make_tracker("crepe-tiny", network=NativeCrepe("tiny", precision="bfloat16"))
     for flavour, loudness_db in (("v3", 1e-4), ("v1", 0.01)):
         numpy_side, kernel_side = StreamingAnalyzer(tracker, flavour), NativeAnalyzer(tracker, flavour)
         assert (kernel_side.loudness_lag, kernel_side.pitch_lag) == (numpy_side.loudness_lag, numpy_side.pitch_lag)
