@@ -144,6 +144,27 @@ def play_file(model, player, tmp_path, seconds: float, start: float = 0.0, **set
     return engine, take
 
 
+@pytest.mark.parametrize("kernel", ["native", "tensorflow"])
+def test_non_finite_live_input_is_heard_as_silence(choir_model, kernel):
+    """A burst of NaN and Inf from the input (another JACK client gone wrong) reaches neither the model's features
+    nor the dry signal: every frame is what the same burst of silence gives, with the kernel's analysis and with
+    the numpy one."""
+    voice = read_audio(DEMO_INPUT, RATE)[:2 * RATE]
+    broken, silent = voice.copy(), voice.copy()
+    broken[8000:8100], broken[9000], broken[9001] = np.nan, np.inf, -np.inf
+    silent[8000:8100], silent[9000:9002] = 0.0, 0.0
+    live = live_input(choir_model, "crepe-tiny", kernel=kernel)
+    runs = []
+    for audio in (broken, silent):
+        live.reset()
+        blocks = [live.process(audio[start:start + 256]) for start in range(0, len(audio), 256)]
+        runs.append({name: np.concatenate([getattr(block, name) for block in blocks])
+                     for name in ("f0_hz", "loudness_db", "confidence", "dry")})
+    for name, values in runs[0].items():
+        assert np.isfinite(values).all(), name
+        np.testing.assert_array_equal(values, runs[1][name], err_msg=name)
+
+
 def test_live_input_rests_on_the_models_mean_pitch_until_a_voice_is_heard(choir_model):
 
     resting = 440.0 * 2 ** ((choir_model.statistics.mean_pitch - 69) / 12)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuibend.keyboard import KeyboardVoice
-from tuibend.pitch.analysis import Features, Gate, OnsetPitch, StreamingAnalyzer
+from tuibend.pitch.analysis import Features, Gate, OnsetPitch, StreamingAnalyzer, mono
+from tuibend.safety import is_finite
 
 
 @dataclass
@@ -147,6 +148,9 @@ class LiveAnalysis:
         self._frames_since_quiet = 0
 
     def process(self, samples: np.ndarray) -> Block:
+        samples = mono(samples)
+        if not is_finite(samples):  # a misbehaving source (another JACK client): heard as silence, passed on nowhere
+            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
         analysed = self.analyzer.process(samples)
         if self.onset_pitch is None:
             return self._block(self.gate.apply(analysed), samples)
