@@ -71,5 +71,7 @@ class NativeAnalyzer(StreamingAnalyzer):
         out = self._out
         count = self._lib.tb_analysis_process(self._handle, samples.ctypes.data, len(samples), out[0].ctypes.data,
                                               out[1].ctypes.data, out[2].ctypes.data)
+        if count < 0:  # more samples than a call takes: process() cuts blocks to CHUNK, so a bug
+            raise RuntimeError(f"tb_analysis_process refused {len(samples)} samples (at most {CHUNK})")
         f0, confidence, loudness = out[:, :count].copy()
         return Features(f0, confidence, loudness, self.frame_rate)
