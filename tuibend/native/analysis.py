@@ -55,8 +55,8 @@ class NativeAnalyzer(StreamingAnalyzer):
             self._handle = None
 
     def reset(self) -> None:
-        super().reset()
-        if self._handle is not None:
+        """Forgets all input: the kernel holds the history (none of the numpy analyzer's state is kept here)."""
+        if self._handle is not None:  # None while the base class sets up; tb_analysis_create starts reset
             self._lib.tb_analysis_reset(self._handle)
 
     def process(self, block: np.ndarray) -> Features:
