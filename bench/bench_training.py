@@ -11,6 +11,7 @@ installed here (Python 3.11), so those two figures are quoted from that measurem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tuibend.training.dataset import build_dataset  # noqa: E402
-from tuibend.training.trainer import Trainer, TrainingConfig, batches, fresh_model  # noqa: E402
+from tuibend.training.trainer import TrainingConfig, train  # noqa: E402
 
 MAGENTA_SECONDS = {"small": 4.2, "solo": 5.7}  # magenta-ddsp's own step, batch 16, measured apart
 
@@ -47,22 +48,21 @@ def fixture_dataset() -> Path:
 
 
 def step_seconds(data: Path, size: str, batch: int, steps: int, jit: bool, precision: str = "float32") -> float:
-    """The median time of ``steps`` training steps after a first one (the trace) under this process's strategy."""
-    from tuibend.training.cluster import make_strategy
+    """The median time of ``steps`` training steps after a first one (the trace), timed between the reports of
+    :func:`train` as ``tuibend train`` runs it (batches read ahead, under this process's strategy); stopped
+    after them as Ctrl-C stops a run, before the held-out evaluation that ends a finished one."""
+    config = TrainingConfig(size=size, batch_size=batch, jit=jit, precision=precision, steps=steps + 2,
+                            checkpoint_every=10**9, eval_every=10**9)
+    reported: list[float] = []
 
-    strategy = make_strategy()
-    config = TrainingConfig(size=size, batch_size=batch, jit=jit, precision=precision)
-    with strategy.scope():
-        model = fresh_model(config, size)
-    trainer = Trainer(model, config, strategy)
-    stream = batches(data, "train", batch, 0)
-    trainer.train_step(next(stream))
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        trainer.train_step(next(stream))
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    def report(step: int, loss: float, rate: float) -> None:
+        reported.append(time.perf_counter())
+        if step == steps + 1:
+            raise KeyboardInterrupt
+
+    with tempfile.TemporaryDirectory() as folder, contextlib.suppress(KeyboardInterrupt):
+        train(data, Path(folder) / size, config, report=report)
+    return float(np.median(np.diff(reported)))
 
 
 def cluster_seconds(data: Path, workers: int, batch: int, steps: int) -> float:
@@ -113,7 +113,7 @@ def main() -> None:
         two = cluster_seconds(data, 2, 16, args.steps)
         print(f"| 2 | 16 | {two:.2f} | {one / two:.2f} |", flush=True)
         return
-    print("| size | batch | XLA | seconds per step | steps/s | magenta-ddsp (brief) / ours |")
+    print("| size | batch | XLA | seconds per step | steps/s | magenta-ddsp / ours |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     for size, batch, jit in itertools.product(("small", "solo"), (8, 16), (False, True)):
         seconds = step_seconds(data, size, batch, args.steps, jit)

@@ -19,7 +19,7 @@ from conftest import REPO
 from tuibend.audiofile import AudioFileError
 from tuibend.errors import InputError
 from tuibend.training.dataset import DatasetError, build_dataset, iterate_examples, read_manifest
-from tuibend.training.trainer import Trainer, TrainingConfig, batches, fresh_model, train
+from tuibend.training.trainer import Trainer, TrainingConfig, batches, fresh_model, read_ahead, train
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +103,8 @@ def test_an_interrupted_preparation_goes_on_where_it_stopped(recordings, dataset
 
 def test_a_dataset_in_tensorflows_file_system_trains_read_ahead(recordings, dataset, tmp_path):
     """``ram://`` stands for any scheme TensorFlow's file system reads (gs://, hdfs://): built there, batches
-    streamed from there, read ahead on tf.data's thread, and cached in memory give the same batches."""
+    streamed from there, read ahead on a thread of their own, and cached in memory give the same batches."""
     import tensorflow as tf
-
-    from tuibend.training.trainer import read_ahead
 
     remote = "ram://tuibend-test/set"
     build_dataset([recordings], remote, tracker="yin", holdout=0.34, seed=2, noise_floors=(None,))
@@ -115,10 +113,45 @@ def test_a_dataset_in_tensorflows_file_system_trains_read_ahead(recordings, data
     local = batches(dataset, "train", 2, seed=1)
     streamed = read_ahead(batches(remote, "train", 2, seed=1, cache=cache))
     for _ in range(12):  # past one epoch of 4 batches: the second and third come from the cache
-        np.testing.assert_array_equal(next(local)["audio"], next(streamed)["audio"].numpy())
+        np.testing.assert_array_equal(next(local)["audio"], next(streamed)["audio"])
     assert sorted(cache) == sorted(read_manifest(remote)["shards"]["train"])
     trainer = Trainer(fresh_model(_small(1), "m"), _small(1, jit=False))
     assert np.isfinite(trainer.train_step(next(streamed)))
+
+
+@pytest.mark.quick
+def test_batches_are_read_ahead_on_their_own_thread_which_hands_on_errors_and_stops_when_closed():
+    """The step never waits for a read it could have overlapped: the reader runs ``depth`` batches ahead on a
+    thread of its own; its error reaches the step that asks next; closing the batches stops the thread."""
+    import threading
+    import time
+
+    read_on: list[str] = []
+
+    def source(fail_after: int | None = None):
+        for index in itertools.count():
+            if index == fail_after:
+                raise DatasetError("shard 3 is unreadable")
+            read_on.append(threading.current_thread().name)
+            yield {"audio": np.full(4, index, np.float32)}
+
+    before = set(threading.enumerate())
+    ahead = read_ahead(source(), depth=2)
+    assert next(ahead)["audio"][0] == 0
+    (reader,) = set(threading.enumerate()) - before
+    deadline = time.monotonic() + 10
+    while len(read_on) < 4 and time.monotonic() < deadline:  # the first, two queued, one waiting for room
+        time.sleep(0.01)
+    assert read_on == [reader.name] * 4
+    assert [next(ahead)["audio"][0] for _ in range(3)] == [1, 2, 3]
+    ahead.close()
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+
+    failing = read_ahead(source(fail_after=3))
+    assert [next(failing)["audio"][0] for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(DatasetError, match="shard 3 is unreadable"):
+        next(failing)
 
 
 def test_dataset_errors(tmp_path, recordings):
