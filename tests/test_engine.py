@@ -631,18 +631,29 @@ def test_live_voice_falls_silent_in_the_microphones_noise_floor_through_jack(jac
 # ----- the command ---------------------------------------------------------------------------------
 
 
-def test_headless_play_with_no_audio_device_paces_into_the_take(tmp_path):
+@pytest.mark.parametrize("kernel", ["native", "tensorflow"])
+def test_headless_play_with_no_audio_device_paces_into_the_take(tmp_path, kernel):
+    """With no device the performance plays paced by the clock into a take. TensorFlow (seconds of start-up, half
+    a gigabyte) loads only where it runs the chains: the kernel's performance, its file analysed by the kernel's
+    CREPE in a fresh cache, runs without it."""
     import os
 
-    env = {**os.environ, "JACK_DEFAULT_SERVER": "tuibend-no-such-server", "JACK_NO_START_SERVER": "1"}
-    result = run_play("--duration", "2", "--record", str(tmp_path / "take.wav"), "--log",
-                      str(tmp_path / "events.jsonl"), env=env)
+    save_scene(tmp_path / "scenes" / "scaled.toml", Scene("scaled", [Bend("fc1", "scale", 0.5, params={"gain": 2.0})]))
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "tuibend-no-such-server", "JACK_NO_START_SERVER": "1",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    probe = ("import sys; from tuibend.cli import main; status = main(sys.argv[1:]); "
+             "print('tensorflow loaded:', 'tensorflow' in sys.modules); sys.exit(status)")
+    result = subprocess.run([sys.executable, "-c", probe, *play_command(
+        "--duration", "2", "--record", str(tmp_path / "take.wav"), "--log", str(tmp_path / "events.jsonl"),
+        "--scenes", str(tmp_path / "scenes"), "--kernel", kernel)[3:]], cwd=REPO, capture_output=True, text=True,
+        timeout=180, env=env)
     assert result.returncode == 0, result.stderr
     assert "no audio device" in result.stderr
     take, rate = soundfile.read(tmp_path / "take.wav")
     assert 1.5 < len(take) / rate < 2.6 and np.max(np.abs(take)) > 0.01
     assert "Traceback" not in result.stderr
-    assert ", native" in result.stdout  # the summary names the kernel that played
+    assert f", {kernel}" in result.stdout  # the summary names the kernel that played
+    assert f"tensorflow loaded: {kernel == 'tensorflow'}" in result.stdout
 
 
 def test_a_bad_scene_among_good_ones_is_skipped_with_its_file_and_field(tmp_path):

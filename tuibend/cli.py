@@ -134,12 +134,7 @@ def _render(args: argparse.Namespace) -> None:
         scene_path = find_scene(args.scene)
         scene = load_scene(scene_path).check(point_widths(model.config.decoder), scene_path)
         if any(bend.select.method != "random" for bend in scene.bends):
-            from tuibend.bend.units import cached_unit_statistics, unit_statistics
-
-            statistics = cached_unit_statistics(args.model)
-            if statistics is None:  # computed from the model's activations, once
-                import_tensorflow_quietly()
-                statistics = unit_statistics(model.timbre_model(), args.model)
+            statistics = model_unit_statistics(model, args.model)
     adjustment = Adjustment(octave_shift=not args.no_octave_shift, loudness_quantiles=not args.no_loudness_map,
                             pitch_shift_semitones=args.pitch_shift, loudness_shift_db=args.loudness_shift)
     if render_kernel(args.kernel) != "native":
@@ -163,6 +158,28 @@ def _render(args: argparse.Namespace) -> None:
 
 
 
+def needs_tensorflow(kernel: str) -> bool:
+    """Whether TensorFlow runs the chains (``--kernel``, as this machine allows); the native kernel's chains and
+    its analysis need none of it. A kernel asked for and missing is the engine's error to give."""
+    from tuibend.native import NativeUnavailable, choose
+
+    try:
+        return choose(kernel)[0] != "native"
+    except NativeUnavailable:
+        return False
+
+
+def model_unit_statistics(model, folder) -> dict:
+    """A model file's unit statistics as cached, else computed from its activations (TensorFlow loads then)."""
+    from tuibend.bend.units import cached_unit_statistics, unit_statistics
+
+    statistics = cached_unit_statistics(folder)
+    if statistics is None:
+        import_tensorflow_quietly()
+        statistics = unit_statistics(model.timbre_model(), folder)
+    return statistics
+
+
 def _configure_compute(compute: str, threads: int) -> None:
     """Where the model runs (``--compute``) and on how many CPU threads; before TensorFlow's first op."""
     import tensorflow as tf
@@ -180,18 +197,17 @@ def _configure_compute(compute: str, threads: int) -> None:
 def open_engine(args: argparse.Namespace, notify=print):
     """The engine that ``play`` asks for, not yet prepared or started, with the file of each scene."""
     from tuibend.bend.scene import load_scene
-    from tuibend.bend.units import unit_statistics
     from tuibend.engine import Engine, EngineSettings
     from tuibend.engine.devices import has_audio_device
     from tuibend.engine.session import file_player, keyboard_voice, live_input, scene_set
     from tuibend.engine.sources import KeyboardSource
     from tuibend.keyboard import VoiceSettings
     from tuibend.model.layout import point_widths
-    from tuibend.model.store import load_model
+    from tuibend.model.store import read_model
     from tuibend.places import scene_files
 
     args.model = find_model(args.model)  # the interface's model switch gives a name
-    model = load_model(args.model)
+    model = read_model(args.model)
     entries, problems = scene_set(model, scene_files(args.scenes))
     for problem in problems:
         notify(f"scene skipped: {problem}")
@@ -227,7 +243,8 @@ def open_engine(args: argparse.Namespace, notify=print):
                               # a keyboard has no level of its own to match: its velocities are the model's
                               level_match=args.level_match and args.input != "midi")
     return Engine(model, source, [scene for _, scene in entries], settings, scene=first,
-                  units_provider=lambda: unit_statistics(model, args.model), scene_paths=[path for path, _ in entries])
+                  units_provider=lambda: model_unit_statistics(model, args.model),
+                  scene_paths=[path for path, _ in entries])
 
 
 def open_controls(args: argparse.Namespace, engine) -> tuple:
@@ -327,9 +344,10 @@ def prepared_engine(args: argparse.Namespace, notify, say) -> object:
 
     for line in recover_takes(args.takes):  # takes a crash or a power cut left unfinished
         notify(line)
-    say("loading TensorFlow")
-    import_tensorflow_quietly()
-    _configure_compute(args.compute, args.threads)
+    if needs_tensorflow(args.kernel) or args.compute == "gpu":
+        say("loading TensorFlow")
+        import_tensorflow_quietly()
+        _configure_compute(args.compute, args.threads)
     say(f"loading the model {Path(args.model).name} and the scenes")
     engine = open_engine(args, notify)
     say(f"compiling the scenes' chains for the {engine.kernel} kernel")

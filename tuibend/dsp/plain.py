@@ -13,6 +13,11 @@ import math
 import numpy as np
 
 
+def midi_to_hz(note: float) -> float:
+    """A MIDI note number (fractional too) as a frequency: :func:`tuibend.dsp.core.midi_to_hz` for one value."""
+    return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+
+
 def next_power_of_2(n: int) -> int:
     """The smallest power of two that is >= n."""
     return 1 << max(0, math.ceil(math.log2(n)))

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -22,8 +22,11 @@ from tuibend.bend.registry import Bend, StructureKey, structure_key
 from tuibend.bend.rig import BendRig
 from tuibend.engine.errors import EngineError
 from tuibend.model.layout import point_widths
-from tuibend.model.timbre import TimbreModel
 from tuibend.native.stream import NativeStream
+
+if TYPE_CHECKING:
+    from tuibend.model.store import ModelFile
+    from tuibend.model.timbre import TimbreModel
 
 # TensorFlow never frees an XLA-compiled function: each compiled chain keeps about 230 memory maps
 # (measured), and Linux's default vm.max_map_count of 65530 holds about 280 of them. A new chain is
@@ -73,13 +76,14 @@ class Chain:
     stream: LiveStream
 
 
-def build_chain(model: TimbreModel, bends: list[Bend], block_frames: int,
+def build_chain(model: TimbreModel | ModelFile, bends: list[Bend], block_frames: int,
                 unit_statistics: dict[str, np.ndarray] | None, seed: int, native: bool = False,
                 bfloat16: bool = False) -> Chain:
     """Builds and compiles (by one step on silence) a chain; its state is then cleared.
 
     ``native``: the chain runs in the native kernel (no TensorFlow graph, no memory maps kept), its
-    layers in bfloat16 where the CPU has it and ``bfloat16`` asks."""
+    layers in bfloat16 where the CPU has it and ``bfloat16`` asks; otherwise ``model`` is a
+    :class:`TimbreModel` (TensorFlow's graph)."""
     widths = point_widths(model.config.decoder)
     if native:
         rig = BendRig(bends, widths, block_frames, unit_statistics, graph=False)

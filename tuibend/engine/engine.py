@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,8 +46,11 @@ from tuibend.engine.take import TakeWriter
 from tuibend.engine.telemetry import Telemetry
 from tuibend.errors import describe
 from tuibend.keyboard import KeyboardVoice, VoiceSettings
-from tuibend.model.timbre import TimbreModel
+from tuibend.model.store import ModelFile
 from tuibend.safety import DcBlocker, Limiter, is_finite
+
+if TYPE_CHECKING:
+    from tuibend.model.timbre import TimbreModel
 
 BLOCK_SIZES = (64, 128, 256, 512, 1024)
 KERNELS = ("auto", "native", "tensorflow")
@@ -137,13 +141,14 @@ class Engine:
     """Plays a model from a source to a device and/or a take, with scenes of bends.
 
     ``source`` is a :class:`FilePlayer`, a :class:`LiveAnalysis` (which needs a device with an input) or a
-    :class:`KeyboardSource` (notes from MIDI).
+    :class:`KeyboardSource` (notes from MIDI). ``model``: a :class:`~tuibend.model.store.ModelFile` (read
+    without TensorFlow, which loads only where TensorFlow runs the chains) or a :class:`TimbreModel`.
     ``scenes`` is the set that :meth:`recall` indexes (MIDI program changes and number keys); the
     first is played at start unless ``scene`` names another. ``units_provider`` computes the model's
     unit statistics the first time a chain with an informed selection is built.
     """
 
-    def __init__(self, model: TimbreModel, source: FilePlayer | LiveAnalysis | KeyboardSource,
+    def __init__(self, model: TimbreModel | ModelFile, source: FilePlayer | LiveAnalysis | KeyboardSource,
                  scenes: list[Scene] | None = None, settings: EngineSettings | None = None,
                  unit_statistics: dict | None = None,
                  scene: Scene | None = None, units_provider: Callable[[], dict] | None = None,
@@ -205,6 +210,8 @@ class Engine:
                                            self.settings.level_match, source.makeup_db)
         self._gated_scene = self.scene
         self.kernel = self._choose_kernel()
+        if self.kernel == "tensorflow" and isinstance(model, ModelFile):
+            self.model = model.timbre_model()  # TensorFlow loads here: the kernel's chains need none of it
         self._preparer = ChainPreparer(self._build_chain)
         self._chain: Chain | None = None
         self.controller: BendController | None = None

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuibend.adjust import Adjustment, adjust
 from tuibend.audiofile import read_audio
 from tuibend.bend.scene import Scene, SceneError, load_scene
-from tuibend.dsp import core
 from tuibend.dsp.flavours import LOUDNESS_FLAVOURS
+from tuibend.dsp.plain import midi_to_hz
 from tuibend.engine.sources import FilePlayer, LiveAnalysis
 from tuibend.keyboard import KeyboardVoice, loudness_range
 from tuibend.model.layout import point_widths
-from tuibend.model.timbre import TimbreModel
 from tuibend.native import choose
 from tuibend.native.analysis import NativeAnalyzer
 from tuibend.native.crepe import NativeCrepe, file_crepe
@@ -20,8 +20,14 @@ from tuibend.pitch.analysis import StreamingAnalyzer
 from tuibend.pitch.files import analyze
 from tuibend.pitch.trackers import make_tracker
 
+if TYPE_CHECKING:
+    from tuibend.model.store import ModelFile
+    from tuibend.model.timbre import TimbreModel
 
-def file_player(model: TimbreModel, path: str | Path, tracker: str = "crepe-tiny", loop: bool = True,
+    Model = TimbreModel | ModelFile
+
+
+def file_player(model: Model, path: str | Path, tracker: str = "crepe-tiny", loop: bool = True,
                 adjustment: Adjustment | None = None, kernel: str = "auto") -> FilePlayer:
     """A prepared file: read, analysed (or its cached analysis), fitted to the model's register. A file not
     analysed before is analysed where the model runs (``kernel`` as the engine's): the kernel's CREPE in
@@ -35,7 +41,7 @@ def file_player(model: TimbreModel, path: str | Path, tracker: str = "crepe-tiny
                       features.loudness_db, features.f0_hz)
 
 
-def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semitones: float = 0.0,
+def live_input(model: Model, tracker: str = "crepe-tiny", pitch_shift_semitones: float = 0.0,
                keyboard: KeyboardVoice | None = None, kernel: str = "auto", bfloat16: bool = True) -> LiveAnalysis:
     """The live input analysed; with ``keyboard``, its notes give the pitch and the voice the loudness.
 
@@ -52,12 +58,12 @@ def live_input(model: TimbreModel, tracker: str = "crepe-tiny", pitch_shift_semi
     return LiveAnalysis(analyzer, pitch_shift_semitones, _resting_f0(model), keyboard=keyboard)
 
 
-def _resting_f0(model: TimbreModel) -> float | None:
+def _resting_f0(model: Model) -> float | None:
     mean_pitch = model.statistics.mean_pitch
-    return None if mean_pitch is None else float(core.midi_to_hz(mean_pitch))
+    return None if mean_pitch is None else midi_to_hz(float(mean_pitch))
 
 
-def keyboard_voice(model: TimbreModel) -> KeyboardVoice:
+def keyboard_voice(model: Model) -> KeyboardVoice:
     """A keyboard voice whose velocities span the model's trained loudness, resting at its mean pitch."""
     config = model.config
     floor = -LOUDNESS_FLAVOURS[config.loudness].range_db
@@ -65,7 +71,7 @@ def keyboard_voice(model: TimbreModel) -> KeyboardVoice:
     return KeyboardVoice(config.frame_rate, floor, soft, full, resting_f0_hz=_resting_f0(model) or 220.0)
 
 
-def scene_set(model: TimbreModel, paths: list[Path]) -> tuple[list[tuple[Path, Scene]], list[str]]:
+def scene_set(model: Model, paths: list[Path]) -> tuple[list[tuple[Path, Scene]], list[str]]:
     """The scene files that load and fit this model, in order, each with its path; one message per
     file that does not."""
     widths = point_widths(model.config.decoder)
