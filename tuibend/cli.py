@@ -10,10 +10,16 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuibend import __version__
 from tuibend.errors import TuibendError, describe
 from tuibend.places import DEFAULT_MODEL, DEMO_INPUT, PlaceError, demo_input, find_model, find_scene, takes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tuibend.model.store import ModelFile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MIDI_APIS = ("coremidi", "winmm", "alsa", "jack")  # tuibend.midi.ports.API_BY_NAME, without importing rtmidi
@@ -169,7 +175,7 @@ def needs_tensorflow(kernel: str) -> bool:
         return False
 
 
-def model_unit_statistics(model, folder) -> dict:
+def model_unit_statistics(model: ModelFile, folder: str | os.PathLike) -> dict[str, np.ndarray]:
     """A model file's unit statistics as cached, else computed from its activations (TensorFlow loads then)."""
     from tuibend.bend.units import cached_unit_statistics, unit_statistics
 
