@@ -38,9 +38,14 @@ $(STAMP): pyproject.toml setup.py tuibend/native/block.c
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# Everything but the real-time runs through JACK on one worker per core (a file's tests on one worker, so its
+# fixtures are made once); then the live runs alone, since keeping time is what they test. Both parts always run.
 test: system-test $(STAMP)
 	$(VENV)/bin/ruff check tuibend tests bench
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q --durations=20
+	status=0; \
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n auto --dist loadfile -m "not live" --durations=20 || status=1; \
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -m live --durations=10 || status=1; \
+	exit $$status
 
 # Pure functions, data and the kernel's parity on small blocks: under a minute, nothing but the CPU.
 test-quick: $(STAMP)

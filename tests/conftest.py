@@ -130,12 +130,19 @@ def jack_server():
 # The quick tier (`make test-quick`): pure functions, data, the model and the kernel's parity on small blocks;
 # nothing that needs the JACK server, tmux, a package build or a training run. The whole suite stays `make test`.
 QUICK_MODULES = {"test_dsp", "test_dynamics", "test_store", "test_streaming", "test_bend", "test_model"}
+# The longest files first: `make test` hands whole files to its workers in this order, so that these do not
+# start last and leave a worker alone at the end (training about 5 minutes of a worker, the package 2).
+LONGEST_MODULES = ("test_training", "test_package")
 
 
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: LONGEST_MODULES.index(item.module.__name__)
+               if item.module.__name__ in LONGEST_MODULES else len(LONGEST_MODULES))
     for item in items:
         if item.module.__name__ in QUICK_MODULES and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.quick)
+        if "jack_server" in item.fixturenames:
+            item.add_marker(pytest.mark.live)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from conftest import relative_error
 
 from tuibend import dsp
 from tuibend.dsp.core import hold_last_frame, resample_frames, upsample_frames
-from tuibend.dsp.plain import FrameLoudness, a_weighting_db
+from tuibend.dsp.plain import FrameLoudness, a_weighting_db, hz_to_midi, midi_to_hz
 from tuibend.dsp.spectral import frame_loudness
 
 
@@ -60,6 +60,13 @@ def test_precise_phase_is_closer_to_exact_maths_than_ddsp(dsp_reference):
     assert relative_error(precise, exact) < 2e-4
     # ddsp's float32 running phase drifts far more over the same second.
     assert relative_error(dsp_reference["harm_audio"], exact) > 20 * relative_error(precise, exact)
+
+
+def test_notes_and_hertz_without_tensorflow_are_tensorflows_and_each_others_inverse():
+    notes = np.array([0.0, 21.0, 57.5, 69.0, 69.25, 108.0, 127.0])
+    np.testing.assert_allclose(midi_to_hz(notes), dsp.core.midi_to_hz(notes).numpy(), rtol=1e-6)
+    assert midi_to_hz(69.0) == 440.0 and midi_to_hz(81.0) == 880.0 and hz_to_midi(220.0) == 57.0
+    np.testing.assert_allclose(hz_to_midi(midi_to_hz(notes)), notes, atol=1e-9)
 
 
 def test_window_upsampling_is_ddsp_overlap_add():

@@ -221,6 +221,7 @@ def take_rms(engine: Engine, path) -> float:
     return float(np.sqrt(np.mean(take ** 2)))
 
 
+@pytest.mark.live
 def test_a_burst_of_1000_cc_causes_no_underrun_and_the_last_value_wins(midi, controller, fresh):
     """First of the engine's tests: no MIDI client has been made while it played (see ``rig``)."""
     before, underruns = fresh.telemetry.blocks, fresh.telemetry.underruns

@@ -328,6 +328,7 @@ async def test_keys_can_be_remapped(performance, tmp_path):
         load_keymap(tmp_path / "bad.toml")
 
 
+@pytest.mark.live
 async def test_hammering_keys_causes_no_underrun(performance):
     """About a hundred key presses a second for 4 s, a dialog opened and closed among them: every
     move reaches the engine and no block is late. (Keys are posted as events: the pilot's own

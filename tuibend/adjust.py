@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuibend.dsp.plain import hz_to_midi
 from tuibend.model.statistics import DatasetStatistics
 from tuibend.pitch.analysis import Features
 
@@ -81,7 +82,7 @@ def shift_octaves(f0_hz: np.ndarray, mask_on: np.ndarray, register: tuple[float,
     knows stays where it is); one outside moves by the fewest octaves that bring its median
     inside, or nearest to it.
     """
-    midi = 12.0 * np.log2(np.maximum(f0_hz[mask_on], 1e-3) / 440.0) + 69.0
+    midi = hz_to_midi(np.maximum(f0_hz[mask_on], 1e-3))
     median = float(np.median(midi))
     low, high = register
     if low <= median <= high:

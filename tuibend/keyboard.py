@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuibend.dsp.plain import hz_to_midi, midi_to_hz
 from tuibend.errors import InputError
 
 MOD_WHEEL = 1
@@ -128,7 +129,7 @@ class KeyboardVoice:
         self._held: list[int] = []  # keys down, the last pressed last
         self._velocity = 100
         self._pressure: int | None = None  # from aftertouch or the pressure controller, once it moves
-        self._pitch = float(69 + 12 * math.log2(self.resting_f0_hz / 440.0))  # MIDI note number, gliding
+        self._pitch = float(hz_to_midi(self.resting_f0_hz))  # MIDI note number, gliding
         self._target = self._pitch
         self._glide_step = 0.0
         self._bend = 0.0  # semitones
@@ -219,7 +220,7 @@ class KeyboardVoice:
             fade = min(1.0, max(0.0, (self._frames_held - delay) / max(delay, 1.0))) if delay > 0 else 1.0
             vibrato = fade * self._wheel * settings.vibrato_depth_cents / 100.0 * math.sin(self._phase)
         self._phase = (self._phase + 2 * math.pi * settings.vibrato_rate_hz / self.frame_rate) % (2 * math.pi)
-        return 440.0 * 2.0 ** ((self._pitch + self._bend + vibrato - 69.0) / 12.0)
+        return midi_to_hz(self._pitch + self._bend + vibrato)
 
     def _next_amplitude(self) -> float:
         settings, rate = self.settings, self.frame_rate

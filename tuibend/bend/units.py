@@ -16,6 +16,7 @@ import numpy as np
 
 from tuibend.atomic import atomic_path
 from tuibend.bend.selection import CLUSTER_COUNTS, kmeans
+from tuibend.dsp.plain import hz_to_midi, midi_to_hz
 from tuibend.places import is_bundled, user_cache
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def probe_features(model: TimbreModel, seconds: float = 30.0) -> tuple[np.ndarra
     quantiles = model.statistics.loudness_quantiles
     low, high = (np.quantile(quantiles, 0.05), np.quantile(quantiles, 0.95)) if quantiles is not None else (-60, -5)
     loudness = low + (high - low) * (0.5 - 0.5 * np.cos(2 * np.pi * t / 3.7))
-    return (440.0 * 2 ** ((midi - 69) / 12)).astype(np.float32), loudness.astype(np.float32)
+    return midi_to_hz(midi).astype(np.float32), loudness.astype(np.float32)
 
 
 def _correlation(activations: np.ndarray, feature: np.ndarray) -> np.ndarray:
@@ -59,7 +60,7 @@ def compute_unit_statistics(model: TimbreModel, seed: int = 0) -> dict[str, np.n
     distribution = controls["harmonic_distribution"]
     ratios = np.arange(1, distribution.shape[1] + 1)
     centroid = f0 * (distribution * ratios).sum(1) / np.maximum(distribution.sum(1), 1e-9)
-    features = {"loudness": loudness, "pitch": 12 * np.log2(f0 / 440.0) + 69, "centroid": centroid}
+    features = {"loudness": loudness, "pitch": hz_to_midi(f0), "centroid": centroid}
     statistics = {"version": np.int64(VERSION)}
     for point, activations in captured.items():
         values = activations.numpy()[0]  # [frames, units]

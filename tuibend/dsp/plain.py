@@ -13,9 +13,16 @@ import math
 import numpy as np
 
 
-def midi_to_hz(note: float) -> float:
-    """A MIDI note number (fractional too) as a frequency: :func:`tuibend.dsp.core.midi_to_hz` for one value."""
+def midi_to_hz(note):
+    """MIDI note numbers (fractional too; a number or an array) as frequencies in Hz, A4 = 69 = 440 Hz:
+    :func:`tuibend.dsp.core.midi_to_hz` without TensorFlow."""
     return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
+
+
+def hz_to_midi(hz):
+    """Frequencies in Hz (positive; a number or an array) as fractional MIDI note numbers: the inverse of
+    :func:`midi_to_hz`."""
+    return 12.0 * np.log2(hz / 440.0) + 69.0
 
 
 def next_power_of_2(n: int) -> int:

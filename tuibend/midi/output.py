@@ -12,12 +12,12 @@ as well, as the controls of the MIDI map that moves them (motorised faders follo
 from __future__ import annotations
 
 import collections
-import math
 import threading
 
 import numpy as np
 import rtmidi
 
+from tuibend.dsp.plain import hz_to_midi
 from tuibend.midi.errors import MidiError
 from tuibend.midi.ports import api_name, describe_ports, match_port
 
@@ -116,7 +116,7 @@ class PitchOut:
                 self._end_note()
             return
         self._unvoiced = 0
-        midi = 69.0 + 12.0 * math.log2(pitch / 440.0)
+        midi = hz_to_midi(pitch)
         if self._note is not None and abs(midi - self._note) > NOTE_CHANGE:
             self._end_note()
         if self._note is None:

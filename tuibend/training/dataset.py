@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tuibend.audiofile import AudioFileError, read_audio
+from tuibend.dsp.plain import hz_to_midi
 from tuibend.errors import TuibendError
 from tuibend.model.statistics import DatasetStatistics
 from tuibend.pitch.analysis import Features, analyze_audio
@@ -71,7 +72,7 @@ def dataset_statistics(f0_hz: np.ndarray, confidence: np.ndarray, loudness_db: n
     """Mean pitch and register (MIDI, confident frames: 5th and 95th percentiles) and loudness quantiles,
     as ddsp's dataset statistics."""
     voiced = confidence >= 0.5
-    midi = 12.0 * np.log2(np.maximum(f0_hz[voiced], 1e-3) / 440.0) + 69.0
+    midi = hz_to_midi(np.maximum(f0_hz[voiced], 1e-3))
     references = np.linspace(0.0, 1.0, n_quantiles)
     low, high = np.quantile(midi, [0.05, 0.95]) if voiced.any() else (48.0, 72.0)
     scalars = {"mean_pitch": float(np.mean(midi)) if voiced.any() else 60.0,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from rich.text import Text
 from textual.widgets import Static
 
 from tuibend.bend.registry import SPECS, parameter_range
+from tuibend.dsp.plain import hz_to_midi
 from tuibend.engine import Telemetry
 from tuibend.tui.editor import SceneEditor
 
@@ -18,7 +17,7 @@ NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 def note_name(f0_hz: float) -> str:
     if f0_hz <= 0:
         return "--"
-    midi = round(69 + 12 * math.log2(f0_hz / 440.0))
+    midi = round(hz_to_midi(f0_hz))
     return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
 
 
