@@ -50,7 +50,7 @@ test: system-test $(STAMP)
 # Pure functions, data and the kernel's parity on small blocks: under a minute, nothing but the CPU.
 test-quick: $(STAMP)
 	$(VENV)/bin/ruff check tuibend tests bench
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -m "quick and not slow"
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n auto -m "quick and not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tuibend tests bench
