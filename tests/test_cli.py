@@ -64,15 +64,32 @@ def test_bad_arguments_and_unwritable_outputs_are_one_line(solo_model_dir, tmp_p
         assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_units_command_computes_and_caches_statistics(solo_model_dir, tmp_path):
+def test_units_are_computed_in_a_child_process_cached_and_listed(solo_model_dir, tmp_path):
+    """A process without TensorFlow (the native kernel playing, a live edit asking for an informed selection)
+    gets a model's unit statistics from `tuibend units` run as a child, never loading TensorFlow itself;
+    the command then lists them from the cache."""
     import shutil
+
+    import numpy as np
 
     folder = shutil.copytree(solo_model_dir, tmp_path / "model")
     (folder / "units.npz").unlink(missing_ok=True)
+    probe = ("import sys, numpy as np; from tuibend.cli import model_unit_statistics; "
+             "from tuibend.model.store import read_model; "
+             "statistics = model_unit_statistics(read_model(sys.argv[1]), sys.argv[1]); "
+             "np.savez(sys.argv[2], **statistics); print('tensorflow' in sys.modules)")
+    given = subprocess.run([sys.executable, "-c", probe, str(folder), str(tmp_path / "given.npz")],
+                           capture_output=True, text=True, timeout=300)
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.strip() == "False"  # computed by the child: TensorFlow never loaded here
+    with np.load(folder / "units.npz") as cached, np.load(tmp_path / "given.npz") as returned:
+        assert sorted(cached.files) == sorted(returned.files)
+        assert {"fc1/variance", "gru/clusters/8", "fc2/correlation/centroid"} <= set(cached.files)
+        for name in cached.files:
+            np.testing.assert_array_equal(cached[name], returned[name], err_msg=name)
     result = run("units", str(folder))
     assert result.returncode == 0, result.stderr
     assert "fc2" in result.stdout and "strongest |r|" in result.stdout
-    assert (folder / "units.npz").exists()
 
 
 @pytest.mark.quick

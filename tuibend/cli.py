@@ -175,11 +175,26 @@ def needs_tensorflow(kernel: str) -> bool:
         return False
 
 
+# `tuibend units FOLDER` niced by the child itself (no preexec_fn: unsafe in a process with threads).
+UNITS_AT_LOW_PRIORITY = ("import os, sys\nif hasattr(os, 'nice'):\n    os.nice(10)\n"
+                         "from tuibend.cli import main\nsys.exit(main(['units', sys.argv[1]]))")
+
+
 def model_unit_statistics(model: ModelFile, folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A model file's unit statistics as cached, else computed from its activations (TensorFlow loads then)."""
+    """A model file's unit statistics as cached, else computed from its activations by TensorFlow.
+
+    Where TensorFlow is not loaded here (the native kernel plays), ``tuibend units`` computes and caches them in a
+    child process at low priority: a live edit that first asks for them then never holds this process (and its
+    audio) for the seconds TensorFlow takes to load. In this process only if the child could not cache them."""
+    import subprocess
+
     from tuibend.bend.units import cached_unit_statistics, unit_statistics
 
     statistics = cached_unit_statistics(folder)
+    if statistics is None and "tensorflow" not in sys.modules:
+        subprocess.run([sys.executable, "-c", UNITS_AT_LOW_PRIORITY, str(folder)], capture_output=True,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        statistics = cached_unit_statistics(folder)
     if statistics is None:
         import_tensorflow_quietly()
         statistics = unit_statistics(model.timbre_model(), folder)
