@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -192,8 +193,9 @@ def model_unit_statistics(model: ModelFile, folder: str | os.PathLike) -> dict[s
 
     statistics = cached_unit_statistics(folder)
     if statistics is None and "tensorflow" not in sys.modules:
-        subprocess.run([sys.executable, "-c", UNITS_AT_LOW_PRIORITY, str(folder)], capture_output=True,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        with contextlib.suppress(OSError, subprocess.SubprocessError):  # no child, or one that hung: here, then
+            subprocess.run([sys.executable, "-c", UNITS_AT_LOW_PRIORITY, str(folder)], capture_output=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
         statistics = cached_unit_statistics(folder)
     if statistics is None:
         import_tensorflow_quietly()
