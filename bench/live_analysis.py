@@ -3,10 +3,10 @@
 Run: ``python bench/live_analysis.py`` (about two minutes). The microphone path of ``bench/realtime.py`` (the
 analysis of a block, then the fader, controller, the native kernel's step with five bends in bfloat16, guard, DC
 blocker and limiter), 256-sample blocks paced at real time, with two analyses of the same CREPE network (the
-kernel's, in AMX tiles where the CPU has them) taking turns, ``--rounds`` times each, so that both see the same
-machine: ``StreamingAnalyzer`` (framing, loudness FFT and pitch interpolation in numpy around the network) and
-``NativeAnalyzer`` (all of it in one kernel call, what the engine runs). Printed: each one's paced cost per block,
-whole path and analysis, the median over rounds, and their ratio.
+kernel's, in bfloat16: AMX tiles where the CPU has them, vectors elsewhere) taking turns, ``--rounds`` times
+each, so that both see the same machine: ``StreamingAnalyzer`` (framing, loudness FFT and pitch interpolation
+in numpy around the network) and ``NativeAnalyzer`` (all of it in one kernel call, what the engine runs).
+Printed: each one's paced cost per block, whole path and analysis, the median over rounds, and their ratio.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ XLA-compiled model stream (``ModelStream.step``) renders the block, then the non
 blocker and limiter. Live input adds the streaming pitch (CREPE tiny) and
 loudness analysis of the same block (``LiveAnalysis.process``), timed on its own so the table
 shows the model alone (a prepared file) and the model with analysis (a microphone). The analysis
-runs where the model does: in the native kernel beside it (CREPE in AMX tiles where the CPU has
-them, with the bfloat16 layers; float32 vectors with the float32 ones), in TensorFlow beside its stream.
+runs where the model does: in the native kernel beside it (CREPE in bfloat16 with the bfloat16 layers,
+in AMX tiles where the CPU has them; float32 vectors with the float32 ones), in TensorFlow beside its stream.
 Both paths are also paced at real time (one block per block period, as the engine runs them).
 
 Whole-signal rendering is measured beside it: every 4 s, one fresh whole-signal render of the 4 s

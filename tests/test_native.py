@@ -452,8 +452,8 @@ def test_the_kernels_live_analysis_equals_the_streaming_analyzer():
     the demo voice with a rest and a breath, in blocks of 1 to 5000 samples (a call takes 4096 at most), for both
     loudness flavours and after a reset: pitch within 0.01 cent, confidence exactly (the same network on the same
     windows), loudness within 1e-4 dB (v3) and 0.01 dB (v1, whose per-bin dB read the FFT's rounding in the
-    quietest bins). CREPE as the engine runs it (AMX bfloat16 tiles where the CPU has them, float32 elsewhere: the
-    analysis around it is the same). It needs the kernel's CREPE, and says so."""
+    quietest bins). CREPE as the engine runs it (bfloat16 where the build has AVX512-BF16, in AMX tiles where the
+    CPU has them; float32 elsewhere: the analysis around it is the same). It needs the kernel's CREPE, and says so."""
     from tuibend.audiofile import read_audio
     from tuibend.native.analysis import NativeAnalyzer
     from tuibend.native.crepe import NativeCrepe
@@ -538,17 +538,21 @@ def test_a_file_played_on_the_kernel_is_analysed_by_its_crepe(choir_model, tmp_p
     assert np.median(np.abs(players["native"].features.f0_hz - players["tensorflow"].features.f0_hz)[voiced]) < 0.1
 
 
-def test_amx_crepe_keeps_the_pitch_where_the_cpu_has_it(crepe_reference):
-    """bfloat16 asks for AMX tiles: used where the CPU has AMX-BF16 (the activations then within the
-    bfloat16 bound of the TensorFlow test, f0 within 5 cents median), float32 elsewhere."""
+@pytest.mark.parametrize("tiles", [False, True])
+def test_bfloat16_crepe_keeps_the_pitch_in_vectors_and_in_amx_tiles(crepe_reference, tiles):
+    """bfloat16 runs where the build has AVX512-BF16, in AMX tiles where the CPU has AMX-BF16 and tiles are
+    allowed, in vectors otherwise (the activations then within the bfloat16 bound of the TensorFlow test, f0
+    within 5 cents median); float32 elsewhere. Each network differs from float32 (it is not float32 run twice)."""
     from tuibend.native.crepe import NativeCrepe
     from tuibend.pitch.crepe import decode
 
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    network = NativeCrepe("tiny", precision="bfloat16")
+    network = NativeCrepe("tiny", precision="bfloat16", tiles=tiles)
     assert library().amx == (library().build == "avx512bf16" and " amx_bf16" in flags)
-    assert network.precision == ("bfloat16" if library().amx else "float32")
-    assert NativeCrepe("tiny").precision == "float32"  # float32 asked, float32 run
+    assert network.precision == ("bfloat16" if library().build == "avx512bf16" else "float32")
+    assert network.tiles == (tiles and library().amx)
+    plain = NativeCrepe("tiny")
+    assert (plain.precision, plain.tiles) == ("float32", False)  # float32 asked, float32 run
     for name in ("flute", "choir"):
         activation = network.activation(crepe_reference[f"{name}_frames"])
         expected = crepe_reference[f"{name}_tiny_activation"]
@@ -556,3 +560,5 @@ def test_amx_crepe_keeps_the_pitch_where_the_cpu_has_it(crepe_reference):
         f0, _ = decode(activation, 50.0, 1000.0)
         reference, _ = decode(expected, 50.0, 1000.0)
         assert np.median(np.abs(1200 * np.log2(f0 / reference))) < 5.0
+        rounding = np.max(np.abs(activation - plain.activation(crepe_reference[f"{name}_frames"])))
+        assert (rounding > 1e-5) == (network.precision == "bfloat16")

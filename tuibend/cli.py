@@ -861,8 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "TensorFlow's compiled step, or auto: native unless it cannot load here (default)")
     play.add_argument("--float32", action="store_true",
                       help="the native kernel in float32 throughout (by default its layers run in bfloat16 where "
-                           "the CPU has AVX512-BF16: about twice as fast, 0.3-0.7 %% RMS off float32; and a "
-                           "microphone's CREPE in AMX tiles where it has those)")
+                           "the CPU has AVX512-BF16: about twice as fast, 0.3-0.7 %% RMS off float32; and so does a "
+                           "microphone's CREPE, in AMX tiles where the CPU has those)")
     play.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model (default 1)")
     play.add_argument("--headless", action="store_true",
                       help="no interface of its own (installations, scripts, tests); `tuibend attach` shows one")

@@ -46,8 +46,9 @@ def live_input(model: Model, tracker: str = "crepe-tiny", pitch_shift_semitones:
     """The live input analysed; with ``keyboard``, its notes give the pitch and the voice the loudness.
 
     CREPE runs where the model does (``kernel`` as the engine's: the native kernel unless it cannot
-    load), in bfloat16 AMX tiles where the CPU has them and ``bfloat16`` allows; with the kernel's CREPE
-    the whole analysis (framing, loudness, interpolation) runs in the kernel too."""
+    load), in bfloat16 where the CPU has AVX512-BF16 and ``bfloat16`` allows (AMX tiles where it has
+    those); with the kernel's CREPE the whole analysis (framing, loudness, interpolation) runs in the
+    kernel too."""
     config = model.config
     network = None
     if tracker.startswith("crepe-") and choose(kernel)[0] == "native":

@@ -159,7 +159,7 @@ class AnalysisConfig(ctypes.Structure):
                 ("missing_db", ctypes.c_float)]
 
 
-ABI_VERSION = 4  # block.c's TB_ABI_VERSION
+ABI_VERSION = 5  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
 
@@ -211,7 +211,7 @@ def library() -> ctypes.CDLL:
     lib.tb_crepe_create.restype = ctypes.c_void_p
     lib.tb_crepe_create.argtypes = [ctypes.POINTER(floats), ctypes.c_int, ctypes.c_int]
     lib.tb_crepe_destroy.argtypes = [ctypes.c_void_p]
-    lib.tb_crepe_amx.argtypes = [ctypes.c_void_p]
+    lib.tb_crepe_mode.argtypes = [ctypes.c_void_p]
     lib.tb_crepe_activation.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     lib.tb_crepe_activation.restype = None
     lib.tb_crepe_pitch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,

@@ -42,7 +42,7 @@ enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP,
 static const char *const TRANSFORM_NAMES[T_COUNT] = {
     "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
     "smooth", "permute"};
-#define TB_ABI_VERSION 4 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
+#define TB_ABI_VERSION 5 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -1115,13 +1115,14 @@ static inline vconv load_vconv(const float *p) {
 
 typedef struct {
     int width, stride, in, out, positions, pad_before; /* positions: outputs before pooling */
-    float *kernel;     /* [width * in][out] float32 (vectors) */
-    uint32_t *pairs;   /* [width * in / 2][out] bfloat16 pairs (AMX) */
+    float *kernel;     /* [width * in][out] float32 */
+    uint32_t *pairs;   /* [width * in / 2][out] bfloat16 pairs */
     float *bias, *scale, *shift; /* batch normalisation after the ReLU as one affine per channel */
 } crepe_layer_t;
 
 typedef struct {
-    int amx;                        /* 1: the convolutions in bfloat16 AMX tiles, 0: float32 vectors */
+    int bf16;                       /* 1: the convolutions in bfloat16 (float32 sums), 0: float32 vectors */
+    int amx;                        /* 1: those bfloat16 convolutions in AMX tiles, 0: in vectors */
     crepe_layer_t layers[CREPE_LAYERS];
     dense_t classifier;
     float *input[CREPE_LAYERS];     /* each layer's zero-padded input [padded positions][in] */
@@ -1158,6 +1159,41 @@ static inline __attribute__((always_inline)) void conv_tile(const crepe_layer_t 
             memcpy(y + (size_t)(t + r) * l->out + column + CONV_WIDTH * v, &acc[r][v], sizeof(vconv));
 }
 
+#if HAVE_BF16
+/* The same sums from bfloat16 pairs (input and kernel, float32 sums): each dot product multiplies two of the
+ * window's values at once, so a frame takes about half the vector work (on CPUs whose dot products run at the
+ * rate of their multiply-adds: AMD's Zen 4, measured). */
+static inline __attribute__((always_inline)) void conv_tile_pairs(const crepe_layer_t *l, const uint32_t *x, int t,
+                                                                      const int rows, const int vecs, int column,
+                                                                      float *y) {
+    int pair_count = l->width * l->in / 2;
+    size_t step = (size_t)l->stride * l->in / 2;
+    __m512 acc[CONV_SUMS][4];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) acc[r][v] = _mm512_setzero_ps();
+    const uint32_t *w = l->pairs + column, *row = x + (size_t)t * step;
+    for (int q = 0; q < pair_count; q++, w += l->out) {
+        __m512bh w0 = (__m512bh)_mm512_loadu_si512(w);
+        __m512bh w1 = vecs > 1 ? (__m512bh)_mm512_loadu_si512(w + 16) : w0;
+        __m512bh w2 = vecs > 2 ? (__m512bh)_mm512_loadu_si512(w + 32) : w0;
+        __m512bh w3 = vecs > 3 ? (__m512bh)_mm512_loadu_si512(w + 48) : w0;
+        for (int r = 0; r < rows; r++) {
+            __m512bh xb = (__m512bh)_mm512_set1_epi32((int)row[r * step + q]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], xb, w0);
+            if (vecs > 1) acc[r][1] = _mm512_dpbf16_ps(acc[r][1], xb, w1);
+            if (vecs > 2) acc[r][2] = _mm512_dpbf16_ps(acc[r][2], xb, w2);
+            if (vecs > 3) acc[r][3] = _mm512_dpbf16_ps(acc[r][3], xb, w3);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) _mm512_storeu_ps(y + (size_t)(t + r) * l->out + column + 16 * v, acc[r][v]);
+}
+#define CONV_TILE(rows, vecs) \
+    (x_pairs ? conv_tile_pairs(l, x_pairs, t, rows, vecs, column, y) : conv_tile(l, x, t, rows, vecs, column, y))
+#else
+#define CONV_TILE(rows, vecs) conv_tile(l, x, t, rows, vecs, column, y)
+#endif
+
 #if HAVE_AMX
 #define AMX_WINDOWS(index, tile, sum)                                                              \
     if (count > index) {                                                                           \
@@ -1191,26 +1227,29 @@ static void conv_apply_amx(const crepe_layer_t *l, const uint32_t *x, float *y) 
 #endif
 
 /* One convolution over all its positions, without its bias: y [positions][out] = windows of x times the
- * kernel. Tiles of as many positions as CONV_SUMS registers hold beside 1, 2 or 4 vectors of channels. */
-static void conv_apply(const crepe_layer_t *l, const float *x, float *y) {
+ * kernel, from x in float32, or from x_pairs (the same input in bfloat16 pairs) where that is not NULL. Tiles
+ * of as many positions as CONV_SUMS registers hold beside 1, 2 or 4 vectors of channels. */
+static void conv_apply(const crepe_layer_t *l, const float *x, const uint32_t *x_pairs, float *y) {
+    (void)x_pairs; /* only read where the build has bfloat16 dot products */
     int vecs = l->out % (4 * CONV_WIDTH) == 0 ? 4 : l->out / CONV_WIDTH;
     for (int column = 0; column < l->out; column += CONV_WIDTH * vecs) {
         int t = 0;
 #define CONV_ROWS(v) (CONV_SUMS / (v) > 1 ? CONV_SUMS / (v) : 1)
         if (vecs == 4)
-            for (; t + CONV_ROWS(4) <= l->positions; t += CONV_ROWS(4)) conv_tile(l, x, t, CONV_ROWS(4), 4, column, y);
+            for (; t + CONV_ROWS(4) <= l->positions; t += CONV_ROWS(4)) CONV_TILE(CONV_ROWS(4), 4);
         else if (vecs == 2)
-            for (; t + CONV_ROWS(2) <= l->positions; t += CONV_ROWS(2)) conv_tile(l, x, t, CONV_ROWS(2), 2, column, y);
+            for (; t + CONV_ROWS(2) <= l->positions; t += CONV_ROWS(2)) CONV_TILE(CONV_ROWS(2), 2);
         else
-            for (; t + CONV_ROWS(1) <= l->positions; t += CONV_ROWS(1)) conv_tile(l, x, t, CONV_ROWS(1), 1, column, y);
+            for (; t + CONV_ROWS(1) <= l->positions; t += CONV_ROWS(1)) CONV_TILE(CONV_ROWS(1), 1);
 #undef CONV_ROWS
         for (; t < l->positions; t++) {
-            if (vecs == 4) conv_tile(l, x, t, 1, 4, column, y);
-            else if (vecs == 2) conv_tile(l, x, t, 1, 2, column, y);
-            else conv_tile(l, x, t, 1, 1, column, y);
+            if (vecs == 4) CONV_TILE(1, 4);
+            else if (vecs == 2) CONV_TILE(1, 2);
+            else CONV_TILE(1, 1);
         }
     }
 }
+#undef CONV_TILE
 
 static void to_pairs(const float *x, size_t count, uint32_t *pairs) {
     for (size_t q = 0; q < count / 2; q++) pairs[q] = bf16_bits(x[2 * q]) | bf16_bits(x[2 * q + 1]) << 16;
@@ -1230,14 +1269,15 @@ void tb_crepe_destroy(tb_crepe *c) {
 
 /* A CREPE network of capacity `multiplier` (4 tiny ... 32 full). weights: per layer its kernel
  * [width][in][out], bias, gamma, beta, moving mean and variance, then the classifier's kernel [4 * last
- * channels][360] and bias. bfloat16: in AMX tiles where the CPU has them (float32 otherwise: AVX512-BF16's
- * dot products measured slower than float32 vectors here). NULL if memory runs out or the multiplier
- * makes no channels of 16. */
-tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int bfloat16) {
+ * channels][360] and bias. precision: 0 float32 vectors; 1 bfloat16 pairs with float32 sums where the build has
+ * AVX512-BF16, in vectors; 2 the same in AMX tiles where the CPU has them (vectors otherwise); a build without
+ * AVX512-BF16 runs float32 vectors. NULL if memory runs out or the multiplier makes no channels of 16. */
+tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int precision) {
     if (multiplier < 4 || multiplier % 4) return 0;
     tb_crepe *c = zalloc(sizeof(tb_crepe));
     if (!c) return 0;
-    c->amx = bfloat16 && amx_enabled();
+    c->bf16 = precision > 0 && HAVE_BF16;
+    c->amx = c->bf16 && precision == 2 && amx_enabled();
     int in = 1, positions = CREPE_FRAME, widest = 0, widest_out = 0;
     for (int i = 0; i < CREPE_LAYERS; i++, weights += 6) {
         crepe_layer_t *l = &c->layers[i];
@@ -1255,14 +1295,14 @@ tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int bfloa
         l->bias = zalloc(sizeof(float) * l->out);
         l->scale = zalloc(sizeof(float) * l->out);
         l->shift = zalloc(sizeof(float) * l->out);
-        if (c->amx) l->pairs = zalloc(sizeof(uint32_t) * rows / 2 * l->out);
+        if (c->bf16) l->pairs = zalloc(sizeof(uint32_t) * rows / 2 * l->out);
         else l->kernel = zalloc(sizeof(float) * rows * l->out);
         if (!c->input[i] || !l->bias || !l->scale || !l->shift || !(l->pairs || l->kernel)) {
             tb_crepe_destroy(c);
             return 0;
         }
         const float *kernel = weights[0];
-        if (c->amx)
+        if (c->bf16)
             for (size_t q = 0; q < rows / 2; q++)
                 for (int o = 0; o < l->out; o++)
                     l->pairs[q * l->out + o] = bf16_bits(kernel[2 * q * l->out + o])
@@ -1299,12 +1339,9 @@ void tb_crepe_activation(tb_crepe *c, const float *frames, int n, float *out) {
         memcpy(c->input[0] + c->layers[0].pad_before, frames + (size_t)f * CREPE_FRAME, sizeof(float) * CREPE_FRAME);
         for (int i = 0; i < CREPE_LAYERS; i++) {
             const crepe_layer_t *l = &c->layers[i];
-            if (c->amx) {
-                to_pairs(c->input[i], c->input_size[i], c->input_pairs);
-                conv_apply_amx(l, c->input_pairs, c->conv_out);
-            } else {
-                conv_apply(l, c->input[i], c->conv_out);
-            }
+            if (c->bf16) to_pairs(c->input[i], c->input_size[i], c->input_pairs);
+            if (c->amx) conv_apply_amx(l, c->input_pairs, c->conv_out);
+            else conv_apply(l, c->input[i], c->bf16 ? c->input_pairs : 0, c->conv_out);
             /* bias, ReLU, batch normalisation, max-pool 2: into the next layer's input (past its padding) */
             float *next = i + 1 < CREPE_LAYERS ? c->input[i + 1] + (size_t)c->layers[i + 1].pad_before * l->out
                                                : c->features;
@@ -1365,8 +1402,8 @@ void tb_crepe_pitch(tb_crepe *c, const float *frames, int n, int low, int high, 
     }
 }
 
-/* 1 when this network's convolutions run in AMX tiles (bfloat16). */
-int tb_crepe_amx(const tb_crepe *c) { return c->amx; }
+/* How this network's convolutions run: 0 float32 vectors, 1 bfloat16 vectors, 2 bfloat16 AMX tiles. */
+int tb_crepe_mode(const tb_crepe *c) { return c->amx ? 2 : c->bf16; }
 
 /* ----- the live analysis: CREPE's pitch and the loudness, frame by frame, for a block of input -------------- */
 

@@ -1,8 +1,9 @@
 """CREPE in the native kernel: the live pitch analysis in one C call per frame.
 
 The same network as :class:`tuibend.pitch.crepe.Crepe` (its float32 activations within 1e-5 of it),
-computed by ``block.c``'s convolution tiles: float32 vectors, or bfloat16 AMX tiles where the CPU
-has them (Intel Sapphire Rapids and later), which run a frame about six times faster (measured,
+computed by ``block.c``'s convolution tiles: float32 vectors, or bfloat16 pairs with float32 sums where
+the CPU has AVX512-BF16, in AMX tiles where it has those too (Intel Sapphire Rapids and later: a frame
+about six times faster than float32) and in vectors elsewhere (AMD Zen 4: 1.7 times; measured,
 docs/benchmarks.md). Weights come from the same files, loaded by the same checks.
 """
 
@@ -17,6 +18,7 @@ from tuibend.pitch.crepe_format import CAPACITIES, FRAME_SIZE, N_BINS, load_npz_
 from tuibend.places import crepe_weights
 
 _LAYER_WEIGHTS = ("kernel", "bias", "gamma", "beta", "mean", "variance")
+FLOAT32, VECTORS, TILES = 0, 1, 2  # tb_crepe_create's precisions: float32, bfloat16 in vectors, in AMX tiles
 
 
 def weight_order() -> list[str]:
@@ -26,11 +28,12 @@ def weight_order() -> list[str]:
 
 
 class NativeCrepe:
-    """A CREPE network in the kernel. ``precision="bfloat16"`` asks for AMX tiles; where the CPU has none it
-    runs float32, and :attr:`precision` says which runs."""
+    """A CREPE network in the kernel. ``precision="bfloat16"`` asks for bfloat16 convolutions, in AMX tiles
+    where the CPU has them and ``tiles`` allows (vectors otherwise); where the build has no AVX512-BF16 it runs
+    float32. :attr:`precision` says which runs, :attr:`tiles` whether in AMX tiles."""
 
     def __init__(self, capacity: str = "tiny", weights: dict[str, np.ndarray] | None = None,
-                 precision: str = "float32"):
+                 precision: str = "float32", tiles: bool = True):
         if capacity not in CAPACITIES:
             raise ValueError(f"unknown CREPE capacity {capacity!r}: use one of {', '.join(CAPACITIES)}")
         self._lib = library()
@@ -40,11 +43,14 @@ class NativeCrepe:
         keep = [np.ascontiguousarray(weights[name], np.float32) for name in weight_order()]
         floats = ctypes.POINTER(ctypes.c_float)
         pointers = (floats * len(keep))(*(array.ctypes.data_as(floats) for array in keep))
-        handle = self._lib.tb_crepe_create(pointers, CAPACITIES[capacity], int(precision == "bfloat16"))
+        mode = (TILES if tiles else VECTORS) if precision == "bfloat16" else FLOAT32
+        handle = self._lib.tb_crepe_create(pointers, CAPACITIES[capacity], mode)
         if not handle:
             raise NativeUnavailable(f"the native kernel could not hold CREPE {capacity} (out of memory)")
         self._handle = ctypes.c_void_p(handle)
-        self.precision = "bfloat16" if self._lib.tb_crepe_amx(self._handle) else "float32"
+        mode = self._lib.tb_crepe_mode(self._handle)
+        self.precision = "float32" if mode == FLOAT32 else "bfloat16"
+        self.tiles = mode == TILES
 
     def __del__(self):
         handle = getattr(self, "_handle", None)
