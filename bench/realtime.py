@@ -5,16 +5,16 @@ question the live instrument depends on: with a chain of five bends, how many ti
 real time does one thread compute a block, and how long after a sound goes in does it come out?
 
 Each block is computed exactly as the engine's model thread computes it
-(:meth:`tuibend.engine.engine.Engine._process`), without audio devices: a fader moves
-(``BendController.set``), the controller writes the block's per-frame bend values
-(``advance``), the native kernel (``NativeStream.step``, the engine's default) or TensorFlow's
-XLA-compiled model stream (``ModelStream.step``) renders the block, then the non-finite guard, DC
-blocker and limiter. Live input adds the streaming pitch (CREPE tiny) and
-loudness analysis of the same block (``LiveAnalysis.process``), timed on its own so the table
-shows the model alone (a prepared file) and the model with analysis (a microphone). The analysis
-runs where the model does: in the native kernel beside it (CREPE in bfloat16 with the bfloat16 layers,
-in AMX tiles where the CPU has them; float32 vectors with the float32 ones), in TensorFlow beside its stream.
-Both paths are also paced at real time (one block per block period, as the engine runs them).
+(:meth:`tuibend.engine.engine.Engine._process`), without audio devices: a fader moves (``BendController.set``),
+the controller writes the block's per-frame bend values (``advance``), the native kernel (``NativeStream.step``,
+the engine's default) or TensorFlow's XLA-compiled model stream (``ModelStream.step``) renders the block, then
+the non-finite guard, DC blocker and limiter (in the kernel's one call with the native kernel, in numpy with
+TensorFlow's). Live input adds the streaming pitch (CREPE tiny) and loudness analysis of the same block
+(``LiveAnalysis.process``), timed on its own so the table shows the model alone (a prepared file) and the model
+with analysis (a microphone). The analysis runs where the model does: in the native kernel beside it (CREPE in
+bfloat16 with the bfloat16 layers, in AMX tiles where the CPU has them; float32 vectors with the float32 ones),
+in TensorFlow beside its stream. Both paths are also paced at real time (one block per block period, as the
+engine runs them).
 
 Whole-signal rendering is measured beside it: every 4 s, one fresh whole-signal render of the 4 s
 block (``TimbreModel.render``: GRU and phases start from zero each call), so a sound can only come
@@ -64,9 +64,9 @@ from tuibend.engine.sources import LiveAnalysis  # noqa: E402
 from tuibend.model.config import DecoderConfig  # noqa: E402
 from tuibend.model.layout import point_widths  # noqa: E402
 from tuibend.model.timbre import TimbreModel  # noqa: E402
+from tuibend.native.safety import safety_chain  # noqa: E402
 from tuibend.native.stream import NativeStream  # noqa: E402
 from tuibend.places import bundled  # noqa: E402
-from tuibend.safety import DcBlocker, Limiter, is_finite  # noqa: E402
 
 BLOCKS = (64, 256, 1024)  # samples at 16 kHz: 4, 16 and 64 ms
 ENGINE_BLOCK = 256  # the engine's default
@@ -184,7 +184,7 @@ def block_path(model: TimbreModel, block_samples: int, seconds: float, kernel: s
         controller.rig.reset()
         if live is not None:
             live.reset()
-        dc_blocker, limiter = DcBlocker(config.sample_rate), Limiter(config.sample_rate)
+        safety = safety_chain(config.sample_rate, native)  # in the kernel with it, as the engine runs them
         model_seconds = analysis_seconds = 0.0
         deadline = time.perf_counter()
         for index in range(count):
@@ -196,9 +196,8 @@ def block_path(model: TimbreModel, block_samples: int, seconds: float, kernel: s
             controller.set(*MOVED_FADER, float(faders[index % n_blocks]))
             controller.advance()
             out = stream.step(f0[frames], loudness[frames])
-            if not is_finite(out):
-                out = np.zeros_like(out)
-            limiter.process(dc_blocker.process(out))
+            if safety.process(out) is None:
+                safety.reset()
             finished = time.perf_counter()
             analysis_seconds += analysed - started
             model_seconds += finished - analysed

@@ -562,3 +562,44 @@ def test_bfloat16_crepe_keeps_the_pitch_in_vectors_and_in_amx_tiles(crepe_refere
         assert np.median(np.abs(1200 * np.log2(f0 / reference))) < 5.0
         rounding = np.max(np.abs(activation - plain.activation(crepe_reference[f"{name}_frames"])))
         assert (rounding > 1e-5) == (network.precision == "bfloat16")
+
+
+@pytest.mark.quick
+def test_the_kernels_safety_chain_equals_numpys():
+    """Guard, DC blocker and limiter in one kernel call give numpy's SafetyChain within float32 rounding, block by
+    block with the state carried: a voice with a DC offset at several gains, bursts far over the ceiling (the gain
+    glide and the tanh knee), blocks of 1 to 4096 samples, a release back to unity; a block with NaN or Inf is
+    refused by both with the state untouched; a reset starts both afresh."""
+    from tuibend.audiofile import read_audio
+    from tuibend.native.safety import NativeSafety, safety_chain
+    from tuibend.safety import SafetyChain
+
+    rng = np.random.default_rng(3)
+    voice = read_audio(DEMO_INPUT, 16000)[:4 * 16000] + np.float32(0.2)  # a DC offset to block
+    voice[16000:20000] *= 40.0  # a blow-up: limited to the ceiling
+    native, reference = safety_chain(16000, native=True), safety_chain(16000, native=False)
+    assert isinstance(native, NativeSafety) and isinstance(reference, SafetyChain)
+    start, limited, outputs = 0, 0, []
+    for index, size in enumerate(int(size) for size in rng.choice([1, 63, 256, 256, 1000, 4096], 400)):
+        block = voice[start:start + size]
+        if not len(block):
+            break
+        start += size
+        gain = (1.0, 2.0, 0.5)[index % 3]
+        got, expected = native.process(block, gain), reference.process(block, gain)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+        assert native.gain == pytest.approx(reference.limiter.gain, abs=1e-9)
+        limited += native.gain < 1.0
+        outputs.append(got)
+        if index == 20:
+            for bad in (np.nan, np.inf, -np.inf):
+                broken = block.copy()
+                broken[len(broken) // 2] = bad
+                assert native.process(broken) is None and reference.process(broken) is None
+    heard = np.concatenate(outputs)
+    assert limited > 5 and np.max(np.abs(heard)) <= reference.limiter.ceiling  # the ceiling held, by both
+    assert abs(float(np.mean(heard[-16000:]))) < 0.01 and native.gain > 0.999  # DC gone, gain recovered
+    native.reset()
+    reference.reset()
+    block = voice[16000:16256]
+    np.testing.assert_allclose(native.process(block), reference.process(block), rtol=0, atol=1e-6)

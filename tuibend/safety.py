@@ -71,3 +71,23 @@ class Limiter:
 def is_finite(block: np.ndarray) -> bool:
     """False when a block holds NaN or Inf (a bend that blew up)."""
     return bool(np.isfinite(block).all())
+
+
+class SafetyChain:
+    """The three in the engine's order: the output gain, the guard, the DC blocker, the limiter.
+    The native kernel's twin (:class:`tuibend.native.safety.NativeSafety`) computes the same in one call."""
+
+    def __init__(self, sample_rate: int):
+        self.dc_blocker = DcBlocker(sample_rate)
+        self.limiter = Limiter(sample_rate)
+
+    def reset(self) -> None:
+        self.dc_blocker.reset()
+        self.limiter.reset()
+
+    def process(self, block: np.ndarray, gain: float = 1.0) -> np.ndarray | None:
+        """``block * gain`` without DC and under the ceiling; None when the block holds NaN or Inf (nothing
+        changed: the caller mutes and resets)."""
+        if not is_finite(block):
+            return None
+        return self.limiter.process(self.dc_blocker.process(block * np.float32(gain)))

@@ -47,7 +47,7 @@ from tuibend.engine.telemetry import Telemetry
 from tuibend.errors import describe
 from tuibend.keyboard import KeyboardVoice, VoiceSettings
 from tuibend.model.store import ModelFile
-from tuibend.safety import DcBlocker, Limiter, is_finite
+from tuibend.native.safety import safety_chain
 
 if TYPE_CHECKING:
     from tuibend.model.timbre import TimbreModel
@@ -204,12 +204,11 @@ class Engine:
         self._guard_mutes = 0
         self._load = _LoadMeter()
         self._last_stats = 0.0
-        self._dc = DcBlocker(self.sample_rate)
-        self._limiter = Limiter(self.sample_rate)
         self.dynamics = Dynamics.for_model(model.config, scene_gate(self.scene, self.settings.gate),
                                            self.settings.level_match, source.makeup_db)
         self._gated_scene = self.scene
         self.kernel = self._choose_kernel()
+        self._safety = safety_chain(self.sample_rate, native=self.kernel == "native")
         if self.kernel == "tensorflow" and isinstance(model, ModelFile):
             self.model = model.timbre_model()  # TensorFlow loads here: the kernel's chains need none of it
         self._preparer = ChainPreparer(self._build_chain)
@@ -427,10 +426,11 @@ class Engine:
         else:
             controller.advance()
             audio = self.dynamics.shape(chain.stream.step(block.f0_hz, heard), block.dry, self.scene.drone)
-        if not is_finite(audio):
+        safe = self._safety.process(audio, self._gain)
+        if safe is None:  # NaN or Inf: muted, every state cleared
             self._guard(chain, "guard")
-            audio = np.zeros_like(audio)
-        audio = self._limiter.process(self._dc.process(audio * self._gain))
+            safe = np.zeros_like(audio)
+        audio = safe
         if self._take is not None:
             try:
                 self._take.write(audio)
@@ -462,8 +462,7 @@ class Engine:
         self.bridge.mute_until = self._output.written
         chain.stream.reset()
         chain.rig.reset()
-        self._dc.reset()
-        self._limiter.reset()
+        self._safety.reset()
         if reason == "guard":
             self._guard_mutes += 1
             self.events.add(Event(self.seconds, "engine", "guard", "muted a non-finite block and reset"))

@@ -159,6 +159,11 @@ class AnalysisConfig(ctypes.Structure):
                 ("missing_db", ctypes.c_float)]
 
 
+class Safety(ctypes.Structure):
+    _fields_ = [("r", ctypes.c_double), ("last_x", ctypes.c_double), ("last_y", ctypes.c_double),
+                ("gain", ctypes.c_double), ("ceiling", ctypes.c_double), ("release_samples", ctypes.c_double)]
+
+
 ABI_VERSION = 5  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
@@ -168,7 +173,7 @@ def check_abi(lib: ctypes.CDLL, path: Path) -> None:
     structs Python fills, the transforms (names in id order) and the bend points' numbering."""
     from tuibend.bend.registry import SPECS
 
-    abi = (ctypes.c_int32 * 6)()
+    abi = (ctypes.c_int32 * 7)()
     try:
         lib.tb_abi(abi)
     except AttributeError:
@@ -177,10 +182,11 @@ def check_abi(lib: ctypes.CDLL, path: Path) -> None:
     lib.tb_transform_name.restype = ctypes.c_char_p
     kernel = {"version": abi[0], "tb_config size": abi[1], "tb_bend size": abi[2],
               "transforms": [lib.tb_transform_name(i).decode() for i in range(abi[3])], "first late point": abi[4],
-              "tb_analysis_config size": abi[5]}
+              "tb_analysis_config size": abi[5], "tb_safety size": abi[6]}
     expected = {"version": ABI_VERSION, "tb_config size": ctypes.sizeof(Config),
                 "tb_bend size": ctypes.sizeof(BendSpec), "transforms": list(SPECS),
-                "first late point": FIRST_LATE_POINT, "tb_analysis_config size": ctypes.sizeof(AnalysisConfig)}
+                "first late point": FIRST_LATE_POINT, "tb_analysis_config size": ctypes.sizeof(AnalysisConfig),
+                "tb_safety size": ctypes.sizeof(Safety)}
     differs = [f"{key} {kernel[key]} (expected {expected[key]})" for key in expected if kernel[key] != expected[key]]
     if differs:
         raise NativeUnavailable(f"the native kernel at {path} does not match this tuibend: {'; '.join(differs)}; "
@@ -225,6 +231,9 @@ def library() -> ctypes.CDLL:
     lib.tb_analysis_process.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                         ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_analysis_process.restype = ctypes.c_int
+    lib.tb_safety_process.argtypes = [ctypes.POINTER(Safety), ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
+                                      ctypes.c_void_p]
+    lib.tb_safety_process.restype = ctypes.c_int
     return lib
 
 

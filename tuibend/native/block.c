@@ -771,15 +771,68 @@ int tb_cpu_level(void) {
 #endif
 }
 
+/* ----- what stands before the speaker: the NaN/Inf guard, a DC blocker and a peak limiter, one call a block -----
+ * tuibend.safety's numpy twin computes the same (equal within float32 rounding, tested); here it costs no
+ * interpreter and no temporary arrays on the model thread. Python owns the state and fills the constants. */
+typedef struct {
+    double r;               /* the DC blocker's pole: y[n] = x[n] - x[n-1] + r y[n-1] (about 10 Hz) */
+    double last_x, last_y;  /* its state */
+    double gain;            /* the limiter's gain where the last block ended */
+    double ceiling;         /* the limiter's ceiling, never exceeded */
+    double release_samples; /* the limiter's recovery time constant */
+} tb_safety;
+
+/* out = the limiter of the DC blocker of in * gain, for n samples (in and out may be the same). 1 when in holds
+ * NaN or Inf: out is silence and the state untouched (the caller mutes and resets); 0 otherwise. */
+int tb_safety_process(tb_safety *s, const float *in, int n, float gain, float *out) {
+    uint32_t non_finite = 0;
+    for (int i = 0; i < n; i++) { /* an exponent of all ones: NaN or Inf (integer tests: vectorised) */
+        uint32_t bits;
+        memcpy(&bits, in + i, sizeof(bits));
+        non_finite |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    if (non_finite) {
+        memset(out, 0, sizeof(float) * (size_t)n);
+        return 1;
+    }
+    double last_x = s->last_x, y = s->last_y, r = s->r;
+    float peak = 0.0f;
+    for (int i = 0; i < n; i++) {
+        double x = (double)(in[i] * gain);
+        y = x - last_x + r * y;
+        last_x = x;
+        out[i] = (float)y;
+        float magnitude = fabsf(out[i]);
+        peak = magnitude > peak ? magnitude : peak;
+    }
+    if (n) s->last_x = last_x, s->last_y = y;
+    double needed = peak > 0.0f ? fmin(1.0, s->ceiling / peak) : 1.0;
+    double recovered = 1.0 - (1.0 - s->gain) * exp(-n / s->release_samples);
+    double target = fmin(needed, recovered), knee = 0.9 * s->ceiling;
+    if (target == 1.0 && s->gain == 1.0 && peak <= knee) return 0; /* nothing to limit: most blocks */
+    double start = s->gain, step = n ? (target - start) / n : 0.0;
+    float knee_f = (float)knee, width = (float)(s->ceiling - knee);
+    for (int i = 0; i < n; i++) {
+        float limited = out[i] * (float)(i + 1 < n ? start + (i + 1) * step : target);
+        float magnitude = fabsf(limited);
+        if (magnitude > knee_f) /* a tanh knee over the ceiling's last 10 %: continuous, never past it */
+            limited = copysignf(knee_f + width * tanhf((magnitude - knee_f) / width), limited);
+        out[i] = limited;
+    }
+    s->gain = target;
+    return 0;
+}
+
 /* The contract Python checks before it calls anything else: version, the sizes of the structs it fills
- * (tb_config, tb_bend, tb_analysis_config), the transform count and the first late bend point's number. */
-void tb_abi(int32_t out[6]) {
+ * (tb_config, tb_bend, tb_analysis_config, tb_safety), the transform count and the first late bend point's number. */
+void tb_abi(int32_t out[7]) {
     out[0] = TB_ABI_VERSION;
     out[1] = (int32_t)sizeof(tb_config);
     out[2] = (int32_t)sizeof(tb_bend);
     out[3] = T_COUNT;
     out[4] = POINT_FC1;
     out[5] = (int32_t)sizeof(tb_analysis_config);
+    out[6] = (int32_t)sizeof(tb_safety);
 }
 
 /* 1 when this process multiplies in AMX tiles: the CPU has AMX-BF16, the build bfloat16, and Linux allows it. */
