@@ -96,11 +96,11 @@ def main() -> None:
         networks.update({("full", p, "TensorFlow"): Crepe.from_file(full_path, precision=p)
                          for p in ("float32", "bfloat16")})
     try:
-        for asked, tiles in (("float32", False), ("bfloat16", False), ("bfloat16", True)):
-            native = NativeCrepe("tiny", precision=asked, tiles=tiles)
-            if (native.precision, native.tiles) == (asked, tiles):  # what this CPU lacks is not measured twice
-                label = f"{asked} AMX" if tiles else f"{asked} vectors" if asked == "bfloat16" else asked
-                networks["tiny", label, "native kernel"] = native
+        for asked, vectors in (("float32", False), ("bfloat16", True), ("bfloat16", False)):
+            native = NativeCrepe("tiny", precision=asked, vectors=vectors)
+            label = "bfloat16 AMX" if native.tiles else "bfloat16 vectors" if native.precision == "bfloat16" else asked
+            if native.precision == asked:  # what this CPU lacks is not measured, nor one path twice
+                networks.setdefault(("tiny", label, "native kernel"), native)
     except NativeUnavailable as error:
         print(f"native kernel: {error}", file=sys.stderr)
     rows = []

@@ -18,7 +18,8 @@ from tuibend.pitch.crepe_format import CAPACITIES, FRAME_SIZE, N_BINS, load_npz_
 from tuibend.places import crepe_weights
 
 _LAYER_WEIGHTS = ("kernel", "bias", "gamma", "beta", "mean", "variance")
-FLOAT32, VECTORS, TILES = 0, 1, 2  # tb_crepe_create's precisions: float32, bfloat16 in vectors, in AMX tiles
+FLOAT32, VECTORS, FASTEST = 0, 1, 2  # tb_crepe_create's precisions: float32, bfloat16 in vectors, the faster
+RUNS_FLOAT32, RUNS_VECTORS, RUNS_TILES = 0, 1, 2  # what tb_crepe_mode answers
 
 
 def weight_order() -> list[str]:
@@ -28,12 +29,13 @@ def weight_order() -> list[str]:
 
 
 class NativeCrepe:
-    """A CREPE network in the kernel. ``precision="bfloat16"`` asks for bfloat16 convolutions, in AMX tiles
-    where the CPU has them and ``tiles`` allows (vectors otherwise); where the build has no AVX512-BF16 it runs
-    float32. :attr:`precision` says which runs, :attr:`tiles` whether in AMX tiles."""
+    """A CREPE network in the kernel. ``precision="bfloat16"`` asks for bfloat16 convolutions where they are
+    the faster: in AMX tiles where the CPU has them, in vectors where its dot products run at twice float32's
+    rate (AMD's), float32 elsewhere; ``vectors`` asks for bfloat16 in vectors wherever the build has AVX512-BF16
+    (to compare the paths). :attr:`precision` says which runs, :attr:`tiles` whether in AMX tiles."""
 
     def __init__(self, capacity: str = "tiny", weights: dict[str, np.ndarray] | None = None,
-                 precision: str = "float32", tiles: bool = True):
+                 precision: str = "float32", vectors: bool = False):
         if capacity not in CAPACITIES:
             raise ValueError(f"unknown CREPE capacity {capacity!r}: use one of {', '.join(CAPACITIES)}")
         self._lib = library()
@@ -43,14 +45,14 @@ class NativeCrepe:
         keep = [np.ascontiguousarray(weights[name], np.float32) for name in weight_order()]
         floats = ctypes.POINTER(ctypes.c_float)
         pointers = (floats * len(keep))(*(array.ctypes.data_as(floats) for array in keep))
-        mode = (TILES if tiles else VECTORS) if precision == "bfloat16" else FLOAT32
+        mode = (VECTORS if vectors else FASTEST) if precision == "bfloat16" else FLOAT32
         handle = self._lib.tb_crepe_create(pointers, CAPACITIES[capacity], mode)
         if not handle:
             raise NativeUnavailable(f"the native kernel could not hold CREPE {capacity} (out of memory)")
         self._handle = ctypes.c_void_p(handle)
         mode = self._lib.tb_crepe_mode(self._handle)
-        self.precision = "float32" if mode == FLOAT32 else "bfloat16"
-        self.tiles = mode == TILES
+        self.precision = "float32" if mode == RUNS_FLOAT32 else "bfloat16"
+        self.tiles = mode == RUNS_TILES
 
     def __del__(self):
         handle = getattr(self, "_handle", None)
