@@ -139,6 +139,13 @@ class BendController:
         self.decay = math.exp(-1.0 / (smoothing_seconds * frame_rate)) if smoothing_seconds > 0 else 0.0
         self._decay_steps = self.decay ** np.arange(1, rig.block_frames + 1)
         self._derived = {(i, name) for i, bend in enumerate(rig.bends) for name in SPECS[bend.transform].derived}
+        # Looked up once: the rows a block fills from faders, lanes and morphs, and each deriving bend's rows.
+        self._free_rows = [(key, row) for key, row in rig.rows.items() if key not in self._derived]
+        self._derivations = [(index, derive, {name: rig.rows[(index, name)] for name in SPECS[bend.transform].params},
+                              {name: rig.rows[(index, name)] for name in SPECS[bend.transform].derived})
+                             for index, bend in enumerate(rig.bends)
+                             if (derive := DERIVERS.get(bend.transform)) is not None]
+        self._frame_steps = np.arange(rig.block_frames)
         self._targets = {key: rig.bends[key[0]].value(key[1]) for key in rig.rows if key not in self._derived}
         self._current = dict(self._targets)  # model thread only
         self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}  # model thread only
@@ -237,41 +244,37 @@ class BendController:
         """Per-frame values [rows, frames] for the next block, advancing time."""
         self._apply_requests()
         frames = self.rig.block_frames
-        times = (self.frame + np.arange(frames)) / self.frame_rate
-        targets, lanes, morphs = self._targets, self.lanes, self._morphs
+        targets, lanes, morphs, current = self._targets, self.lanes, self._morphs, self._current
+        times = (self.frame + self._frame_steps) / self.frame_rate if lanes else None
         values = np.zeros((len(self.rig.rows) + 1, frames), np.float32)
-        for key, row in self.rig.rows.items():
-            if key in self._derived:
-                continue
+        for key, row in self._free_rows:
             if key in lanes:
                 values[row] = lanes[key].at(times)
-                self._current[key] = float(values[row, -1])
+                current[key] = float(values[row, -1])
             elif key in morphs:
                 start, end, begun, length = morphs[key]
-                progress = np.clip((self.frame + 1 + np.arange(frames) - begun) / length, 0.0, 1.0)
+                progress = np.clip((self.frame + 1 + self._frame_steps - begun) / length, 0.0, 1.0)
                 values[row] = start + (end - start) * progress
-                self._current[key] = float(values[row, -1])
+                current[key] = float(values[row, -1])
                 if progress[-1] >= 1.0:
                     del morphs[key]  # landed: the fader target (the same value) takes over
             else:
-                values[row] = self._glide(key, targets[key], frames)
-        for index, bend in enumerate(self.rig.bends):
-            derive = DERIVERS.get(bend.transform)
-            if derive is not None:
-                params = {name: values[self.rig.rows[(index, name)]] for name in SPECS[bend.transform].params}
-                for name, row in derive(params, self._memory[index], self.frame_rate).items():
-                    values[self.rig.rows[(index, name)]] = row
+                values[row] = self._glide(key, targets[key])
+        for index, derive, param_rows, derived_rows in self._derivations:
+            params = {name: values[row] for name, row in param_rows.items()}
+            for name, derived in derive(params, self._memory[index], self.frame_rate).items():
+                values[derived_rows[name]] = derived
         self.frame += frames
         return values
 
-    def _glide(self, key, target: float, frames: int) -> np.ndarray | float:
+    def _glide(self, key, target: float) -> np.ndarray | float:
         """One-pole glide from the current value toward the target, frame by frame (a fader at rest,
         as all but the moving ones are: its value, spared the arithmetic)."""
         start = self._current[key]
         if abs(start - target) <= 1e-7 * (1.0 + abs(target)):  # arrived, to float32 precision
             self._current[key] = target
             return target
-        glide = target + (start - target) * self._decay_steps[:frames]
+        glide = target + (start - target) * self._decay_steps
         self._current[key] = float(glide[-1])
         return glide
 
