@@ -1187,16 +1187,26 @@ typedef struct {
 
 /* Sums (without the bias) for `rows` output positions from t and `vecs` vectors of channels from
  * column, in float32. */
+/* The taps [*first, *last) of output positions t .. t + rows - 1 that reach the layer's input and not only its
+ * zero padding (an eighth of a layer's taps near each edge: skipped, the sums unchanged to the bit). */
+static inline void reaching_taps(const crepe_layer_t *l, int t, int rows, int *first, int *last) {
+    int begin = l->pad_before - (t + rows - 1) * l->stride;
+    int end = l->pad_before + l->positions * l->stride - t * l->stride;
+    *first = begin > 0 ? begin : 0;
+    *last = end < l->width ? end : l->width;
+}
+
 static inline __attribute__((always_inline)) void conv_tile(const crepe_layer_t *l, const float *x, int t,
                                                                 const int rows, const int vecs, int column,
                                                                 float *y) {
-    int k_count = l->width * l->in;
+    int first, last;
+    reaching_taps(l, t, rows, &first, &last);
     size_t step = (size_t)l->stride * l->in;
     vconv acc[CONV_SUMS][4];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < vecs; v++) acc[r][v] = (vconv){0};
-    const float *w = l->kernel + column, *row = x + (size_t)t * step;
-    for (int k = 0; k < k_count; k++, w += l->out) {
+    const float *w = l->kernel + column + (size_t)first * l->in * l->out, *row = x + (size_t)t * step;
+    for (int k = first * l->in; k < last * l->in; k++, w += l->out) {
         vconv w0 = load_vconv(w), w1 = vecs > 1 ? load_vconv(w + CONV_WIDTH) : w0;
         vconv w2 = vecs > 2 ? load_vconv(w + 2 * CONV_WIDTH) : w0, w3 = vecs > 3 ? load_vconv(w + 3 * CONV_WIDTH) : w0;
         for (int r = 0; r < rows; r++) {
@@ -1219,13 +1229,15 @@ static inline __attribute__((always_inline)) void conv_tile(const crepe_layer_t 
 static inline __attribute__((always_inline)) void conv_tile_pairs(const crepe_layer_t *l, const uint32_t *x, int t,
                                                                       const int rows, const int vecs, int column,
                                                                       float *y) {
-    int pair_count = l->width * l->in / 2;
+    int first, last;
+    reaching_taps(l, t, rows, &first, &last);
+    int first_pair = first * l->in / 2, end_pair = (last * l->in + 1) / 2; /* a pair half in the padding: kept */
     size_t step = (size_t)l->stride * l->in / 2;
     __m512 acc[CONV_SUMS][4];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < vecs; v++) acc[r][v] = _mm512_setzero_ps();
-    const uint32_t *w = l->pairs + column, *row = x + (size_t)t * step;
-    for (int q = 0; q < pair_count; q++, w += l->out) {
+    const uint32_t *w = l->pairs + column + (size_t)first_pair * l->out, *row = x + (size_t)t * step;
+    for (int q = first_pair; q < end_pair; q++, w += l->out) {
         __m512bh w0 = (__m512bh)_mm512_loadu_si512(w);
         __m512bh w1 = vecs > 1 ? (__m512bh)_mm512_loadu_si512(w + 16) : w0;
         __m512bh w2 = vecs > 2 ? (__m512bh)_mm512_loadu_si512(w + 32) : w0;
