@@ -338,9 +338,10 @@ def kernel_label(engine) -> str:
     from tuibend.native import library
 
     lib = library()
-    layers = ("bfloat16 layers in AMX tiles" if lib.amx else "bfloat16 layers") if engine.chain_stream.bfloat16 \
-        else "float32 layers"
-    return f"native kernel ({lib.build} build, {layers})"
+    stream = engine.chain_stream
+    layers = ("bfloat16 layers in AMX tiles" if lib.amx else "bfloat16 layers") if stream.bfloat16 else "float32 layers"
+    recurrence = ", 8-bit recurrence" if stream.int8 else ""
+    return f"native kernel ({lib.build} build, {layers}{recurrence})"
 
 
 def progress_lines(stream=sys.stderr):
@@ -823,7 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--float32", action="store_true",
                         help="the native kernel in float32 throughout (by default its layers run in bfloat16 where "
                              "the CPU has AVX512-BF16, as the engine plays them: about twice as fast, 0.3-0.7 %% "
-                             "RMS off float32)")
+                             "RMS off float32; the GRU's recurrence in 8 bits where it has VNNI but no AMX)")
     _dynamics_options(render)
     render.set_defaults(handler=_render, tensorflow=False)  # loaded only where it is needed
 
@@ -861,8 +862,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "TensorFlow's compiled step, or auto: native unless it cannot load here (default)")
     play.add_argument("--float32", action="store_true",
                       help="the native kernel in float32 throughout (by default its layers run in bfloat16 where "
-                           "the CPU has AVX512-BF16: about twice as fast, 0.3-0.7 %% RMS off float32; and so does a "
-                           "microphone's CREPE, in AMX tiles where the CPU has those)")
+                           "the CPU has AVX512-BF16: about twice as fast, 0.3-0.7 %% RMS off float32, the GRU's "
+                           "recurrence in 8 bits where it has VNNI but no AMX; and so does a microphone's CREPE, in "
+                           "AMX tiles where the CPU has those)")
     play.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model (default 1)")
     play.add_argument("--headless", action="store_true",
                       help="no interface of its own (installations, scripts, tests); `tuibend attach` shows one")

@@ -139,6 +139,7 @@ class Config(ctypes.Structure):
                 ("layers", ctypes.c_int), ("rnn", ctypes.c_int), ("n_harmonics", ctypes.c_int),
                 ("n_bands", ctypes.c_int), ("hop", ctypes.c_int), ("block_frames", ctypes.c_int),
                 ("reverb_parts", ctypes.c_int), ("bfloat16", ctypes.c_int), ("amp_linear", ctypes.c_int),
+                ("int8", ctypes.c_int),
                 ("sample_rate", ctypes.c_float),
                 ("f0_range", ctypes.c_float), ("ld_range", ctypes.c_float), ("noise_bias", ctypes.c_float),
                 ("output_gain", ctypes.c_float), ("seed", ctypes.c_uint64)]
@@ -209,6 +210,7 @@ def library() -> ctypes.CDLL:
     lib.tb_destroy.argtypes = [ctypes.c_void_p]
     lib.tb_reset.argtypes = [ctypes.c_void_p]
     lib.tb_bfloat16.argtypes = [ctypes.c_void_p]
+    lib.tb_int8.argtypes = [ctypes.c_void_p]
     lib.tb_continue_from.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_continue_from.restype = ctypes.c_int
     lib.tb_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,

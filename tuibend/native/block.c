@@ -50,6 +50,7 @@ typedef struct {
     int ch, layers, rnn, n_harmonics, n_bands, hop, block_frames, reverb_parts;
     int bfloat16;       /* 1: weights and layer inputs in bfloat16 (float32 sums), where the CPU has it */
     int amp_linear;     /* 1: harmonic amplitudes interpolated linearly between frames, 0: ddsp's "window" */
+    int int8;           /* 1: the GRU's recurrent kernel in 8 bits, where the CPU has AVX512-VNNI */
     float sample_rate, f0_range, ld_range, noise_bias;
     float output_gain;  /* the model's calibrated output level, a factor on the synthesised audio */
     uint64_t seed;
@@ -80,7 +81,15 @@ typedef struct {
 
 /* A dense layer's weights in panels of PANEL output columns: float32 [n_in][PANEL], or bfloat16
  * pairs of consecutive inputs [n_in / 2][PANEL][2] (the operand order of AVX512-BF16's dot product). */
-typedef struct { int n_in, n_out, n_panels; float *panels; uint32_t *pairs, *x_pairs; float *bias; } dense_t;
+typedef struct {
+    int n_in, n_out, n_panels;
+    float *panels;
+    uint32_t *pairs, *x_pairs;
+    int8_t *quads;                  /* 8-bit weights, four consecutive inputs a column [n_in / 4][PANEL][4] */
+    float *quad_scale, *quad_zero;  /* per column: the factor back to float, and the sum the inputs' offset adds */
+    uint8_t *x_quads;               /* the input in 8 bits */
+    float *bias;
+} dense_t;
 typedef struct { dense_t dense; float *gamma, *beta; } fc_t;
 
 typedef struct {
@@ -155,13 +164,19 @@ static uint32_t bf16_bits(float value) {
 }
 
 /* Weights [n_in, n_out] row-major -> panels of PANEL columns, zero-padded, float32 or bfloat16 pairs. */
-static int dense_init(dense_t *d, const float *kernel, const float *bias, int n_in, int n_out, int bfloat16) {
+/* A dense layer's shape and bias, its weights not yet laid out. */
+static int dense_shape(dense_t *d, const float *bias, int n_in, int n_out) {
     d->n_in = n_in;
     d->n_out = n_out;
     d->n_panels = (n_out + PANEL - 1) / PANEL;
     d->bias = zalloc(sizeof(float) * d->n_panels * PANEL);
     if (!d->bias) return -1;
     if (bias) memcpy(d->bias, bias, sizeof(float) * n_out);
+    return 0;
+}
+
+static int dense_init(dense_t *d, const float *kernel, const float *bias, int n_in, int n_out, int bfloat16) {
+    if (dense_shape(d, bias, n_in, n_out)) return -1;
     int pairs = (n_in + 1) / 2;
     if (bfloat16 && n_in > 1) {  /* a lone input (f0, loudness) keeps float32: in bfloat16 a pitch moves by cents */
         d->pairs = zalloc(sizeof(uint32_t) * (size_t)d->n_panels * pairs * PANEL);
@@ -192,6 +207,10 @@ static void dense_free(dense_t *d) {
     free(d->panels);
     free(d->pairs);
     free(d->x_pairs);
+    free(d->quads);
+    free(d->quad_scale);
+    free(d->quad_zero);
+    free(d->x_quads);
     free(d->bias);
 }
 
@@ -394,6 +413,84 @@ static void dense_apply_ordered(const dense_t *d, const float *x, int frames, fl
 static void dense_apply(const dense_t *d, const float *x, int frames, float *y, int ldy) {
     dense_apply_ordered(d, x, frames, y, ldy, 0);
 }
+
+/* The GRU's recurrent kernel in 8 bits. Read once a frame, its bfloat16 panels (1.5 MB for 512 units) are larger
+ * than some cores' L2 (1 MB on AMD's Zen 4) and stream from L3 every frame; in 8 bits they take half. Weights:
+ * per column, scaled to its largest magnitude (127 steps each side). The input is the GRU's state, always within
+ * (-1, 1): 127 steps each side, offset by 128 to the unsigned bytes AVX512-VNNI multiplies with signed ones. */
+#if HAVE_BF16 && defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_INT8 1
+#define VNNI_TARGET __attribute__((target("avx512vnni")))
+static int int8_usable(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+}
+#else
+#define HAVE_INT8 0
+static int int8_usable(void) { return 0; }
+#endif
+
+/* kernel [n_in][n_out] -> 8-bit panels (n_in a multiple of 4). */
+static int dense_int8_init(dense_t *d, const float *kernel, const float *bias, int n_in, int n_out) {
+    if (dense_shape(d, bias, n_in, n_out)) return -1;
+    int groups = n_in / 4;
+    d->quads = zalloc((size_t)d->n_panels * groups * PANEL * 4);
+    d->quad_scale = zalloc(sizeof(float) * d->n_panels * PANEL);
+    d->quad_zero = zalloc(sizeof(float) * d->n_panels * PANEL);
+    d->x_quads = zalloc((size_t)d->n_in);
+    if (!d->quads || !d->quad_scale || !d->quad_zero || !d->x_quads) return -1;
+    for (int column = 0; column < n_out; column++) {
+        float peak = 0.0f;
+        for (int i = 0; i < d->n_in; i++) peak = fmaxf(peak, fabsf(kernel[(size_t)i * n_out + column]));
+        float step = peak > 0.0f ? peak / 127.0f : 1.0f;
+        int p = column / PANEL, j = column % PANEL, sum = 0;
+        for (int i = 0; i < d->n_in; i++) {
+            int q = (int)lrintf(kernel[(size_t)i * n_out + column] / step);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            d->quads[(((size_t)p * groups + i / 4) * PANEL + j) * 4 + i % 4] = (int8_t)q;
+            sum += q;
+        }
+        d->quad_scale[column] = step / 127.0f;
+        d->quad_zero[column] = 128.0f * (float)sum;
+    }
+    return 0;
+}
+
+#if HAVE_INT8
+/* y[0:n_out] = x @ kernel + bias for one frame of a state x within (-1, 1), from the 8-bit panels (in reverse
+ * order with ``reverse``, as dense_apply_ordered). */
+VNNI_TARGET static void dense_int8_state(const dense_t *d, const float *x, float *y, int reverse) {
+    int groups = d->n_in / 4;
+    for (int i = 0; i < d->n_in; i++) d->x_quads[i] = (uint8_t)(lrintf(x[i] * 127.0f) + 128);
+    for (int i = 0; i < d->n_panels; i++) {
+        int p = reverse ? d->n_panels - 1 - i : i;
+        const int8_t *w = d->quads + (size_t)p * groups * PANEL * 4;
+        __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (int g = 0; g < groups; g++, w += PANEL * 4) {
+            int32_t quad;
+            memcpy(&quad, d->x_quads + 4 * g, 4);
+            __m512i xq = _mm512_set1_epi32(quad);
+            acc0 = _mm512_dpbusd_epi32(acc0, xq, _mm512_load_si512(w));
+            acc1 = _mm512_dpbusd_epi32(acc1, xq, _mm512_load_si512(w + 64));
+            acc2 = _mm512_dpbusd_epi32(acc2, xq, _mm512_load_si512(w + 128));
+            acc3 = _mm512_dpbusd_epi32(acc3, xq, _mm512_load_si512(w + 192));
+        }
+        __m512i sums[4] = {acc0, acc1, acc2, acc3};
+        float out[PANEL] __attribute__((aligned(64)));
+        for (int v = 0; v < 4; v++) {
+            int at = p * PANEL + 16 * v;
+            __m512 value = _mm512_sub_ps(_mm512_cvtepi32_ps(sums[v]), _mm512_loadu_ps(d->quad_zero + at));
+            _mm512_store_ps(out + 16 * v, _mm512_fmadd_ps(value, _mm512_loadu_ps(d->quad_scale + at),
+                                                          _mm512_loadu_ps(d->bias + at)));
+        }
+        store_rows(d, p, out, 1, 0, y, d->n_out);
+    }
+}
+#else
+static void dense_int8_state(const dense_t *d, const float *x, float *y, int reverse) {
+    (void)d; (void)x; (void)y; (void)reverse;
+}
+#endif
 
 static int fc_init(fc_t *fc, const float **w, int n_in, int ch, int bfloat16) {
     if (dense_init(&fc->dense, w[0], w[1], n_in, ch, bfloat16)) return -1;
@@ -682,6 +779,7 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
         return NULL;
     }
     m->c.bfloat16 = c->bfloat16 && HAVE_BF16;
+    m->c.int8 = c->int8 && HAVE_INT8 && int8_usable() && c->rnn % 4 == 0;
     int ok = 1, w = 0, ch = c->ch, u = c->rnn, skip = c->n_inputs * ch + u, bf = m->c.bfloat16;
     for (int s = 0; s < c->n_inputs; s++) {
         m->stacks[s] = zalloc(sizeof(fc_t) * c->layers);
@@ -690,7 +788,8 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
             ok &= !fc_init(&m->stacks[s][l], weights + w, l ? ch : 1, ch, bf);
     }
     ok = ok && !dense_init(&m->gru_in, weights[w], weights[w + 2], c->n_inputs * ch, 3 * u, bf);
-    ok = ok && !dense_init(&m->gru_rec, weights[w + 1], weights[w + 2] + 3 * u, u, 3 * u, bf);
+    ok = ok && !(m->c.int8 ? dense_int8_init(&m->gru_rec, weights[w + 1], weights[w + 2] + 3 * u, u, 3 * u)
+                           : dense_init(&m->gru_rec, weights[w + 1], weights[w + 2] + 3 * u, u, 3 * u, bf));
     w += 3;
     m->out_stack = zalloc(sizeof(fc_t) * c->layers);
     ok &= m->out_stack != NULL;
@@ -890,6 +989,9 @@ void tb_reset(tb_model *m) { reset_state(m); }
 /* 1 when this model's layers run in bfloat16 (asked for, and the CPU and compiler have it). */
 int tb_bfloat16(const tb_model *m) { return m->c.bfloat16; }
 
+/* 1 when this model's GRU recurrence runs in 8 bits (asked for, and the CPU and compiler have AVX512-VNNI). */
+int tb_int8(const tb_model *m) { return m->c.int8; }
+
 /* Takes over another model's stream state (same model and block size; else returns -1 and changes
  * nothing): GRU, phases, tails. The bends' memory starts afresh, as a TensorFlow chain's rig is reset. */
 int tb_continue_from(tb_model *m, const tb_model *other) {
@@ -942,7 +1044,9 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
     apply_bends(m, POINT_FC1, m->fc1, F, joined, joined, values, counter);
     dense_apply(&m->gru_in, m->fc1, F, m->projected, 3 * u);
     for (int f = 0; f < F; f++) {
-        dense_apply_ordered(&m->gru_rec, m->h, 1, m->tmp2, 3 * u, (int)((m->block_index * F + f) & 1));
+        int reverse = (int)((m->block_index * F + f) & 1);
+        if (m->c.int8) dense_int8_state(&m->gru_rec, m->h, m->tmp2, reverse);
+        else dense_apply_ordered(&m->gru_rec, m->h, 1, m->tmp2, 3 * u, reverse);
         gru_gates(m->h, m->tmp2, m->projected + (size_t)f * 3 * u, u);
         memcpy(m->gru_out + (size_t)f * u, m->h, sizeof(float) * u);
     }
