@@ -114,8 +114,8 @@ def test_bfloat16_layers_stay_near_float32(choir_model, solo_model, voice, size,
 @pytest.mark.parametrize(("size", "tolerance"), [("small", 0.01), ("full", 0.02)])
 def test_the_recurrence_in_8_bits_stays_near_float32(choir_model, solo_model, voice, size, tolerance):
     """The GRU's recurrent kernel in 8 bits beside bfloat16 layers (where the CPU has AVX512-VNNI) stays within the
-    bfloat16 bound of TensorFlow's float32 (measured: 0.45 % small, 0.56 % full) and is not the bfloat16 take; by
-    default it runs with bfloat16 where the CPU has VNNI but no AMX, never in float32."""
+    bfloat16 bound of TensorFlow's float32 (measured: 0.43-0.62 % small, 0.49-0.56 % full) and is not the bfloat16
+    take; by default it runs with bfloat16 where the CPU has VNNI but no AMX, never in float32."""
     model = choir_model if size == "small" else solo_model
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     has_vnni = cpu_has_bfloat16() and " avx512_vnni" in cpuinfo

@@ -87,7 +87,7 @@ typedef struct {
     uint32_t *pairs, *x_pairs;
     int8_t *quads;                  /* 8-bit weights, four consecutive inputs a column [n_in / 4][PANEL][4] */
     float *quad_scale, *quad_zero;  /* per column: the factor back to float, and the sum the inputs' offset adds */
-    uint8_t *x_quads;               /* the input in 8 bits */
+    uint8_t *x_quads;               /* the input in 8 bits, a row per frame */
     float *bias;
 } dense_t;
 typedef struct { dense_t dense; float *gamma, *beta; } fc_t;
@@ -414,10 +414,12 @@ static void dense_apply(const dense_t *d, const float *x, int frames, float *y, 
     dense_apply_ordered(d, x, frames, y, ldy, 0);
 }
 
-/* The GRU's recurrent kernel in 8 bits. Read once a frame, its bfloat16 panels (1.5 MB for 512 units) are larger
- * than some cores' L2 (1 MB on AMD's Zen 4) and stream from L3 every frame; in 8 bits they take half. Weights:
- * per column, scaled to its largest magnitude (127 steps each side). The input is the GRU's state, always within
- * (-1, 1): 127 steps each side, offset by 128 to the unsigned bytes AVX512-VNNI multiplies with signed ones. */
+/* A dense layer in 8 bits. The GRU's recurrent kernel, read once a frame, is 1.5 MB in bfloat16 for 512 units:
+ * more than some cores' L2 (1 MB on AMD's Zen 4), so every frame streamed it from L3; in 8 bits it takes half.
+ * (The input projection in 8 bits too moved the small model's take 1.5 % RMS off float32: it stays bfloat16.)
+ * Weights: per column, scaled to its largest magnitude (127 steps each side). Inputs: per frame, scaled to the
+ * frame's largest magnitude, offset by 128 to the unsigned bytes AVX512-VNNI's dot products take beside signed
+ * ones; the offset's share (128 times the column's sum) comes off after. */
 #if HAVE_BF16 && defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_INT8 1
 #define VNNI_TARGET __attribute__((target("avx512vnni")))
@@ -430,65 +432,93 @@ static int int8_usable(void) {
 static int int8_usable(void) { return 0; }
 #endif
 
-/* kernel [n_in][n_out] -> 8-bit panels (n_in a multiple of 4). */
+/* kernel [n_in][n_out] -> 8-bit panels (n_in a multiple of 4) [panel][n_in / 4][PANEL][4]. */
 static int dense_int8_init(dense_t *d, const float *kernel, const float *bias, int n_in, int n_out) {
     if (dense_shape(d, bias, n_in, n_out)) return -1;
     int groups = n_in / 4;
     d->quads = zalloc((size_t)d->n_panels * groups * PANEL * 4);
     d->quad_scale = zalloc(sizeof(float) * d->n_panels * PANEL);
     d->quad_zero = zalloc(sizeof(float) * d->n_panels * PANEL);
-    d->x_quads = zalloc((size_t)d->n_in);
+    d->x_quads = zalloc((size_t)MAX_FRAMES * n_in);
     if (!d->quads || !d->quad_scale || !d->quad_zero || !d->x_quads) return -1;
     for (int column = 0; column < n_out; column++) {
         float peak = 0.0f;
-        for (int i = 0; i < d->n_in; i++) peak = fmaxf(peak, fabsf(kernel[(size_t)i * n_out + column]));
+        for (int i = 0; i < n_in; i++) peak = fmaxf(peak, fabsf(kernel[(size_t)i * n_out + column]));
         float step = peak > 0.0f ? peak / 127.0f : 1.0f;
         int p = column / PANEL, j = column % PANEL, sum = 0;
-        for (int i = 0; i < d->n_in; i++) {
+        for (int i = 0; i < n_in; i++) {
             int q = (int)lrintf(kernel[(size_t)i * n_out + column] / step);
             q = q > 127 ? 127 : q < -127 ? -127 : q;
             d->quads[(((size_t)p * groups + i / 4) * PANEL + j) * 4 + i % 4] = (int8_t)q;
             sum += q;
         }
-        d->quad_scale[column] = step / 127.0f;
+        d->quad_scale[column] = step;
         d->quad_zero[column] = 128.0f * (float)sum;
     }
     return 0;
 }
 
 #if HAVE_INT8
-/* y[0:n_out] = x @ kernel + bias for one frame of a state x within (-1, 1), from the 8-bit panels (in reverse
- * order with ``reverse``, as dense_apply_ordered). */
-VNNI_TARGET static void dense_int8_state(const dense_t *d, const float *x, float *y, int reverse) {
+/* One 8-bit panel for nf frames from first (their bytes in d->x_quads, their steps in x_steps). */
+VNNI_TARGET static inline __attribute__((always_inline)) void panel_int8(const dense_t *d, int p, int first,
+                                                                         const int nf, const float *x_steps,
+                                                                         float *y, int ldy) {
     int groups = d->n_in / 4;
-    for (int i = 0; i < d->n_in; i++) d->x_quads[i] = (uint8_t)(lrintf(x[i] * 127.0f) + 128);
-    for (int i = 0; i < d->n_panels; i++) {
-        int p = reverse ? d->n_panels - 1 - i : i;
-        const int8_t *w = d->quads + (size_t)p * groups * PANEL * 4;
-        __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        for (int g = 0; g < groups; g++, w += PANEL * 4) {
+    const int8_t *w = d->quads + (size_t)p * groups * PANEL * 4;
+    const uint8_t *xq = d->x_quads + (size_t)first * d->n_in;
+    __m512i acc[4][4];
+    for (int f = 0; f < nf; f++)
+        for (int v = 0; v < 4; v++) acc[f][v] = _mm512_setzero_si512();
+    for (int g = 0; g < groups; g++, w += PANEL * 4) {
+        __m512i w0 = _mm512_load_si512(w), w1 = _mm512_load_si512(w + 64);
+        __m512i w2 = _mm512_load_si512(w + 128), w3 = _mm512_load_si512(w + 192);
+        for (int f = 0; f < nf; f++) {
             int32_t quad;
-            memcpy(&quad, d->x_quads + 4 * g, 4);
-            __m512i xq = _mm512_set1_epi32(quad);
-            acc0 = _mm512_dpbusd_epi32(acc0, xq, _mm512_load_si512(w));
-            acc1 = _mm512_dpbusd_epi32(acc1, xq, _mm512_load_si512(w + 64));
-            acc2 = _mm512_dpbusd_epi32(acc2, xq, _mm512_load_si512(w + 128));
-            acc3 = _mm512_dpbusd_epi32(acc3, xq, _mm512_load_si512(w + 192));
+            memcpy(&quad, xq + (size_t)f * d->n_in + 4 * g, 4);
+            __m512i xb = _mm512_set1_epi32(quad);
+            acc[f][0] = _mm512_dpbusd_epi32(acc[f][0], xb, w0);
+            acc[f][1] = _mm512_dpbusd_epi32(acc[f][1], xb, w1);
+            acc[f][2] = _mm512_dpbusd_epi32(acc[f][2], xb, w2);
+            acc[f][3] = _mm512_dpbusd_epi32(acc[f][3], xb, w3);
         }
-        __m512i sums[4] = {acc0, acc1, acc2, acc3};
-        float out[PANEL] __attribute__((aligned(64)));
+    }
+    float out[4 * PANEL] __attribute__((aligned(64)));
+    for (int f = 0; f < nf; f++) {
+        __m512 step = _mm512_set1_ps(x_steps[first + f]);
         for (int v = 0; v < 4; v++) {
             int at = p * PANEL + 16 * v;
-            __m512 value = _mm512_sub_ps(_mm512_cvtepi32_ps(sums[v]), _mm512_loadu_ps(d->quad_zero + at));
-            _mm512_store_ps(out + 16 * v, _mm512_fmadd_ps(value, _mm512_loadu_ps(d->quad_scale + at),
-                                                          _mm512_loadu_ps(d->bias + at)));
+            __m512 sum = _mm512_sub_ps(_mm512_cvtepi32_ps(acc[f][v]), _mm512_loadu_ps(d->quad_zero + at));
+            __m512 scale = _mm512_mul_ps(step, _mm512_loadu_ps(d->quad_scale + at));
+            _mm512_store_ps(out + f * PANEL + 16 * v, _mm512_fmadd_ps(sum, scale, _mm512_loadu_ps(d->bias + at)));
         }
-        store_rows(d, p, out, 1, 0, y, d->n_out);
     }
+    store_rows(d, p, out, nf, first, y, ldy);
+}
+
+/* dense_apply_ordered's product from the 8-bit panels: each frame's input to bytes, then each panel once. */
+VNNI_TARGET static void dense_int8_apply(const dense_t *d, const float *x, int frames, float *y, int ldy,
+                                         int reverse) {
+    float x_steps[MAX_FRAMES];
+    for (int f = 0; f < frames; f++) {
+        const float *row = x + (size_t)f * d->n_in;
+        float peak = 0.0f;
+        for (int i = 0; i < d->n_in; i++) peak = fmaxf(peak, fabsf(row[i]));
+        float step = peak / 127.0f, inverse = peak > 0.0f ? 127.0f / peak : 0.0f;
+        x_steps[f] = step;
+        uint8_t *bytes = d->x_quads + (size_t)f * d->n_in;
+        for (int i = 0; i < d->n_in; i++) bytes[i] = (uint8_t)(lrintf(row[i] * inverse) + 128);
+    }
+    for (int i = 0; i < d->n_panels; i++)
+        for (int first = 0; first < frames; first += 4) {
+            int p = reverse ? d->n_panels - 1 - i : i;
+            if (frames - first >= 4) panel_int8(d, p, first, 4, x_steps, y, ldy);
+            else if (frames - first == 1) panel_int8(d, p, first, 1, x_steps, y, ldy);
+            else panel_int8(d, p, first, frames - first, x_steps, y, ldy);
+        }
 }
 #else
-static void dense_int8_state(const dense_t *d, const float *x, float *y, int reverse) {
-    (void)d; (void)x; (void)y; (void)reverse;
+static void dense_int8_apply(const dense_t *d, const float *x, int frames, float *y, int ldy, int reverse) {
+    (void)d; (void)x; (void)frames; (void)y; (void)ldy; (void)reverse;
 }
 #endif
 
@@ -1045,7 +1075,7 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
     dense_apply(&m->gru_in, m->fc1, F, m->projected, 3 * u);
     for (int f = 0; f < F; f++) {
         int reverse = (int)((m->block_index * F + f) & 1);
-        if (m->c.int8) dense_int8_state(&m->gru_rec, m->h, m->tmp2, reverse);
+        if (m->c.int8) dense_int8_apply(&m->gru_rec, m->h, 1, m->tmp2, 3 * u, reverse);
         else dense_apply_ordered(&m->gru_rec, m->h, 1, m->tmp2, 3 * u, reverse);
         gru_gates(m->h, m->tmp2, m->projected + (size_t)f * 3 * u, u);
         memcpy(m->gru_out + (size_t)f * u, m->h, sizeof(float) * u);

@@ -66,8 +66,9 @@ class NativeStream:
     AVX512-BF16 (half the bytes to stream per block: about 1.5-2x faster, 0.3-0.7 % RMS off float32,
     measured); :attr:`bfloat16` says whether they do. ``int8``: the GRU's recurrent kernel, read once a frame,
     in 8 bits where the CPU has AVX512-VNNI (half its bfloat16 bytes: 1.15-1.4x faster back to back on an AMD
-    Zen 4, whose 1 MB L2 does not hold it in bfloat16; 0.1-0.15 % RMS more, measured); by default with bfloat16
-    where the CPU has no AMX (whose tiles were measured without it); :attr:`int8` says whether it does.
+    Zen 4, whose 1 MB L2 does not hold it in bfloat16; 0.43-0.62 % RMS off float32 with bfloat16 layers, against
+    0.31-0.55 % for those alone, measured); by default with bfloat16 where the CPU has no AMX (whose tiles were
+    measured without it); :attr:`int8` says whether it does.
     ``model``: a :class:`TimbreModel`, or a :class:`~tuibend.model.store.ModelFile` read without TensorFlow.
     """
 
