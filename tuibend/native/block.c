@@ -1319,8 +1319,6 @@ typedef struct {
     size_t input_size[CREPE_LAYERS];
 } tb_crepe;
 
-/* Sums (without the bias) for `rows` output positions from t and `vecs` vectors of channels from
- * column, in float32. */
 /* The taps [*first, *last) of output positions t .. t + rows - 1 that reach the layer's input and not only its
  * zero padding (an eighth of a layer's taps near each edge: skipped, the sums unchanged to the bit). */
 static inline void reaching_taps(const crepe_layer_t *l, int t, int rows, int *first, int *last) {
@@ -1330,6 +1328,8 @@ static inline void reaching_taps(const crepe_layer_t *l, int t, int rows, int *f
     *last = end < l->width ? end : l->width;
 }
 
+/* Sums (without the bias) for `rows` output positions from t and `vecs` vectors of channels from
+ * column, in float32. */
 static inline __attribute__((always_inline)) void conv_tile(const crepe_layer_t *l, const float *x, int t,
                                                                 const int rows, const int vecs, int column,
                                                                 float *y) {
