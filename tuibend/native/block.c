@@ -1451,7 +1451,7 @@ static void conv_apply(const crepe_layer_t *l, const float *x, const uint32_t *x
 #undef CONV_TILE
 
 /* AVX512-BF16 dot products at twice float32's multiply-add rate: AMD's (Zen 4 and later; a CREPE tiny frame
- * 0.42 against 0.72 ms in float32, measured). Intel's run them at float32's rate, and with the conversion a frame
+ * 0.33 against 0.61 ms in float32, measured). Intel's run them at float32's rate, and with the conversion a frame
  * took longer than in float32 (0.71 against 0.54 ms), so there bfloat16 convolutions run in AMX tiles or not. */
 static int fast_bf16_vectors(void) {
 #if HAVE_BF16 && defined(__x86_64__) && defined(__GNUC__)

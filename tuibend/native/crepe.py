@@ -3,7 +3,7 @@
 The same network as :class:`tuibend.pitch.crepe.Crepe` (its float32 activations within 1e-5 of it),
 computed by ``block.c``'s convolution tiles: float32 vectors, or bfloat16 pairs with float32 sums where
 the CPU has AVX512-BF16, in AMX tiles where it has those too (Intel Sapphire Rapids and later: a frame
-about six times faster than float32) and in vectors elsewhere (AMD Zen 4: 1.7 times; measured,
+about six times faster than float32) and in vectors elsewhere (AMD Zen 4: 1.8 times; measured,
 docs/benchmarks.md). Weights come from the same files, loaded by the same checks.
 """
 
