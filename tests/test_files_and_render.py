@@ -198,7 +198,8 @@ def test_a_render_gates_and_levels_each_block_against_its_own_input(choir_model,
 def test_render_command_end_to_end(solo_model_dir, flute_44k_stereo, tmp_path):
     output, picture = tmp_path / "out" / "take.wav", tmp_path / "spectrogram.png"
     result = subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(flute_44k_stereo), "-o", str(output),
-                             "--model", str(solo_model_dir), "--spectrogram", str(picture), "--tracker", "yin"],
+                             "--model", str(solo_model_dir), "--spectrogram", str(picture), "--tracker", "yin",
+                             "--threads", "2"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     audio, rate = soundfile.read(output)
@@ -209,6 +210,7 @@ def test_render_command_end_to_end(solo_model_dir, flute_44k_stereo, tmp_path):
     timing = re.search(r"(\d+\.\d+) s, peak .*rendered in (\d+\.\d+) s \((\d+(?:\.\d)?)x real time, after start-up\)",
                        result.stdout)
     assert timing, result.stdout
+    assert "layers, 2 threads); rendered" in result.stdout  # the kernel's blocks shared, as asked
     duration, elapsed, factor = (float(value) for value in timing.groups())
     assert duration == pytest.approx(3.0, abs=0.01) and 0 < elapsed < 60
     assert abs(factor - duration / elapsed) <= (0.5 if factor >= 10 else 0.05) + 0.02 * factor  # as printed
@@ -285,7 +287,7 @@ def test_render_runs_on_the_native_kernel_and_follows_the_player_as_tensorflow_d
     second's level within 3 dB of the player's; an explicit native kernel that cannot load says why."""
     from tuibend.native import library
     from tuibend.places import demo_input
-    from tuibend.render import render_file
+    from tuibend.render import available_cores, render_file
 
     audio, rate = soundfile.read(demo_input())
     soundfile.write(tmp_path / "in.wav", audio[:4 * rate], rate)
@@ -295,6 +297,11 @@ def test_render_runs_on_the_native_kernel_and_follows_the_player_as_tensorflow_d
     assert native.report["kernel"] == "native" and reference.report["kernel"] == "tensorflow"
     assert native.report["layers"] == ("bfloat16" if library().build == "avx512bf16" else "float32")
     assert exact.report["layers"] == reference.report["layers"] == "float32"
+    # every core this process may use shares the kernel's blocks, the same take as one thread's
+    one = render_file(choir_model, tmp_path / "in.wav", tmp_path / "one.wav", threads=1)
+    assert native.report["threads"] == available_cores() and one.report["threads"] == 1
+    assert reference.report["threads"] is None
+    np.testing.assert_array_equal(one.audio, native.audio)
     assert len(native.audio) == len(exact.audio) == len(reference.audio)
     assert np.corrcoef(native.audio, reference.audio)[0, 1] > 0.95
     assert np.corrcoef(exact.audio, reference.audio)[0, 1] > 0.95

@@ -157,6 +157,42 @@ def test_the_block_size_changes_nothing_but_the_delay(choir_model, voice, bfloat
         assert relative_error(take, takes[0]) < 1e-5
 
 
+def os_threads() -> int:
+    return len(list(Path("/proc/self/task").iterdir()))
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_a_block_shared_among_threads_is_the_same_to_the_bit(choir_model, voice, bfloat16):
+    """A render's blocks shared among threads (the stacks' and projections' panels and frames, the two synths)
+    give the take one thread gives, to the bit, with bends at every point that keep memory or draw noise;
+    three threads split the layers unevenly. The helpers are real threads, gone with their stream."""
+    widths = point_widths(choir_model.config.decoder)
+    f0, loudness = voice
+    frames, n = 64, 320
+    bends = [Bend("f0_stack", "quantise", 0.5, params={"step": 0.4}), Bend("fc1", "noise", 0.4),
+             Bend("gru", "smooth", 0.6, params={"seconds": 0.1}), Bend("fc2", "freeze", 0.5, params={"rate": 7.0}),
+             Bend("harmonics", "oscillate", 0.5, params={"freq": 3.0, "depth": 0.5})]
+    takes, before = {}, os_threads()
+    for threads in (1, 2, 3):
+        rig = BendRig(bends, widths, frames, graph=False)
+        controller = BendController(rig, choir_model.config.frame_rate)
+        stream = NativeStream(choir_model, rig, frames, seed=3, bfloat16=bfloat16, threads=threads)
+        assert stream.threads == threads
+        assert os_threads() == before + threads - 1
+        take = []
+        for start in range(0, n, frames):
+            controller.set(2, "proportion", start / n)  # a fader moving
+            controller.advance()
+            take.append(stream.step(f0[start:start + frames], loudness[start:start + frames]))
+        takes[threads] = np.concatenate(take)
+        del stream
+        assert os_threads() == before
+    assert np.sqrt(np.mean(takes[1] ** 2)) > 1e-3
+    np.testing.assert_array_equal(takes[2], takes[1])
+    np.testing.assert_array_equal(takes[3], takes[1])
+
+
 def test_native_stream_equals_tensorflow_on_the_full_model(solo_model, voice):
     """magenta-ddsp's solo instrument: three layers per stack, 100 harmonics."""
     expected, native = play_both(solo_model, [Bend("fc2", "scale", 0.5, params={"gain": 1.5})], voice, 4)

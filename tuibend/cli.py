@@ -123,6 +123,10 @@ def _analyze(args: argparse.Namespace) -> None:
         print(f"cached in {cache_dir()}")
 
 
+def threads_text(threads: int | None) -> str:
+    return f", {threads} threads" if threads and threads > 1 else ""
+
+
 def _render(args: argparse.Namespace) -> None:
     import numpy.ma  # noqa: F401  numpy loads it at the first median (15 ms): here, with the rest of start-up
 
@@ -150,13 +154,15 @@ def _render(args: argparse.Namespace) -> None:
     result = render_file(model, args.input, args.output, tracker=args.tracker, adjustment=adjustment,
                          seed=args.seed, progress=ProgressBar("rendering"), use_cache=not args.no_cache,
                          scene=scene, unit_statistics=statistics, gate=args.gate, level_match=args.level_match,
-                         analysis_progress=ProgressBar("analysing"), kernel=args.kernel, bfloat16=not args.float32)
+                         analysis_progress=ProgressBar("analysing"), kernel=args.kernel, bfloat16=not args.float32,
+                         threads=args.threads)
     elapsed, report = time.perf_counter() - started, result.report
     seconds = len(result.audio) / model.config.sample_rate
     factor = seconds / elapsed
     print(f"wrote {args.output}: {seconds:.2f} s, peak {report['peak']:.2f}; "
           f"octave shift {report['octaves']:+d}, loudness {'mapped' if report['loudness_mapped'] else 'as is'}; "
-          f"{report['kernel']} kernel ({report['layers']} layers); rendered in {elapsed:.3f} s "
+          f"{report['kernel']} kernel ({report['layers']} layers{threads_text(report['threads'])}); "
+          f"rendered in {elapsed:.3f} s "
           f"({factor:.{0 if factor >= 10 else 1}f}x real time, after start-up)")
     if args.spectrogram:
         draw_spectrograms(args.spectrogram, read_audio(args.input, model.config.sample_rate), result.audio,
@@ -825,6 +831,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the native kernel in float32 throughout (by default its layers run in bfloat16 where "
                              "the CPU has AVX512-BF16, as the engine plays them: about twice as fast, 0.3-0.7 %% "
                              "RMS off float32; the GRU's recurrence in 8 bits where it has VNNI but no AMX)")
+    render.add_argument("--threads", type=positive_int, default=None,
+                        help="threads the native kernel's blocks share (default: every core this process may use; "
+                             "the same output whatever the count)")
     _dynamics_options(render)
     render.set_defaults(handler=_render, tensorflow=False)  # loaded only where it is needed
 

@@ -6,6 +6,7 @@ kernel's CREPE analyses a new file); TensorFlow's stream (the reference) renders
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,22 +58,22 @@ def render_features(model: TimbreModel | ModelFile, features: Features, hook: Be
                     block_seconds: float = 1.0, progress: Progress | None = None, scene: Scene | None = None,
                     unit_statistics: dict | None = None, dynamics: Dynamics | None = None,
                     dry: np.ndarray | None = None, levels_db: np.ndarray | None = None,
-                    native: bool = False, bfloat16: bool = False) -> np.ndarray:
+                    native: bool = False, bfloat16: bool = False, threads: int = 1) -> np.ndarray:
     """Resynthesises features in blocks of about a second (so long files report progress); a
     scene's bends and automation run from the start of the file. ``dynamics`` (with the ``dry``
     input it matches the level of, and ``levels_db``, the input's own loudness the gate listens to
     where the features were fitted to the model) gates and levels the output as the live engine does.
     ``native``: the native kernel renders, in its largest blocks (its own noise, seeded by ``seed``;
     no ``hook``), many times faster than TensorFlow's stream, which stays the reference; ``bfloat16``:
-    its layers in bfloat16 where the CPU has it, as the live engine plays them. A :class:`ModelFile` renders
-    natively only."""
+    its layers in bfloat16 where the CPU has it, as the live engine plays them; ``threads``: how many share
+    each of its blocks' batched layers (the same output to the bit). A :class:`ModelFile` renders natively only."""
     widths, rate = point_widths(model.config.decoder), model.config.frame_rate
     bends, lanes = (scene.bends, scene.automation) if scene is not None else ([], {})
     if native:  # the kernel reads its rig's values, bends or none
         from tuibend.native.stream import NativeStream
 
         controller = control_scene(bends, lanes, widths, NATIVE_BLOCK_FRAMES, rate, unit_statistics, graph=False)
-        stream = NativeStream(model, controller.rig, NATIVE_BLOCK_FRAMES, seed, bfloat16=bfloat16)
+        stream = NativeStream(model, controller.rig, NATIVE_BLOCK_FRAMES, seed, bfloat16=bfloat16, threads=threads)
     else:
         block = max(1, int(block_seconds * rate))
         controller = control_scene(bends, lanes, widths, block, rate, unit_statistics) if scene is not None else None
@@ -139,6 +140,14 @@ def native_bfloat16() -> bool:
     return library().build == "avx512bf16"
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system states one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def render_kernel(kernel: str, hook: BendHook = no_bend) -> str:
     """What renders a file: as :func:`tuibend.native.choose` decides, TensorFlow for a graph ``hook``."""
     from tuibend.native import NativeUnavailable, choose
@@ -156,13 +165,15 @@ def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_p
                 seed: int = 0, progress: Progress | None = None, use_cache: bool = True, scene: Scene | None = None,
                 unit_statistics: dict | None = None, gate: GateSettings | None = None,
                 level_match: bool = True, analysis_progress: Progress | None = None,
-                kernel: str = "auto", bfloat16: bool = True) -> RenderResult:
+                kernel: str = "auto", bfloat16: bool = True, threads: int | None = None) -> RenderResult:
     """Analyses (or reuses the cache), adjusts, resynthesises through the gate and the level match
     (as the live engine plays), and writes ``output_path`` atomically. ``kernel``: "native", "tensorflow",
     or "auto" (native where it loads and no ``hook`` is given; ``report["kernel"]`` says which ran).
     ``bfloat16``: the kernel's layers in bfloat16 where the CPU has it (the sound the engine plays,
     0.3-0.7 % RMS off float32, about twice as fast; ``report["layers"]`` says which ran). Through the kernel,
-    a file is analysed by the kernel's CREPE too (in float32: TensorFlow's within float rounding)."""
+    a file is analysed by the kernel's CREPE too (in float32: TensorFlow's within float rounding). ``threads``:
+    how many threads the kernel's blocks share (default: every core this process may use; ``report["threads"]``
+    says how many did; TensorFlow's stream runs on its own pool)."""
     check_output_format(output_path)
     native = render_kernel(kernel, hook) == "native"
     features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache,
@@ -177,9 +188,11 @@ def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_p
         model = model.timbre_model()
     report["kernel"] = "native" if native else "tensorflow"
     report["layers"] = "bfloat16" if native and bfloat16 and native_bfloat16() else "float32"
+    report["threads"] = (available_cores() if threads is None else threads) if native else None
     audio = render_features(model, adjusted, hook, seed, progress=progress, scene=scene,
                             unit_statistics=unit_statistics, dynamics=dynamics, dry=dry,
-                            levels_db=features.loudness_db, native=native, bfloat16=bfloat16)
+                            levels_db=features.loudness_db, native=native, bfloat16=bfloat16,
+                            threads=report["threads"] or 1)
     if not np.all(np.isfinite(audio)):
         raise RenderError("the model produced NaN or infinite samples; nothing was written")
     audio = limit(audio, model.config.sample_rate)

@@ -165,7 +165,7 @@ class Safety(ctypes.Structure):
                 ("gain", ctypes.c_double), ("ceiling", ctypes.c_double), ("release_samples", ctypes.c_double)]
 
 
-ABI_VERSION = 5  # block.c's TB_ABI_VERSION
+ABI_VERSION = 6  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
 
@@ -211,6 +211,8 @@ def library() -> ctypes.CDLL:
     lib.tb_reset.argtypes = [ctypes.c_void_p]
     lib.tb_bfloat16.argtypes = [ctypes.c_void_p]
     lib.tb_int8.argtypes = [ctypes.c_void_p]
+    lib.tb_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.tb_threads.restype = ctypes.c_int
     lib.tb_continue_from.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_continue_from.restype = ctypes.c_int
     lib.tb_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,

@@ -42,7 +42,7 @@ enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP,
 static const char *const TRANSFORM_NAMES[T_COUNT] = {
     "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
     "smooth", "permute"};
-#define TB_ABI_VERSION 5 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
+#define TB_ABI_VERSION 6 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -88,6 +88,7 @@ typedef struct {
     int8_t *quads;                  /* 8-bit weights, four consecutive inputs a column [n_in / 4][PANEL][4] */
     float *quad_scale, *quad_zero;  /* per column: the factor back to float, and the sum the inputs' offset adds */
     uint8_t *x_quads;               /* the input in 8 bits, a row per frame */
+    float *x_steps;                 /* per frame: the factor back from its bytes */
     float *bias;
 } dense_t;
 typedef struct { dense_t dense; float *gamma, *beta; } fc_t;
@@ -147,6 +148,7 @@ typedef struct {
     int newest;
     float *x_in[2], *stack_out[2]; /* per input stack: its input row, its output rows */
     fft_plan plan;                 /* the reverb's, over the block's buffers */
+    struct workers *workers;       /* helpers that share a block's batched layers (tb_threads), or NULL */
     TB_BUFFERS(DECLARE_BUFFER)
 } tb_model;
 
@@ -211,6 +213,7 @@ static void dense_free(dense_t *d) {
     free(d->quad_scale);
     free(d->quad_zero);
     free(d->x_quads);
+    free(d->x_steps);
     free(d->bias);
 }
 
@@ -331,11 +334,12 @@ AMX_TARGET static void amx_configure(int rows, unsigned sixteen_rows) {
 /* A dense layer's bfloat16 panels in AMX tiles, its inputs already in x_pairs: all the block's frames in one
  * tile of rows (tmm4), a panel's 64 columns in four tiles of sums (tmm0-3, started from the bias), the
  * weights 16 pairs by 16 columns at a time (tmm5-7). */
-AMX_TARGET static void dense_amx(const dense_t *d, int frames, float *y, int ldy, int reverse) {
+AMX_TARGET static void dense_amx(const dense_t *d, int frames, float *y, int ldy, int begin, int end,
+                                  int reverse) {
     int pairs = (d->n_in + 1) / 2, configured = 0;
     float out[AMX_ROWS * PANEL] __attribute__((aligned(64)));
-    for (int i = 0; i < d->n_panels; i++) {
-        int p = reverse ? d->n_panels - 1 - i : i;
+    for (int i = begin; i < end; i++) {
+        int p = reverse ? end - 1 - (i - begin) : i;
         const float *bias = d->bias + p * PANEL;
         /* a block of more frames than a tile's rows: the panel, read from memory once, stays in L2 */
         for (int first = 0; first < frames; first += AMX_ROWS) {
@@ -364,27 +368,39 @@ AMX_TARGET static void dense_amx(const dense_t *d, int frames, float *y, int ldy
 static int amx_enabled(void) { return 0; }
 #endif
 
-/* y[f][0:n_out] = x[f] @ kernel + bias for F frames; x rows have stride n_in, y rows stride ldy.
- * ``reverse``: the panels in reverse order. A layer run once per frame (the GRU's recurrence) alternates
- * direction, so a pass starts on the panels the last one ended on, still in the core's L2 cache. */
-static void dense_apply_ordered(const dense_t *d, const float *x, int frames, float *y, int ldy, int reverse) {
+/* A dense layer's input rows [first, end) as its weights read them: bfloat16 pairs where the layer has them
+ * (float32 panels read x itself). */
+static void dense_prepare(const dense_t *d, const float *x, int first, int end) {
+#if HAVE_BF16
+    if (!d->pairs) return;
+    int pairs = (d->n_in + 1) / 2;
+    for (int f = first; f < end; f++) {
+        const float *row = x + (size_t)f * d->n_in;
+        for (int q = 0; q < pairs; q++) {
+            uint32_t high = 2 * q + 1 < d->n_in ? bf16_bits(row[2 * q + 1]) : 0;
+            d->x_pairs[(size_t)f * pairs + q] = bf16_bits(row[2 * q]) | high << 16;
+        }
+    }
+#else
+    (void)d; (void)x; (void)first; (void)end;
+#endif
+}
+
+/* y[f][columns of panels begin .. end - 1] = x[f] @ kernel + bias for F frames, the rows prepared
+ * (dense_prepare); x rows have stride n_in, y rows stride ldy. ``reverse``: the panels in reverse order. A layer
+ * run once per frame (the GRU's recurrence) alternates direction, so a pass starts on the panels the last one
+ * ended on, still in the core's L2 cache. */
+static void dense_panels(const dense_t *d, const float *x, int frames, float *y, int ldy, int begin, int end,
+                         int reverse) {
 #if HAVE_BF16
     if (d->pairs) {
-        int pairs = (d->n_in + 1) / 2;
-        for (int f = 0; f < frames; f++) {
-            const float *row = x + (size_t)f * d->n_in;
-            for (int q = 0; q < pairs; q++) {
-                uint32_t high = 2 * q + 1 < d->n_in ? bf16_bits(row[2 * q + 1]) : 0;
-                d->x_pairs[(size_t)f * pairs + q] = bf16_bits(row[2 * q]) | high << 16;
-            }
-        }
-        if (pairs % 16 == 0 && amx_enabled()) {
-            dense_amx(d, frames, y, ldy, reverse);
+        if ((d->n_in + 1) / 2 % 16 == 0 && amx_enabled()) {
+            dense_amx(d, frames, y, ldy, begin, end, reverse);
             return;
         }
-        for (int i = 0; i < d->n_panels; i++)  /* each panel read once a block, whatever its frames */
+        for (int i = begin; i < end; i++)  /* each panel read once a block, whatever its frames */
             for (int first = 0; first < frames; first += 4) {
-                int p = reverse ? d->n_panels - 1 - i : i;
+                int p = reverse ? end - 1 - (i - begin) : i;
                 if (frames - first >= 4) panel_bf16(d, p, first, 4, y, ldy);
                 else if (frames - first == 1) panel_bf16(d, p, first, 1, y, ldy);
                 else panel_bf16(d, p, first, frames - first, y, ldy);
@@ -393,9 +409,9 @@ static void dense_apply_ordered(const dense_t *d, const float *x, int frames, fl
     }
 #endif
 #if defined(__AVX512F__)
-    for (int i = 0; i < d->n_panels; i++)  /* each panel read once a block, whatever its frames */
+    for (int i = begin; i < end; i++)  /* each panel read once a block, whatever its frames */
         for (int first = 0; first < frames; first += 4) {
-            int p = reverse ? d->n_panels - 1 - i : i;
+            int p = reverse ? end - 1 - (i - begin) : i;
             if (frames - first >= 4) panel_f32(d, p, x, first, 4, y, ldy);
             else if (frames - first == 1) panel_f32(d, p, x, first, 1, y, ldy);
             else panel_f32(d, p, x, first, frames - first, y, ldy);
@@ -403,15 +419,16 @@ static void dense_apply_ordered(const dense_t *d, const float *x, int frames, fl
 #else
     /* Sixteen 256-bit registers hold one frame's 64 sums, not four frames' (the 512-bit form spilled to
      * memory on every step: 5.4 ms a block on an AVX2 machine): one frame at a time, in 8-float vectors. */
-    for (int i = 0; i < d->n_panels; i++) {
-        int p = reverse ? d->n_panels - 1 - i : i;
+    for (int i = begin; i < end; i++) {
+        int p = reverse ? end - 1 - (i - begin) : i;
         for (int f = 0; f < frames; f++) panel_f32_narrow(d, p, x, f, y, ldy);
     }
 #endif
 }
 
 static void dense_apply(const dense_t *d, const float *x, int frames, float *y, int ldy) {
-    dense_apply_ordered(d, x, frames, y, ldy, 0);
+    dense_prepare(d, x, 0, frames);
+    dense_panels(d, x, frames, y, ldy, 0, d->n_panels, 0);
 }
 
 /* A dense layer in 8 bits. The GRU's recurrent kernel, read once a frame, is 1.5 MB in bfloat16 for 512 units:
@@ -440,21 +457,24 @@ static int dense_int8_init(dense_t *d, const float *kernel, const float *bias, i
     d->quad_scale = zalloc(sizeof(float) * d->n_panels * PANEL);
     d->quad_zero = zalloc(sizeof(float) * d->n_panels * PANEL);
     d->x_quads = zalloc((size_t)MAX_FRAMES * n_in);
-    if (!d->quads || !d->quad_scale || !d->quad_zero || !d->x_quads) return -1;
-    for (int column = 0; column < n_out; column++) {
-        float peak = 0.0f;
-        for (int i = 0; i < n_in; i++) peak = fmaxf(peak, fabsf(kernel[(size_t)i * n_out + column]));
-        float step = peak > 0.0f ? peak / 127.0f : 1.0f;
-        int p = column / PANEL, j = column % PANEL, sum = 0;
-        for (int i = 0; i < n_in; i++) {
-            int q = (int)lrintf(kernel[(size_t)i * n_out + column] / step);
-            q = q > 127 ? 127 : q < -127 ? -127 : q;
-            d->quads[(((size_t)p * groups + i / 4) * PANEL + j) * 4 + i % 4] = (int8_t)q;
-            sum += q;
+    d->x_steps = zalloc(sizeof(float) * MAX_FRAMES);
+    if (!d->quads || !d->quad_scale || !d->quad_zero || !d->x_quads || !d->x_steps) return -1;
+    /* row by row, as the kernel lies in memory (column by column, each read was a cache miss: 4 ms a model) */
+    float *peak = d->quad_scale, *sum = d->quad_zero;  /* the columns' largest magnitudes, then their steps */
+    for (int i = 0; i < n_in; i++)
+        for (int column = 0; column < n_out; column++) {
+            float magnitude = fabsf(kernel[(size_t)i * n_out + column]);
+            peak[column] = magnitude > peak[column] ? magnitude : peak[column];
         }
-        d->quad_scale[column] = step;
-        d->quad_zero[column] = 128.0f * (float)sum;
-    }
+    for (int column = 0; column < n_out; column++) peak[column] = peak[column] > 0.0f ? peak[column] / 127.0f : 1.0f;
+    for (int i = 0; i < n_in; i++)
+        for (int column = 0; column < n_out; column++) {
+            int q = (int)lrintf(kernel[(size_t)i * n_out + column] / peak[column]);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            d->quads[(((size_t)(column / PANEL) * groups + i / 4) * PANEL + column % PANEL) * 4 + i % 4] = (int8_t)q;
+            sum[column] += (float)q;
+        }
+    for (int column = 0; column < n_out; column++) sum[column] *= 128.0f;
     return 0;
 }
 
@@ -495,32 +515,208 @@ VNNI_TARGET static inline __attribute__((always_inline)) void panel_int8(const d
     store_rows(d, p, out, nf, first, y, ldy);
 }
 
-/* dense_apply_ordered's product from the 8-bit panels: each frame's input to bytes, then each panel once. */
-VNNI_TARGET static void dense_int8_apply(const dense_t *d, const float *x, int frames, float *y, int ldy,
-                                         int reverse) {
-    float x_steps[MAX_FRAMES];
-    for (int f = 0; f < frames; f++) {
+/* Rows [first, end) of a layer's input in 8 bits (dense_int8_init): each frame scaled to its largest magnitude. */
+static void int8_prepare(const dense_t *d, const float *x, int first, int end) {
+    for (int f = first; f < end; f++) {
         const float *row = x + (size_t)f * d->n_in;
         float peak = 0.0f;
-        for (int i = 0; i < d->n_in; i++) peak = fmaxf(peak, fabsf(row[i]));
-        float step = peak / 127.0f, inverse = peak > 0.0f ? 127.0f / peak : 0.0f;
-        x_steps[f] = step;
+        for (int i = 0; i < d->n_in; i++) {
+            float magnitude = fabsf(row[i]);
+            peak = magnitude > peak ? magnitude : peak;
+        }
+        float inverse = peak > 0.0f ? 127.0f / peak : 0.0f;
+        d->x_steps[f] = peak / 127.0f;
         uint8_t *bytes = d->x_quads + (size_t)f * d->n_in;
         for (int i = 0; i < d->n_in; i++) bytes[i] = (uint8_t)(lrintf(row[i] * inverse) + 128);
     }
-    for (int i = 0; i < d->n_panels; i++)
+}
+
+/* dense_panels' product from the 8-bit panels, the rows prepared (int8_prepare). */
+VNNI_TARGET static void int8_panels(const dense_t *d, int frames, float *y, int ldy, int begin, int end,
+                                    int reverse) {
+    for (int i = begin; i < end; i++)
         for (int first = 0; first < frames; first += 4) {
-            int p = reverse ? d->n_panels - 1 - i : i;
-            if (frames - first >= 4) panel_int8(d, p, first, 4, x_steps, y, ldy);
-            else if (frames - first == 1) panel_int8(d, p, first, 1, x_steps, y, ldy);
-            else panel_int8(d, p, first, frames - first, x_steps, y, ldy);
+            int p = reverse ? end - 1 - (i - begin) : i;
+            if (frames - first >= 4) panel_int8(d, p, first, 4, d->x_steps, y, ldy);
+            else if (frames - first == 1) panel_int8(d, p, first, 1, d->x_steps, y, ldy);
+            else panel_int8(d, p, first, frames - first, d->x_steps, y, ldy);
         }
 }
 #else
-static void dense_int8_apply(const dense_t *d, const float *x, int frames, float *y, int ldy, int reverse) {
-    (void)d; (void)x; (void)frames; (void)y; (void)ldy; (void)reverse;
+static void int8_prepare(const dense_t *d, const float *x, int first, int end) {
+    (void)d; (void)x; (void)first; (void)end;
+}
+static void int8_panels(const dense_t *d, int frames, float *y, int ldy, int begin, int end, int reverse) {
+    (void)d; (void)frames; (void)y; (void)ldy; (void)begin; (void)end; (void)reverse;
 }
 #endif
+
+/* ----- a block's batched layers split across cores, for renders of files --------------------------------------
+ * The live engine steps one block at a time on its model thread and never asks for this (tb_threads): a render
+ * has every core to itself, as TensorFlow's own resynthesis does. The caller and its helpers each take a share
+ * of one job (a range of a layer's panels, or of a block's frames), so every sum is computed as by one thread, in
+ * the same order: the output is the same to the bit. Between jobs a helper spins (a block's next layer follows
+ * within microseconds), and sleeps once a few milliseconds pass without one. */
+#define MAX_PARTS 8
+#define SPIN_ROUNDS 200000
+
+typedef void (*part_fn)(const void *job, int part, int parts);
+
+/* Items [*begin, *end) of n that part `part` of `parts` takes. */
+static void share(int n, int part, int parts, int *begin, int *end) {
+    *begin = (int)((int64_t)n * part / parts);
+    *end = (int)((int64_t)n * (part + 1) / parts);
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct workers;
+typedef struct { struct workers *workers; int part; } helper_t;
+
+struct workers {
+    int parts;                   /* the caller and parts - 1 helpers */
+    pthread_t threads[MAX_PARTS - 1];
+    helper_t helpers[MAX_PARTS - 1];
+    pthread_mutex_t lock;        /* guards sleeping, and quit's setting */
+    pthread_cond_t wake;
+    int sleeping, quit;
+    _Atomic unsigned posted;     /* jobs posted so far */
+    _Atomic unsigned finished;   /* helpers done with the latest */
+    part_fn run;
+    const void *job;
+};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static void *helper_main(void *arg) {
+    helper_t *h = arg;
+    struct workers *w = h->workers;
+#if defined(FLUSH_DENORMALS)
+    _mm_setcsr(_mm_getcsr() | FLUSH_DENORMALS);  /* as tb_step sets it for the caller's share */
+#endif
+    unsigned seen = 0;
+    for (;;) {
+        unsigned posted;
+        for (int spins = 0; (posted = atomic_load_explicit(&w->posted, memory_order_acquire)) == seen;) {
+            if (++spins < SPIN_ROUNDS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&w->lock);
+            w->sleeping++;
+            while (atomic_load_explicit(&w->posted, memory_order_acquire) == seen) pthread_cond_wait(&w->wake, &w->lock);
+            w->sleeping--;
+            pthread_mutex_unlock(&w->lock);
+            spins = 0;
+        }
+        seen = posted;
+        if (w->quit) return NULL;
+        w->run(w->job, h->part, w->parts);
+        atomic_fetch_add_explicit(&w->finished, 1, memory_order_release);
+    }
+}
+
+/* Runs run(job, part, parts) for every part, the caller's share here; returns once all are done. */
+static void run_parts(struct workers *w, part_fn run, const void *job) {
+    if (!w) {
+        run(job, 0, 1);
+        return;
+    }
+    w->run = run;
+    w->job = job;
+    atomic_store_explicit(&w->finished, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->posted, 1, memory_order_release);
+    pthread_mutex_lock(&w->lock);
+    if (w->sleeping) pthread_cond_broadcast(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    run(job, 0, w->parts);
+    while (atomic_load_explicit(&w->finished, memory_order_acquire) < (unsigned)(w->parts - 1)) cpu_relax();
+}
+
+static void workers_destroy(struct workers *w) {
+    if (!w) return;
+    pthread_mutex_lock(&w->lock);
+    w->quit = 1;
+    atomic_fetch_add_explicit(&w->posted, 1, memory_order_release);
+    pthread_cond_broadcast(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    for (int i = 0; i < w->parts - 1; i++) pthread_join(w->threads[i], NULL);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* The caller and up to parts - 1 helpers (fewer if the system starts fewer threads); NULL for one part. */
+static struct workers *workers_create(int parts) {
+    if (parts < 2) return NULL;
+    struct workers *w = zalloc(sizeof(struct workers));
+    if (!w) return NULL;
+    if (pthread_mutex_init(&w->lock, NULL)) {
+        free(w);
+        return NULL;
+    }
+    if (pthread_cond_init(&w->wake, NULL)) {
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return NULL;
+    }
+    w->parts = 1;
+    for (int i = 0; i < parts - 1; i++) {
+        w->helpers[i] = (helper_t){w, i + 1};
+        if (pthread_create(&w->threads[i], NULL, helper_main, &w->helpers[i])) break;
+        w->parts = i + 2;
+    }
+    if (w->parts < 2) {
+        workers_destroy(w);
+        return NULL;
+    }
+    return w;
+}
+
+static int workers_parts(const struct workers *w) { return w ? w->parts : 1; }
+#else
+struct workers { int parts; };
+static void run_parts(struct workers *w, part_fn run, const void *job) { (void)w; run(job, 0, 1); }
+static void workers_destroy(struct workers *w) { (void)w; }
+static struct workers *workers_create(int parts) { (void)parts; return NULL; }
+static int workers_parts(const struct workers *w) { (void)w; return 1; }
+#endif
+
+/* A dense layer (bfloat16, float32 or 8-bit panels) over a block: its rows prepared in shares of frames, then
+ * its panels in shares of panels, each share in the direction asked (see dense_panels). */
+typedef struct { const dense_t *d; const float *x; int frames; float *y; int ldy, reverse; } dense_job_t;
+
+static void prepare_part(const void *job, int part, int parts) {
+    const dense_job_t *j = job;
+    int begin, end;
+    share(j->frames, part, parts, &begin, &end);
+    if (j->d->quads) int8_prepare(j->d, j->x, begin, end);
+    else dense_prepare(j->d, j->x, begin, end);
+}
+
+static void panels_part(const void *job, int part, int parts) {
+    const dense_job_t *j = job;
+    int begin, end;
+    share(j->d->n_panels, part, parts, &begin, &end);
+    if (j->d->quads) int8_panels(j->d, j->frames, j->y, j->ldy, begin, end, j->reverse);
+    else dense_panels(j->d, j->x, j->frames, j->y, j->ldy, begin, end, j->reverse);
+}
+
+static void dense_shared(struct workers *w, const dense_t *d, const float *x, int frames, float *y, int ldy,
+                         int reverse) {
+    dense_job_t job = {d, x, frames, y, ldy, reverse};
+    if (frames == 1) prepare_part(&job, 0, 1);  /* one row: not worth a share */
+    else run_parts(w, prepare_part, &job);
+    run_parts(w, panels_part, &job);
+}
 
 static int fc_init(fc_t *fc, const float **w, int n_in, int ch, int bfloat16) {
     if (dense_init(&fc->dense, w[0], w[1], n_in, ch, bfloat16)) return -1;
@@ -547,12 +743,11 @@ static float lane_sum(const float *restrict x, int n, float centre, int squares)
     return total;
 }
 
-/* ddsp's Fc: dense, layer normalisation, leaky ReLU, in place over y [frames][ch]. */
-static void fc_apply(const fc_t *fc, const float *x, int frames, float *y) {
+/* ddsp's Fc after its dense layer: layer normalisation and leaky ReLU, in place over rows [first, end) of y. */
+static void fc_normalise(const fc_t *fc, float *y, int first, int end) {
     int ch = fc->dense.n_out;
-    dense_apply(&fc->dense, x, frames, y, ch);
     const float *restrict gamma = fc->gamma, *restrict beta = fc->beta;
-    for (int f = 0; f < frames; f++) {
+    for (int f = first; f < end; f++) {
         float *restrict row = y + (size_t)f * ch;
         float mean = lane_sum(row, ch, 0.0f, 0) / ch;
         float scale = 1.0f / sqrtf(lane_sum(row, ch, mean, 1) / ch + LN_EPSILON);
@@ -561,6 +756,22 @@ static void fc_apply(const fc_t *fc, const float *x, int frames, float *y) {
             row[u] = v >= 0.0f ? v : LEAKY_ALPHA * v;
         }
     }
+}
+
+typedef struct { const fc_t *fc; float *y; int frames; } normalise_job_t;
+
+static void normalise_part(const void *job, int part, int parts) {
+    const normalise_job_t *j = job;
+    int begin, end;
+    share(j->frames, part, parts, &begin, &end);
+    fc_normalise(j->fc, j->y, begin, end);
+}
+
+/* ddsp's Fc: dense, layer normalisation, leaky ReLU, into y [frames][ch]. */
+static void fc_apply(struct workers *w, const fc_t *fc, const float *x, int frames, float *y) {
+    dense_shared(w, &fc->dense, x, frames, y, fc->dense.n_out, 0);
+    normalise_job_t job = {fc, y, frames};
+    run_parts(w, normalise_part, &job);
 }
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -983,6 +1194,7 @@ void *TB_INIT_NAME(void) { return 0; }
 
 void tb_destroy(tb_model *m) {
     if (!m) return;
+    workers_destroy(m->workers);
     for (int s = 0; s < 2; s++) {
         if (!m->stacks[s]) continue;
         for (int l = 0; l < m->c.layers; l++) {
@@ -1015,6 +1227,16 @@ void tb_destroy(tb_model *m) {
 }
 
 void tb_reset(tb_model *m) { reset_state(m); }
+
+/* Shares each block's batched layers (the input and output stacks, the GRU's input projection, the last dense
+ * layer) among `threads` threads, the caller one of them: for renders, whose blocks of 64 frames keep two cores
+ * busy. 1 stops the helpers. Returns the threads now sharing (fewer where the system starts fewer). Not while a
+ * block steps. */
+int tb_threads(tb_model *m, int threads) {
+    workers_destroy(m->workers);
+    m->workers = workers_create(threads < MAX_PARTS ? threads : MAX_PARTS);
+    return workers_parts(m->workers);
+}
 
 /* 1 when this model's layers run in bfloat16 (asked for, and the CPU and compiler have it). */
 int tb_bfloat16(const tb_model *m) { return m->c.bfloat16; }
@@ -1064,7 +1286,7 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
         float *a = m->tmp, *b = m->stack_out[s];
         for (int l = 0; l < c->layers; l++) {
             float *target = (c->layers - l) % 2 ? b : a;  /* the last layer lands in stack_out */
-            fc_apply(&m->stacks[s][l], x, F, target);
+            fc_apply(m->workers, &m->stacks[s][l], x, F, target);
             x = target;
         }
         apply_bends(m, s, m->stack_out[s], F, ch, ch, values, counter);
@@ -1072,11 +1294,10 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
                                            sizeof(float) * ch);
     }
     apply_bends(m, POINT_FC1, m->fc1, F, joined, joined, values, counter);
-    dense_apply(&m->gru_in, m->fc1, F, m->projected, 3 * u);
+    dense_shared(m->workers, &m->gru_in, m->fc1, F, m->projected, 3 * u, 0);
     for (int f = 0; f < F; f++) {
         int reverse = (int)((m->block_index * F + f) & 1);
-        if (m->c.int8) dense_int8_apply(&m->gru_rec, m->h, 1, m->tmp2, 3 * u, reverse);
-        else dense_apply_ordered(&m->gru_rec, m->h, 1, m->tmp2, 3 * u, reverse);
+        dense_shared(m->workers, &m->gru_rec, m->h, 1, m->tmp2, 3 * u, reverse);
         gru_gates(m->h, m->tmp2, m->projected + (size_t)f * 3 * u, u);
         memcpy(m->gru_out + (size_t)f * u, m->h, sizeof(float) * u);
     }
@@ -1089,11 +1310,11 @@ static void decoder(tb_model *m, const float *f0, const float *loudness, const f
     const float *x = m->skip;
     for (int l = 0; l < c->layers; l++) {
         float *target = (c->layers - l) % 2 ? m->fc2 : m->tmp;
-        fc_apply(&m->out_stack[l], x, F, target);
+        fc_apply(m->workers, &m->out_stack[l], x, F, target);
         x = target;
     }
     apply_bends(m, POINT_FC2, m->fc2, F, ch, ch, values, counter);
-    dense_apply(&m->dense_out, m->fc2, F, m->raw, m->n_out);
+    dense_shared(m->workers, &m->dense_out, m->fc2, F, m->raw, m->n_out, 0);
     apply_bends(m, POINT_AMPS, m->raw, F, 1, m->n_out, values, counter);
     apply_bends(m, POINT_HARMONICS, m->raw + 1, F, c->n_harmonics, m->n_out, values, counter);
     apply_bends(m, POINT_NOISE, m->raw + 1 + c->n_harmonics, F, c->n_bands, m->n_out, values, counter);
@@ -1236,6 +1457,29 @@ static void reverb_block(tb_model *m, float *audio) {
     for (int i = 0; i < n; i++) audio[i] += frame[n + i];
 }
 
+/* The two synths of a block, independent until they are summed: the oscillator bank in the first share, the
+ * filtered noise (the stream's own white noise where none is given) in the last. */
+typedef struct { tb_model *m; const float *f0, *noise; } synth_job_t;
+
+static void synth_part(const void *job, int part, int parts) {
+    const synth_job_t *j = job;
+    tb_model *m = j->m;
+    if (part == 0) {
+        harmonic_amplitudes(m, j->f0);
+        harmonic_block(m, j->f0);
+    }
+    if (part == parts - 1) {
+        const float *noise = j->noise;
+        if (!noise) {
+            /* a function of the seed and the sample's place in the stream, whatever the block size */
+            uint64_t key = mix64(m->c.seed + 0x632be59bd9b4e019ULL), first = m->block_index * (uint64_t)m->block;
+            for (int i = 0; i < m->block; i++) m->own_noise[i] = 2.0f * uniform01(key, first + i) - 1.0f;
+            noise = m->own_noise;
+        }
+        noise_block(m, noise);
+    }
+}
+
 /* One block: f0 and loudness of block_frames frames -> block_frames * hop samples in out.
  * values: the bend rows [rows][frames] with the block counter in the last row; noise: the white
  * noise to filter (NULL: the stream's own, seeded by block). */
@@ -1249,16 +1493,8 @@ void tb_step(tb_model *m, const float *f0, const float *loudness, const float *v
     int n = m->block;
     uint64_t counter = value_rows > 0 ? (uint64_t)values[(size_t)(value_rows - 1) * c->block_frames] : 0;
     decoder(m, f0, loudness, values, counter);
-    harmonic_amplitudes(m, f0);
-    harmonic_block(m, f0);
-    if (!noise) {
-        /* a function of the seed and the sample's place in the stream, whatever the block size */
-        uint64_t key = mix64(c->seed + 0x632be59bd9b4e019ULL), first = m->block_index * (uint64_t)n;
-        float *own = m->own_noise;
-        for (int i = 0; i < n; i++) own[i] = 2.0f * uniform01(key, first + i) - 1.0f;
-        noise = own;
-    }
-    noise_block(m, noise);
+    synth_job_t synths = {m, f0, noise};
+    run_parts(m->workers, synth_part, &synths);
     /* the gain before the reverb: it is linear, so the wet and dry paths both come out at the model's level */
     for (int i = 0; i < n; i++) out[i] = c->output_gain * (m->harmonic[i] + m->filtered_noise[i]);
     if (c->reverb_parts) reverb_block(m, out);

@@ -69,11 +69,14 @@ class NativeStream:
     Zen 4, whose 1 MB L2 does not hold it in bfloat16; 0.43-0.62 % RMS off float32 with bfloat16 layers, against
     0.31-0.55 % for those alone, measured); by default with bfloat16 where the CPU has no AMX (whose tiles were
     measured without it); :attr:`int8` says whether it does.
+    ``threads``: how many threads share each block's batched layers (the stacks, the GRU's input projection),
+    the caller one of them; for renders, whose blocks of many frames keep every core busy (the same output to
+    the bit); :attr:`threads` says how many do. The live engine steps on one.
     ``model``: a :class:`TimbreModel`, or a :class:`~tuibend.model.store.ModelFile` read without TensorFlow.
     """
 
     def __init__(self, model: TimbreModel | ModelFile, rig: BendRig, block_frames: int, seed: int = 0,
-                 bfloat16: bool = False, int8: bool | None = None):
+                 bfloat16: bool = False, int8: bool | None = None, threads: int = 1):
         config = model.config
         decoder = config.decoder
         if rig.block_frames != block_frames:
@@ -118,6 +121,7 @@ class NativeStream:
         self._handle = ctypes.c_void_p(handle)
         self.bfloat16 = bool(self._lib.tb_bfloat16(self._handle))
         self.int8 = bool(self._lib.tb_int8(self._handle))
+        self.threads = self._lib.tb_threads(self._handle, threads) if threads > 1 else 1
         self._keep = None  # the kernel holds its own packed copy
         self._f0 = np.zeros(block_frames, np.float32)
         self._loudness = np.zeros(block_frames, np.float32)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-# Flags every build shares (the maths needs no errno from libm; gnu11 for the vector extensions).
-COMMON_FLAGS = ("-O3", "-fno-math-errno", "-std=gnu11")
+# Flags every build shares (the maths needs no errno from libm; gnu11 for the vector extensions; POSIX threads
+# for renders that share a block among cores).
+COMMON_FLAGS = ("-O3", "-fno-math-errno", "-std=gnu11", "-pthread")
 
 # name -> (machines it is built for, the level it needs, its flags)
 VARIANTS: dict[str, tuple[tuple[str, ...], int, tuple[str, ...]]] = {
