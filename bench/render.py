@@ -1,8 +1,9 @@
 """`tuibend render` as a user gets it: a 4 s file through the bundled choir, end to end as typed (a new
 process: start-up, analysis from the cache, render, write), the time the command itself reports for its one
 render after start-up, and the render repeated in one process (the same work, warm), by the native kernel
-(the default: its layers in bfloat16 where the CPU has them; and in float32) and by TensorFlow's stream (the
-reference), measured in one run, alternating. Real-time factor: seconds of audio per second of computation.
+(the default: its layers in bfloat16 where the CPU has them, its blocks shared among every core the process may
+use; on one thread; and in float32) and by TensorFlow's stream (the reference), measured in one run,
+alternating. Real-time factor: seconds of audio per second of computation.
 
 Run: ``python bench/render.py [--seconds 4] [--repeats 3] [--model M]``. Prints a Markdown table. ``--model``:
 another model, a name or a folder (magenta-ddsp's solo model, imported with ``tuibend import-ddsp``, is the one
@@ -27,11 +28,13 @@ import soundfile
 
 import tuibend
 from tuibend.places import bundled
-from tuibend.render import render_file
+from tuibend.render import available_cores, render_file
 
-# what renders -> the command line's options for it
-KERNELS = {"native": ["--kernel", "native"], "native float32": ["--kernel", "native", "--float32"],
-           "tensorflow": ["--kernel", "tensorflow"]}
+# what renders -> the command line's options for it, and render_file's
+KERNELS = {"native": (["--kernel", "native"], {"kernel": "native"}),
+           "native, one thread": (["--kernel", "native", "--threads", "1"], {"kernel": "native", "threads": 1}),
+           "native float32": (["--kernel", "native", "--float32"], {"kernel": "native", "bfloat16": False}),
+           "tensorflow": (["--kernel", "tensorflow"], {"kernel": "tensorflow"})}
 
 
 def main() -> None:
@@ -50,10 +53,9 @@ def main() -> None:
     typed = {kernel: [] for kernel in KERNELS}
     after_start_up = {kernel: [] for kernel in KERNELS}  # what the command itself reports: its one render
     for _ in range(args.repeats):
-        for kernel, options in KERNELS.items():
+        for kernel, (options, arguments) in KERNELS.items():
             started = time.perf_counter()
-            render_file(model, source, folder / "in-process.wav", kernel=kernel.split()[0],
-                        bfloat16=not kernel.endswith("float32"))
+            render_file(model, source, folder / "in-process.wav", **arguments)
             in_process[kernel].append(time.perf_counter() - started)
             started = time.perf_counter()
             result = subprocess.run([sys.executable, "-m", "tuibend.cli", "render", str(source), "-o",
@@ -72,7 +74,9 @@ def main() -> None:
         print(f"| {kernel} | {seconds:.3f} | {args.seconds / seconds:.1f}x | "
               f"{statistics.median(after_start_up[kernel]):.3f} | {statistics.median(typed[kernel]):.2f} |")
     ratio = statistics.median(in_process["tensorflow"]) / statistics.median(in_process["native"])
-    print(f"\nThe native kernel renders {ratio:.1f}x faster than TensorFlow's stream in one process.")
+    shared = statistics.median(after_start_up["native, one thread"]) / statistics.median(after_start_up["native"])
+    print(f"\nThe native kernel renders {ratio:.1f}x faster than TensorFlow's stream in one process; its blocks "
+          f"shared among this machine's {available_cores()} cores, {shared:.2f}x faster than on one (after start-up).")
 
 
 if __name__ == "__main__":
