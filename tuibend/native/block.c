@@ -165,7 +165,21 @@ static uint32_t bf16_bits(float value) {
     return (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;  /* round to nearest even */
 }
 
-/* Weights [n_in, n_out] row-major -> panels of PANEL columns, zero-padded, float32 or bfloat16 pairs. */
+/* count floats as (count + 1) / 2 bfloat16 pairs, the last one's high half zero for an odd count. */
+static void to_pairs(const float *x, size_t count, uint32_t *pairs) {
+    size_t q = 0;
+#if HAVE_BF16
+    /* 32 at a time by the CPU's own conversion (rounding to nearest even, as bf16_bits) */
+    for (; 2 * q + 32 <= count; q += 16)
+        _mm512_storeu_si512(pairs + q, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 2 * q + 16),
+                                                                     _mm512_loadu_ps(x + 2 * q)));
+#endif
+    for (; q < (count + 1) / 2; q++) {
+        uint32_t high = 2 * q + 1 < count ? bf16_bits(x[2 * q + 1]) : 0;
+        pairs[q] = bf16_bits(x[2 * q]) | high << 16;
+    }
+}
+
 /* A dense layer's shape and bias, its weights not yet laid out. */
 static int dense_shape(dense_t *d, const float *bias, int n_in, int n_out) {
     d->n_in = n_in;
@@ -177,6 +191,7 @@ static int dense_shape(dense_t *d, const float *bias, int n_in, int n_out) {
     return 0;
 }
 
+/* Weights [n_in, n_out] row-major -> panels of PANEL columns, zero-padded, float32 or bfloat16 pairs. */
 static int dense_init(dense_t *d, const float *kernel, const float *bias, int n_in, int n_out, int bfloat16) {
     if (dense_shape(d, bias, n_in, n_out)) return -1;
     int pairs = (n_in + 1) / 2;
@@ -371,19 +386,9 @@ static int amx_enabled(void) { return 0; }
 /* A dense layer's input rows [first, end) as its weights read them: bfloat16 pairs where the layer has them
  * (float32 panels read x itself). */
 static void dense_prepare(const dense_t *d, const float *x, int first, int end) {
-#if HAVE_BF16
     if (!d->pairs) return;
     int pairs = (d->n_in + 1) / 2;
-    for (int f = first; f < end; f++) {
-        const float *row = x + (size_t)f * d->n_in;
-        for (int q = 0; q < pairs; q++) {
-            uint32_t high = 2 * q + 1 < d->n_in ? bf16_bits(row[2 * q + 1]) : 0;
-            d->x_pairs[(size_t)f * pairs + q] = bf16_bits(row[2 * q]) | high << 16;
-        }
-    }
-#else
-    (void)d; (void)x; (void)first; (void)end;
-#endif
+    for (int f = first; f < end; f++) to_pairs(x + (size_t)f * d->n_in, d->n_in, d->x_pairs + (size_t)f * pairs);
 }
 
 /* y[f][columns of panels begin .. end - 1] = x[f] @ kernel + bias for F frames, the rows prepared
@@ -889,8 +894,12 @@ static void apply_bends(tb_model *m, int point, float *a, int frames, int units,
             case T_PERMUTE: for (int u = 0; u < units; u++) t[u] = row[bend->permutation[u]]; break;
             default: for (int u = 0; u < units; u++) t[u] = row[u];
             }
+            /* each unit's share of the bend, clamped to [0, 1] by comparisons (fmaxf and fminf were libm
+             * calls, 5 % of a small model's block, and kept the loop scalar); the same value, NaN taken as 0 */
             for (int u = 0; u < units; u++) {
-                float w = fminf(fmaxf(proportion - bend->ranks[u], 0.0f), 1.0f);
+                float w = proportion - bend->ranks[u];
+                w = w > 0.0f ? w : 0.0f;
+                w = w < 1.0f ? w : 1.0f;
                 row[u] += w * (t[u] - row[u]);
             }
         }
@@ -1698,9 +1707,6 @@ static int fast_bf16_vectors(void) {
 #endif
 }
 
-static void to_pairs(const float *x, size_t count, uint32_t *pairs) {
-    for (size_t q = 0; q < count / 2; q++) pairs[q] = bf16_bits(x[2 * q]) | bf16_bits(x[2 * q + 1]) << 16;
-}
 
 void tb_crepe_destroy(tb_crepe *c) {
     if (!c) return;
