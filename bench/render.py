@@ -27,8 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import soundfile
 
 import tuibend
+from tuibend.native import available_cores
 from tuibend.places import bundled
-from tuibend.render import available_cores, render_file
+from tuibend.render import render_file
 
 # what renders -> the command line's options for it, and render_file's
 KERNELS = {"native": (["--kernel", "native"], {"kernel": "native"}),

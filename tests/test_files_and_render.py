@@ -285,9 +285,9 @@ def test_render_runs_on_the_native_kernel_and_follows_the_player_as_tensorflow_d
     """`render` by default runs the native kernel, its layers in bfloat16 where the build has them (as the
     engine plays): the same sound as TensorFlow's stream (the reference) and as the kernel in float32, each
     second's level within 3 dB of the player's; an explicit native kernel that cannot load says why."""
-    from tuibend.native import library
+    from tuibend.native import available_cores, library
     from tuibend.places import demo_input
-    from tuibend.render import available_cores, render_file
+    from tuibend.render import render_file
 
     audio, rate = soundfile.read(demo_input())
     soundfile.write(tmp_path / "in.wav", audio[:4 * rate], rate)

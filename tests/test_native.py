@@ -625,6 +625,27 @@ def test_bfloat16_crepe_keeps_the_pitch_in_vectors_and_in_amx_tiles(crepe_refere
 
 
 @pytest.mark.quick
+def test_a_files_frames_shared_among_threads_give_the_same_estimates(crepe_reference):
+    """A batch of frames as a file's analysis brings it, shared among three threads (each on a network of its
+    own): the estimates one network gives, to the bit; a live block's frames stay on the caller's network."""
+    from tuibend.native.crepe import SHARE_FRAMES, NativeCrepe, file_crepe
+
+    frames = np.concatenate([crepe_reference["flute_frames"], crepe_reference["choir_frames"]])
+    frames = np.resize(frames, (3 * SHARE_FRAMES + 5, frames.shape[1]))  # three uneven shares
+    one, shared = NativeCrepe("tiny"), NativeCrepe("tiny", threads=3)
+    expected = one.estimate(frames)
+    assert np.ptp(expected[0]) > 50.0  # pitches that differ from frame to frame
+    for got, want in zip(shared.estimate(frames), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert len(shared._helpers) == 2
+    few = NativeCrepe("tiny", threads=3)
+    for got, want in zip(few.estimate(frames[:2]), one.estimate(frames[:2]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert few._helpers == []
+    assert file_crepe("native", 2)("tiny").threads == 2
+
+
+@pytest.mark.quick
 def test_the_kernels_safety_chain_equals_numpys():
     """Guard, DC blocker and limiter in one kernel call give numpy's SafetyChain within float32 rounding, block by
     block with the state carried: a voice with a DC offset at several gains, bursts far over the ceiling (the gain

@@ -6,9 +6,9 @@ kernel's CREPE analyses a new file); TensorFlow's stream (the reference) renders
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from tuibend.dynamics import Dynamics, GateSettings
 from tuibend.errors import InputError, TuibendError
 from tuibend.model.layout import BendHook, no_bend, point_widths
 from tuibend.model.store import ModelFile
+from tuibend.native import available_cores
 from tuibend.native.crepe import NativeCrepe
 from tuibend.pitch.analysis import Features
 from tuibend.pitch.files import analyze
@@ -140,14 +141,6 @@ def native_bfloat16() -> bool:
     return library().build == "avx512bf16"
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the system states one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def render_kernel(kernel: str, hook: BendHook = no_bend) -> str:
     """What renders a file: as :func:`tuibend.native.choose` decides, TensorFlow for a graph ``hook``."""
     from tuibend.native import NativeUnavailable, choose
@@ -172,12 +165,13 @@ def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_p
     ``bfloat16``: the kernel's layers in bfloat16 where the CPU has it (the sound the engine plays,
     0.3-0.7 % RMS off float32, about twice as fast; ``report["layers"]`` says which ran). Through the kernel,
     a file is analysed by the kernel's CREPE too (in float32: TensorFlow's within float rounding). ``threads``:
-    how many threads the kernel's blocks share (default: every core this process may use; ``report["threads"]``
-    says how many did; TensorFlow's stream runs on its own pool)."""
+    how many threads the kernel's analysis and blocks share (default: every core this process may use;
+    ``report["threads"]`` says how many; TensorFlow's stream runs on its own pool)."""
     check_output_format(output_path)
     native = render_kernel(kernel, hook) == "native"
+    threads = available_cores() if threads is None else threads
     features = analyze(input_path, tracker=tracker, loudness=model.config.loudness, use_cache=use_cache,
-                       progress=analysis_progress, crepe=NativeCrepe if native else None)
+                       progress=analysis_progress, crepe=partial(NativeCrepe, threads=threads) if native else None)
     if len(features) < 2:
         raise AudioFileError(f"{input_path}: too short to render (under 8 ms)")
     adjusted, report = adjust(features, model.statistics, adjustment or Adjustment())
@@ -188,7 +182,7 @@ def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_p
         model = model.timbre_model()
     report["kernel"] = "native" if native else "tensorflow"
     report["layers"] = "bfloat16" if native and bfloat16 and native_bfloat16() else "float32"
-    report["threads"] = (available_cores() if threads is None else threads) if native else None
+    report["threads"] = threads if native else None
     audio = render_features(model, adjusted, hook, seed, progress=progress, scene=scene,
                             unit_statistics=unit_statistics, dynamics=dynamics, dry=dry,
                             levels_db=features.loudness_db, native=native, bfloat16=bfloat16,

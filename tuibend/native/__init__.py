@@ -241,6 +241,15 @@ def library() -> ctypes.CDLL:
     return lib
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system states one): how many threads a
+    render's blocks and a file's analysis share by default."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def available() -> str | None:
     """None when the kernel is usable here, else why not (one line)."""
     try:
