@@ -299,7 +299,9 @@ def test_render_runs_on_the_native_kernel_and_follows_the_player_as_tensorflow_d
     assert exact.report["layers"] == reference.report["layers"] == "float32"
     # every core this process may use shares the kernel's blocks, the same take as one thread's
     one = render_file(choir_model, tmp_path / "in.wav", tmp_path / "one.wav", threads=1)
-    assert native.report["threads"] == available_cores() and one.report["threads"] == 1
+    cores = available_cores()
+    assert 1 <= native.report["threads"] <= cores and (native.report["threads"] > 1) == (cores > 1)
+    assert one.report["threads"] == 1
     assert reference.report["threads"] is None
     np.testing.assert_array_equal(one.audio, native.audio)
     assert len(native.audio) == len(exact.audio) == len(reference.audio)

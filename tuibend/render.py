@@ -59,7 +59,8 @@ def render_features(model: TimbreModel | ModelFile, features: Features, hook: Be
                     block_seconds: float = 1.0, progress: Progress | None = None, scene: Scene | None = None,
                     unit_statistics: dict | None = None, dynamics: Dynamics | None = None,
                     dry: np.ndarray | None = None, levels_db: np.ndarray | None = None,
-                    native: bool = False, bfloat16: bool = False, threads: int = 1) -> np.ndarray:
+                    native: bool = False, bfloat16: bool = False, threads: int = 1,
+                    report: dict | None = None) -> np.ndarray:
     """Resynthesises features in blocks of about a second (so long files report progress); a
     scene's bends and automation run from the start of the file. ``dynamics`` (with the ``dry``
     input it matches the level of, and ``levels_db``, the input's own loudness the gate listens to
@@ -67,7 +68,8 @@ def render_features(model: TimbreModel | ModelFile, features: Features, hook: Be
     ``native``: the native kernel renders, in its largest blocks (its own noise, seeded by ``seed``;
     no ``hook``), many times faster than TensorFlow's stream, which stays the reference; ``bfloat16``:
     its layers in bfloat16 where the CPU has it, as the live engine plays them; ``threads``: how many share
-    each of its blocks' batched layers (the same output to the bit). A :class:`ModelFile` renders natively only."""
+    each of its blocks' batched layers (the same output to the bit; ``report["threads"]``, where a ``report`` is
+    given, says how many do). A :class:`ModelFile` renders natively only."""
     widths, rate = point_widths(model.config.decoder), model.config.frame_rate
     bends, lanes = (scene.bends, scene.automation) if scene is not None else ([], {})
     if native:  # the kernel reads its rig's values, bends or none
@@ -75,6 +77,8 @@ def render_features(model: TimbreModel | ModelFile, features: Features, hook: Be
 
         controller = control_scene(bends, lanes, widths, NATIVE_BLOCK_FRAMES, rate, unit_statistics, graph=False)
         stream = NativeStream(model, controller.rig, NATIVE_BLOCK_FRAMES, seed, bfloat16=bfloat16, threads=threads)
+        if report is not None:
+            report["threads"] = stream.threads
     else:
         block = max(1, int(block_seconds * rate))
         controller = control_scene(bends, lanes, widths, block, rate, unit_statistics) if scene is not None else None
@@ -166,7 +170,7 @@ def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_p
     0.3-0.7 % RMS off float32, about twice as fast; ``report["layers"]`` says which ran). Through the kernel,
     a file is analysed by the kernel's CREPE too (in float32: TensorFlow's within float rounding). ``threads``:
     how many threads the kernel's analysis and blocks share (default: every core this process may use;
-    ``report["threads"]`` says how many; TensorFlow's stream runs on its own pool)."""
+    ``report["threads"]`` says how many share the blocks; TensorFlow's stream runs on its own pool)."""
     check_output_format(output_path)
     native = render_kernel(kernel, hook) == "native"
     threads = available_cores() if threads is None else threads
@@ -182,11 +186,11 @@ def render_file(model: TimbreModel | ModelFile, input_path: str | Path, output_p
         model = model.timbre_model()
     report["kernel"] = "native" if native else "tensorflow"
     report["layers"] = "bfloat16" if native and bfloat16 and native_bfloat16() else "float32"
-    report["threads"] = threads if native else None
+    report["threads"] = None  # the kernel's blocks: how many threads share them
     audio = render_features(model, adjusted, hook, seed, progress=progress, scene=scene,
                             unit_statistics=unit_statistics, dynamics=dynamics, dry=dry,
-                            levels_db=features.loudness_db, native=native, bfloat16=bfloat16,
-                            threads=report["threads"] or 1)
+                            levels_db=features.loudness_db, native=native, bfloat16=bfloat16, threads=threads,
+                            report=report)
     if not np.all(np.isfinite(audio)):
         raise RenderError("the model produced NaN or infinite samples; nothing was written")
     audio = limit(audio, model.config.sample_rate)
