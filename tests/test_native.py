@@ -635,15 +635,19 @@ def test_a_files_frames_shared_among_threads_give_the_same_estimates(crepe_refer
     frames = np.concatenate([crepe_reference["flute_frames"], crepe_reference["choir_frames"]])
     frames = np.resize(frames, (3 * SHARE_FRAMES + 5, frames.shape[1]))  # three uneven shares
     one, shared = NativeCrepe("tiny"), NativeCrepe("tiny", threads=3)
+    assert (one.threads, shared.threads) == (1, 3)
     expected = one.estimate(frames)
     assert np.ptp(expected[0]) > 50.0  # pitches that differ from frame to frame
+    calls = []
+    pitch = shared._pitch
+    shared._pitch = lambda handle, *rest: calls.append(handle.value) or pitch(handle, *rest)
     for got, want in zip(shared.estimate(frames), expected, strict=True):
         np.testing.assert_array_equal(got, want)
-    assert len(shared._helpers) == 2
-    few = NativeCrepe("tiny", threads=3)
-    for got, want in zip(few.estimate(frames[:2]), one.estimate(frames[:2]), strict=True):
+    assert len(set(calls)) == 3  # each share on its own network
+    calls.clear()
+    for got, want in zip(shared.estimate(frames[:2]), one.estimate(frames[:2]), strict=True):
         np.testing.assert_array_equal(got, want)
-    assert few._helpers == []
+    assert calls == [shared._handle.value]  # a live block's frames: the caller's network alone
     assert file_crepe("native", 2)("tiny").threads == 2
 
 

@@ -51,23 +51,23 @@ class NativeCrepe:
         keep = [np.ascontiguousarray(weights[name], np.float32) for name in weight_order()]
         floats = ctypes.POINTER(ctypes.c_float)
         pointers = (floats * len(keep))(*(array.ctypes.data_as(floats) for array in keep))
-        mode = (VECTORS if vectors else FASTEST) if precision == "bfloat16" else FLOAT32
-        handle = self._lib.tb_crepe_create(pointers, CAPACITIES[capacity], mode)
-        if not handle:
-            raise NativeUnavailable(f"the native kernel could not hold CREPE {capacity} (out of memory)")
-        self._handle = ctypes.c_void_p(handle)
+        asked = (VECTORS if vectors else FASTEST) if precision == "bfloat16" else FLOAT32
+        self._handles: list[ctypes.c_void_p] = []  # one network per thread, the caller's first
+        for _ in range(max(1, threads)):
+            handle = self._lib.tb_crepe_create(pointers, CAPACITIES[capacity], asked)
+            if not handle:
+                raise NativeUnavailable(f"the native kernel could not hold CREPE {capacity} (out of memory)")
+            self._handles.append(ctypes.c_void_p(handle))
+        self._handle = self._handles[0]
         mode = self._lib.tb_crepe_mode(self._handle)
         self.precision = "float32" if mode == RUNS_FLOAT32 else "bfloat16"
         self.tiles = mode == RUNS_TILES
-        self.threads = max(1, threads)
-        self._alike = partial(NativeCrepe, capacity, weights, precision, vectors)  # a helper's network
-        self._helpers: list[NativeCrepe] = []
+        self.threads = len(self._handles)
 
     def __del__(self):
-        handle = getattr(self, "_handle", None)
-        if handle is not None:
+        for handle in getattr(self, "_handles", ()):
             self._lib.tb_crepe_destroy(handle)
-            self._handle = None
+        self._handles = []
 
     def activation(self, frames) -> np.ndarray:
         """Activations [n, 360] of normalised 1024-sample frames [n, 1024]."""
@@ -79,30 +79,28 @@ class NativeCrepe:
 
     def estimate(self, frames: np.ndarray, fmin: float = 50.0, fmax: float = 2006.0) -> tuple[np.ndarray, np.ndarray]:
         """f0 (Hz) and confidence of raw 1024-sample frames [n, 1024]: normalised, the network and
-        :func:`~tuibend.pitch.crepe_format.decode` in one call."""
+        :func:`~tuibend.pitch.crepe_format.decode` in one call; a large batch shared among the threads."""
         frames = np.ascontiguousarray(np.asarray(frames, np.float32).reshape(-1, FRAME_SIZE))
         f0, confidence = np.empty(len(frames), np.float32), np.empty(len(frames), np.float32)
         bins = search_bins(fmin, fmax)
-        shares = min(self.threads, len(frames) // SHARE_FRAMES)
-        if shares < 2:
-            self._pitch(frames, bins, f0, confidence, 0, len(frames))
-            return f0, confidence
-        while len(self._helpers) < shares - 1:
-            self._helpers.append(self._alike())
+        shares = max(1, min(self.threads, len(frames) // SHARE_FRAMES))
         bounds = [len(frames) * share // shares for share in range(shares + 1)]
+        if shares == 1:
+            self._pitch(self._handle, frames, bins, f0, confidence, 0, len(frames))
+            return f0, confidence
         with ThreadPoolExecutor(shares - 1) as pool:  # the kernel's calls let go of the interpreter
-            helped = [pool.submit(helper._pitch, frames, bins, f0, confidence, begin, end)
-                      for helper, begin, end in zip(self._helpers, bounds[1:-1], bounds[2:], strict=False)]
-            self._pitch(frames, bins, f0, confidence, 0, bounds[1])
+            helped = [pool.submit(self._pitch, handle, frames, bins, f0, confidence, begin, end)
+                      for handle, begin, end in zip(self._handles[1:], bounds[1:-1], bounds[2:], strict=False)]
+            self._pitch(self._handle, frames, bins, f0, confidence, 0, bounds[1])
             for done in helped:
                 done.result()
         return f0, confidence
 
-    def _pitch(self, frames: np.ndarray, bins: tuple[int, int], f0: np.ndarray, confidence: np.ndarray,
-               begin: int, end: int) -> None:
-        """Estimates of frames [begin, end) into the same rows of f0 and confidence."""
+    def _pitch(self, handle: ctypes.c_void_p, frames: np.ndarray, bins: tuple[int, int], f0: np.ndarray,
+               confidence: np.ndarray, begin: int, end: int) -> None:
+        """Estimates of frames [begin, end) on one network, into the same rows of f0 and confidence."""
         if end > begin:
-            self._lib.tb_crepe_pitch(self._handle, frames[begin:].ctypes.data, end - begin, *bins,
+            self._lib.tb_crepe_pitch(handle, frames[begin:].ctypes.data, end - begin, *bins,
                                      f0[begin:].ctypes.data, confidence[begin:].ctypes.data)
 
 
