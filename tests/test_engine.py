@@ -420,13 +420,18 @@ def test_native_chains_need_no_memory_maps(choir_model, player, monkeypatch):
 def test_a_failed_chain_is_compiled_again_only_when_the_failure_may_have_cleared():
     """A structure refused for want of memory maps is tried again at its next recall; one whose
     compiling failed otherwise is not traced again mid-performance (its failure stands)."""
+    import threading
+
     from tuibend.engine.chains import ChainPreparer, NoRoomForChain
 
     attempts = []
+    looked = threading.Event()  # the retry ends only once the test has seen it under way (no race with it)
 
     def build(bends):
         attempts.append(bends[0].transform)
         if bends[0].transform == "ablate":
+            if attempts.count("ablate") > 1:
+                looked.wait(10)
             raise NoRoomForChain("no room to compile another chain structure")
         raise ValueError("this transform cannot be compiled")
 
@@ -439,6 +444,7 @@ def test_a_failed_chain_is_compiled_again_only_when_the_failure_may_have_cleared
         recalled = preparer.request(broken)
         assert preparer.failure(recalled).startswith("ValueError")
         assert preparer.failure(preparer.request(short_of_room)) is None  # being tried again
+        looked.set()
         wait_for(lambda: attempts.count("ablate") == 2)
         wait_for(lambda: not preparer.busy)
         assert attempts.count("invert") == 1
