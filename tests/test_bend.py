@@ -111,6 +111,32 @@ def test_fader_moves_glide_and_are_heard_in_the_next_block():
     assert abs(values[-1] - 3.0) < 0.01  # there within 160 ms
 
 
+@pytest.mark.quick
+def test_faders_at_rest_keep_their_values_and_each_block_its_own():
+    """A fader at rest holds its value in every frame, a block's values never change once given (the next block
+    is a new array: the kernel and the interface read it while the controller goes on), and a row that ends a
+    glide, a morph or a lane rests on where it ended."""
+    bends = [Bend("gru", "scale", 0.5, params={"gain": 1.0}), Bend("fc1", "offset", 0.25, params={"amount": 0.3})]
+    rig = BendRig(bends, WIDTHS, 4)
+    lane = Breakpoints([0.0, 0.05], [0.0, 0.7])  # ends after 13 frames, then holds its last value
+    controller = BendController(rig, 250.0, {(1, "amount"): lane})
+    first = controller.block_values()
+    given = first.copy()
+    controller.set(0, "gain", 2.0)
+    blocks = [controller.block_values() for _ in range(60)]
+    np.testing.assert_array_equal(first, given)  # untouched by the blocks after it
+    gain, proportion = rig.rows[(0, "gain")], rig.rows[(1, "proportion")]
+    assert np.all(first[proportion] == np.float32(0.25)) and all(np.all(b[proportion] == np.float32(0.25))
+                                                                 for b in blocks)
+    assert np.all(blocks[-1][gain] == np.float32(2.0)) and controller.value(0, "gain") == 2.0  # arrived, resting
+    assert np.all(blocks[-1][rig.rows[(1, "amount")]] == np.float32(0.7))
+    controller.morph({(0, "gain"): 0.5}, seconds=0.04)  # ten frames
+    after = [controller.block_values()[gain] for _ in range(5)]
+    assert after[0][0] < 2.0 and np.all(after[-1] == np.float32(0.5))  # glided there, resting on its end
+    controller.set(0, "gain", 0.5)  # the same value again: nothing moves
+    assert np.all(controller.block_values()[gain] == np.float32(0.5))
+
+
 def test_oscillator_phase_is_continuous_across_blocks_and_rate_changes():
     rig = BendRig([Bend("gru", "oscillate", 1.0, params={"freq": 3.0, "depth": 1.0})], WIDTHS, 4)
     controller = BendController(rig, 250.0, smoothing_seconds=0.0)
