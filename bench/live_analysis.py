@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from realtime import ENGINE_BLOCK, block_path, full_model
+from realtime import ENGINE_BLOCK, block_path, full_model, model_options
 
 import tuibend
 from tuibend.engine.session import live_input
 from tuibend.engine.sources import LiveAnalysis
 from tuibend.model.timbre import TimbreModel
 from tuibend.pitch.analysis import StreamingAnalyzer
-from tuibend.places import bundled
 
 PACED_BLOCKS = 250  # 4 s at real time
 
@@ -52,8 +51,7 @@ def compare(label: str, model: TimbreModel, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", help="the full-size tuibend model folder (default: the imported ddsp fixture)")
-    parser.add_argument("--small", default=str(bundled("models", "choir")), help="the small model folder")
+    model_options(parser)
     parser.add_argument("--rounds", type=int, default=4, help="turns each analysis takes (default 4)")
     args = parser.parse_args()
     print("| model | analysis | microphone path paced, ms a block: median (each round) | of it, the analysis | "

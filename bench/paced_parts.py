@@ -16,7 +16,7 @@ import gc
 import time
 
 import numpy as np
-from realtime import BENDS, ENGINE_BLOCK, MOVED_FADER, fader_positions, features, full_model
+from realtime import BENDS, ENGINE_BLOCK, MOVED_FADER, fader_positions, features, full_model, model_options
 
 import tuibend
 from tuibend.bend.rig import BendController, BendRig
@@ -24,7 +24,6 @@ from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.native.safety import safety_chain
 from tuibend.native.stream import NativeStream
-from tuibend.places import bundled
 
 PARTS = ("fader set", "controller advance", "the kernel's step (with its Python call)", "safety chain")
 BLOCKS = 250  # 4 s at real time
@@ -79,8 +78,7 @@ def part_times(model: TimbreModel, rounds: int) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", help="the full-size tuibend model folder (default: the imported ddsp fixture)")
-    parser.add_argument("--small", default=str(bundled("models", "choir")), help="the small model folder")
+    model_options(parser)
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the three ways, alternating (default 2)")
     args = parser.parse_args()
     models = {"choir (small)": tuibend.load_model(args.small), "solo (full)": full_model(args.full)}

@@ -256,6 +256,12 @@ def whole_signal_timing(model: TimbreModel, live: LiveAnalysis, repeats: int) ->
                   float(np.median([run.paced_live for run in runs])))
 
 
+def model_options(parser: argparse.ArgumentParser) -> None:
+    """The two models the live benches measure: ``--full`` and ``--small`` folders."""
+    parser.add_argument("--full", help="the full-size tuibend model folder (default: the imported ddsp fixture)")
+    parser.add_argument("--small", default=str(bundled("models", "choir")), help="the small model folder")
+
+
 def full_model(path: str | None) -> TimbreModel:
     if path:
         return tuibend.load_model(path)
@@ -421,8 +427,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", help="the full-size tuibend model folder (default: the imported ddsp fixture)")
-    parser.add_argument("--small", default=str(bundled("models", "choir")), help="the small model folder")
+    model_options(parser)
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per timed run (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs, the median is kept (default 3)")
     args = parser.parse_args()
