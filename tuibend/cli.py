@@ -832,8 +832,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "the CPU has AVX512-BF16, as the engine plays them: about twice as fast, 0.3-0.7 %% "
                              "RMS off float32; the GRU's recurrence in 8 bits where it has VNNI but no AMX)")
     render.add_argument("--threads", type=positive_int, default=None,
-                        help="threads the native kernel's blocks share (default: every core this process may use; "
-                             "the same output whatever the count)")
+                        help="threads the native kernel's analysis and blocks share (default: every core this "
+                             "process may use; the same output whatever the count)")
     _dynamics_options(render)
     render.set_defaults(handler=_render, tensorflow=False)  # loaded only where it is needed
 

@@ -1237,8 +1237,8 @@ void tb_destroy(tb_model *m) {
 
 void tb_reset(tb_model *m) { reset_state(m); }
 
-/* Shares each block's batched layers (the input and output stacks, the GRU's input projection, the last dense
- * layer) among `threads` threads, the caller one of them: for renders, whose blocks of 64 frames keep two cores
+/* Shares each block (every layer's panels, the recurrence's frame by frame, the layer norms, the two synths)
+ * among `threads` threads, the caller one of them: for renders, whose blocks of 64 frames keep two cores
  * busy. 1 stops the helpers. Returns the threads now sharing (fewer where the system starts fewer). Not while a
  * block steps. */
 int tb_threads(tb_model *m, int threads) {

@@ -69,8 +69,8 @@ class NativeStream:
     Zen 4, whose 1 MB L2 does not hold it in bfloat16; 0.43-0.62 % RMS off float32 with bfloat16 layers, against
     0.31-0.55 % for those alone, measured); by default with bfloat16 where the CPU has no AMX (whose tiles were
     measured without it); :attr:`int8` says whether it does.
-    ``threads``: how many threads share each block's batched layers (the stacks, the GRU's input projection),
-    the caller one of them; for renders, whose blocks of many frames keep every core busy (the same output to
+    ``threads``: how many threads share each block (its layers' panels, the recurrence's too, and the two
+    synths), the caller one of them; for renders, whose blocks of many frames keep every core busy (the same output to
     the bit); :attr:`threads` says how many do. The live engine steps on one.
     ``model``: a :class:`TimbreModel`, or a :class:`~tuibend.model.store.ModelFile` read without TensorFlow.
     """
