@@ -356,6 +356,32 @@ def test_a_block_size_the_kernel_cannot_take_is_refused(choir_model):
         NativeStream(choir_model, rig, 4)  # its values would be read past their end
 
 
+MEMORY_ACCOUNTING = Path("/proc/self/smaps_rollup")
+HUGE_PAGES_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def resident_kib() -> tuple[int, int]:
+    """This process' resident memory and the share of it in anonymous huge pages, in KiB."""
+    fields = dict(line.split(":", 1) for line in MEMORY_ACCOUNTING.read_text().splitlines()[1:])
+    return int(fields["Rss"].split()[0]), int(fields["AnonHugePages"].split()[0])
+
+
+@pytest.mark.skipif(not MEMORY_ACCOUNTING.exists(), reason="reads Linux's per-process memory accounting")
+def test_a_streams_buffers_lie_in_huge_pages_and_leave_with_it(choir_model):
+    """Every buffer of a stream comes from an arena of its own, in 2 MiB pages where the system offers them
+    (the weights a cold block reads take a few translations), and goes back whole when the stream goes."""
+    rig = BendRig([], point_widths(choir_model.config.decoder), 4, graph=False)
+    NativeStream(choir_model, rig, 4, bfloat16=True)  # whatever a first stream sets up for good
+    resident, huge = resident_kib()
+    stream = NativeStream(choir_model, rig, 4, bfloat16=True)
+    if HUGE_PAGES_SETTING.exists() and "[never]" not in HUGE_PAGES_SETTING.read_text():
+        assert resident_kib()[1] - huge >= 2048  # its 3.8 MB of bfloat16 weights: at least one whole page
+    del stream
+    for _ in range(20):
+        NativeStream(choir_model, rig, 4, bfloat16=True)  # made and dropped: 4 MB or more each if kept
+    assert resident_kib()[0] - resident < 16 * 1024
+
+
 def test_the_kernel_knows_every_transform():
     assert set(TRANSFORM_IDS) == set(TRANSFORMS)
     assert set(TRANSFORM_ROWS) | {"invert", "ablate", "permute"} == set(TRANSFORMS)
