@@ -22,6 +22,7 @@ import tuibend
 from tuibend.bend.rig import BendController, BendRig
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
+from tuibend.native.control import KernelFill
 from tuibend.native.safety import safety_chain
 from tuibend.native.stream import NativeStream
 
@@ -35,7 +36,7 @@ def part_times(model: TimbreModel, rounds: int) -> dict[str, np.ndarray]:
     config = model.config
     frames = ENGINE_BLOCK // config.hop
     rig = BendRig(BENDS, point_widths(config.decoder), frames, graph=False)
-    controller = BendController(rig, config.frame_rate)
+    controller = BendController(rig, config.frame_rate, fill=KernelFill)
     stream = NativeStream(model, rig, frames, bfloat16=True)
     safety = safety_chain(config.sample_rate, native=True)
     f0, loudness = features(10.0, config.frame_rate)

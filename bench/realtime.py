@@ -57,13 +57,14 @@ sys.path.insert(0, str(REPO))
 
 import tuibend  # noqa: E402
 from tuibend.bend.registry import Bend  # noqa: E402
-from tuibend.bend.rig import BendController, BendRig, control_scene  # noqa: E402
+from tuibend.bend.rig import BendController, BendRig, control_scene, numpy_fill  # noqa: E402
 from tuibend.engine.engine import Engine  # noqa: E402
 from tuibend.engine.session import live_input  # noqa: E402
 from tuibend.engine.sources import LiveAnalysis  # noqa: E402
 from tuibend.model.config import DecoderConfig  # noqa: E402
 from tuibend.model.layout import point_widths  # noqa: E402
 from tuibend.model.timbre import TimbreModel  # noqa: E402
+from tuibend.native.control import KernelFill  # noqa: E402
 from tuibend.native.safety import safety_chain  # noqa: E402
 from tuibend.native.stream import NativeStream  # noqa: E402
 from tuibend.places import bundled  # noqa: E402
@@ -171,7 +172,7 @@ def block_path(model: TimbreModel, block_samples: int, seconds: float, kernel: s
     block_frames = block_samples // config.hop
     native = kernel.startswith("native")
     rig = BendRig(BENDS, point_widths(config.decoder), block_frames, graph=not native)
-    controller = BendController(rig, config.frame_rate)
+    controller = BendController(rig, config.frame_rate, fill=KernelFill if native else numpy_fill)
     stream = (NativeStream(model, rig, block_frames, bfloat16=kernel == "native") if native
               else model.stream(block_frames, hook=rig.hook))
     f0, loudness = features(seconds, config.frame_rate)

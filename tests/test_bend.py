@@ -12,12 +12,13 @@ from conftest import relative_error
 
 from tuibend.bend.automation import Breakpoints, Lfo, Recorder
 from tuibend.bend.registry import Bend, BendError
-from tuibend.bend.rig import BendController, BendRig, control_scene
+from tuibend.bend.rig import BendController, BendRig, control_scene, numpy_fill
 from tuibend.bend.scene import Scene, SceneError, load_scene, save_scene, scene_to_toml
 from tuibend.bend.selection import Selection, SelectionError, unit_order
 from tuibend.bend.transforms import TRANSFORMS
 from tuibend.bend.units import compute_unit_statistics
 from tuibend.model.layout import point_widths
+from tuibend.native.control import KernelFill
 
 WIDTHS = {"fc1": 8, "gru": 6}
 FRAMES = 5
@@ -431,3 +432,49 @@ def test_controls_from_other_threads_never_break_a_block():
         stop.set()
         thread.join()
     assert not failures
+
+
+def test_the_kernels_block_values_equal_numpys():
+    """Faders gliding and held, morphs, a lane, a recording, restarts and every derived row (an oscillator's phase,
+    a sample-and-hold's refresh frames, a smoother's coefficient): the kernel's fill gives numpy's values, block
+    after block, and leaves the controller where numpy's does."""
+    bends = [Bend("fc1", "oscillate", 0.3, params={"freq": 3.0, "depth": 0.5}),
+             Bend("fc2", "freeze", 0.4, params={"rate": 7.0}), Bend("gru", "smooth", 0.2, params={"seconds": 0.1}),
+             Bend("fc2", "scale", 0.5, params={"gain": 1.5})]
+    lanes = {(3, "gain"): Lfo("sine", 2.0)}
+    controllers = [BendController(BendRig(bends, {**WIDTHS, "fc2": 8}, 4, graph=False), 250.0, lanes, fill=fill)
+                   for fill in (numpy_fill, KernelFill)]
+    rng = np.random.default_rng(5)
+    refresh_row, phase_row = controllers[0].rig.rows[(1, "refresh")], controllers[0].rig.rows[(0, "phase")]
+    for block in range(400):
+        moves = [("set", (0, "freq"), 0.5 + 20 * rng.random()), ("set", (1, "rate"), 60 * rng.random()),
+                 ("set", (2, "seconds"), rng.random()), ("morph", (0, "proportion"), rng.random())]
+        move = moves[int(rng.integers(len(moves)))] if rng.random() < 0.3 else None
+        for controller in controllers:
+            if move is not None and move[0] == "set":
+                controller.set(*move[1], move[2])
+            elif move is not None:
+                controller.morph({move[1]: move[2]}, 0.05)
+            if block == 150:
+                controller.record(0, "depth")
+            if block == 200:
+                controller.stop_recording(0, "depth")
+            if block % 130 == 129:
+                controller.restart()
+        numpy_values, kernel_values = (controller.block_values() for controller in controllers)
+        np.testing.assert_array_equal(kernel_values[refresh_row], numpy_values[refresh_row])
+        np.testing.assert_allclose(kernel_values[phase_row], numpy_values[phase_row], rtol=0, atol=1e-5)
+        # within a float32 step of 1: the smoother's 1 - exp(-x) through two libraries' expf
+        np.testing.assert_allclose(kernel_values, numpy_values, rtol=1e-6, atol=2.5e-7)
+        np.testing.assert_allclose(controllers[1].state.current, controllers[0].state.current, rtol=1e-9)
+        np.testing.assert_allclose(controllers[1].state.memory, controllers[0].state.memory, rtol=1e-6, atol=1e-6)
+    assert np.unique(numpy_values[phase_row]).size == 4  # the oscillator ran, the faders moved
+
+
+def test_every_derived_row_the_registry_names_has_its_derivation():
+    from tuibend.bend.derive import DERIVATIONS
+    from tuibend.bend.registry import SPECS
+
+    assert {name: spec.derived for name, spec in SPECS.items() if spec.derived} == {
+        name: (derivation.row,) for name, derivation in DERIVATIONS.items()}
+    assert all(derivation.source in SPECS[name].params for name, derivation in DERIVATIONS.items())

@@ -11,6 +11,7 @@ from conftest import BUNDLED_MODEL, DEMO_INPUT, relative_error
 from tuibend.bend.registry import Bend
 from tuibend.bend.rig import BendController, BendRig
 from tuibend.bend.transforms import TRANSFORMS
+from tuibend.engine.chains import build_chain
 from tuibend.engine.session import file_player
 from tuibend.model.layout import point_widths
 from tuibend.model.store import read_model
@@ -23,6 +24,7 @@ from tuibend.native import (
     packaged,
     runnable_variants,
 )
+from tuibend.native.control import KernelFill
 from tuibend.native.stream import TRANSFORM_IDS, TRANSFORM_ROWS, NativeStream
 from tuibend.native.variants import variants_for
 
@@ -354,6 +356,16 @@ def test_a_block_size_the_kernel_cannot_take_is_refused(choir_model):
         NativeStream(choir_model, rig, 3)
     with pytest.raises(ValueError, match="rig is for blocks of 3 frames, the stream for 4"):
         NativeStream(choir_model, rig, 4)  # its values would be read past their end
+
+
+def test_the_engines_native_chains_fill_their_values_in_the_kernel(choir_model):
+    chain = build_chain(read_model(BUNDLED_MODEL), [Bend("fc1", "oscillate", 0.3)], 4, None, 0, native=True)
+    assert chain.fill is KernelFill
+    rig = BendRig([Bend("fc1", "oscillate", 0.3)], point_widths(choir_model.config.decoder), 4, graph=False)
+    controller = BendController(rig, 250.0)
+    fill = KernelFill(controller.plan, controller.state)
+    with pytest.raises(ValueError, match="float32 expected"):
+        fill(np.zeros((3, 4), np.float32), 0.0)  # the kernel never writes past a wrong array
 
 
 MEMORY_ACCOUNTING = Path("/proc/self/smaps_rollup")

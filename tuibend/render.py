@@ -73,9 +73,11 @@ def render_features(model: TimbreModel | ModelFile, features: Features, hook: Be
     widths, rate = point_widths(model.config.decoder), model.config.frame_rate
     bends, lanes = (scene.bends, scene.automation) if scene is not None else ([], {})
     if native:  # the kernel reads its rig's values, bends or none
+        from tuibend.native.control import KernelFill
         from tuibend.native.stream import NativeStream
 
-        controller = control_scene(bends, lanes, widths, NATIVE_BLOCK_FRAMES, rate, unit_statistics, graph=False)
+        controller = control_scene(bends, lanes, widths, NATIVE_BLOCK_FRAMES, rate, unit_statistics, graph=False,
+                                   fill=KernelFill)
         stream = NativeStream(model, controller.rig, NATIVE_BLOCK_FRAMES, seed, bfloat16=bfloat16, threads=threads)
         if report is not None:
             report["threads"] = stream.threads

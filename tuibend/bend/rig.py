@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tuibend.bend.automation import Lane, Recorder
-from tuibend.bend.derive import DERIVERS
+from tuibend.bend.derive import DERIVATIONS, Derivation
 from tuibend.bend.registry import SPECS, Bend, check_bend
 from tuibend.bend.selection import ranks_from_order, unit_order
 
@@ -122,41 +123,103 @@ class Restart:
 ControlRequest = Morph | CancelMorph | Restart
 
 
+@dataclass(frozen=True)
+class ControlPlan:
+    """What a chain's block values are made of, looked up once: the row each fader fills, each derived row's
+    derivation, the row it reads and the row it fills, and the faders' one-pole factor after 1, 2, ... frames."""
+
+    rows: int  # value rows; the block number follows them
+    fader_rows: np.ndarray  # int32 [faders]
+    derivations: list[tuple[Derivation, int, int]]
+    decay_steps: np.ndarray  # float64 [frames]
+    frame_rate: float
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """A controller's per-block arrays, changed in place only (a fill may keep their addresses)."""
+
+    targets: np.ndarray  # float64 [faders]: where the faders stand (any thread writes one; a block reads each once)
+    current: np.ndarray  # float64 [faders]: the value each fader's last block ended on
+    driven: np.ndarray  # uint8 [faders]: 1 where a lane or a morph filled the row this block
+    memory: np.ndarray  # float64 [derivations]: what each derivation carries to the next block
+
+
+BlockFill = Callable[[np.ndarray, float], None]
+"""``fill(values, block_number)``: a block's values [rows + 1, frames] from the state, its rows driven by lanes and
+morphs already there: every other fader glides, every derived row follows its source, the last row holds the block
+number; the state's current values and memories move on."""
+FillMaker = Callable[[ControlPlan, ControlState], BlockFill]
+
+
+def numpy_fill(plan: ControlPlan, state: ControlState) -> BlockFill:
+    """The block fill in numpy: the reference the native kernel's (``tuibend.native.control``) is tested against,
+    and the fill of TensorFlow's chains."""
+    rows = plan.fader_rows.tolist()
+    steps = plan.decay_steps
+
+    def fill(values: np.ndarray, block_number: float) -> None:
+        current = state.current
+        for place, (row, start, target, driven) in enumerate(zip(rows, current.tolist(), state.targets.tolist(),
+                                                                  state.driven.tolist(), strict=True)):
+            if driven:
+                continue
+            if abs(start - target) <= 1e-7 * (1.0 + abs(target)):  # arrived, to float32 precision: held
+                values[row] = current[place] = target
+            else:  # one-pole glide from the current value toward the target, frame by frame
+                glide = target + (start - target) * steps
+                values[row] = glide
+                current[place] = glide[-1]
+        for index, (derivation, source, row) in enumerate(plan.derivations):
+            values[row], state.memory[index] = derivation.derive(values[source], float(state.memory[index]),
+                                                                 plan.frame_rate)
+        values[-1] = block_number
+
+    return fill
+
+
 class BendController:
     """The control side: targets, smoothing, automation, morphs and derived rows, per frame.
 
     ``set``, ``morph``, ``record``, ``stop_recording`` and ``restart`` may be called from any
-    thread (the interface, MIDI): they only swap small dictionaries or leave a request under a
+    thread (the interface, MIDI): they only write a fader's target or swap small dictionaries, under a
     lock held for a few instructions. ``advance`` runs on the model thread before each block,
-    takes one snapshot of them, and owns everything that changes while a block is computed.
+    takes one snapshot of them, and owns everything that changes while a block is computed. Lanes and morphs
+    are played here; the faders' glides and the derived rows by ``fill`` (:func:`numpy_fill`, or the native
+    kernel's, one call a block).
     """
 
     def __init__(self, rig: BendRig, frame_rate: float, lanes: dict[tuple[int, str], Lane] | None = None,
-                 smoothing_seconds: float = SMOOTHING_SECONDS):
+                 smoothing_seconds: float = SMOOTHING_SECONDS, fill: FillMaker = numpy_fill):
         self.rig = rig
         self.frame_rate = frame_rate
         self.lanes = dict(lanes or {})  # replaced, never mutated: a block reads a consistent snapshot
-        self.decay = math.exp(-1.0 / (smoothing_seconds * frame_rate)) if smoothing_seconds > 0 else 0.0
-        self._decay_steps = self.decay ** np.arange(1, rig.block_frames + 1)
-        self._derived = {(i, name) for i, bend in enumerate(rig.bends) for name in SPECS[bend.transform].derived}
-        # Looked up once: the rows a block fills from faders, lanes and morphs, and each deriving bend's rows.
-        self._free_rows = [(key, row) for key, row in rig.rows.items() if key not in self._derived]
-        self._derivations = [(index, derive, {name: rig.rows[(index, name)] for name in SPECS[bend.transform].params},
-                              {name: rig.rows[(index, name)] for name in SPECS[bend.transform].derived})
-                             for index, bend in enumerate(rig.bends)
-                             if (derive := DERIVERS.get(bend.transform)) is not None]
+        decay = math.exp(-1.0 / (smoothing_seconds * frame_rate)) if smoothing_seconds > 0 else 0.0
+        derivations = [(DERIVATIONS[bend.transform], index) for index, bend in enumerate(rig.bends)
+                       if bend.transform in DERIVATIONS]
+        derived = {(index, derivation.row) for derivation, index in derivations}
+        faders = [(key, row) for key, row in rig.rows.items() if key not in derived]
+        self._place = {key: place for place, (key, _) in enumerate(faders)}  # a fader's index in the arrays
+        self._fader_rows = [row for _, row in faders]
+        self.plan = ControlPlan(len(rig.rows), np.array(self._fader_rows, np.int32),
+                                [(derivation, rig.rows[(index, derivation.source)], rig.rows[(index, derivation.row)])
+                                 for derivation, index in derivations],
+                                decay ** np.arange(1, rig.block_frames + 1), frame_rate)
+        self._memory_start = np.array([derivation.start for derivation, _ in derivations], np.float64)
+        self._targets = np.array([rig.bends[bend].value(name) for bend, name in self._place], np.float64)
+        self.state = ControlState(self._targets, self._targets.copy(), np.zeros(len(faders), np.uint8),
+                                  self._memory_start.copy())
+        self._driving = False  # whether a lane or a morph drove a row in the last block (model thread only)
+        self._fill = fill(self.plan, self.state)
         self._frame_steps = np.arange(rig.block_frames)
-        self._targets = {key: rig.bends[key[0]].value(key[1]) for key in rig.rows if key not in self._derived}
-        self._current = dict(self._targets)  # model thread only
         self._morphs: dict[tuple[int, str], tuple[float, float, int, int]] = {}  # model thread only
-        self._memory: dict[int, dict] = {i: {} for i in range(len(rig.bends))}  # model thread only
         self._recorders: dict[tuple[int, str], Recorder] = {}
         self._requests: list[ControlRequest] = []  # morphs and restarts for the model thread to apply
         self.frame = 0
-        self._lock = threading.Lock()  # held only to swap dictionaries, never across a block
+        self._lock = threading.Lock()  # held only to write targets or swap dictionaries, never across a block
 
     def _check(self, bend: int, name: str) -> tuple[int, str]:
-        if (bend, name) not in self.rig.rows or (bend, name) in self._derived:
+        if (bend, name) not in self._place:
             raise KeyError(f"bend {bend + 1} has no parameter {name!r}")
         return bend, name
 
@@ -164,7 +227,7 @@ class BendController:
         """Moves a fader (bend index from 0); the next block glides to it."""
         key = self._check(bend, name)
         with self._lock:
-            self._targets = {**self._targets, key: float(value)}
+            self._targets[self._place[key]] = float(value)
             self._requests = [*self._requests, CancelMorph(key)]
             recorder = self._recorders.get(key)
         if recorder is not None:
@@ -173,11 +236,12 @@ class BendController:
     def record(self, bend: int, name: str) -> None:
         """Starts recording live moves of a parameter; its lane, if any, stops and the value holds."""
         key = self._check(bend, name)
+        place = self._place[key]
         recorder = Recorder()
-        recorder.record(self.frame / self.frame_rate, self._current[key])
+        recorder.record(self.frame / self.frame_rate, float(self.state.current[place]))
         with self._lock:
             self.lanes = {k: lane for k, lane in self.lanes.items() if k != key}
-            self._targets = {**self._targets, key: self._current[key]}
+            self._targets[place] = self.state.current[place]
             self._recorders = {**self._recorders, key: recorder}
 
     def stop_recording(self, bend: int, name: str, curve: str = "linear", loop: bool = False) -> Lane:
@@ -200,95 +264,92 @@ class BendController:
 
     def morph(self, targets: dict[tuple[int, str], float], seconds: float) -> None:
         """Glides linearly to new values over ``seconds`` (a scene recall with the same chain)."""
-        for key in targets:
-            self._check(*key)
+        places = [self._place[self._check(*key)] for key in targets]
         with self._lock:
             self._requests = [*self._requests, Morph(dict(targets), seconds)]
-            self._targets = {**self._targets, **targets}
+            self._targets[places] = list(targets.values())
 
     def value(self, bend: int, name: str) -> float:
         """The value the last block ended on."""
-        return self._current[(bend, name)]
+        return float(self.state.current[self._place[(bend, name)]])
 
     def target(self, bend: int, name: str) -> float:
         """Where the fader stands (the value a glide or morph is heading for)."""
-        return self._targets[self._check(bend, name)]
+        return float(self._targets[self._place[self._check(bend, name)]])
 
     def jump(self, values: dict[tuple[int, str], float]) -> None:
         """Sets parameters at once, without a glide (before the first block: where a fade-in starts)."""
-        for key in values:
-            self._check(*key)
+        places = [self._place[self._check(*key)] for key in values]
         with self._lock:
-            self._targets = {**self._targets, **values}
-        self._current.update(values)
+            self._targets[places] = list(values.values())
+        self.state.current[places] = list(values.values())
 
     def _apply_requests(self) -> None:
+        """Applies the waiting requests (a morph's targets may reach a block before its request: that block glides
+        toward them, the next starts the morph from there)."""
         with self._lock:
             requests, self._requests = self._requests, []
+        current = self.state.current
         for request in requests:
             match request:
                 case Morph(targets, seconds):
                     frames = max(1, round(seconds * self.frame_rate))
-                    self._morphs.update({key: (self._current[key], value, self.frame, frames)
+                    self._morphs.update({key: (float(current[self._place[key]]), value, self.frame, frames)
                                          for key, value in targets.items()})
                 case CancelMorph(key):
                     self._morphs.pop(key, None)
                 case Restart():  # the scene clock goes back to zero, derived rows start afresh
                     for key, (_, end, _, _) in self._morphs.items():
-                        self._current[key] = end
+                        current[self._place[key]] = end
                     self._morphs = {}
-                    self._memory = {index: {} for index in self._memory}
+                    np.copyto(self.state.memory, self._memory_start)
                     self.frame = 0
 
     def block_values(self) -> np.ndarray:
-        """Per-frame values [rows, frames] for the next block, advancing time."""
+        """Per-frame values [rows, frames] for the next block, the block number in the last row, advancing time."""
         self._apply_requests()
-        frames = self.rig.block_frames
-        targets, lanes, morphs, current = self._targets, self.lanes, self._morphs, self._current
-        times = (self.frame + self._frame_steps) / self.frame_rate if lanes else None
-        values = np.zeros((len(self.rig.rows) + 1, frames), np.float32)
-        for key, row in self._free_rows:
+        values = np.zeros((self.plan.rows + 1, self.rig.block_frames), np.float32)
+        lanes, morphs = self.lanes, self._morphs
+        if lanes or morphs or self._driving:  # a row they drove in the last block glides from this one on
+            self._driving = self._drive(values, lanes, morphs)
+        self._fill(values, float(self.rig.blocks))
+        self.frame += self.rig.block_frames
+        return values
+
+    def _drive(self, values: np.ndarray, lanes: dict[tuple[int, str], Lane],
+               morphs: dict[tuple[int, str], tuple[float, float, int, int]]) -> bool:
+        """Fills the rows lanes play and morphs move (a lane before a morph), marks them driven, and moves their
+        current values; whether it drove any (the next block then clears their marks)."""
+        times = (self.frame + self._frame_steps) / self.frame_rate
+        driven, current, drove = self.state.driven, self.state.current, False
+        for key, place in self._place.items():
+            row = self._fader_rows[place]
+            driven[place] = 1
             if key in lanes:
                 values[row] = lanes[key].at(times)
-                current[key] = float(values[row, -1])
             elif key in morphs:
                 start, end, begun, length = morphs[key]
                 progress = np.clip((self.frame + 1 + self._frame_steps - begun) / length, 0.0, 1.0)
                 values[row] = start + (end - start) * progress
-                current[key] = float(values[row, -1])
                 if progress[-1] >= 1.0:
                     del morphs[key]  # landed: the fader target (the same value) takes over
             else:
-                values[row] = self._glide(key, targets[key])
-        for index, derive, param_rows, derived_rows in self._derivations:
-            params = {name: values[row] for name, row in param_rows.items()}
-            for name, derived in derive(params, self._memory[index], self.frame_rate).items():
-                values[derived_rows[name]] = derived
-        self.frame += frames
-        return values
-
-    def _glide(self, key, target: float) -> np.ndarray | float:
-        """One-pole glide from the current value toward the target, frame by frame (a fader at rest,
-        as all but the moving ones are: its value, spared the arithmetic)."""
-        start = self._current[key]
-        if abs(start - target) <= 1e-7 * (1.0 + abs(target)):  # arrived, to float32 precision
-            self._current[key] = target
-            return target
-        glide = target + (start - target) * self._decay_steps
-        self._current[key] = float(glide[-1])
-        return glide
+                driven[place] = 0
+                continue
+            current[place] = values[row, -1]
+            drove = True
+        return drove
 
     def advance(self) -> None:
         """Writes the next block's values into the rig (call before each model step)."""
-        values = self.block_values()
-        values[-1] = self.rig.blocks
-        self.rig.write(values)
+        self.rig.write(self.block_values())
         self.rig.blocks = (self.rig.blocks + 1) % BLOCK_NUMBERS
 
 
 def control_scene(bends: list[Bend], lanes: dict[tuple[int, str], Lane], widths: dict[str, int], block_frames: int,
                   frame_rate: float, unit_statistics: dict[str, np.ndarray] | None = None,
-                  graph: bool = True) -> BendController:
+                  graph: bool = True, fill: FillMaker = numpy_fill) -> BendController:
     """A rig for these bends and block size, with its controller (``graph``: for TensorFlow's hook; without,
-    for the native kernel)."""
-    return BendController(BendRig(bends, widths, block_frames, unit_statistics, graph=graph), frame_rate, lanes)
+    for the native kernel, whose block fill ``fill`` may be too)."""
+    return BendController(BendRig(bends, widths, block_frames, unit_statistics, graph=graph), frame_rate, lanes,
+                          fill=fill)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from tuibend.bend.derive import DERIVERS, Derive
+from tuibend.bend.derive import DERIVATIONS, Derivation
 from tuibend.bend.registry import SPECS
 from tuibend.dsp.core import RANDOM_ALGORITHM
 
@@ -22,16 +22,16 @@ from tuibend.dsp.core import RANDOM_ALGORITHM
 class Transform:
     """A transform's specification (:mod:`tuibend.bend.registry`) with its graph operation.
 
-    ``derive`` turns a block's per-frame parameters into the per-frame rows the graph reads
+    ``derive`` turns a block's per-frame parameter into the per-frame row the graph reads
     (an oscillator's phase, a sample-and-hold's refresh frames), keeping its own memory across
-    blocks; ``derived`` names those rows. ``memory`` transforms keep activations across frames.
+    blocks; ``derived`` names that row. ``memory`` transforms keep activations across frames.
     """
 
     name: str
     params: Mapping[str, tuple[float, float, float]]  # name -> (default, minimum, maximum)
     description: str
     apply: Callable[..., tf.Tensor]
-    derive: Derive | None = None
+    derive: Derivation | None = None
     derived: tuple[str, ...] = ()
     memory: bool = False
 
@@ -123,7 +123,7 @@ OPERATIONS: dict[str, Callable[..., tf.Tensor]] = {
     "permute": permute,
 }
 TRANSFORMS: dict[str, Transform] = {
-    name: Transform(spec.name, spec.params, spec.description, OPERATIONS[name], DERIVERS.get(name), spec.derived,
+    name: Transform(spec.name, spec.params, spec.description, OPERATIONS[name], DERIVATIONS.get(name), spec.derived,
                     spec.memory)
     for name, spec in SPECS.items()
 }

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from tuibend.bend.registry import Bend, StructureKey, structure_key
-from tuibend.bend.rig import BendRig
+from tuibend.bend.rig import BendRig, FillMaker, numpy_fill
 from tuibend.engine.errors import EngineError
 from tuibend.model.layout import point_widths
+from tuibend.native.control import KernelFill
 from tuibend.native.stream import NativeStream
 
 if TYPE_CHECKING:
@@ -70,10 +71,12 @@ class LiveStream(Protocol):
 
 @dataclass
 class Chain:
-    """One compiled chain structure: the rig its hook (or the native kernel) reads, and the stream that runs it."""
+    """One compiled chain structure: the rig its hook (or the native kernel) reads, the stream that runs it, and
+    what fills its controller's block values (the kernel beside its native stream, numpy beside TensorFlow's)."""
 
     rig: BendRig
     stream: LiveStream
+    fill: FillMaker = numpy_fill
 
 
 def build_chain(model: TimbreModel | ModelFile, bends: list[Bend], block_frames: int,
@@ -100,7 +103,7 @@ def build_chain(model: TimbreModel | ModelFile, bends: list[Bend], block_frames:
     stream.step(np.full(block_frames, 220.0, np.float32), floor)
     stream.reset()
     rig.reset()
-    return Chain(rig, stream)
+    return Chain(rig, stream, KernelFill if native else numpy_fill)
 
 
 class ChainPreparer:

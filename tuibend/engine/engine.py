@@ -242,7 +242,7 @@ class Engine:
         return chosen
 
     def _controller(self, chain: Chain, scene: Scene) -> BendController:
-        controller = BendController(chain.rig, self.model.config.frame_rate, scene.automation)
+        controller = BendController(chain.rig, self.model.config.frame_rate, scene.automation, fill=chain.fill)
         controller.jump({(i, name): bend.value(name) for i, bend in enumerate(scene.bends)
                          for name in bend.parameter_names()})
         return controller

@@ -165,29 +165,41 @@ class Safety(ctypes.Structure):
                 ("gain", ctypes.c_double), ("ceiling", ctypes.c_double), ("release_samples", ctypes.c_double)]
 
 
-ABI_VERSION = 6  # block.c's TB_ABI_VERSION
+class Control(ctypes.Structure):
+    _fields_ = [("rows", ctypes.c_int32), ("frames", ctypes.c_int32), ("faders", ctypes.c_int32),
+                ("derivations", ctypes.c_int32), ("frame_rate", ctypes.c_double),
+                ("fader_rows", ctypes.c_void_p), ("kinds", ctypes.c_void_p), ("sources", ctypes.c_void_p),
+                ("derived", ctypes.c_void_p), ("decay_steps", ctypes.c_void_p), ("targets", ctypes.c_void_p),
+                ("current", ctypes.c_void_p), ("driven", ctypes.c_void_p), ("memory", ctypes.c_void_p)]
+
+
+ABI_VERSION = 7  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
 
 def check_abi(lib: ctypes.CDLL, path: Path) -> None:
     """Refuses a kernel whose contract differs from this Python side's: its version, the sizes of the
-    structs Python fills, the transforms (names in id order) and the bend points' numbering."""
+    structs Python fills, the transforms and the derivations (names in id order) and the bend points' numbering."""
+    from tuibend.bend.derive import DERIVATIONS
     from tuibend.bend.registry import SPECS
 
-    abi = (ctypes.c_int32 * 7)()
+    abi = (ctypes.c_int32 * 9)()
     try:
         lib.tb_abi(abi)
     except AttributeError:
         raise NativeUnavailable(f"the native kernel at {path} states no contract (tb_abi): a build of another "
                                 "tuibend; TensorFlow runs the model") from None
     lib.tb_transform_name.restype = ctypes.c_char_p
+    lib.tb_derivation_name.restype = ctypes.c_char_p
     kernel = {"version": abi[0], "tb_config size": abi[1], "tb_bend size": abi[2],
               "transforms": [lib.tb_transform_name(i).decode() for i in range(abi[3])], "first late point": abi[4],
-              "tb_analysis_config size": abi[5], "tb_safety size": abi[6]}
+              "tb_analysis_config size": abi[5], "tb_safety size": abi[6], "tb_control size": abi[7],
+              "derivations": [lib.tb_derivation_name(i).decode() for i in range(abi[8])]}
     expected = {"version": ABI_VERSION, "tb_config size": ctypes.sizeof(Config),
                 "tb_bend size": ctypes.sizeof(BendSpec), "transforms": list(SPECS),
                 "first late point": FIRST_LATE_POINT, "tb_analysis_config size": ctypes.sizeof(AnalysisConfig),
-                "tb_safety size": ctypes.sizeof(Safety)}
+                "tb_safety size": ctypes.sizeof(Safety), "tb_control size": ctypes.sizeof(Control),
+                "derivations": list(DERIVATIONS)}
     differs = [f"{key} {kernel[key]} (expected {expected[key]})" for key in expected if kernel[key] != expected[key]]
     if differs:
         raise NativeUnavailable(f"the native kernel at {path} does not match this tuibend: {'; '.join(differs)}; "
@@ -238,6 +250,8 @@ def library() -> ctypes.CDLL:
     lib.tb_safety_process.argtypes = [ctypes.POINTER(Safety), ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
                                       ctypes.c_void_p]
     lib.tb_safety_process.restype = ctypes.c_int
+    lib.tb_control_block.argtypes = [ctypes.POINTER(Control), ctypes.c_double, ctypes.c_void_p]
+    lib.tb_control_block.restype = None
     return lib
 
 

@@ -6,7 +6,8 @@
  * oscillators summed by a recurrence instead of a sine per harmonic and sample, the noise
  * filtered in the time domain. Everything is allocated at tb_create; tb_step allocates nothing.
  * Beside it, CREPE's network (tb_crepe_*) and the live analysis that feeds the model from a microphone
- * (tb_analysis_*: CREPE's estimates, the loudness through the same FFT, pitch per frame), also one call a block.
+ * (tb_analysis_*: CREPE's estimates, the loudness through the same FFT, pitch per frame), also one call a block,
+ * and the block's control values (tb_control_block: the faders' glides and the bends' derived rows).
  */
 #define _GNU_SOURCE /* sincos */
 #include <math.h>
@@ -111,7 +112,7 @@ enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP,
 static const char *const TRANSFORM_NAMES[T_COUNT] = {
     "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
     "smooth", "permute"};
-#define TB_ABI_VERSION 6 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
+#define TB_ABI_VERSION 7 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -124,6 +125,22 @@ typedef struct {
     float output_gain;  /* the model's calibrated output level, a factor on the synthesised audio */
     uint64_t seed;
 } tb_config;
+
+/* A chain's block values as tuibend.bend.rig's ControlPlan and ControlState hold them (tb_control_block). */
+enum { DERIVE_PHASE, DERIVE_REFRESH, DERIVE_ALPHA, DERIVE_COUNT };
+/* The transforms with a derived row, in their kinds' order: Python numbers tuibend.bend.derive's by these. */
+static const char *const DERIVATION_NAMES[DERIVE_COUNT] = {"oscillate", "freeze", "smooth"};
+typedef struct {
+    int32_t rows, frames, faders, derivations; /* value rows (the block number's row follows them), frames */
+    double frame_rate;
+    const int32_t *fader_rows;                 /* the row each fader fills */
+    const int32_t *kinds, *sources, *derived;  /* per derivation: its kind, the row it reads, the row it fills */
+    const double *decay_steps;                 /* the faders' one-pole factor after 1 .. frames frames */
+    const double *targets;                     /* where each fader stood as the block began */
+    double *current;                           /* the value each fader's last block ended on: moved on */
+    const uint8_t *driven;                     /* 1: a lane or a morph filled this fader's row already */
+    double *memory;                            /* what each derivation carries to the next block: moved on */
+} tb_control;
 
 typedef struct {
     int point, transform, units, row_proportion, row_a, row_b;
@@ -1161,6 +1178,71 @@ tb_model *tb_create(const tb_config *config, const float **weights, const float 
     return m;
 }
 
+/* ----- a block's control values: the faders' glides and the derived rows --------------------------------------
+ * tuibend.bend.rig's numpy_fill, in one call: in Python the same few operations on rows of four frames cost a
+ * block some 200 us paced at real time (each numpy call finds its code cold), here a few. Every fader not driven
+ * glides from its current value toward its target (doubles, as Python's floats), held once it arrives; each
+ * derived row follows its source row in float32, as numpy computes it from a float32 row. */
+static void derive_row(int kind, const float *source, int frames, double frame_rate, double *memory, float *row) {
+    float rate = (float)frame_rate;
+    if (kind == DERIVE_PHASE) {  /* the oscillator's phase, accumulated, carried modulo 2 pi */
+        float start = (float)*memory, sum = 0.0f, two_pi = (float)TWO_PI;
+        for (int f = 0; f < frames; f++) {
+            sum += two_pi * source[f] / rate;
+            row[f] = start + sum;
+        }
+        float phase = fmodf(row[frames - 1], two_pi);
+        *memory = phase < 0.0f ? phase + two_pi : phase;
+    } else if (kind == DERIVE_REFRESH) {  /* the sample-and-hold's refresh frames: NaN memory, none yet */
+        int none = isnan(*memory);
+        float position = none ? 0.0f : (float)*memory;
+        for (int f = 0; f < frames; f++) {
+            float step = source[f] / rate;
+            row[f] = 0.0f;
+            if (none) {
+                row[f] = 1.0f;
+                position = 0.0f;
+                none = 0;
+                continue;
+            }
+            position += step;
+            if (position >= 1.0f) {
+                row[f] = 1.0f;
+                position -= floorf(position);
+            }
+        }
+        *memory = none ? NAN : position;
+    } else {  /* the smoother's coefficient for its time constant */
+        for (int f = 0; f < frames; f++) row[f] = 1.0f - expf(-1.0f / ((source[f] > 1e-3f ? source[f] : 1e-3f) * rate));
+    }
+}
+
+/* values [rows + 1][frames]: the rows lanes and morphs drive already filled; every other fader's row, every derived
+ * row and the last (block_number in each frame) filled here; current and memory moved on. */
+void tb_control_block(const tb_control *c, double block_number, float *values) {
+    int frames = c->frames;
+    for (int i = 0; i < c->faders; i++) {
+        if (c->driven[i]) continue;
+        float *row = values + (size_t)c->fader_rows[i] * frames;
+        double start = c->current[i], target = c->targets[i];
+        if (fabs(start - target) <= 1e-7 * (1.0 + fabs(target))) {  /* arrived, to float32 precision: held */
+            for (int f = 0; f < frames; f++) row[f] = (float)target;
+            c->current[i] = target;
+            continue;
+        }
+        double glide = start;
+        for (int f = 0; f < frames; f++) {
+            glide = target + (start - target) * c->decay_steps[f];
+            row[f] = (float)glide;
+        }
+        c->current[i] = glide;
+    }
+    for (int d = 0; d < c->derivations; d++)
+        derive_row(c->kinds[d], values + (size_t)c->sources[d] * frames, frames, c->frame_rate, &c->memory[d],
+                   values + (size_t)c->derived[d] * frames);
+    for (int f = 0; f < frames; f++) values[(size_t)c->rows * frames + f] = (float)block_number;
+}
+
 /* What this CPU runs, as tuibend/native/variants.py numbers it: 2 AVX512-BF16 (x86-64-v4), 1 AVX2 and
  * FMA (x86-64-v3), 0 the portable build. Asked of the portable build before a faster one is loaded. */
 int tb_cpu_level(void) {
@@ -1229,8 +1311,9 @@ int tb_safety_process(tb_safety *s, const float *in, int n, float gain, float *o
 }
 
 /* The contract Python checks before it calls anything else: version, the sizes of the structs it fills
- * (tb_config, tb_bend, tb_analysis_config, tb_safety), the transform count and the first late bend point's number. */
-void tb_abi(int32_t out[7]) {
+ * (tb_config, tb_bend, tb_analysis_config, tb_safety, tb_control), the transform count, the first late bend point's
+ * number and the derivation count. */
+void tb_abi(int32_t out[9]) {
     out[0] = TB_ABI_VERSION;
     out[1] = (int32_t)sizeof(tb_config);
     out[2] = (int32_t)sizeof(tb_bend);
@@ -1238,12 +1321,16 @@ void tb_abi(int32_t out[7]) {
     out[4] = POINT_FC1;
     out[5] = (int32_t)sizeof(tb_analysis_config);
     out[6] = (int32_t)sizeof(tb_safety);
+    out[7] = (int32_t)sizeof(tb_control);
+    out[8] = DERIVE_COUNT;
 }
 
 /* 1 when this process multiplies in AMX tiles: the CPU has AMX-BF16, the build bfloat16, and Linux allows it. */
 int tb_amx(void) { return amx_enabled(); }
 
 const char *tb_transform_name(int id) { return id >= 0 && id < T_COUNT ? TRANSFORM_NAMES[id] : 0; }
+
+const char *tb_derivation_name(int id) { return id >= 0 && id < DERIVE_COUNT ? DERIVATION_NAMES[id] : 0; }
 
 #ifndef TB_SOURCE_DIGEST
 #define TB_SOURCE_DIGEST ""
