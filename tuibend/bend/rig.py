@@ -324,7 +324,6 @@ class BendController:
         driven, current, drove = self.state.driven, self.state.current, False
         for key, place in self._place.items():
             row = self._fader_rows[place]
-            driven[place] = 1
             if key in lanes:
                 values[row] = lanes[key].at(times)
             elif key in morphs:
@@ -336,6 +335,7 @@ class BendController:
             else:
                 driven[place] = 0
                 continue
+            driven[place] = 1
             current[place] = values[row, -1]
             drove = True
         return drove
