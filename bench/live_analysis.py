@@ -1,12 +1,14 @@
 """The live analysis in the kernel against the same analysis framed in numpy, on the engine's paced microphone path.
 
-Run: ``python bench/live_analysis.py`` (about two minutes). The microphone path of ``bench/realtime.py`` (the
+Run: ``python bench/live_analysis.py`` (about three minutes). The microphone path of ``bench/realtime.py`` (the
 analysis of a block, then the fader, controller, the native kernel's step with five bends in bfloat16, guard, DC
-blocker and limiter), 256-sample blocks paced at real time, with two analyses of the same CREPE network (the
+blocker and limiter), 256-sample blocks paced at real time, with three analyses of the same CREPE network (the
 kernel's, in bfloat16: AMX tiles where the CPU has them, vectors elsewhere) taking turns, ``--rounds`` times
-each, so that both see the same machine: ``StreamingAnalyzer`` (framing, loudness FFT and pitch interpolation
-in numpy around the network) and ``NativeAnalyzer`` (all of it in one kernel call, what the engine runs).
-Printed: each one's paced cost per block, whole path and analysis, the median over rounds, and their ratio.
+each, so that all see the same machine: ``StreamingAnalyzer`` (framing, loudness FFT and pitch interpolation
+in numpy around the network, then ``LiveFeatures``' downmix, onset pitch and held pitch in numpy),
+``NativeAnalyzer``'s frames in one kernel call with ``LiveFeatures`` around them in numpy, and
+``NativeLiveFeatures`` (all of it in one kernel call, what the engine runs). Printed: each one's paced cost per
+block, whole path and analysis, the median over rounds, and each one's ratio to the last.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tuibend
 from tuibend.engine.session import live_input
 from tuibend.engine.sources import LiveAnalysis
 from tuibend.model.timbre import TimbreModel
-from tuibend.pitch.analysis import StreamingAnalyzer
+from tuibend.pitch.analysis import LiveFeatures, StreamingAnalyzer
 
 PACED_BLOCKS = 250  # 4 s at real time
 
@@ -29,8 +31,12 @@ def compare(label: str, model: TimbreModel, rounds: int) -> None:
     kernel_side = live_input(model, "crepe-tiny", kernel="native", bfloat16=True)
     numpy_side = LiveAnalysis(StreamingAnalyzer(kernel_side.analyzer.tracker, model.config.loudness),
                               resting_f0_hz=kernel_side.resting_f0_hz)
+    frames_side = live_input(model, "crepe-tiny", kernel="native", bfloat16=True)
+    frames_side.features = LiveFeatures(frames_side.analyzer, frames_side.resting_f0_hz)
     play, _ = block_path(model, ENGINE_BLOCK, 5.0, "native")
-    sides = {"numpy framing around the kernel's CREPE": numpy_side, "the kernel's analysis": kernel_side}
+    sides = {"numpy framing around the kernel's CREPE": numpy_side,
+             "the kernel's frames, onset and held pitch in numpy": frames_side,
+             "all in the kernel (the engine's)": kernel_side}
     for live in sides.values():
         play(50, live)  # warm-up
     runs: dict[str, list] = {name: [] for name in sides}
@@ -45,8 +51,9 @@ def compare(label: str, model: TimbreModel, rounds: int) -> None:
         medians[name] = path
         spread = ", ".join(f"{t.paced_live * 1000:.2f}" for t in timings)
         print(f"| {label} | {name} | {path:.2f} ({spread}) | {analysis:.2f} | {block_ms / path:.1f}x |")
-    numpy_ms, kernel_ms = medians.values()
-    print(f"| {label} | ratio | {numpy_ms / kernel_ms:.2f}x faster | | |")
+    kernel_ms = medians[list(sides)[-1]]
+    for name, path in list(medians.items())[:-1]:
+        print(f"| {label} | {name}: ratio | {path / kernel_ms:.2f}x the engine's | | |")
 
 
 def main() -> None:

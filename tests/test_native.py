@@ -589,6 +589,60 @@ def test_the_kernels_live_analysis_equals_the_streaming_analyzer():
         NativeAnalyzer(make_tracker("yin"))
 
 
+@pytest.mark.quick
+def test_the_kernels_live_features_equal_numpys():
+    """What a live input plays, in one kernel call a block (the downmix, the analysis, the onset pitch's YIN, the
+    held pitch and the shift), equals LiveFeatures in numpy around the same network: stereo input with a NaN burst,
+    a pitch shift and a resting pitch, notes after rests (onsets that take YIN's pitch, a low one for longer than
+    CREPE's lag), blocks of 1 to 5000
+    samples and a reset; the onset pitch off as well. The dry samples and confidence exactly, pitch within 0.01
+    cent, loudness within 1e-4 dB."""
+    from tuibend.audiofile import read_audio
+    from tuibend.native.analysis import NativeAnalyzer
+    from tuibend.native.crepe import NativeCrepe
+    from tuibend.pitch.analysis import StreamingAnalyzer
+    from tuibend.pitch.trackers import make_tracker
+
+    voice = read_audio(DEMO_INPUT, 16000)[:4 * 16000].copy()
+    for rest in (slice(12000, 16000), slice(30000, 33000), slice(45000, 47000)):
+        voice[rest] = 0.0  # each note after it an onset
+    low = np.arange(12000) / 16000  # then a low note, which CREPE takes longer to be sure of than YIN
+    voice[52000:] = 0.3 * sum(np.sin(2 * np.pi * 75.0 * k * low) / k for k in range(1, 6)) * (low > 0.1)
+    stereo = np.stack([voice, 0.5 * np.roll(voice, 3)], axis=1)  # the rests stay rests
+    stereo[20000:20100, 1] = np.nan
+    stereo[20200, 0] = np.inf
+    tracker = make_tracker("crepe-tiny", network=NativeCrepe("tiny", precision="bfloat16"))
+    numpy_analyzer, kernel_analyzer = StreamingAnalyzer(tracker), NativeAnalyzer(tracker)
+    plays = {}
+    for onset_pitch in (True, False):
+        numpy_side = numpy_analyzer.live_features(180.0, 2 ** (3 / 12), onset_pitch)
+        kernel_side = kernel_analyzer.live_features(180.0, 2 ** (3 / 12), onset_pitch)
+        for sizes in ([256], [1, 63, 1000, 5000, 17, 64, 333]):
+            numpy_side.reset()
+            kernel_side.reset()
+            expected, got, start, index = [], [], 0, 0
+            while start < len(stereo):
+                block = stereo[start:start + sizes[index % len(sizes)]]
+                expected.append(numpy_side.process(block))
+                got.append(kernel_side.process(block))
+                assert len(got[-1].f0_hz) == len(expected[-1].f0_hz)
+                start, index = start + len(block), index + 1
+            joined = {name: [np.concatenate([getattr(part, name) for part in side]) for side in (expected, got)]
+                      for name in ("dry", "f0_hz", "confidence", "loudness_db", "pitch_hz")}
+            for name in ("dry", "confidence"):
+                np.testing.assert_array_equal(joined[name][1], joined[name][0], err_msg=name)
+            assert np.isfinite(joined["dry"][1]).all() and len(joined["f0_hz"][1]) == len(voice) // 64
+            for name in ("f0_hz", "pitch_hz"):
+                reference, kernel = joined[name]
+                assert np.max(np.abs(1200 * np.log2(kernel / reference))) < 0.01, name
+            np.testing.assert_allclose(joined["f0_hz"][1], joined["pitch_hz"][1] * np.float32(2 ** (3 / 12)))
+            assert joined["pitch_hz"][1][0] == np.float32(180.0 / 2 ** (3 / 12))  # rests on the pitch given
+            assert np.max(np.abs(joined["loudness_db"][1] - joined["loudness_db"][0])) < 1e-4
+            plays[onset_pitch] = joined["pitch_hz"][1]
+    moved = np.abs(1200 * np.log2(plays[True] / plays[False])) > 1
+    assert 5 <= moved.sum() < 0.1 * len(moved)  # the onsets' first frames, and only they
+
+
 def test_a_file_analysed_by_the_kernels_crepe_has_tensorflows_features():
     """A render through the kernel analyses a new file with the kernel's CREPE (no TensorFlow): the demo voice's
     features are TensorFlow's tracker's within float rounding, frame for frame."""
@@ -662,6 +716,33 @@ def test_bfloat16_crepe_keeps_the_pitch_in_vectors_and_in_amx_tiles(crepe_refere
         assert np.median(np.abs(1200 * np.log2(f0 / reference))) < 5.0
         rounding = np.max(np.abs(activation - plain.activation(crepe_reference[f"{name}_frames"])))
         assert (rounding > 1e-5) == (network.precision == "bfloat16")
+
+
+def test_eight_bit_crepe_keeps_the_pitch_within_bfloat16s_bounds(crepe_reference):
+    """CREPE with its first two convolutions in 8 bits (AVX512-VNNI, where the network runs bfloat16 vectors: AMD's
+    Zen 4), what a live input runs: the activations within the bfloat16 bound of the TensorFlow test (0.03), the
+    pitch of voiced frames within a cent and the confidence within 0.03 of float32's. Elsewhere it runs what
+    bfloat16 runs."""
+    from tuibend.native.crepe import NativeCrepe
+    from tuibend.pitch.crepe import decode
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    network, bfloat16 = NativeCrepe("tiny", precision="int8"), NativeCrepe("tiny", precision="bfloat16")
+    vectors = bfloat16.precision == "bfloat16" and not bfloat16.tiles
+    assert network.precision == ("int8" if vectors and " avx512_vnni" in cpuinfo else bfloat16.precision)
+    for name in ("flute", "choir"):
+        frames, expected = crepe_reference[f"{name}_frames"], crepe_reference[f"{name}_tiny_activation"]
+        activation = network.activation(frames)
+        assert np.max(np.abs(activation - expected)) < 0.03
+        f0, confidence = decode(activation, 50.0, 1000.0)
+        reference, reference_confidence = decode(expected, 50.0, 1000.0)
+        voiced = reference_confidence >= 0.5
+        assert voiced.sum() > 20 and np.max(np.abs(1200 * np.log2(f0 / reference))[voiced]) < 1.0
+        assert np.max(np.abs(confidence - reference_confidence)) < 0.03
+        rounding = np.max(np.abs(activation - bfloat16.activation(frames)))
+        assert (rounding > 1e-3) == (network.precision == "int8")  # not bfloat16 run again
+    with pytest.raises(ValueError, match="unknown CREPE precision 'int4'"):
+        NativeCrepe("tiny", precision="int4")
 
 
 @pytest.mark.quick

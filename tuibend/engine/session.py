@@ -47,12 +47,12 @@ def live_input(model: Model, tracker: str = "crepe-tiny", pitch_shift_semitones:
 
     CREPE runs where the model does (``kernel`` as the engine's: the native kernel unless it cannot
     load), in bfloat16 where the CPU has AVX512-BF16 and ``bfloat16`` allows (AMX tiles where it has
-    those); with the kernel's CREPE the whole analysis (framing, loudness, interpolation) runs in the
-    kernel too."""
+    those; elsewhere its first two convolutions in 8 bits where the CPU has AVX512-VNNI); with the kernel's
+    CREPE the whole analysis (framing, loudness, interpolation, onset and held pitch) runs in the kernel too."""
     config = model.config
     network = None
     if tracker.startswith("crepe-") and choose(kernel)[0] == "native":
-        network = NativeCrepe(tracker.removeprefix("crepe-"), precision="bfloat16" if bfloat16 else "float32")
+        network = NativeCrepe(tracker.removeprefix("crepe-"), precision="int8" if bfloat16 else "float32")
     pitch = make_tracker(tracker, sample_rate=config.sample_rate, frame_hop=config.hop, network=network)
     analyzer = (StreamingAnalyzer if network is None else NativeAnalyzer)(pitch, config.loudness, config.sample_rate,
                                                                           config.frame_rate)

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuibend.keyboard import KeyboardVoice
-from tuibend.pitch.analysis import Features, Gate, OnsetPitch, StreamingAnalyzer, mono
-from tuibend.safety import is_finite
+from tuibend.pitch.analysis import Features, StreamingAnalyzer
 
 
 @dataclass
@@ -101,18 +100,9 @@ class FilePlayer:
                      levels, self.pitches_hz[indices])
 
 
-# A note starts when the loudness comes up from within this many dB of the analysis' floor.
-ONSET_QUIET_DB = 20.0
-
-
 class LiveAnalysis:
-    """Live input to model input: streaming pitch and loudness, unvoiced frames holding the last
-    pitch (or taking a provisional one from the newest samples, at onsets), pitch shift.
-
-    Unvoiced frames are not made quieter here (the offline gate does that): confidence arrives
-    with the pitch, a tracker's look-ahead later than the loudness, so attenuating by it would hold
-    every onset back by the pitch lag (36 ms with CREPE) instead of the loudness lag (4 ms).
-    """
+    """Live input to model input (:class:`~tuibend.pitch.analysis.LiveFeatures`, in the kernel where the analyzer
+    is the kernel's), its pitch from a keyboard's notes where one plays."""
 
     low_latency = True
 
@@ -127,52 +117,22 @@ class LiveAnalysis:
         # tracker's guess on silence: a first note then speaks as early as later ones (held at the last
         # note's pitch), instead of after a scoop from wherever the tracker wandered.
         self.resting_f0_hz = resting_f0_hz
-        self.onset_pitch = OnsetPitch(analyzer.sample_rate, analyzer.frame_rate) if onset_pitch else None
-        self._quiet_db = -analyzer.flavour.range_db + ONSET_QUIET_DB
-        self._frames_since_quiet = 0
-        self._reset_gate()
-
-    def _reset_gate(self) -> None:
-        resting = None if self.resting_f0_hz is None else self.resting_f0_hz / self.pitch_ratio
-        self.gate = Gate(self.analyzer.tracker.voiced_threshold, attenuation_db=0.0, resting_f0_hz=resting)
+        self.features = analyzer.live_features(resting_f0_hz, self.pitch_ratio, onset_pitch)
 
     @property
     def latency_ms(self) -> dict[str, float]:
         return self.analyzer.latency_ms
 
     def reset(self) -> None:
-        self.analyzer.reset()
-        if self.onset_pitch is not None:
-            self.onset_pitch.reset()
-        self._reset_gate()
-        self._frames_since_quiet = 0
+        self.features.reset()
 
     def process(self, samples: np.ndarray) -> Block:
-        samples = mono(samples)
-        if not is_finite(samples):  # a misbehaving source (another JACK client): heard as silence, passed on nowhere
-            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
-        analysed = self.analyzer.process(samples)
-        if self.onset_pitch is None:
-            return self._block(self.gate.apply(analysed), samples)
-        # A note's first frames after quiet, where the tracker's pitch (36 ms behind with CREPE) is not
-        # voiced yet, take the pitch of the newest samples. Only there: mid-phrase, where the tracker
-        # doubts a frame, the short window's estimate is less sure than holding (octave errors, measured).
-        since_quiet = np.empty(len(analysed), np.int64)
-        for i, quiet in enumerate(analysed.loudness_db < self._quiet_db):
-            self._frames_since_quiet = 0 if quiet else self._frames_since_quiet + 1
-            since_quiet[i] = self._frames_since_quiet
-        onset = (since_quiet >= 1) & (since_quiet <= self.analyzer.pitch_lag + 2)  # sounding, newly
-        provisional = self.onset_pitch.process(samples, onset & (analysed.confidence < self.gate.threshold))
-        return self._block(self.gate.apply(analysed, provisional), samples)
-
-    def _block(self, features: Features, samples: np.ndarray) -> Block:
-        f0 = features.f0_hz * self.pitch_ratio
-        confidence = features.confidence
+        frames = self.features.process(samples)
+        f0, confidence = frames.f0_hz, frames.confidence
         if self.keyboard is not None:  # sing the rhythm and the breath, play the notes
-            f0, _, _ = self.keyboard.render(len(features))
-            confidence = np.ones_like(confidence)
-        return Block(f0.astype(np.float32), features.loudness_db, confidence, samples, features.loudness_db,
-                     features.f0_hz)
+            f0, _, _ = self.keyboard.render(len(f0))
+            f0, confidence = f0.astype(np.float32), np.ones_like(confidence)
+        return Block(f0, frames.loudness_db, confidence, frames.dry, frames.loudness_db, frames.pitch_hz)
 
 
 class KeyboardSource:

@@ -160,6 +160,13 @@ class AnalysisConfig(ctypes.Structure):
                 ("missing_db", ctypes.c_float)]
 
 
+class LiveConfig(ctypes.Structure):
+    _fields_ = [("onset", ctypes.c_int), ("onset_frames", ctypes.c_int), ("yin_min_lag", ctypes.c_int),
+                ("yin_max_lag", ctypes.c_int), ("yin_integration", ctypes.c_int), ("yin_threshold", ctypes.c_float),
+                ("onset_confidence", ctypes.c_float), ("sample_rate", ctypes.c_float), ("quiet_db", ctypes.c_float),
+                ("resting_f0", ctypes.c_float), ("pitch_ratio", ctypes.c_float)]
+
+
 class Safety(ctypes.Structure):
     _fields_ = [("r", ctypes.c_double), ("last_x", ctypes.c_double), ("last_y", ctypes.c_double),
                 ("gain", ctypes.c_double), ("ceiling", ctypes.c_double), ("release_samples", ctypes.c_double)]
@@ -173,7 +180,7 @@ class Control(ctypes.Structure):
                 ("current", ctypes.c_void_p), ("driven", ctypes.c_void_p), ("memory", ctypes.c_void_p)]
 
 
-ABI_VERSION = 7  # block.c's TB_ABI_VERSION
+ABI_VERSION = 8  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
 
@@ -183,7 +190,7 @@ def check_abi(lib: ctypes.CDLL, path: Path) -> None:
     from tuibend.bend.derive import DERIVATIONS
     from tuibend.bend.registry import SPECS
 
-    abi = (ctypes.c_int32 * 9)()
+    abi = (ctypes.c_int32 * 10)()
     try:
         lib.tb_abi(abi)
     except AttributeError:
@@ -194,12 +201,13 @@ def check_abi(lib: ctypes.CDLL, path: Path) -> None:
     kernel = {"version": abi[0], "tb_config size": abi[1], "tb_bend size": abi[2],
               "transforms": [lib.tb_transform_name(i).decode() for i in range(abi[3])], "first late point": abi[4],
               "tb_analysis_config size": abi[5], "tb_safety size": abi[6], "tb_control size": abi[7],
-              "derivations": [lib.tb_derivation_name(i).decode() for i in range(abi[8])]}
+              "derivations": [lib.tb_derivation_name(i).decode() for i in range(abi[8])],
+              "tb_live_config size": abi[9]}
     expected = {"version": ABI_VERSION, "tb_config size": ctypes.sizeof(Config),
                 "tb_bend size": ctypes.sizeof(BendSpec), "transforms": list(SPECS),
                 "first late point": FIRST_LATE_POINT, "tb_analysis_config size": ctypes.sizeof(AnalysisConfig),
                 "tb_safety size": ctypes.sizeof(Safety), "tb_control size": ctypes.sizeof(Control),
-                "derivations": list(DERIVATIONS)}
+                "derivations": list(DERIVATIONS), "tb_live_config size": ctypes.sizeof(LiveConfig)}
     differs = [f"{key} {kernel[key]} (expected {expected[key]})" for key in expected if kernel[key] != expected[key]]
     if differs:
         raise NativeUnavailable(f"the native kernel at {path} does not match this tuibend: {'; '.join(differs)}; "
@@ -240,13 +248,16 @@ def library() -> ctypes.CDLL:
                                    ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_crepe_pitch.restype = None
     lib.tb_analysis_create.restype = ctypes.c_void_p
-    lib.tb_analysis_create.argtypes = [ctypes.POINTER(AnalysisConfig), ctypes.c_void_p, ctypes.c_void_p,
-                                       ctypes.c_void_p, ctypes.c_void_p]
+    lib.tb_analysis_create.argtypes = [ctypes.POINTER(AnalysisConfig), ctypes.POINTER(LiveConfig), ctypes.c_void_p,
+                                       ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_analysis_destroy.argtypes = [ctypes.c_void_p]
     lib.tb_analysis_reset.argtypes = [ctypes.c_void_p]
     lib.tb_analysis_process.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                         ctypes.c_void_p, ctypes.c_void_p]
     lib.tb_analysis_process.restype = ctypes.c_int
+    lib.tb_analysis_live.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                     *[ctypes.c_void_p] * 5]
+    lib.tb_analysis_live.restype = ctypes.c_int
     lib.tb_safety_process.argtypes = [ctypes.POINTER(Safety), ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
                                       ctypes.c_void_p]
     lib.tb_safety_process.restype = ctypes.c_int

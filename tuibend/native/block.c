@@ -114,7 +114,7 @@ enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP,
 static const char *const TRANSFORM_NAMES[T_COUNT] = {
     "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
     "smooth", "permute"};
-#define TB_ABI_VERSION 7 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
+#define TB_ABI_VERSION 8 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -166,6 +166,21 @@ typedef struct {
     float ref_db, range_db;      /* loudness reference and floor (-range_db) */
     float missing_db;            /* what restores a steady sound's level in a window read without its end */
 } tb_analysis_config;
+
+/* What a live input adds to the analysis (tb_analysis_create's `live`): the pitch each frame plays, as
+ * tuibend.pitch.analysis.LiveFeatures works it out (an unvoiced frame holds the last voiced pitch, or at an
+ * onset takes YIN's pitch of the newest samples; then the pitch shift). */
+typedef struct {
+    int onset;                  /* 1: an onset's unvoiced frames take YIN's pitch (OnsetPitch), 0: they hold */
+    int onset_frames;           /* frames after quiet that count as an onset */
+    int yin_min_lag, yin_max_lag, yin_integration; /* YIN over integration + max_lag samples, newest first */
+    float yin_threshold;        /* YIN's dip */
+    float onset_confidence;     /* YIN's confidence from which its pitch is taken */
+    float sample_rate;
+    float quiet_db;             /* the loudness below which the input is quiet */
+    float resting_f0;           /* the pitch held before the first voiced frame (Hz, unshifted); 0: the tracker's */
+    float pitch_ratio;          /* the pitch shift as a frequency ratio */
+} tb_live_config;
 
 /* A dense layer's weights in panels of PANEL output columns: float32 [n_in][PANEL], or bfloat16
  * pairs of consecutive inputs [n_in / 2][PANEL][2] (the operand order of AVX512-BF16's dot product). */
@@ -1313,9 +1328,9 @@ int tb_safety_process(tb_safety *s, const float *in, int n, float gain, float *o
 }
 
 /* The contract Python checks before it calls anything else: version, the sizes of the structs it fills
- * (tb_config, tb_bend, tb_analysis_config, tb_safety, tb_control), the transform count, the first late bend point's
- * number and the derivation count. */
-void tb_abi(int32_t out[9]) {
+ * (tb_config, tb_bend, tb_analysis_config, tb_safety, tb_control, tb_live_config), the transform count, the first
+ * late bend point's number and the derivation count. */
+void tb_abi(int32_t out[10]) {
     out[0] = TB_ABI_VERSION;
     out[1] = (int32_t)sizeof(tb_config);
     out[2] = (int32_t)sizeof(tb_bend);
@@ -1325,6 +1340,7 @@ void tb_abi(int32_t out[9]) {
     out[6] = (int32_t)sizeof(tb_safety);
     out[7] = (int32_t)sizeof(tb_control);
     out[8] = DERIVE_COUNT;
+    out[9] = (int32_t)sizeof(tb_live_config);
 }
 
 /* 1 when this process multiplies in AMX tiles: the CPU has AMX-BF16, the build bfloat16, and Linux allows it. */
@@ -1667,16 +1683,23 @@ typedef struct {
     int width, stride, in, out, positions, pad_before; /* positions: outputs before pooling */
     float *kernel;     /* [width * in][out] float32 */
     uint32_t *pairs;   /* [width * in / 2][out] bfloat16 pairs */
+    int8_t *quads;     /* [width * in / 4][out][4] 8-bit, each column scaled to its largest magnitude */
+    float *quad_scale; /* [out] the 8-bit columns' steps */
+    int32_t *quad_sum; /* [out] the 8-bit columns' sums (what the input's zero point adds) */
     float *bias, *scale, *shift; /* batch normalisation after the ReLU as one affine per channel */
 } crepe_layer_t;
+
+#define CREPE_INT8_LAYERS 2 /* the convolutions that may run in 8 bits: nine tenths of a tiny frame's arithmetic */
 
 typedef struct {
     int bf16;                       /* 1: the convolutions in bfloat16 (float32 sums), 0: float32 vectors */
     int amx;                        /* 1: those bfloat16 convolutions in AMX tiles, 0: in vectors */
+    int int8;                       /* 1: the first CREPE_INT8_LAYERS in 8 bits (AVX512-VNNI, int32 sums) */
     crepe_layer_t layers[CREPE_LAYERS];
     dense_t classifier;
     float *input[CREPE_LAYERS];     /* each layer's zero-padded input [padded positions][in] */
     uint32_t *input_pairs;          /* the same in bfloat16 pairs (the widest layer's size) */
+    uint8_t *input_bytes;           /* the same in 8 bits, offset by its zero point (the widest 8-bit layer's) */
     float *conv_out, *features;     /* a layer's output before pooling; the classifier's input */
     float frame[CREPE_FRAME], activation[CREPE_BINS]; /* one normalised frame and its activations */
     size_t input_size[CREPE_LAYERS];
@@ -1814,6 +1837,112 @@ static void conv_apply(const crepe_layer_t *l, const float *x, const uint32_t *x
 }
 #undef CONV_TILE
 
+#if HAVE_INT8
+/* The convolution's sums for `rows` output positions from t and `vecs` vectors of channels from column, from the
+ * input in 8 bits (x: unsigned bytes, `zero` the byte of 0.0, `step` what one byte step is worth): every tap,
+ * the zero padding included (it is `zero` bytes, which the columns' sums take off again). */
+VNNI_TARGET static inline __attribute__((always_inline)) void conv_tile_quads(const crepe_layer_t *l,
+                                                                              const uint8_t *x, int t, const int rows,
+                                                                              const int vecs, int column, int32_t zero,
+                                                                              float step, float *y) {
+    int quads = l->width * l->in / 4;
+    size_t stride = (size_t)l->stride * l->in;
+    __m512i acc[CONV_SUMS][4];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) acc[r][v] = _mm512_setzero_si512();
+    const int8_t *w = l->quads + (size_t)column * 4;
+    const uint8_t *row = x + (size_t)t * stride;
+    for (int q = 0; q < quads; q++, w += (size_t)l->out * 4) {
+        __m512i w0 = _mm512_loadu_si512(w), w1 = vecs > 1 ? _mm512_loadu_si512(w + 64) : w0;
+        __m512i w2 = vecs > 2 ? _mm512_loadu_si512(w + 128) : w0, w3 = vecs > 3 ? _mm512_loadu_si512(w + 192) : w0;
+        for (int r = 0; r < rows; r++) {
+            int32_t quad;
+            memcpy(&quad, row + r * stride + 4 * (size_t)q, 4);
+            __m512i xb = _mm512_set1_epi32(quad);
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], xb, w0);
+            if (vecs > 1) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], xb, w1);
+            if (vecs > 2) acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], xb, w2);
+            if (vecs > 3) acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], xb, w3);
+        }
+    }
+    __m512i zeros = _mm512_set1_epi32(zero);
+    for (int v = 0; v < vecs; v++) {
+        int at = column + 16 * v;
+        __m512i offset = _mm512_mullo_epi32(zeros, _mm512_loadu_si512(l->quad_sum + at));
+        __m512 scale = _mm512_mul_ps(_mm512_set1_ps(step), _mm512_loadu_ps(l->quad_scale + at));
+        for (int r = 0; r < rows; r++)
+            _mm512_storeu_ps(y + (size_t)(t + r) * l->out + at,
+                             _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], offset)), scale));
+    }
+}
+
+/* One convolution over all its positions, without its bias, from its padded input in 8 bits (conv_tile_quads). */
+VNNI_TARGET static void conv_apply_quads(const crepe_layer_t *l, const uint8_t *x, int32_t zero, float step,
+                                         float *y) {
+    int vecs = l->out % 64 == 0 ? 4 : l->out / 16;
+    for (int column = 0; column < l->out; column += 16 * vecs) {
+        int t = 0;
+#define QUAD_TILE(rows, v) conv_tile_quads(l, x, t, rows, v, column, zero, step, y)
+        if (vecs == 4)
+            for (; t + CONV_SUMS / 4 <= l->positions; t += CONV_SUMS / 4) QUAD_TILE(CONV_SUMS / 4, 4);
+        else if (vecs == 2)
+            for (; t + CONV_SUMS / 2 <= l->positions; t += CONV_SUMS / 2) QUAD_TILE(CONV_SUMS / 2, 2);
+        else
+            for (; t + CONV_SUMS <= l->positions; t += CONV_SUMS) QUAD_TILE(CONV_SUMS, 1);
+        for (; t < l->positions; t++) {
+            if (vecs == 4) QUAD_TILE(1, 4);
+            else if (vecs == 2) QUAD_TILE(1, 2);
+            else QUAD_TILE(1, 1);
+        }
+#undef QUAD_TILE
+    }
+}
+#else
+static void conv_apply_quads(const crepe_layer_t *l, const uint8_t *x, int32_t zero, float step, float *y) {
+    (void)l; (void)x; (void)zero; (void)step; (void)y;
+}
+#endif
+
+/* A layer's padded input [count] in 8 bits for conv_apply_quads: its range (0 included: the padding) in 255 steps,
+ * each value the byte nearest; returns the byte of 0.0 and sets *step. */
+static int32_t to_bytes(const float *x, size_t count, uint8_t *bytes, float *step) {
+    float low = 0.0f, high = 0.0f;
+    size_t i = 0;
+#if HAVE_INT8
+    __m512 lows = _mm512_setzero_ps(), highs = _mm512_setzero_ps();
+    for (; i + 16 <= count; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        lows = _mm512_min_ps(lows, v);
+        highs = _mm512_max_ps(highs, v);
+    }
+    low = _mm512_reduce_min_ps(lows);
+    high = _mm512_reduce_max_ps(highs);
+#endif
+    for (; i < count; i++) {
+        low = x[i] < low ? x[i] : low;
+        high = x[i] > high ? x[i] : high;
+    }
+    float width = high - low;
+    *step = width > 0.0f ? width / 255.0f : 1.0f;
+    float inverse = 1.0f / *step;
+    int32_t zero = (int32_t)lrintf(-low * inverse);
+    i = 0;
+#if HAVE_INT8
+    __m512 scale = _mm512_set1_ps(inverse);
+    __m512i offset = _mm512_set1_epi32(zero), none = _mm512_setzero_si512(), most = _mm512_set1_epi32(255);
+    for (; i + 16 <= count; i += 16) { /* rounded to nearest even, as lrintf */
+        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), scale)), offset);
+        _mm_storeu_si128((__m128i *)(bytes + i),
+                         _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, none), most)));
+    }
+#endif
+    for (; i < count; i++) {
+        int32_t q = (int32_t)lrintf(x[i] * inverse) + zero;
+        bytes[i] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+    }
+    return zero;
+}
+
 /* AVX512-BF16 dot products at twice float32's multiply-add rate: AMD's (Zen 4 and later; a CREPE tiny frame
  * 0.33 against 0.61 ms in float32, measured). Intel's run them at float32's rate, and with the conversion a frame
  * took longer than in float32 (0.71 against 0.54 ms), so there bfloat16 convolutions run in AMX tiles or not. */
@@ -1827,6 +1956,24 @@ static int fast_bf16_vectors(void) {
 }
 
 
+/* A layer's kernel [rows][out] in 8 bits: each column scaled to its largest magnitude (127 steps each side), four
+ * consecutive rows side by side as AVX512-VNNI's dot products read them. */
+static void quads_init(crepe_layer_t *l, const float *kernel, size_t rows) {
+    for (int o = 0; o < l->out; o++) {
+        float peak = 0.0f;
+        for (size_t k = 0; k < rows; k++) peak = fmaxf(peak, fabsf(kernel[k * l->out + o]));
+        l->quad_scale[o] = peak > 0.0f ? peak / 127.0f : 1.0f;
+        int32_t sum = 0;
+        for (size_t k = 0; k < rows; k++) {
+            int q = (int)lrintf(kernel[k * l->out + o] / l->quad_scale[o]);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            l->quads[((k / 4) * l->out + o) * 4 + k % 4] = (int8_t)q;
+            sum += q;
+        }
+        l->quad_sum[o] = sum;
+    }
+}
+
 void tb_crepe_destroy(tb_crepe *c) {
     if (!c) return;
     arena_t arena = c->arena;
@@ -1837,8 +1984,9 @@ void tb_crepe_destroy(tb_crepe *c) {
  * [width][in][out], bias, gamma, beta, moving mean and variance, then the classifier's kernel [4 * last
  * channels][360] and bias. precision: 0 float32 vectors; 1 bfloat16 pairs with float32 sums where the build has
  * AVX512-BF16, in vectors; 2 bfloat16 where it is the faster: in AMX tiles where the CPU has them, in vectors
- * where they run at twice float32's rate, float32 vectors elsewhere. A build without AVX512-BF16 runs float32
- * vectors. NULL if memory runs out or the multiplier makes no channels of 16. */
+ * where they run at twice float32's rate, float32 vectors elsewhere; 3 as 2, and where that runs bfloat16 vectors
+ * on a CPU with AVX512-VNNI, the first CREPE_INT8_LAYERS in 8 bits (twice bfloat16's multiply-add rate). A build
+ * without AVX512-BF16 runs float32 vectors. NULL if memory runs out or the multiplier makes no channels of 16. */
 tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int precision) {
     if (multiplier < 4 || multiplier % 4) return 0;
     arena_t arena = {0};
@@ -1846,8 +1994,10 @@ tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int preci
     if (!c) return 0;
     c->arena = arena;
     arena_t *a = &c->arena;
-    c->bf16 = HAVE_BF16 && (precision == 1 || (precision == 2 && (amx_enabled() || fast_bf16_vectors())));
-    c->amx = c->bf16 && precision == 2 && amx_enabled();
+    c->bf16 = HAVE_BF16 && (precision == 1 || (precision >= 2 && (amx_enabled() || fast_bf16_vectors())));
+    c->amx = c->bf16 && precision >= 2 && amx_enabled();
+    c->int8 = HAVE_INT8 && c->bf16 && !c->amx && precision == 3 && int8_usable();
+    size_t widest_bytes = 0;
     int in = 1, positions = CREPE_FRAME, widest = 0, widest_out = 0;
     for (int i = 0; i < CREPE_LAYERS; i++, weights += 6) {
         crepe_layer_t *l = &c->layers[i];
@@ -1865,14 +2015,22 @@ tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int preci
         l->bias = arena_alloc(a, sizeof(float) * l->out);
         l->scale = arena_alloc(a, sizeof(float) * l->out);
         l->shift = arena_alloc(a, sizeof(float) * l->out);
-        if (c->bf16) l->pairs = arena_alloc(a, sizeof(uint32_t) * rows / 2 * l->out);
+        int in_bytes = c->int8 && i < CREPE_INT8_LAYERS;
+        if (in_bytes) {
+            l->quads = arena_alloc(a, rows * l->out);
+            l->quad_scale = arena_alloc(a, sizeof(float) * l->out);
+            l->quad_sum = arena_alloc(a, sizeof(int32_t) * l->out);
+            if (c->input_size[i] > widest_bytes) widest_bytes = c->input_size[i];
+        } else if (c->bf16) l->pairs = arena_alloc(a, sizeof(uint32_t) * rows / 2 * l->out);
         else l->kernel = arena_alloc(a, sizeof(float) * rows * l->out);
-        if (!c->input[i] || !l->bias || !l->scale || !l->shift || !(l->pairs || l->kernel)) {
+        if (!c->input[i] || !l->bias || !l->scale || !l->shift || !(l->pairs || l->kernel || l->quads)
+            || (in_bytes && (!l->quad_scale || !l->quad_sum))) {
             tb_crepe_destroy(c);
             return 0;
         }
         const float *kernel = weights[0];
-        if (c->bf16)
+        if (in_bytes) quads_init(l, kernel, rows);
+        else if (c->bf16)
             for (size_t q = 0; q < rows / 2; q++)
                 for (int o = 0; o < l->out; o++)
                     l->pairs[q * l->out + o] = bf16_bits(kernel[2 * q * l->out + o])
@@ -1889,9 +2047,10 @@ tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int preci
         positions = l->positions / 2;
     }
     c->input_pairs = arena_alloc(a, sizeof(uint32_t) * (widest / 2 + 1));
+    c->input_bytes = widest_bytes ? arena_alloc(a, widest_bytes) : 0;
     c->conv_out = arena_alloc(a, sizeof(float) * widest_out);
     c->features = arena_alloc(a, sizeof(float) * positions * in);
-    if (!c->input_pairs || !c->conv_out || !c->features
+    if (!c->input_pairs || !c->conv_out || !c->features || (widest_bytes && !c->input_bytes)
         || dense_init(a, &c->classifier, weights[0], weights[1], positions * in, CREPE_BINS, 0)) {
         tb_crepe_destroy(c);
         return 0;
@@ -1909,9 +2068,15 @@ void tb_crepe_activation(tb_crepe *c, const float *frames, int n, float *out) {
         memcpy(c->input[0] + c->layers[0].pad_before, frames + (size_t)f * CREPE_FRAME, sizeof(float) * CREPE_FRAME);
         for (int i = 0; i < CREPE_LAYERS; i++) {
             const crepe_layer_t *l = &c->layers[i];
-            if (c->bf16) to_pairs(c->input[i], c->input_size[i], c->input_pairs);
-            if (c->amx) conv_apply_amx(l, c->input_pairs, c->conv_out);
-            else conv_apply(l, c->input[i], c->bf16 ? c->input_pairs : 0, c->conv_out);
+            if (l->quads) {
+                float step;
+                int32_t zero = to_bytes(c->input[i], c->input_size[i], c->input_bytes, &step);
+                conv_apply_quads(l, c->input_bytes, zero, step, c->conv_out);
+            } else {
+                if (c->bf16) to_pairs(c->input[i], c->input_size[i], c->input_pairs);
+                if (c->amx) conv_apply_amx(l, c->input_pairs, c->conv_out);
+                else conv_apply(l, c->input[i], c->bf16 ? c->input_pairs : 0, c->conv_out);
+            }
             /* bias, ReLU, batch normalisation, max-pool 2: into the next layer's input (past its padding) */
             float *next = i + 1 < CREPE_LAYERS ? c->input[i + 1] + (size_t)c->layers[i + 1].pad_before * l->out
                                                : c->features;
@@ -1972,29 +2137,39 @@ void tb_crepe_pitch(tb_crepe *c, const float *frames, int n, int low, int high, 
     }
 }
 
-/* How this network's convolutions run: 0 float32 vectors, 1 bfloat16 vectors, 2 bfloat16 AMX tiles. */
-int tb_crepe_mode(const tb_crepe *c) { return c->amx ? 2 : c->bf16; }
+/* How this network's convolutions run: 0 float32 vectors, 1 bfloat16 vectors, 2 bfloat16 AMX tiles, 3 the first
+ * CREPE_INT8_LAYERS in 8 bits and the rest in bfloat16 vectors. */
+int tb_crepe_mode(const tb_crepe *c) { return c->int8 ? 3 : c->amx ? 2 : c->bf16; }
 
 /* ----- the live analysis: CREPE's pitch and the loudness, frame by frame, for a block of input -------------- */
 
 #define ANALYSIS_CHUNK 4096    /* the most samples one tb_analysis_process call takes */
 #define ANALYSIS_ESTIMATES 256 /* CREPE estimates kept, a ring (a call reads some forty at most) */
+#define YIN_MOST_LAGS 1024     /* the longest period a live input's onset pitch looks for, in samples */
+#define YIN_SILENCE_POWER 1e-10 /* mean square below which YIN's window is silent (-100 dBFS) */
+#define YIN_LANES 8             /* lags whose differences are summed side by side */
 
-/* The analysis' buffers: element type, name, count (capacity: the sample history; half: the FFT's complex points). */
+/* The analysis' buffers: element type, name, count (capacity: the sample history; half: the FFT's complex points;
+ * lags: YIN's, with its energies one longer than its window). */
 #define TB_ANALYSIS_BUFFERS(X)                                                                                \
     X(float, buffer, capacity) X(float, window, c->n_fft) X(float, power_weights, half + 1)                   \
     X(float, weighting_db, half + 1) X(float, frame, c->n_fft) X(float, spec_re, half + 1)                   \
     X(float, spec_im, half + 1) X(int, bit_reverse, half) X(float, twiddle_re, half) X(float, twiddle_im, half) \
     X(float, real_re, half + 1) X(float, real_im, half + 1) X(float, fft_re, half) X(float, fft_im, half)      \
     X(float, estimate_f0, ANALYSIS_ESTIMATES) X(float, estimate_cents, ANALYSIS_ESTIMATES)                    \
-    X(float, estimate_confidence, ANALYSIS_ESTIMATES)
+    X(float, estimate_confidence, ANALYSIS_ESTIMATES) X(double, yin_samples, yin_window + YIN_LANES)                      \
+    X(double, yin_energy, yin_window + 1) X(double, yin_normalised, lags + 1)
 
 typedef struct {
     tb_analysis_config c;
+    tb_live_config live;
+    int is_live;     /* live is set: tb_analysis_live may run */
     tb_crepe *crepe; /* the caller's, outliving this */
     fft_plan plan;
-    int margin, length, capacity;
+    int margin, length, capacity, yin_window;
     int64_t n_in, emitted, next_estimate, start; /* samples in, frames out, the next estimate, buffer[0]'s index */
+    int frames_since_quiet; /* a live input's frames since its loudness was last quiet */
+    float last_voiced;      /* the pitch an unvoiced frame holds (NaN: none yet, it keeps the tracker's own) */
     TB_ANALYSIS_BUFFERS(DECLARE_BUFFER)
     arena_t arena;   /* every buffer here, this struct too */
 } tb_analysis;
@@ -2007,31 +2182,44 @@ void tb_analysis_destroy(tb_analysis *a) {
     arena_free(&arena);
 }
 
-/* Forgets all input: the next sample is sample 0 again, with silence before it. */
+/* Forgets all input: the next sample is sample 0 again, with silence before it and no pitch held but the
+ * resting one. */
 void tb_analysis_reset(tb_analysis *a) {
     a->n_in = a->emitted = a->next_estimate = 0;
     a->start = -a->margin;
     a->length = a->margin;
     memset(a->buffer, 0, sizeof(float) * a->margin);
+    a->frames_since_quiet = 0;
+    a->last_voiced = a->is_live && a->live.resting_f0 > 0.0f ? a->live.resting_f0 : NAN;
 }
 
 /* window: the loudness' periodic Hann [n_fft]; power_weights and weighting_db: its A-weighting per bin
- * [n_fft / 2 + 1], as power factors (v3) and in dB (v1). NULL for a shape it cannot run, or out of memory. */
-tb_analysis *tb_analysis_create(const tb_analysis_config *config, tb_crepe *crepe, const float *window,
-                                const float *power_weights, const float *weighting_db) {
+ * [n_fft / 2 + 1], as power factors (v3) and in dB (v1). live: what a live input adds (tb_analysis_live), or
+ * NULL. NULL for a shape it cannot run, or out of memory. */
+tb_analysis *tb_analysis_create(const tb_analysis_config *config, const tb_live_config *live, tb_crepe *crepe,
+                                const float *window, const float *power_weights, const float *weighting_db) {
     const tb_analysis_config *c = config;
     if (!crepe || c->hop < 1 || c->pitch_hop < 1 || c->n_fft < 4 || !is_power_of_two(c->n_fft) || c->kept < 1
         || c->kept > c->n_fft || c->lead < 0 || c->lead > c->n_fft || c->loudness_lag < 0 || c->pitch_lag < 0)
+        return NULL;
+    if (live && (live->yin_min_lag < 1 || live->yin_max_lag <= live->yin_min_lag || live->yin_max_lag > YIN_MOST_LAGS
+                 || live->yin_integration < 1 || live->yin_integration > YIN_MOST_LAGS || live->pitch_ratio <= 0.0f))
         return NULL;
     arena_t arena = {0};
     tb_analysis *a = arena_alloc(&arena, sizeof(tb_analysis));
     if (!a) return NULL;
     a->arena = arena;
     a->c = *c;
+    a->is_live = live != NULL;
+    if (live) a->live = *live;
     a->crepe = crepe;
+    int lags = live ? live->yin_max_lag : 1;
+    int yin_window = a->yin_window = live ? live->yin_integration + live->yin_max_lag : 1;
     a->margin = CREPE_FRAME > c->n_fft ? CREPE_FRAME : c->n_fft;
-    /* the history a call reads (the oldest pending estimate's window, the oldest pending loudness window)
-     * stays within two margins, a pitch hop and the lags' frames behind the newest sample */
+    if (yin_window > a->margin) a->margin = yin_window;
+    /* the history a call reads (the oldest pending estimate's window, the oldest pending loudness window, the
+     * onset pitch's window of the first frame it completes) stays within two margins, a pitch hop and the lags'
+     * frames behind the newest sample */
     int half = c->n_fft / 2, capacity = ANALYSIS_CHUNK + 2 * a->margin + c->pitch_hop
                                         + c->hop * (c->loudness_lag + c->pitch_lag + 2);
     a->capacity = capacity;
@@ -2102,20 +2290,15 @@ static void pitch_at(const tb_analysis *a, int64_t position, float *f0, float *c
     *confidence = (float)sure;
 }
 
-/* Takes n (<= ANALYSIS_CHUNK) samples; writes the frames they complete (at most n / hop + 1): f0 (Hz, 0 before
- * the pitch lag), confidence and loudness (dB), as StreamingAnalyzer.process does. Returns how many, or -1
- * (n out of range). */
-int tb_analysis_process(tb_analysis *a, const float *samples, int n, float *f0, float *confidence, float *loudness) {
+/* The analysis of n (<= ANALYSIS_CHUNK) mono samples: the frames they complete, as tb_analysis_process. */
+static int analysis_run(tb_analysis *a, const float *samples, int n, float *f0, float *confidence, float *loudness) {
     const tb_analysis_config *c = &a->c;
-    if (n < 0 || n > ANALYSIS_CHUNK) return -1;
-#if defined(FLUSH_DENORMALS)
-    unsigned int saved_csr = _mm_getcsr();
-    _mm_setcsr(saved_csr | FLUSH_DENORMALS);
-#endif
-    /* drop the samples no pending estimate or frame reads */
+    /* drop the samples no pending estimate, frame or onset pitch reads */
     int64_t oldest = a->next_estimate * c->pitch_hop - CREPE_FRAME / 2;
     int64_t loudness_start = (a->emitted - c->loudness_lag) * c->hop - c->lead;
     if (loudness_start < oldest) oldest = loudness_start;
+    int64_t onset_start = (a->emitted + 1) * c->hop - a->yin_window;
+    if (a->is_live && a->live.onset && onset_start < oldest) oldest = onset_start;
     int64_t cut = oldest - a->start;
     if (cut > a->length) cut = a->length;
     if (cut > 0) {
@@ -2142,6 +2325,114 @@ int tb_analysis_process(tb_analysis *a, const float *samples, int n, float *f0, 
             pitch_at(a, frame * c->hop, &f0[count], &confidence[count]);
         else
             f0[count] = confidence[count] = 0.0f;
+    }
+    return count;
+}
+
+/* Takes n (<= ANALYSIS_CHUNK) samples; writes the frames they complete (at most n / hop + 1): f0 (Hz, 0 before
+ * the pitch lag), confidence and loudness (dB), as StreamingAnalyzer.process does. Returns how many, or -1
+ * (n out of range). */
+int tb_analysis_process(tb_analysis *a, const float *samples, int n, float *f0, float *confidence, float *loudness) {
+    if (n < 0 || n > ANALYSIS_CHUNK) return -1;
+#if defined(FLUSH_DENORMALS)
+    unsigned int saved_csr = _mm_getcsr();
+    _mm_setcsr(saved_csr | FLUSH_DENORMALS);
+#endif
+    int count = analysis_run(a, samples, n, f0, confidence, loudness);
+#if defined(FLUSH_DENORMALS)
+    _mm_setcsr(saved_csr);
+#endif
+    return count;
+}
+
+/* YIN (de Cheveigné & Kawahara 2002) of the live window that ends (newest sample) just before `end`, read newest
+ * first, as tuibend.pitch.yin.Yin.estimate: the pitch (Hz) and its confidence, 1 - d'(tau), 0 on silence. The
+ * difference function is summed directly (Yin's numpy correlates through an FFT: equal within rounding). */
+static void yin_estimate(tb_analysis *a, const float *end, float *f0, float *confidence) {
+    const tb_live_config *l = &a->live;
+    int w = l->yin_integration, lags = l->yin_max_lag, size = a->yin_window;
+    double *x = a->yin_samples, *energy = a->yin_energy, *normalised = a->yin_normalised;
+    energy[0] = 0.0;
+    for (int j = 0; j < size; j++) {
+        x[j] = end[-1 - j];
+        energy[j + 1] = energy[j] + x[j] * x[j];
+    }
+    for (int j = size; j < size + YIN_LANES; j++) x[j] = 0.0; /* read by the last lanes, never kept */
+    /* d(tau) = sum_j<w (x_j - x_j+tau)^2, then d'(tau) = d(tau) / (the mean of d(1) .. d(tau)) */
+    normalised[0] = 1.0;
+    double running = 0.0;
+    for (int block = 1; block <= lags; block += YIN_LANES) {
+        double correlation[YIN_LANES] = {0}; /* YIN_LANES lags at once, each summed in order (vectors across lags) */
+        for (int j = 0; j < w; j++)
+            for (int k = 0; k < YIN_LANES; k++) correlation[k] += x[j] * x[j + block + k];
+        for (int tau = block; tau < block + YIN_LANES && tau <= lags; tau++) {
+            double difference = energy[w] + (energy[w + tau] - energy[tau]) - 2.0 * correlation[tau - block];
+            running += difference;
+            double mean = running / tau;
+            normalised[tau] = difference / (mean > 1e-12 ? mean : 1e-12);
+        }
+    }
+    /* the first dip below the threshold, down to its local minimum; else the lowest */
+    int lowest = l->yin_min_lag, tau = -1;
+    for (int t = l->yin_min_lag; t < lags; t++) {
+        if (normalised[t] < l->yin_threshold) {
+            tau = t;
+            break;
+        }
+        if (normalised[t] < normalised[lowest]) lowest = t;
+    }
+    if (tau < 0) tau = lowest;
+    else
+        while (tau + 1 < lags && normalised[tau + 1] < normalised[tau]) tau++;
+    /* a parabola through tau and its neighbours */
+    double left = normalised[tau - 1 > 1 ? tau - 1 : 1], centre = normalised[tau];
+    double right = normalised[tau + 1 < lags ? tau + 1 : lags], curvature = left - 2.0 * centre + right;
+    double shift = fabs(curvature) > 1e-12 ? 0.5 * (left - right) / curvature : 0.0;
+    shift = shift < -1.0 ? -1.0 : shift > 1.0 ? 1.0 : shift;
+    *f0 = (float)(l->sample_rate / (tau + shift));
+    double sure = 1.0 - centre;
+    sure = sure < 0.0 ? 0.0 : sure > 1.0 ? 1.0 : sure;
+    *confidence = energy[w] <= YIN_SILENCE_POWER * w ? 0.0f : (float)sure; /* digital silence: unvoiced */
+}
+
+/* A live block, as tuibend.pitch.analysis.LiveFeatures.process: n (<= ANALYSIS_CHUNK) frames of `channels`
+ * interleaved samples in, downmixed into `dry` [n] (NaN and Inf heard as silence); per frame it completes (at most
+ * n / hop + 1), the pitch to play (Hz, shifted), its confidence, the loudness (dB) and the player's own pitch
+ * (`pitch`, before the shift). Returns how many frames, or -1 (n or channels out of range, or not live). */
+int tb_analysis_live(tb_analysis *a, const float *input, int n, int channels, float *dry, float *f0,
+                     float *confidence, float *loudness, float *pitch) {
+    if (!a->is_live || n < 0 || n > ANALYSIS_CHUNK || channels < 1) return -1;
+#if defined(FLUSH_DENORMALS)
+    unsigned int saved_csr = _mm_getcsr();
+    _mm_setcsr(saved_csr | FLUSH_DENORMALS);
+#endif
+    const tb_live_config *l = &a->live;
+    for (int i = 0; i < n; i++) {
+        float sum = input[(size_t)i * channels];
+        for (int ch = 1; ch < channels; ch++) sum += input[(size_t)i * channels + ch];
+        float sample = channels > 1 ? sum / (float)channels : sum;
+        dry[i] = isfinite(sample) ? sample : 0.0f; /* a misbehaving source: silence, passed on nowhere */
+    }
+    int count = analysis_run(a, dry, n, pitch, confidence, loudness);
+    int64_t first = a->emitted - count;
+    for (int i = 0; i < count; i++) {
+        /* a note's first frames after quiet, where the tracker's pitch is not voiced yet, take the newest
+         * samples' pitch; only there (mid-phrase YIN's short window is less sure than holding) */
+        a->frames_since_quiet = loudness[i] < l->quiet_db ? 0 : a->frames_since_quiet + 1;
+        int voiced = confidence[i] >= a->c.voiced;
+        if (voiced) {
+            a->last_voiced = pitch[i];
+        } else {
+            float provisional = NAN;
+            if (l->onset && a->frames_since_quiet >= 1 && a->frames_since_quiet <= l->onset_frames) {
+                float estimate, sure;
+                yin_estimate(a, analysis_samples(a, (first + i + 1) * a->c.hop), &estimate, &sure);
+                if (sure >= l->onset_confidence) provisional = estimate;
+            }
+            if (!isnan(provisional)) a->last_voiced = provisional;
+            if (!isnan(a->last_voiced)) pitch[i] = a->last_voiced;
+        }
+        f0[i] = pitch[i] * l->pitch_ratio;
     }
 #if defined(FLUSH_DENORMALS)
     _mm_setcsr(saved_csr);

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -181,6 +182,11 @@ class StreamingAnalyzer:
                                              self.flavour.range_db, self.flavour.name)
         self.reset()
 
+    def live_features(self, resting_f0_hz: float | None = None, pitch_ratio: float = 1.0,
+                      onset_pitch: bool = True) -> LiveInput:
+        """What a live input plays, block by block, on this analysis (its own from then on: :class:`LiveFeatures`)."""
+        return LiveFeatures(self, resting_f0_hz, pitch_ratio, onset_pitch)
+
     @property
     def latency_ms(self) -> dict[str, float]:
         """How far behind the input each feature runs, in milliseconds."""
@@ -328,3 +334,81 @@ class Gate:
                 f0[i] = self.last_voiced_f0
         loudness = np.where(voiced, features.loudness_db, features.loudness_db - self.attenuation_db)
         return Features(f0, features.confidence, loudness.astype(np.float32), features.frame_rate)
+
+
+# A note starts when the loudness comes up from within this many dB of the analysis' floor.
+ONSET_QUIET_DB = 20.0
+
+
+@dataclass
+class LiveFrames:
+    """A live block as the model takes it: the dry samples (mono, finite), and per frame the pitch to play (Hz,
+    shifted), its confidence, the loudness (dB) and the player's own pitch (before the shift)."""
+
+    dry: np.ndarray
+    f0_hz: np.ndarray
+    confidence: np.ndarray
+    loudness_db: np.ndarray
+    pitch_hz: np.ndarray
+
+
+class LiveInput(Protocol):
+    """What a live input offers the engine: :class:`LiveFeatures`, or the kernel's twin in one call."""
+
+    def reset(self) -> None:
+        """Forgets all input, and the pitch held."""
+
+    def process(self, samples: np.ndarray) -> LiveFrames:
+        """A block of samples ([n], or [n, channels]) and the frames it completes."""
+
+
+class LiveFeatures:
+    """Live input to model input: the streaming analysis, unvoiced frames holding the last pitch (or taking a
+    provisional one from the newest samples, at onsets), the pitch shift. The reference
+    :class:`~tuibend.native.analysis.NativeLiveFeatures` computes in one kernel call.
+
+    Unvoiced frames are not made quieter here (the offline gate does that): confidence arrives with the pitch, a
+    tracker's look-ahead later than the loudness, so attenuating by it would hold every onset back by the pitch
+    lag (36 ms with CREPE) instead of the loudness lag (4 ms).
+    """
+
+    def __init__(self, analyzer: StreamingAnalyzer, resting_f0_hz: float | None = None, pitch_ratio: float = 1.0,
+                 onset_pitch: bool = True):
+        """``resting_f0_hz``: the pitch played before the first voiced frame (shifted, as it is heard)."""
+        self.analyzer = analyzer
+        self.pitch_ratio = pitch_ratio
+        self.resting_f0_hz = resting_f0_hz
+        self.onset_pitch = OnsetPitch(analyzer.sample_rate, analyzer.frame_rate) if onset_pitch else None
+        self.quiet_db = -analyzer.flavour.range_db + ONSET_QUIET_DB
+        self.onset_frames = analyzer.pitch_lag + 2  # a CREPE lag and two frames
+        self.reset()
+
+    def reset(self) -> None:
+        self.analyzer.reset()
+        if self.onset_pitch is not None:
+            self.onset_pitch.reset()
+        resting = None if self.resting_f0_hz is None else self.resting_f0_hz / self.pitch_ratio
+        self.gate = Gate(self.analyzer.tracker.voiced_threshold, attenuation_db=0.0, resting_f0_hz=resting)
+        self._frames_since_quiet = 0
+
+    def process(self, samples: np.ndarray) -> LiveFrames:
+        """A block of samples ([n], or [n, channels], downmixed; NaN and Inf heard as silence) and the frames it
+        completes."""
+        samples = mono(samples)
+        if not np.isfinite(samples).all():  # a misbehaving source (another JACK client): silence, passed on nowhere
+            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+        analysed = self.analyzer.process(samples)
+        provisional = None
+        if self.onset_pitch is not None:
+            # A note's first frames after quiet, where the tracker's pitch (36 ms behind with CREPE) is not voiced
+            # yet, take the pitch of the newest samples. Only there: mid-phrase, where the tracker doubts a frame,
+            # the short window's estimate is less sure than holding (octave errors, measured).
+            since_quiet = np.empty(len(analysed), np.int64)
+            for i, quiet in enumerate(analysed.loudness_db < self.quiet_db):
+                self._frames_since_quiet = 0 if quiet else self._frames_since_quiet + 1
+                since_quiet[i] = self._frames_since_quiet
+            onset = (since_quiet >= 1) & (since_quiet <= self.onset_frames)  # sounding, newly
+            provisional = self.onset_pitch.process(samples, onset & (analysed.confidence < self.gate.threshold))
+        gated = self.gate.apply(analysed, provisional)
+        return LiveFrames(samples, (gated.f0_hz * self.pitch_ratio).astype(np.float32), gated.confidence,
+                          gated.loudness_db, gated.f0_hz)
