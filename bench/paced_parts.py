@@ -1,12 +1,14 @@
 """Where the engine's block path spends its time, part by part, back to back and paced at real time.
 
-Run: ``python bench/paced_parts.py`` (about a minute). The model path of ``bench/realtime.py`` (a fader moved,
-the controller's values for the block, the native kernel's step with five bends in bfloat16, the guard, DC
-blocker and limiter) at 256-sample blocks, each part timed on its own: back to back, paced at real time with the
+Run: ``python bench/paced_parts.py`` (about a minute). The microphone path of ``bench/realtime.py`` (the live
+analysis of the block in the kernel, a fader moved, the controller's values for the block, the native kernel's
+step with five bends in bfloat16, the guard, DC blocker and limiter) at 256-sample blocks, each part timed on its
+own: back to back, paced at real time with the
 thread asleep between blocks (as the engine's model thread waits), and paced with the thread spinning in Python
 between blocks instead (it never sleeps, so its core is never handed back). If the paced parts cost more than
 back to back whether the thread slept or spun, what cools the caches between blocks is other work on the core,
-not the sleep. Printed: microseconds a block, the median of ``--rounds`` rounds, for each model.
+not the sleep. Printed: microseconds a block, the median of ``--rounds`` rounds, for each model, and the totals
+with and without the analysis (a microphone, a prepared file).
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ import gc
 import time
 
 import numpy as np
-from realtime import BENDS, ENGINE_BLOCK, MOVED_FADER, fader_positions, features, full_model, model_options
+from realtime import BENDS, ENGINE_BLOCK, MOVED_FADER, fader_positions, features, full_model, model_options, voice
 
 import tuibend
 from tuibend.bend.rig import BendController, BendRig
+from tuibend.engine.session import live_input
 from tuibend.model.layout import point_widths
 from tuibend.model.timbre import TimbreModel
 from tuibend.native.control import KernelFill
 from tuibend.native.safety import safety_chain
 from tuibend.native.stream import NativeStream
 
-PARTS = ("fader set", "controller advance", "the kernel's step (with its Python call)", "safety chain")
+PARTS = ("live analysis", "fader set", "controller advance", "the kernel's step (with its Python call)", "safety chain")
 BLOCKS = 250  # 4 s at real time
 WAYS = ("back to back", "paced, asleep between blocks", "paced, spinning between blocks")
 
@@ -39,7 +42,9 @@ def part_times(model: TimbreModel, rounds: int) -> dict[str, np.ndarray]:
     controller = BendController(rig, config.frame_rate, fill=KernelFill)
     stream = NativeStream(model, rig, frames, bfloat16=True)
     safety = safety_chain(config.sample_rate, native=True)
+    live = live_input(model, "crepe-tiny", kernel="native", bfloat16=True)
     f0, loudness = features(10.0, config.frame_rate)
+    audio = voice(f0, loudness, config.hop, config.sample_rate)
     n_blocks = len(f0) // frames
     faders = fader_positions(n_blocks)
     period = ENGINE_BLOCK / config.sample_rate
@@ -49,6 +54,8 @@ def part_times(model: TimbreModel, rounds: int) -> dict[str, np.ndarray]:
         for index in range(BLOCKS):
             window = slice(index % n_blocks * frames, (index % n_blocks + 1) * frames)
             marks = [time.perf_counter()]
+            live.process(audio[window.start * config.hop:window.stop * config.hop])
+            marks.append(time.perf_counter())
             controller.set(*MOVED_FADER, float(faders[index % n_blocks]))
             marks.append(time.perf_counter())
             controller.advance()
@@ -85,11 +92,12 @@ def main() -> None:
     models = {"choir (small)": tuibend.load_model(args.small), "solo (full)": full_model(args.full)}
     print(f"Microseconds a block ({ENGINE_BLOCK} samples), the median of {args.rounds} rounds of {BLOCKS} blocks "
           "each way, alternating:\n")
-    print("| model | way | " + " | ".join(PARTS) + " | total |")
-    print("| --- | --- | " + " | ".join("---:" for _ in PARTS) + " | ---: |")
+    print("| model | way | " + " | ".join(PARTS) + " | total: microphone | total: prepared file |")
+    print("| --- | --- | " + " | ".join("---:" for _ in PARTS) + " | ---: | ---: |")
     for label, model in models.items():
         for way, times in part_times(model, args.rounds).items():
-            print(f"| {label} | {way} | " + " | ".join(f"{t:.0f}" for t in times) + f" | {times.sum():.0f} |")
+            parts = " | ".join(f"{t:.0f}" for t in times)
+            print(f"| {label} | {way} | {parts} | {times.sum():.0f} | {times[1:].sum():.0f} |")
 
 
 if __name__ == "__main__":

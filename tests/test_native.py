@@ -719,10 +719,10 @@ def test_bfloat16_crepe_keeps_the_pitch_in_vectors_and_in_amx_tiles(crepe_refere
 
 
 def test_eight_bit_crepe_keeps_the_pitch_within_bfloat16s_bounds(crepe_reference):
-    """CREPE with its first two convolutions in 8 bits (AVX512-VNNI, where the network runs bfloat16 vectors: AMD's
-    Zen 4), what a live input runs: the activations within the bfloat16 bound of the TensorFlow test (0.03), the
-    pitch of voiced frames within a cent and the confidence within 0.03 of float32's. Elsewhere it runs what
-    bfloat16 runs."""
+    """CREPE with its first two convolutions, its last and its classifier in 8 bits (AVX512-VNNI, where the network
+    runs bfloat16 vectors: AMD's Zen 4), what a live input runs: the activations within the bfloat16 bound of the
+    TensorFlow test (0.03), the pitch of voiced frames within a cent and the confidence within 0.03 of float32's.
+    Elsewhere it runs what bfloat16 runs."""
     from tuibend.native.crepe import NativeCrepe
     from tuibend.pitch.crepe import decode
 

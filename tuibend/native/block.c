@@ -1685,16 +1685,19 @@ typedef struct {
     uint32_t *pairs;   /* [width * in / 2][out] bfloat16 pairs */
     int8_t *quads;     /* [width * in / 4][out][4] 8-bit, each column scaled to its largest magnitude */
     float *quad_scale; /* [out] the 8-bit columns' steps */
-    int32_t *quad_sum; /* [out] the 8-bit columns' sums (what the input's zero point adds) */
+    int32_t *quad_sums; /* [width * in / 4 + 1][out] the 8-bit columns' sums over the quads before each (the
+                         * share of the input's zero point in the quads a tile reads) */
     float *bias, *scale, *shift; /* batch normalisation after the ReLU as one affine per channel */
 } crepe_layer_t;
 
-#define CREPE_INT8_LAYERS 2 /* the convolutions that may run in 8 bits: nine tenths of a tiny frame's arithmetic */
+/* The convolutions that may run in 8 bits: the first two hold nine tenths of a tiny frame's multiply-adds, the
+ * last the most weights for its multiply-adds; the middle three in 8 bits moved the activations most (measured). */
+static const int CREPE_IN_BYTES[CREPE_LAYERS] = {1, 1, 0, 0, 0, 1};
 
 typedef struct {
     int bf16;                       /* 1: the convolutions in bfloat16 (float32 sums), 0: float32 vectors */
     int amx;                        /* 1: those bfloat16 convolutions in AMX tiles, 0: in vectors */
-    int int8;                       /* 1: the first CREPE_INT8_LAYERS in 8 bits (AVX512-VNNI, int32 sums) */
+    int int8;                       /* 1: CREPE_IN_BYTES' layers and the classifier in 8 bits (AVX512-VNNI) */
     crepe_layer_t layers[CREPE_LAYERS];
     dense_t classifier;
     float *input[CREPE_LAYERS];     /* each layer's zero-padded input [padded positions][in] */
@@ -1839,20 +1842,23 @@ static void conv_apply(const crepe_layer_t *l, const float *x, const uint32_t *x
 
 #if HAVE_INT8
 /* The convolution's sums for `rows` output positions from t and `vecs` vectors of channels from column, from the
- * input in 8 bits (x: unsigned bytes, `zero` the byte of 0.0, `step` what one byte step is worth): every tap,
- * the zero padding included (it is `zero` bytes, which the columns' sums take off again). */
+ * input in 8 bits (x: unsigned bytes, `zero` the byte of 0.0, `step` what one byte step is worth): the quads of
+ * the taps that reach the input (a quad half in the zero padding reads `zero` bytes there), what their `zero`
+ * bytes add taken off by the columns' sums over the same quads. */
 VNNI_TARGET static inline __attribute__((always_inline)) void conv_tile_quads(const crepe_layer_t *l,
                                                                               const uint8_t *x, int t, const int rows,
                                                                               const int vecs, int column, int32_t zero,
                                                                               float step, float *y) {
-    int quads = l->width * l->in / 4;
+    int first, last;
+    reaching_taps(l, t, rows, &first, &last);
+    int first_quad = first * l->in / 4, end_quad = (last * l->in + 3) / 4;
     size_t stride = (size_t)l->stride * l->in;
     __m512i acc[CONV_SUMS][4];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < vecs; v++) acc[r][v] = _mm512_setzero_si512();
-    const int8_t *w = l->quads + (size_t)column * 4;
+    const int8_t *w = l->quads + ((size_t)first_quad * l->out + column) * 4;
     const uint8_t *row = x + (size_t)t * stride;
-    for (int q = 0; q < quads; q++, w += (size_t)l->out * 4) {
+    for (int q = first_quad; q < end_quad; q++, w += (size_t)l->out * 4) {
         __m512i w0 = _mm512_loadu_si512(w), w1 = vecs > 1 ? _mm512_loadu_si512(w + 64) : w0;
         __m512i w2 = vecs > 2 ? _mm512_loadu_si512(w + 128) : w0, w3 = vecs > 3 ? _mm512_loadu_si512(w + 192) : w0;
         for (int r = 0; r < rows; r++) {
@@ -1868,7 +1874,9 @@ VNNI_TARGET static inline __attribute__((always_inline)) void conv_tile_quads(co
     __m512i zeros = _mm512_set1_epi32(zero);
     for (int v = 0; v < vecs; v++) {
         int at = column + 16 * v;
-        __m512i offset = _mm512_mullo_epi32(zeros, _mm512_loadu_si512(l->quad_sum + at));
+        __m512i sums = _mm512_sub_epi32(_mm512_loadu_si512(l->quad_sums + (size_t)end_quad * l->out + at),
+                                        _mm512_loadu_si512(l->quad_sums + (size_t)first_quad * l->out + at));
+        __m512i offset = _mm512_mullo_epi32(zeros, sums);
         __m512 scale = _mm512_mul_ps(_mm512_set1_ps(step), _mm512_loadu_ps(l->quad_scale + at));
         for (int r = 0; r < rows; r++)
             _mm512_storeu_ps(y + (size_t)(t + r) * l->out + at,
@@ -1957,7 +1965,7 @@ static int fast_bf16_vectors(void) {
 
 
 /* A layer's kernel [rows][out] in 8 bits: each column scaled to its largest magnitude (127 steps each side), four
- * consecutive rows side by side as AVX512-VNNI's dot products read them. */
+ * consecutive rows side by side as AVX512-VNNI's dot products read them; and the columns' running sums. */
 static void quads_init(crepe_layer_t *l, const float *kernel, size_t rows) {
     for (int o = 0; o < l->out; o++) {
         float peak = 0.0f;
@@ -1965,12 +1973,13 @@ static void quads_init(crepe_layer_t *l, const float *kernel, size_t rows) {
         l->quad_scale[o] = peak > 0.0f ? peak / 127.0f : 1.0f;
         int32_t sum = 0;
         for (size_t k = 0; k < rows; k++) {
+            if (k % 4 == 0) l->quad_sums[k / 4 * l->out + o] = sum;
             int q = (int)lrintf(kernel[k * l->out + o] / l->quad_scale[o]);
             q = q > 127 ? 127 : q < -127 ? -127 : q;
             l->quads[((k / 4) * l->out + o) * 4 + k % 4] = (int8_t)q;
             sum += q;
         }
-        l->quad_sum[o] = sum;
+        l->quad_sums[rows / 4 * l->out + o] = sum;
     }
 }
 
@@ -1985,7 +1994,8 @@ void tb_crepe_destroy(tb_crepe *c) {
  * channels][360] and bias. precision: 0 float32 vectors; 1 bfloat16 pairs with float32 sums where the build has
  * AVX512-BF16, in vectors; 2 bfloat16 where it is the faster: in AMX tiles where the CPU has them, in vectors
  * where they run at twice float32's rate, float32 vectors elsewhere; 3 as 2, and where that runs bfloat16 vectors
- * on a CPU with AVX512-VNNI, the first CREPE_INT8_LAYERS in 8 bits (twice bfloat16's multiply-add rate). A build
+ * on a CPU with AVX512-VNNI, CREPE_IN_BYTES' layers and the classifier in 8 bits (twice bfloat16's multiply-add
+ * rate, half its bytes). A build
  * without AVX512-BF16 runs float32 vectors. NULL if memory runs out or the multiplier makes no channels of 16. */
 tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int precision) {
     if (multiplier < 4 || multiplier % 4) return 0;
@@ -2015,16 +2025,16 @@ tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int preci
         l->bias = arena_alloc(a, sizeof(float) * l->out);
         l->scale = arena_alloc(a, sizeof(float) * l->out);
         l->shift = arena_alloc(a, sizeof(float) * l->out);
-        int in_bytes = c->int8 && i < CREPE_INT8_LAYERS;
+        int in_bytes = c->int8 && CREPE_IN_BYTES[i];
         if (in_bytes) {
             l->quads = arena_alloc(a, rows * l->out);
             l->quad_scale = arena_alloc(a, sizeof(float) * l->out);
-            l->quad_sum = arena_alloc(a, sizeof(int32_t) * l->out);
+            l->quad_sums = arena_alloc(a, sizeof(int32_t) * (rows / 4 + 1) * l->out);
             if (c->input_size[i] > widest_bytes) widest_bytes = c->input_size[i];
         } else if (c->bf16) l->pairs = arena_alloc(a, sizeof(uint32_t) * rows / 2 * l->out);
         else l->kernel = arena_alloc(a, sizeof(float) * rows * l->out);
         if (!c->input[i] || !l->bias || !l->scale || !l->shift || !(l->pairs || l->kernel || l->quads)
-            || (in_bytes && (!l->quad_scale || !l->quad_sum))) {
+            || (in_bytes && (!l->quad_scale || !l->quad_sums))) {
             tb_crepe_destroy(c);
             return 0;
         }
@@ -2051,7 +2061,8 @@ tb_crepe *tb_crepe_create(const float *const *weights, int multiplier, int preci
     c->conv_out = arena_alloc(a, sizeof(float) * widest_out);
     c->features = arena_alloc(a, sizeof(float) * positions * in);
     if (!c->input_pairs || !c->conv_out || !c->features || (widest_bytes && !c->input_bytes)
-        || dense_init(a, &c->classifier, weights[0], weights[1], positions * in, CREPE_BINS, 0)) {
+        || (c->int8 ? dense_int8_init(a, &c->classifier, weights[0], weights[1], positions * in, CREPE_BINS)
+                    : dense_init(a, &c->classifier, weights[0], weights[1], positions * in, CREPE_BINS, 0))) {
         tb_crepe_destroy(c);
         return 0;
     }
@@ -2091,7 +2102,12 @@ void tb_crepe_activation(tb_crepe *c, const float *frames, int n, float *out) {
                 }
         }
         float *activation = out + (size_t)f * CREPE_BINS;
-        dense_apply(&c->classifier, c->features, 1, activation, CREPE_BINS);
+        if (c->classifier.quads) {
+            int8_prepare(&c->classifier, c->features, 0, 1);
+            int8_panels(&c->classifier, 1, activation, CREPE_BINS, 0, c->classifier.n_panels, 0);
+        } else {
+            dense_apply(&c->classifier, c->features, 1, activation, CREPE_BINS);
+        }
         for (int b = 0; b < CREPE_BINS; b++) activation[b] = sigmoidf(activation[b]);
     }
 #if defined(FLUSH_DENORMALS)
@@ -2137,8 +2153,8 @@ void tb_crepe_pitch(tb_crepe *c, const float *frames, int n, int low, int high, 
     }
 }
 
-/* How this network's convolutions run: 0 float32 vectors, 1 bfloat16 vectors, 2 bfloat16 AMX tiles, 3 the first
- * CREPE_INT8_LAYERS in 8 bits and the rest in bfloat16 vectors. */
+/* How this network's convolutions run: 0 float32 vectors, 1 bfloat16 vectors, 2 bfloat16 AMX tiles, 3
+ * CREPE_IN_BYTES' layers and the classifier in 8 bits, the rest in bfloat16 vectors. */
 int tb_crepe_mode(const tb_crepe *c) { return c->int8 ? 3 : c->amx ? 2 : c->bf16; }
 
 /* ----- the live analysis: CREPE's pitch and the loudness, frame by frame, for a block of input -------------- */
