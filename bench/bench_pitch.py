@@ -4,8 +4,8 @@ Run: ``make bench`` (or ``python bench/bench_pitch.py``). CREPE is fed 1, 2 or 4
 (as live blocks bring them) and batches of 64; where torch and the torchcrepe wheel are installed
 (developer dependencies) torchcrepe's own network runs on the same frames in the same run and the
 ratio is printed. CREPE runs in TensorFlow and in the native kernel (``NativeCrepe``: float32 vectors, and
-where the CPU has AVX512-BF16 bfloat16 in vectors and in AMX tiles where it has those; the live input's
-path). YIN runs on its own 704-sample frames.
+where the CPU has AVX512-BF16 bfloat16 in vectors and in AMX tiles where it has those, and with AVX512-VNNI
+beside bfloat16 vectors the 8-bit layers of the live input's path). YIN runs on its own 704-sample frames.
 """
 
 from __future__ import annotations
@@ -96,9 +96,10 @@ def main() -> None:
         networks.update({("full", p, "TensorFlow"): Crepe.from_file(full_path, precision=p)
                          for p in ("float32", "bfloat16")})
     try:
-        for asked, vectors in (("float32", False), ("bfloat16", True), ("bfloat16", False)):
+        for asked, vectors in (("float32", False), ("bfloat16", True), ("bfloat16", False), ("int8", False)):
             native = NativeCrepe("tiny", precision=asked, vectors=vectors)
-            label = "bfloat16 AMX" if native.tiles else "bfloat16 vectors" if native.precision == "bfloat16" else asked
+            label = ("bfloat16 AMX" if native.tiles else "bfloat16 vectors" if native.precision == "bfloat16"
+                     else "8-bit layers, bfloat16 vectors" if native.precision == "int8" else asked)
             if native.precision == asked:  # what this CPU lacks is not measured, nor one path twice
                 networks.setdefault(("tiny", label, "native kernel"), native)
     except NativeUnavailable as error:
