@@ -873,7 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the native kernel in float32 throughout (by default its layers run in bfloat16 where "
                            "the CPU has AVX512-BF16: about twice as fast, 0.3-0.7 %% RMS off float32, the GRU's "
                            "recurrence in 8 bits where it has VNNI but no AMX; and so does a microphone's CREPE, in "
-                           "AMX tiles where the CPU has those)")
+                           "AMX tiles where the CPU has those, elsewhere with its heaviest layers in 8 bits where it "
+                           "has VNNI)")
     play.add_argument("--threads", type=positive_int, default=1, help="CPU threads for the model (default 1)")
     play.add_argument("--headless", action="store_true",
                       help="no interface of its own (installations, scripts, tests); `tuibend attach` shows one")
