@@ -1718,6 +1718,13 @@ static inline void reaching_taps(const crepe_layer_t *l, int t, int rows, int *f
     *last = end < l->width ? end : l->width;
 }
 
+/* The vectors of `width` channels a convolution's tile keeps side by side: four where the channels come in fours of
+ * them, else two or one (a tile holds up to CONV_SUMS vector sums, so CONV_SUMS / vectors positions; the tiles
+ * keep at most four). */
+static int tile_vectors(const crepe_layer_t *l, int width) {
+    return l->out % (4 * width) == 0 ? 4 : l->out % (2 * width) == 0 ? 2 : 1;
+}
+
 /* Sums (without the bias) for `rows` output positions from t and `vecs` vectors of channels from
  * column, in float32. */
 static inline __attribute__((always_inline)) void conv_tile(const crepe_layer_t *l, const float *x, int t,
@@ -1820,7 +1827,7 @@ static void conv_apply_amx(const crepe_layer_t *l, const uint32_t *x, float *y) 
  * of as many positions as CONV_SUMS registers hold beside 1, 2 or 4 vectors of channels. */
 static void conv_apply(const crepe_layer_t *l, const float *x, const uint32_t *x_pairs, float *y) {
     (void)x_pairs; /* only read where the build has bfloat16 dot products */
-    int vecs = l->out % (4 * CONV_WIDTH) == 0 ? 4 : l->out / CONV_WIDTH;
+    int vecs = tile_vectors(l, CONV_WIDTH);
     for (int column = 0; column < l->out; column += CONV_WIDTH * vecs) {
         int t = 0;
 #define CONV_ROWS(v) (CONV_SUMS / (v) > 1 ? CONV_SUMS / (v) : 1)
@@ -1887,7 +1894,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) void conv_tile_quads(co
 /* One convolution over all its positions, without its bias, from its padded input in 8 bits (conv_tile_quads). */
 VNNI_TARGET static void conv_apply_quads(const crepe_layer_t *l, const uint8_t *x, int32_t zero, float step,
                                          float *y) {
-    int vecs = l->out % 64 == 0 ? 4 : l->out / 16;
+    int vecs = tile_vectors(l, 16);
     for (int column = 0; column < l->out; column += 16 * vecs) {
         int t = 0;
 #define QUAD_TILE(rows, v) conv_tile_quads(l, x, t, rows, v, column, zero, step, y)
