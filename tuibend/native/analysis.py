@@ -18,13 +18,13 @@ from tuibend.native import AnalysisConfig, LiveConfig, NativeUnavailable
 from tuibend.native.crepe import NativeCrepe
 from tuibend.pitch.analysis import (
     FRAME_RATE,
-    ONSET_QUIET_DB,
     SAMPLE_RATE,
     Features,
     LiveFrames,
     OnsetPitch,
     StreamingAnalyzer,
     mono,
+    onset_rule,
 )
 from tuibend.pitch.crepe_format import search_bins
 from tuibend.pitch.trackers import Tracker
@@ -113,11 +113,11 @@ class NativeLiveFeatures:
         onset = OnsetPitch(analyzer.sample_rate, analyzer.frame_rate)  # its YIN's shape, run in the kernel
         yin = onset.yin
         resting = 0.0 if resting_f0_hz is None else resting_f0_hz / pitch_ratio
+        quiet_db, onset_frames = onset_rule(analyzer)
         self._lib = analyzer._lib
         self._handle = analyzer.create(LiveConfig(
-            int(onset_pitch), analyzer.pitch_lag + 2, yin.min_lag, yin.max_lag, yin.integration, yin.threshold,
-            onset.confidence, analyzer.sample_rate, -analyzer.flavour.range_db + ONSET_QUIET_DB, resting,
-            pitch_ratio))
+            int(onset_pitch), onset_frames, yin.min_lag, yin.max_lag, yin.integration, yin.threshold,
+            onset.confidence, analyzer.sample_rate, quiet_db, resting, pitch_ratio))
 
     def __del__(self):
         if getattr(self, "_handle", None) is not None:

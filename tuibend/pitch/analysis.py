@@ -340,6 +340,12 @@ class Gate:
 ONSET_QUIET_DB = 20.0
 
 
+def onset_rule(analyzer: StreamingAnalyzer) -> tuple[float, int]:
+    """Where a live input's onset pitch may speak: the loudness below which the input is quiet (dB), and the
+    frames after quiet that still count as a note's start (the tracker's pitch lag and two more)."""
+    return -analyzer.flavour.range_db + ONSET_QUIET_DB, analyzer.pitch_lag + 2
+
+
 @dataclass
 class LiveFrames:
     """A live block as the model takes it: the dry samples (mono, finite), and per frame the pitch to play (Hz,
@@ -364,8 +370,8 @@ class LiveInput(Protocol):
 
 class LiveFeatures:
     """Live input to model input: the streaming analysis, unvoiced frames holding the last pitch (or taking a
-    provisional one from the newest samples, at onsets), the pitch shift. The reference
-    :class:`~tuibend.native.analysis.NativeLiveFeatures` computes in one kernel call.
+    provisional one from the newest samples, at onsets), the pitch shift. The reference for
+    :class:`~tuibend.native.analysis.NativeLiveFeatures`, which computes the same in one kernel call.
 
     Unvoiced frames are not made quieter here (the offline gate does that): confidence arrives with the pitch, a
     tracker's look-ahead later than the loudness, so attenuating by it would hold every onset back by the pitch
@@ -379,8 +385,7 @@ class LiveFeatures:
         self.pitch_ratio = pitch_ratio
         self.resting_f0_hz = resting_f0_hz
         self.onset_pitch = OnsetPitch(analyzer.sample_rate, analyzer.frame_rate) if onset_pitch else None
-        self.quiet_db = -analyzer.flavour.range_db + ONSET_QUIET_DB
-        self.onset_frames = analyzer.pitch_lag + 2  # a CREPE lag and two frames
+        self.quiet_db, self.onset_frames = onset_rule(analyzer)
         self.reset()
 
     def reset(self) -> None:
