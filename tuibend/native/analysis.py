@@ -108,8 +108,6 @@ class NativeLiveFeatures:
                  onset_pitch: bool = True):
         self._handle = None
         self.analyzer = analyzer  # holds the network the kernel's analysis runs: kept alive as long
-        self.pitch_ratio = pitch_ratio
-        self.resting_f0_hz = resting_f0_hz
         onset = OnsetPitch(analyzer.sample_rate, analyzer.frame_rate)  # its YIN's shape, run in the kernel
         yin = onset.yin
         resting = 0.0 if resting_f0_hz is None else resting_f0_hz / pitch_ratio
