@@ -130,6 +130,35 @@ def player(choir_model):
     return file_player(choir_model, DEMO_INPUT, loop=False)
 
 
+@pytest.mark.parametrize("loop", [True, False])
+def test_a_file_plays_block_by_block_across_its_end_and_its_loop_point(loop):
+    """Blocks inside the file (slices of it) and across its end (gathered) join into the file itself: looped, it
+    starts again; played once, the floor and silence follow it and it stops, back at its start."""
+    from tuibend.engine.sources import FilePlayer
+    from tuibend.pitch.analysis import Features
+
+    frames, hop, floor = 23, 4, -80.0
+    rng = np.random.default_rng(0)
+    rows = rng.uniform(-60, 0, (5, frames)).astype(np.float32)
+    audio = rng.standard_normal(frames * hop).astype(np.float32)
+    player = FilePlayer("noise", audio, Features(rows[0], rows[2], rows[1]), hop, floor, loop=loop,
+                        levels_db=rows[3], pitches_hz=rows[4])
+    blocks = [player.next_block(5) for _ in range(5)]  # 25 frames: past the end once
+    joined = {name: np.concatenate([getattr(block, name) for block in blocks])
+              for name in ("f0_hz", "loudness_db", "confidence", "level_db", "pitch_hz", "dry")}
+    order = np.arange(25) % frames if loop else np.minimum(np.arange(25), frames - 1)
+    after = np.arange(25) >= frames
+    for name, row in zip(("f0_hz", "loudness_db", "confidence", "level_db", "pitch_hz"), rows, strict=True):
+        expected = row[order]
+        if not loop and name in ("loudness_db", "level_db"):
+            expected = np.where(after, floor, expected)
+        np.testing.assert_array_equal(joined[name], expected, err_msg=name)
+    dry = audio.reshape(frames, hop)[order].reshape(-1)
+    np.testing.assert_array_equal(joined["dry"], dry if loop else np.where(np.repeat(after, hop), 0.0, dry))
+    assert all(block.dry.dtype == np.float32 for block in blocks)
+    assert player.playing == loop and player.position == (25 % frames if loop else 0)
+
+
 def play_file(model, player, tmp_path, seconds: float, start: float = 0.0, **settings) -> tuple[Engine, np.ndarray]:
     """Plays the prepared file from ``start`` on the clock-paced device for ``seconds`` of engine time;
     returns the stopped engine and its take."""
@@ -341,6 +370,32 @@ def test_scene_recall_morphs_and_is_logged(choir_model, player, tmp_path):
     assert not engine.recall(7)
     engine.stop()
     assert [e.value for e in read_events(tmp_path / "events.jsonl") if e.target == "scene"] == ["a", "b", "c"]
+
+
+def test_the_clock_paced_device_plays_a_microphone_through_the_live_path(choir_model, tmp_path):
+    """The virtual device hears a voice (looped) as a sound card's input would give it: the live analysis follows
+    its pitch, and the output sounds while it sings and falls silent with a silent microphone."""
+    voice = read_audio(DEMO_INPUT, RATE)[:3 * RATE]
+    offline = analyze_audio(voice, make_tracker("crepe-tiny"))
+    sung = np.median(offline.f0_hz[offline.confidence > 0.8])
+
+    def perform(microphone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        heard = []
+        engine = Engine(choir_model, live_input(choir_model, "crepe-tiny"), settings=EngineSettings(
+            device="none", record=tmp_path / "take.wav", check_speed=False, virtual_microphone=microphone))
+        engine.observers.append(lambda block, gate_open: heard.append(block.f0_hz[block.confidence > 0.8]))
+        engine.start()
+        wait_for(lambda: engine.telemetry.time_s >= 2.5, 30)
+        engine.stop()
+        assert engine.live and engine.error is None
+        take, _ = soundfile.read(tmp_path / "take.wav", dtype="float32")
+        return np.concatenate(heard), take
+
+    pitch, take = perform(voice)
+    assert len(pitch) > 50 and abs(1200 * np.log2(np.median(pitch) / sung)) < 50
+    assert np.sqrt(np.mean(take[RATE // 2:] ** 2)) > 0.01
+    _, silent = perform(np.zeros(RATE, np.float32))
+    assert np.max(np.abs(silent[RATE // 2:])) < 1e-3
 
 
 def test_starting_twice_runs_one_model_thread(choir_model, player):

@@ -137,13 +137,19 @@ class NoiseGate:
     def process(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(the loudness the model hears, the output gain) for each frame. ``levels_db``: the player's
         own loudness, which the gate listens to, where ``loudness_db`` was mapped into the model's range."""
+        model_db, gains = self.frames(loudness_db, levels_db)
+        return model_db, np.array(gains, np.float32)
+
+    def frames(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
+        """:meth:`process` with the gains as a list (each a float32's value): a block's few frames are decided in
+        plain floats (the engine's every numpy call pays for caches gone cold between blocks)."""
         model_db = np.array(loudness_db, np.float32)
-        gains = np.ones(len(model_db), np.float32)
         if not self.settings.enabled:
-            return model_db, gains
-        levels = model_db if levels_db is None else np.asarray(levels_db, np.float32)
+            return model_db, [1.0] * len(model_db)
+        levels = (model_db if levels_db is None else np.asarray(levels_db, np.float32)).tolist()
+        gains, closed = [1.0] * len(levels), []
         hysteresis = self.settings.hysteresis_db
-        for i, level in enumerate(levels.tolist()):
+        for i, level in enumerate(levels):
             if not math.isfinite(level):
                 level = self.silence_db
             self._track_floor(level)
@@ -157,9 +163,11 @@ class NoiseGate:
             if self.is_open:
                 self._gain_db = 0.0
                 continue  # gains[i] is 1 already
-            model_db[i] = self.silence_db
+            closed.append(i)
             self._gain_db -= self._release_db_per_frame
-            gains[i] = 0.0 if self._gain_db <= -60.0 else 10.0 ** (self._gain_db / 20.0)
+            gains[i] = 0.0 if self._gain_db <= -60.0 else float(np.float32(10.0 ** (self._gain_db / 20.0)))
+        if closed:
+            model_db[closed] = self.silence_db
         return model_db, gains
 
 
@@ -177,7 +185,8 @@ def frame_gains_to_samples(gains: np.ndarray, previous: float, hop: int) -> np.n
 
 def rms_db(samples: np.ndarray) -> float:
     """RMS level in dBFS (-inf for silence)."""
-    samples = np.asarray(samples, np.float32).reshape(-1)
+    if not (isinstance(samples, np.ndarray) and samples.dtype == np.float32 and samples.ndim == 1):
+        samples = np.asarray(samples, np.float32).reshape(-1)
     power = float(np.dot(samples, samples)) / len(samples) if len(samples) else 0.0
     return 10.0 * math.log10(power) if power > 0 else -math.inf
 
@@ -199,6 +208,8 @@ def _glide(audio: np.ndarray, start: float, end: float, length: int | None = Non
     if start == end:
         return audio if end == 1.0 else audio * np.float32(end)
     length = len(audio) if length is None else min(length, len(audio))
+    if length == len(audio):  # the whole block glides: no held part to fill
+        return audio * (start + (end - start) * _ramp(length))
     gain = np.full(len(audio), end, np.float32)
     gain[:length] = start + (end - start) * _ramp(length)
     return audio * gain
@@ -238,8 +249,7 @@ class LevelMatch:
                 self._heard_s += len(audio) / self.sample_rate
                 time_constant = min(self.time_constant_s, max(0.25, self._heard_s))
                 step = 1.0 - math.exp(-len(audio) / (time_constant * self.sample_rate))
-                self.gain_db += step * (dry_db - out_db)
-                self.gain_db = float(np.clip(self.gain_db, -self.limit_db, self.limit_db))
+                self.gain_db = min(max(self.gain_db + step * (dry_db - out_db), -self.limit_db), self.limit_db)
         target = 10.0 ** (self.gain_db / 20.0)
         start, self._applied = self._applied, target
         return _glide(audio, start, target)
@@ -297,7 +307,7 @@ class Dynamics:
         self.level = level
         self.ceiling = Ceiling(level.sample_rate)
         self.hop = hop
-        self._gains = np.ones(0, np.float32)
+        self._gains: list[float] = []
         self._shaped = 0  # of the frames heard last, how many :meth:`shape` has taken
         self._last_gain = 0.0
 
@@ -320,7 +330,7 @@ class Dynamics:
     def hear(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> np.ndarray:
         """What the model hears of ``loudness_db``; the gate listens to ``levels_db`` (the player's
         own loudness) where given."""
-        model_db, self._gains = self.gate.process(loudness_db, levels_db)
+        model_db, self._gains = self.gate.frames(loudness_db, levels_db)
         self._shaped = 0
         return model_db
 
@@ -330,13 +340,14 @@ class Dynamics:
         ceiling act once a block)."""
         frames = max(1, len(audio) // self.hop)
         gains, self._shaped = self._gains[self._shaped:self._shaped + frames], self._shaped + frames
-        playing = bool(len(gains)) and float(gains.min()) >= 1.0
+        playing = bool(gains) and min(gains) >= 1.0
         if not drone and not (playing and self._last_gain == 1.0):  # fading, closed, or just opened
-            audio = audio * frame_gains_to_samples(gains, self._last_gain, self.hop)[:len(audio)]
-        if len(gains):
+            audio = audio * frame_gains_to_samples(np.array(gains, np.float32), self._last_gain,
+                                                   self.hop)[:len(audio)]
+        if gains:
             if gains[-1] >= 1.0 and not (playing and self._last_gain == 1.0):
                 self.ceiling.onset()  # the gate opened in this block
-            self._last_gain = float(gains[-1])
+            self._last_gain = gains[-1]
         dry_db = rms_db(dry) if playing and self.level.enabled else None
         audio = self.level.process(dry, audio, playing, dry_db)
         if self.level.enabled and not drone:

@@ -130,16 +130,22 @@ def open_device(bridge: Bridge, device: str | int | None, sample_rate: int, dupl
 
 class VirtualDevice:
     """The callback driven by the wall clock, ``period`` samples at a time: a sound card's pace
-    with no sound card. Input reads as silence; with ``keep_output`` what would have been played
-    is kept in :attr:`played` (a list of periods), which is how tests listen to it."""
+    with no sound card. Input reads as silence, or as ``microphone`` played in a loop (how tests and
+    benchmarks run the live path as the engine runs it, with no device); with ``keep_output`` what would
+    have been played is kept in :attr:`played` (a list of periods), which is how tests listen to it."""
 
-    def __init__(self, bridge: Bridge, sample_rate: int, period: int = 256, keep_output: bool = False):
+    def __init__(self, bridge: Bridge, sample_rate: int, period: int = 256, keep_output: bool = False,
+                 microphone: np.ndarray | None = None):
         self.bridge = bridge
         self.sample_rate = sample_rate
         self.period = period
         self.played: list[np.ndarray] | None = [] if keep_output else None
         self._stop = threading.Event()
         self._input = np.zeros((period, 1), np.float32)
+        # the loop, extended by a period so that each period is one slice of it
+        self._microphone = (None if microphone is None or not len(microphone) else
+                            np.resize(np.asarray(microphone, np.float32), len(microphone) + period))
+        self._heard = 0
         self._output = np.zeros((period, 1), np.float32)
         self._thread = threading.Thread(target=self._run, name="tuibend-virtual-device", daemon=True)
 
@@ -155,6 +161,9 @@ class VirtualDevice:
         due = time.monotonic()
         while not self._stop.is_set():
             due += step
+            if self._microphone is not None:
+                self._input[:, 0] = self._microphone[self._heard:self._heard + self.period]
+                self._heard = (self._heard + self.period) % (len(self._microphone) - self.period)
             self.bridge.callback(self._input, self._output, self.period, None, None)
             if self.played is not None:
                 self.played.append(self._output[:, 0].copy())

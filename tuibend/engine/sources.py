@@ -52,6 +52,12 @@ class FilePlayer:
         self.playing = True
         self.position = 0  # frames (model thread)
         self._seek_to: int | None = None
+        # A block inside the file is slices of these (views: the engine only reads a block), a dozen
+        # interpreter steps where gathering it costs as many numpy calls, each paid for in caches gone cold
+        # between blocks; a block across the end or the loop point is gathered.
+        self._rows = tuple(np.ascontiguousarray(row, np.float32) for row in (
+            features.f0_hz, features.loudness_db, features.confidence, self.levels_db, self.pitches_hz))
+        self._sliceable = min(self.frames, len(self.audio) // hop)
 
     @property
     def frames(self) -> int:
@@ -82,22 +88,26 @@ class FilePlayer:
             silent = np.full(frames, self.floor_db, np.float32)
             return Block(np.full(frames, held, np.float32), silent, np.zeros(frames, np.float32),
                          np.zeros(frames * self.hop, np.float32), silent)
-        indices = self.position + np.arange(frames)
-        if self.loop:
-            indices %= self.frames
-        past_end = indices >= self.frames
-        indices = np.minimum(indices, self.frames - 1)
-        loudness = np.where(past_end, self.floor_db, self.features.loudness_db[indices]).astype(np.float32)
-        levels = np.where(past_end, self.floor_db, self.levels_db[indices]).astype(np.float32)
-        samples = (indices[:, None] * self.hop + np.arange(self.hop)).reshape(-1)
-        dry = np.where(np.repeat(past_end, self.hop), 0.0, self.audio[np.minimum(samples, len(self.audio) - 1)])
-        self.position += frames
-        if self.loop:
-            self.position %= self.frames
-        elif self.position >= self.frames:
+        start, end = self.position, self.position + frames
+        f0, loudness, confidence, levels, pitches = self._rows
+        if end <= self._sliceable:
+            block = Block(f0[start:end], loudness[start:end], confidence[start:end],
+                          self.audio[start * self.hop:end * self.hop], levels[start:end], pitches[start:end])
+        else:
+            indices = np.arange(start, end)
+            if self.loop:
+                indices %= self.frames
+            past_end = indices >= self.frames
+            indices = np.minimum(indices, self.frames - 1)
+            samples = (indices[:, None] * self.hop + np.arange(self.hop)).reshape(-1)
+            dry = np.where(np.repeat(past_end, self.hop), 0.0, self.audio[np.minimum(samples, len(self.audio) - 1)])
+            block = Block(f0[indices], np.where(past_end, self.floor_db, loudness[indices]).astype(np.float32),
+                          confidence[indices], dry.astype(np.float32),
+                          np.where(past_end, self.floor_db, levels[indices]).astype(np.float32), pitches[indices])
+        self.position = end % self.frames if self.loop else end
+        if self.position >= self.frames:
             self.position, self.playing = 0, False  # ran once: back to the start, paused
-        return Block(self.features.f0_hz[indices], loudness, self.features.confidence[indices], dry.astype(np.float32),
-                     levels, self.pitches_hz[indices])
+        return block
 
 
 class LiveAnalysis:
