@@ -16,6 +16,11 @@ bfloat16 with the bfloat16 layers, in AMX tiles where the CPU has them; float32 
 in TensorFlow beside its stream. Both paths are also paced at real time (one block per block period, as the
 engine runs them).
 
+The engine itself is measured too (:func:`engine_seconds`): :class:`Engine` on the clock-paced device, its
+microphone hearing the same contour (or the contour as a prepared file), read by its own load meter. That figure
+holds all its model thread does a block (the gate and level match, the telemetry, the ring and the events log
+besides the path above), and the microphone goals are judged on it.
+
 Whole-signal rendering is measured beside it: every 4 s, one fresh whole-signal render of the 4 s
 block (``TimbreModel.render``: GRU and phases start from zero each call), so a sound can only come
 out once its 4 s block is complete and computed.
