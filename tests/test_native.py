@@ -834,3 +834,80 @@ def test_the_kernels_safety_chain_equals_numpys():
     reference.reset()
     block = voice[16000:16256]
     np.testing.assert_allclose(native.process(block), reference.process(block), rtol=0, atol=1e-6)
+
+
+def gated_voice(seconds: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
+    """The demo voice (16 kHz) with rests of a -60 dBFS noise floor and one of digital silence, and its loudness
+    at 250 frames a second: what a microphone gives the gate."""
+    from tuibend.audiofile import read_audio
+    from tuibend.dsp.spectral import loudness
+
+    voice = np.resize(read_audio(DEMO_INPUT, 16000), int(seconds * 16000))
+    floor = np.random.default_rng(5).standard_normal(len(voice)).astype(np.float32) * np.float32(1e-3)
+    for start_s, stop_s in ((2.0, 3.0), (4.5, 4.65), (5.0, 5.6), (8.0, 9.5)):
+        voice[int(start_s * 16000):int(stop_s * 16000)] = floor[int(start_s * 16000):int(stop_s * 16000)]
+    voice[int(10.0 * 16000):int(10.5 * 16000)] = 0.0  # an input connected late: no floor to learn from
+    return voice, np.array(loudness(voice, 16000, 250), np.float32)[:len(voice) // 64]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("level_match", [True, False])
+@pytest.mark.parametrize("gate", ["auto", "-25", "off"])
+def test_the_kernels_gate_and_level_match_equal_pythons(gate, level_match):
+    """``tb_dynamics_hear`` and ``tb_dynamics_shape`` give :class:`~tuibend.dynamics.Dynamics` within float32
+    rounding, block by block with the state carried: a voice with rests in a noise floor and in digital silence,
+    NaN loudness, the model answering with bursts the ceiling catches, a drone stretch, the threshold moved by a
+    key and the gate reconfigured mid-stream, blocks shaped whole and in parts (as a render shapes them), then a
+    reset. Each block: what the model hears to the bit, the output, the gate's state, floor, threshold and gain."""
+    from tuibend.dynamics import Dynamics, GateSettings, LevelMatch, NoiseGate, parse_gate
+    from tuibend.native.dynamics import NativeDynamics, NativeGate, dynamics_for
+
+    voice, levels = gated_voice()
+    levels[1400:1403] = np.nan
+    model_out = voice * np.float32(0.2)
+    for onset_s in (3.0, 4.35, 9.5):  # a trained attack burst as notes start (and one the next note follows)
+        model_out[int(onset_s * 16000):int(onset_s * 16000) + 1600] *= np.float32(16.0)
+
+    def build() -> Dynamics:
+        return Dynamics(NoiseGate(parse_gate(gate), 250, -80.0), LevelMatch(16000, 3.0, enabled=level_match), 64)
+
+    reference = build()
+    native = dynamics_for(build(), native=True)
+    assert isinstance(native, NativeDynamics) and isinstance(native.gate, NativeGate)
+    rng, frame, closed, caught, opened = np.random.default_rng(11), 0, 0, 0, 0
+    while frame < len(levels):
+        frames = int(rng.choice([4, 4, 4, 8, 1]))
+        loudness = levels[frame:frame + frames] - np.float32(12.0)  # mapped into the model's range
+        level = levels[frame:frame + frames]
+        if frame >= 2000 and frame - frames < 2000:  # a key moves the threshold; a scene sets another gate
+            reference.gate.offset_db = native.gate.offset_db = 4.0
+        if frame >= 2500 and frame - frames < 2500 and gate != "off":
+            settings = GateSettings(threshold_db=-30.0, hold_ms=40.0, release_ms=200.0)
+            reference.gate.configure(settings)
+            native.gate.configure(settings)
+        heard = native.hear(loudness, level)
+        np.testing.assert_array_equal(heard, reference.hear(loudness, level))
+        samples = slice(64 * frame, 64 * (frame + len(level)))
+        drone = 1200 <= frame < 1500
+        pieces = [slice(0, len(level) * 64)] if frames != 8 else [slice(0, 128), slice(128, 320), slice(320, 512)]
+        for piece in pieces:
+            audio, dry = model_out[samples][piece], voice[samples][piece]
+            np.testing.assert_allclose(native.shape(audio, dry, drone), reference.shape(audio, dry, drone),
+                                       rtol=1e-5, atol=1e-7)
+        assert native.gate.is_open == reference.gate.is_open
+        assert native.gate.floor_db == pytest.approx(reference.gate.floor_db)
+        assert native.gate.threshold_db == pytest.approx(reference.gate.threshold_db)
+        assert native.level.gain_db == pytest.approx(reference.level.gain_db, abs=1e-5)
+        closed += not reference.gate.is_open
+        caught += reference.ceiling.reduction_db < -1.0
+        opened += reference.level.gain_db != 0.0
+        frame += frames
+    if gate != "off":
+        assert closed > 50  # the rests closed the gate...
+    if level_match:
+        assert caught > 3 and opened > 50  # ...the bursts met the ceiling and the level match moved
+    for dynamics in (native, reference):
+        dynamics.reset()
+    np.testing.assert_array_equal(native.gate.process(levels[:300])[1], reference.gate.process(levels[:300])[1])
+    faster = Dynamics(NoiseGate(GateSettings(), 2000, -80.0), LevelMatch(16000), 8)  # more frames a chunk than
+    assert dynamics_for(faster, native=True) is faster  # the kernel holds: Python runs it

@@ -30,8 +30,9 @@ MAX_FLOOR_DB = -20.0  # no floor louder than white noise at about -43 dBFS: abov
 INITIAL_FLOOR_DB = -30.0  # the floor assumed until one is measured (a quiet room, about -53 dBFS)
 FLOOR_WINDOW_S = 2.0  # the floor is the quietest 100 ms stretch (its median) of the last two seconds...
 FLOOR_RISE_DB_PER_S = 3.0  # ...rising no faster than this once learned, so a long held note is not a floor
-GATE_LIMITS_DB = (-80.0, 20.0)
-ATTACK_SAMPLES = 32  # the ceiling's gain falls within this many samples  # a hand-set threshold or margin must lie here
+FLOOR_CHUNKS = round(FLOOR_WINDOW_S / 0.1)  # the 100 ms stretches the floor is the quietest of
+GATE_LIMITS_DB = (-80.0, 20.0)  # a hand-set threshold must lie here
+ATTACK_SAMPLES = 32  # the ceiling's gain falls within this many samples
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,9 @@ class NoiseGate:
     def __init__(self, settings: GateSettings, frame_rate: float, silence_db: float):
         self.frame_rate = frame_rate
         self.silence_db = silence_db  # the model's own silence: its loudness floor
-        self._chunk_frames = max(1, round(0.1 * frame_rate))
-        self._learning_frames = round(FLOOR_WINDOW_S * frame_rate)
-        self._rise_per_frame = FLOOR_RISE_DB_PER_S / frame_rate
+        self.chunk_frames = max(1, round(0.1 * frame_rate))
+        self.learning_frames = round(FLOOR_WINDOW_S * frame_rate)
+        self.rise_per_frame = FLOOR_RISE_DB_PER_S / frame_rate
         self.offset_db = 0.0  # moved by a key: raises or lowers the threshold, whichever way it is set
         self.configure(settings)
         self.reset()
@@ -89,12 +90,12 @@ class NoiseGate:
     def configure(self, settings: GateSettings) -> None:
         """New settings (a scene's); the measured floor and the gate's state carry on."""
         self.settings = settings
-        self._hold_frames = round(settings.hold_ms * self.frame_rate / 1000.0)
-        self._release_db_per_frame = 60.0 / max(settings.release_ms * self.frame_rate / 1000.0, 1.0)
+        self.hold_frames = round(settings.hold_ms * self.frame_rate / 1000.0)
+        self.release_db_per_frame = 60.0 / max(settings.release_ms * self.frame_rate / 1000.0, 1.0)
 
     def reset(self) -> None:
         self.floor_db: float | None = None
-        self._minima: collections.deque[float] = collections.deque(maxlen=round(FLOOR_WINDOW_S / 0.1))
+        self._minima: collections.deque[float] = collections.deque(maxlen=FLOOR_CHUNKS)
         self._quietest = math.inf  # min(self._minima), kept as it changes (once a chunk, not every frame)
         self._chunk: list[float] = []
         self._frames = 0
@@ -117,7 +118,7 @@ class NoiseGate:
         start) the floor is learned afresh, as in the first seconds."""
         self._frames += 1
         self._chunk.append(level)
-        if len(self._chunk) == self._chunk_frames:
+        if len(self._chunk) == self.chunk_frames:
             ordered = sorted(self._chunk)
             self._minima.append(ordered[len(ordered) // 2])  # the median: a stream's padded first frame is no floor
             self._quietest = min(self._minima)
@@ -126,12 +127,12 @@ class NoiseGate:
             self.floor_db = INITIAL_FLOOR_DB
             return
         quietest = self._quietest
-        if self._frames <= self._learning_frames or self.floor_db <= self.silence_db + 1.0:
+        if self._frames <= self.learning_frames or self.floor_db <= self.silence_db + 1.0:
             self.floor_db = min(quietest, INITIAL_FLOOR_DB)
         elif quietest < self.floor_db:
             self.floor_db = quietest
         else:
-            self.floor_db = min(quietest, self.floor_db + self._rise_per_frame)
+            self.floor_db = min(quietest, self.floor_db + self.rise_per_frame)
         self.floor_db = min(max(self.floor_db, self.silence_db), MAX_FLOOR_DB)
 
     def process(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -158,13 +159,13 @@ class NoiseGate:
                 self.is_open, self._below = True, 0
             elif self.is_open and level < threshold - hysteresis:
                 self._below += 1
-                if self._below > self._hold_frames:
+                if self._below > self.hold_frames:
                     self.is_open = False
             if self.is_open:
                 self._gain_db = 0.0
                 continue  # gains[i] is 1 already
             closed.append(i)
-            self._gain_db -= self._release_db_per_frame
+            self._gain_db -= self.release_db_per_frame
             gains[i] = 0.0 if self._gain_db <= -60.0 else float(np.float32(10.0 ** (self._gain_db / 20.0)))
         if closed:
             model_db[closed] = self.silence_db

@@ -47,6 +47,7 @@ from tuibend.engine.telemetry import Telemetry
 from tuibend.errors import describe
 from tuibend.keyboard import KeyboardVoice, VoiceSettings
 from tuibend.model.store import ModelFile
+from tuibend.native.dynamics import dynamics_for
 from tuibend.native.safety import safety_chain
 
 if TYPE_CHECKING:
@@ -208,10 +209,11 @@ class Engine:
         self._guard_mutes = 0
         self._load = _LoadMeter()
         self._last_stats = 0.0
-        self.dynamics = Dynamics.for_model(model.config, scene_gate(self.scene, self.settings.gate),
-                                           self.settings.level_match, source.makeup_db)
-        self._gated_scene = self.scene
         self.kernel = self._choose_kernel()
+        self.dynamics = dynamics_for(Dynamics.for_model(model.config, scene_gate(self.scene, self.settings.gate),
+                                                        self.settings.level_match, source.makeup_db),
+                                     native=self.kernel == "native")
+        self._gated_scene = self.scene
         self._safety = safety_chain(self.sample_rate, native=self.kernel == "native")
         if self.kernel == "tensorflow" and isinstance(model, ModelFile):
             self.model = model.timbre_model()  # TensorFlow loads here: the kernel's chains need none of it

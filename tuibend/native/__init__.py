@@ -180,7 +180,30 @@ class Control(ctypes.Structure):
                 ("current", ctypes.c_void_p), ("driven", ctypes.c_void_p), ("memory", ctypes.c_void_p)]
 
 
-ABI_VERSION = 8  # block.c's TB_ABI_VERSION
+FLOOR_CHUNKS = 20  # block.c's TB_FLOOR_MINIMA: the gate's floor is the quietest of this many chunks
+FLOOR_CHUNK_FRAMES = 128  # block.c's TB_FLOOR_CHUNK: the most frames in the gate's 100 ms chunk
+HEARD_FRAMES = 512  # block.c's TB_HEARD_FRAMES: the most frames one hear decides
+
+
+class DynamicsState(ctypes.Structure):
+    _fields_ = [("gate_enabled", ctypes.c_int32), ("hold_frames", ctypes.c_int32), ("chunk_frames", ctypes.c_int32),
+                ("learning_frames", ctypes.c_int32),
+                *[(name, ctypes.c_double) for name in (
+                    "threshold_db", "margin_db", "hysteresis_db", "offset_db", "release_db_per_frame", "silence_db",
+                    "rise_per_frame", "initial_floor_db", "max_floor_db")],
+                ("level_enabled", ctypes.c_int32), ("attack_samples", ctypes.c_int32), ("hop", ctypes.c_int32),
+                *[(name, ctypes.c_double) for name in (
+                    "sample_rate", "time_constant_s", "limit_db", "headroom_db", "recovery_db_per_s")],
+                *[(name, ctypes.c_int32) for name in ("is_open", "below", "chunk_len", "minima_len", "minima_next")],
+                ("frames", ctypes.c_int64),
+                ("floor_db", ctypes.c_double), ("quietest", ctypes.c_double), ("gain_db", ctypes.c_double),
+                ("minima", ctypes.c_double * FLOOR_CHUNKS), ("chunk", ctypes.c_double * FLOOR_CHUNK_FRAMES),
+                *[(name, ctypes.c_double) for name in (
+                    "level_db", "heard_s", "level_applied", "reduction_db", "ceiling_applied", "last_gain")],
+                ("heard", ctypes.c_int32), ("shaped", ctypes.c_int32), ("gains", ctypes.c_float * HEARD_FRAMES)]
+
+
+ABI_VERSION = 9  # block.c's TB_ABI_VERSION
 FIRST_LATE_POINT = 16  # block.c's POINT_FC1: the input stacks are numbered from 0, fc1 and after from here
 
 
@@ -190,7 +213,7 @@ def check_abi(lib: ctypes.CDLL, path: Path) -> None:
     from tuibend.bend.derive import DERIVATIONS
     from tuibend.bend.registry import SPECS
 
-    abi = (ctypes.c_int32 * 10)()
+    abi = (ctypes.c_int32 * 11)()
     try:
         lib.tb_abi(abi)
     except AttributeError:
@@ -202,12 +225,13 @@ def check_abi(lib: ctypes.CDLL, path: Path) -> None:
               "transforms": [lib.tb_transform_name(i).decode() for i in range(abi[3])], "first late point": abi[4],
               "tb_analysis_config size": abi[5], "tb_safety size": abi[6], "tb_control size": abi[7],
               "derivations": [lib.tb_derivation_name(i).decode() for i in range(abi[8])],
-              "tb_live_config size": abi[9]}
+              "tb_live_config size": abi[9], "tb_dynamics size": abi[10]}
     expected = {"version": ABI_VERSION, "tb_config size": ctypes.sizeof(Config),
                 "tb_bend size": ctypes.sizeof(BendSpec), "transforms": list(SPECS),
                 "first late point": FIRST_LATE_POINT, "tb_analysis_config size": ctypes.sizeof(AnalysisConfig),
                 "tb_safety size": ctypes.sizeof(Safety), "tb_control size": ctypes.sizeof(Control),
-                "derivations": list(DERIVATIONS), "tb_live_config size": ctypes.sizeof(LiveConfig)}
+                "derivations": list(DERIVATIONS), "tb_live_config size": ctypes.sizeof(LiveConfig),
+                "tb_dynamics size": ctypes.sizeof(DynamicsState)}
     differs = [f"{key} {kernel[key]} (expected {expected[key]})" for key in expected if kernel[key] != expected[key]]
     if differs:
         raise NativeUnavailable(f"the native kernel at {path} does not match this tuibend: {'; '.join(differs)}; "
@@ -261,6 +285,12 @@ def library() -> ctypes.CDLL:
     lib.tb_safety_process.argtypes = [ctypes.POINTER(Safety), ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
                                       ctypes.c_void_p]
     lib.tb_safety_process.restype = ctypes.c_int
+    state = ctypes.POINTER(DynamicsState)
+    lib.tb_dynamics_hear.argtypes = [state, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.tb_dynamics_hear.restype = ctypes.c_int
+    lib.tb_dynamics_shape.argtypes = [state, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                      ctypes.c_void_p]
+    lib.tb_dynamics_shape.restype = None
     lib.tb_control_block.argtypes = [ctypes.POINTER(Control), ctypes.c_double, ctypes.c_void_p]
     lib.tb_control_block.restype = None
     return lib

@@ -114,7 +114,7 @@ enum { T_OSCILLATE, T_THRESHOLD, T_INVERT, T_ABLATE, T_SCALE, T_OFFSET, T_CLAMP,
 static const char *const TRANSFORM_NAMES[T_COUNT] = {
     "oscillate", "threshold", "invert", "ablate", "scale", "offset", "clamp", "quantise", "noise", "freeze",
     "smooth", "permute"};
-#define TB_ABI_VERSION 8 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
+#define TB_ABI_VERSION 9 /* raised whenever tb_config, tb_bend or a function is added or its arguments change */
 
 typedef struct {
     int n_inputs;       /* decoder input keys, in the model's order */
@@ -1327,10 +1327,187 @@ int tb_safety_process(tb_safety *s, const float *in, int n, float gain, float *o
     return 0;
 }
 
+/* ----- what the model hears in a rest and how loud it answers: the noise gate, the level match, the ceiling -----
+ * tuibend.dynamics is the reference (equal within float32 rounding, tested) and documents the behaviour; here a
+ * block's gate, level match and ceiling cost the model thread two calls instead of some thirty numpy calls and a
+ * loop of frames in the interpreter. Python owns the state and fills the settings (tuibend.native.dynamics). */
+#define TB_FLOOR_MINIMA 20  /* the floor's window: two seconds of 100 ms chunks */
+#define TB_FLOOR_CHUNK 128  /* the most frames in a 100 ms chunk (a frame rate up to 1280 Hz) */
+#define TB_HEARD_FRAMES 512 /* the most frames one hear decides */
+typedef struct {
+    /* the gate's settings (a threshold_db of NAN: follow the floor) */
+    int32_t gate_enabled, hold_frames, chunk_frames, learning_frames;
+    double threshold_db, margin_db, hysteresis_db, offset_db, release_db_per_frame, silence_db, rise_per_frame;
+    double initial_floor_db, max_floor_db;
+    /* the level match's and the ceiling's settings */
+    int32_t level_enabled, attack_samples, hop;
+    double sample_rate, time_constant_s, limit_db, headroom_db, recovery_db_per_s;
+    /* the gate's state (floor_db NAN: not measured yet) */
+    int32_t is_open, below, chunk_len, minima_len, minima_next;
+    int64_t frames;
+    double floor_db, quietest, gain_db, minima[TB_FLOOR_MINIMA], chunk[TB_FLOOR_CHUNK];
+    /* the level match's, the ceiling's and the shape's */
+    double level_db, heard_s, level_applied, reduction_db, ceiling_applied, last_gain;
+    int32_t heard, shaped;
+    float gains[TB_HEARD_FRAMES]; /* the output gain of each frame heard last */
+} tb_dynamics;
+
+/* Where the gate opens now. */
+static double gate_threshold(const tb_dynamics *d) {
+    if (!isnan(d->threshold_db)) return d->threshold_db + d->offset_db;
+    return (isnan(d->floor_db) ? d->initial_floor_db : d->floor_db) + d->margin_db + d->offset_db;
+}
+
+static double median_of(const double *values, int n) { /* sorted(values)[n // 2] */
+    double sorted[TB_FLOOR_CHUNK];
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        for (; j > 0 && sorted[j - 1] > values[i]; j--) sorted[j] = sorted[j - 1];
+        sorted[j] = values[i];
+    }
+    return sorted[n / 2];
+}
+
+/* The floor follows the quietest 100 ms chunk (its median) of the last two seconds: learned in the first
+ * seconds (or afresh from digital silence), then falling at once and rising slowly. */
+static void track_floor(tb_dynamics *d, double level) {
+    d->frames++;
+    d->chunk[d->chunk_len++] = level;
+    if (d->chunk_len == d->chunk_frames) {
+        double median = median_of(d->chunk, d->chunk_len);
+        if (d->minima_len < TB_FLOOR_MINIMA) d->minima[d->minima_len++] = median;
+        else d->minima[d->minima_next] = median, d->minima_next = (d->minima_next + 1) % TB_FLOOR_MINIMA;
+        d->quietest = d->minima[0];
+        for (int i = 1; i < d->minima_len; i++) d->quietest = fmin(d->quietest, d->minima[i]);
+        d->chunk_len = 0;
+    }
+    if (!d->minima_len) {
+        d->floor_db = d->initial_floor_db;
+        return;
+    }
+    double floor;
+    if (d->frames <= d->learning_frames || isnan(d->floor_db) || d->floor_db <= d->silence_db + 1.0)
+        floor = fmin(d->quietest, d->initial_floor_db);
+    else if (d->quietest < d->floor_db)
+        floor = d->quietest;
+    else
+        floor = fmin(d->quietest, d->floor_db + d->rise_per_frame);
+    d->floor_db = fmin(fmax(floor, d->silence_db), d->max_floor_db);
+}
+
+/* model_db = what the model hears of n frames of loudness (a closed frame: the model's silence); the gate
+ * listens to levels (the player's own loudness; NULL: the loudness) and keeps each frame's output gain for
+ * tb_dynamics_shape. 1 when n is more than a hear holds (nothing changed), 0 otherwise. */
+int tb_dynamics_hear(tb_dynamics *d, const float *loudness, const float *levels, int n, float *model_db) {
+    if (n < 0 || n > TB_HEARD_FRAMES) return 1;
+    d->heard = n, d->shaped = 0;
+    for (int i = 0; i < n; i++) model_db[i] = loudness[i], d->gains[i] = 1.0f;
+    if (!d->gate_enabled) return 0;
+    for (int i = 0; i < n; i++) {
+        double level = levels ? levels[i] : loudness[i];
+        if (!isfinite(level)) level = d->silence_db;
+        track_floor(d, level);
+        double threshold = gate_threshold(d);
+        if (level >= threshold)
+            d->is_open = 1, d->below = 0;
+        else if (d->is_open && level < threshold - d->hysteresis_db && ++d->below > d->hold_frames)
+            d->is_open = 0;
+        if (d->is_open) {
+            d->gain_db = 0.0;
+            continue;
+        }
+        model_db[i] = (float)d->silence_db;
+        d->gain_db -= d->release_db_per_frame;
+        d->gains[i] = d->gain_db <= -60.0 ? 0.0f : (float)pow(10.0, d->gain_db / 20.0);
+    }
+    return 0;
+}
+
+static double rms_db(const float *x, int n) {
+    double power = 0.0;
+    for (int i = 0; i < n; i++) power += (double)x[i] * x[i];
+    return n && power > 0.0 ? 10.0 * log10(power / n) : -INFINITY;
+}
+
+/* x times a gain moving linearly from start to end over its first length samples, then holding end. */
+static void glide(float *x, int n, double start, double end, int length) {
+    if (start == end) {
+        if (end != 1.0)
+            for (int i = 0; i < n; i++) x[i] *= (float)end;
+        return;
+    }
+    length = length < n ? length : n;
+    float from = (float)start, span = (float)(end - start);
+    for (int i = 0; i < length; i++) x[i] *= from + span * ((float)(i + 1) / (float)length);
+    for (int i = length; i < n; i++) x[i] *= (float)end;
+}
+
+/* Per-sample gains ramping from each frame's gain to the next across its hop, from the gain before them. */
+static void frame_gains(float *x, int n, const float *gains, int count, double previous, int hop) {
+    float from = (float)previous;
+    int at = 0;
+    for (int f = 0; f < count && at < n; f++) {
+        float span = gains[f] - from;
+        for (int k = 0; k < hop && at < n; k++, at++) x[at] *= from + span * ((float)(k + 1) / (float)hop);
+        from = gains[f];
+    }
+    for (; at < n; at++) x[at] *= from;
+}
+
+static void level_match(tb_dynamics *d, float *x, int n, int playing, double dry_db) {
+    if (playing) {
+        double out_db = d->level_applied > 0.0 ? rms_db(x, n) + 20.0 * log10(d->level_applied) : -INFINITY;
+        if (dry_db > -70.0 && out_db > -80.0) { /* quick while it has heard little, then slow */
+            d->heard_s += n / d->sample_rate;
+            double time_constant = fmin(d->time_constant_s, fmax(0.25, d->heard_s));
+            double step = 1.0 - exp(-n / (time_constant * d->sample_rate));
+            d->level_db = fmin(fmax(d->level_db + step * (dry_db - out_db), -d->limit_db), d->limit_db);
+        }
+    }
+    double start = d->level_applied;
+    d->level_applied = pow(10.0, d->level_db / 20.0);
+    glide(x, n, start, d->level_applied, n);
+}
+
+static void ceiling(tb_dynamics *d, float *x, int n, int playing, double dry_db) {
+    d->reduction_db = fmin(0.0, d->reduction_db + d->recovery_db_per_s * n / d->sample_rate);
+    if (playing) {
+        double excess = rms_db(x, n) + d->reduction_db - dry_db - d->headroom_db;
+        if (isfinite(excess) && excess > 0.0) d->reduction_db -= excess;
+    }
+    double start = d->ceiling_applied;
+    d->ceiling_applied = pow(10.0, d->reduction_db / 20.0); /* down within attack_samples, up across the block */
+    glide(x, n, start, d->ceiling_applied, d->ceiling_applied < start ? d->attack_samples : n);
+}
+
+/* out = n samples of the model's output shaped by the next n / hop of the frames heard last (their gains, unless
+ * drone), the level match and the ceiling (not for a drone); dry: the player's block (dry_n samples). in and out
+ * may be the same. */
+void tb_dynamics_shape(tb_dynamics *d, const float *in, int n, const float *dry, int dry_n, int drone, float *out) {
+    if (out != in) memcpy(out, in, sizeof(float) * (size_t)n);
+    int frames = n / d->hop > 1 ? n / d->hop : 1;
+    int first = d->shaped < d->heard ? d->shaped : d->heard;
+    int count = frames < d->heard - first ? frames : d->heard - first;
+    const float *gains = d->gains + first;
+    d->shaped += frames;
+    int playing = count > 0;
+    for (int i = 0; i < count; i++) playing &= gains[i] >= 1.0f;
+    int still_playing = playing && d->last_gain == 1.0;
+    if (!drone && !still_playing) frame_gains(out, n, gains, count, d->last_gain, d->hop);
+    if (count) {
+        if (gains[count - 1] >= 1.0f && !still_playing) d->reduction_db = 0.0; /* an onset: the ceiling lets go */
+        d->last_gain = gains[count - 1];
+    }
+    if (!d->level_enabled) return;
+    double dry_db = playing ? rms_db(dry, dry_n) : -INFINITY;
+    level_match(d, out, n, playing, dry_db);
+    if (!drone) ceiling(d, out, n, playing, dry_db);
+}
+
 /* The contract Python checks before it calls anything else: version, the sizes of the structs it fills
- * (tb_config, tb_bend, tb_analysis_config, tb_safety, tb_control, tb_live_config), the transform count, the first
- * late bend point's number and the derivation count. */
-void tb_abi(int32_t out[10]) {
+ * (tb_config, tb_bend, tb_analysis_config, tb_safety, tb_control, tb_live_config, tb_dynamics), the transform
+ * count, the first late bend point's number and the derivation count. */
+void tb_abi(int32_t out[11]) {
     out[0] = TB_ABI_VERSION;
     out[1] = (int32_t)sizeof(tb_config);
     out[2] = (int32_t)sizeof(tb_bend);
@@ -1341,6 +1518,7 @@ void tb_abi(int32_t out[10]) {
     out[7] = (int32_t)sizeof(tb_control);
     out[8] = DERIVE_COUNT;
     out[9] = (int32_t)sizeof(tb_live_config);
+    out[10] = (int32_t)sizeof(tb_dynamics);
 }
 
 /* 1 when this process multiplies in AMX tiles: the CPU has AMX-BF16, the build bfloat16, and Linux allows it. */
