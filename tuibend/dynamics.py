@@ -12,6 +12,9 @@ The :class:`LevelMatch` keeps the output at the player's level: a slow gain that
 ratio of the dry input's level to the output's while the player plays, so a model (or a loudness
 map) that answers 10 dB low is heard at the player's level, and dynamics within a phrase pass;
 the :class:`Ceiling` stops a trained attack burst from rising far above the player.
+
+These are the reference and what an offline render runs; where the native kernel renders the engine's blocks it
+runs their twin in C (:mod:`tuibend.native.dynamics`), held equal to them within float32 rounding by the tests.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 :class:`tuibend.dynamics.Dynamics` in Python and numpy is the reference they are tested against (equal within
 float32 rounding) and what runs where the kernel cannot load. On the model thread a block's frames decided in the
-interpreter and some thirty numpy calls, each paying for caches gone cold while the thread waited, cost about
-230 us of a 256-sample block (measured in the running engine); ``tb_dynamics_hear`` and ``tb_dynamics_shape``
-compute the same from a state the kernel keeps.
+interpreter and some thirty numpy calls, each paying for caches gone cold while the thread waited, cost 115-170 us
+of a 256-sample block paced at real time; ``tb_dynamics_hear`` and ``tb_dynamics_shape`` compute the same from a
+state the kernel keeps, about 120 us less (measured in the running engine, docs/benchmarks.md).
 """
 
 from __future__ import annotations
