@@ -189,6 +189,30 @@ def test_a_note_after_a_rest_is_not_held_down_by_the_release_before_it():
     assert lowest < -10.0 and abs(start_db - held_db) < 1.0
 
 
+def test_with_the_gate_off_the_level_match_learns_only_from_what_is_played():
+    """A gate turned off mutes nothing (the model's drone sounds through a rest at its own level), yet the level
+    match and the ceiling still follow only what is played: a note after 1.5 s of a -60 dBFS room starts at the
+    player's level, not 24 dB under it while they climb back from the room's."""
+    class Config:
+        loudness, frame_rate, sample_rate, hop = "v3", FRAME_RATE, RATE, HOP
+
+    t = np.arange(3 * RATE) / RATE
+    note = t >= 1.5
+    dry = (np.random.default_rng(0).standard_normal(len(t)) * 1e-3).astype(np.float32)  # the room: -60 dBFS
+    dry[note] = 0.1 * np.sin(2 * np.pi * 220 * t[note])  # -23 dBFS
+    model = (np.where(note, 0.1, 0.03) * np.sin(2 * np.pi * 330 * t)).astype(np.float32)  # a drone in the rest
+    levels = np.array([rms_db(dry[i * HOP:(i + 1) * HOP]) + 20 for i in range(len(t) // HOP)], np.float32)
+    dynamics = Dynamics.for_model(Config, GateSettings(enabled=False))
+    out = []
+    for start in range(0, len(levels), 4):
+        np.testing.assert_array_equal(dynamics.hear(levels[start:start + 4]), levels[start:start + 4])
+        out.append(dynamics.shape(model[start * HOP:(start + 4) * HOP], dry[start * HOP:(start + 4) * HOP]))
+    out = np.concatenate(out)
+    rest, onset = slice(int(1.0 * RATE), int(1.5 * RATE)), int(1.5 * RATE)
+    assert abs(rms_db(out[rest]) - rms_db(model[rest])) < 0.5  # the drone, untouched
+    assert abs(rms_db(out[onset + 320:onset + 1600]) - rms_db(dry[onset:onset + RATE])) < 1.0
+
+
 def statistics(low_db: float, high_db: float, mean_pitch: float = 60.0, register=None) -> DatasetStatistics:
     references = np.linspace(0, 1, 101)
     scalars = {"mean_pitch": mean_pitch}

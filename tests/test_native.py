@@ -906,6 +906,14 @@ def test_the_kernels_gate_and_level_match_equal_pythons(gate, level_match):
         assert closed > 50  # the rests closed the gate...
     if level_match:
         assert caught > 3 and opened > 50  # ...the bursts met the ceiling and the level match moved
+    blown_up = np.full(256, 1e20, np.float32)  # a bend blown up, finite: past float32's sums, no level to follow
+    for audio in (blown_up, model_out[:256], model_out[256:512]):
+        playing = np.full(4, 10.0, np.float32)
+        np.testing.assert_array_equal(native.hear(playing, playing), reference.hear(playing, playing))
+        with np.errstate(over="ignore"):
+            np.testing.assert_allclose(native.shape(audio, voice[:256]), reference.shape(audio, voice[:256]),
+                                       rtol=1e-5, atol=1e-7)
+        assert native.level.gain_db == pytest.approx(reference.level.gain_db, abs=1e-5)
     for dynamics in (native, reference):
         dynamics.reset()
     np.testing.assert_array_equal(native.gate.process(levels[:300])[1], reference.gate.process(levels[:300])[1])

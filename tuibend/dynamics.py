@@ -141,18 +141,19 @@ class NoiseGate:
     def process(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(the loudness the model hears, the output gain) for each frame. ``levels_db``: the player's
         own loudness, which the gate listens to, where ``loudness_db`` was mapped into the model's range."""
-        model_db, gains = self.frames(loudness_db, levels_db)
+        model_db, gains, _ = self.frames(loudness_db, levels_db)
         return model_db, np.array(gains, np.float32)
 
-    def frames(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
-        """:meth:`process` with the gains as a list (each a float32's value): a block's few frames are decided in
-        plain floats (the engine's every numpy call pays for caches gone cold between blocks)."""
+    def frames(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None
+               ) -> tuple[np.ndarray, list[float], list[bool]]:
+        """:meth:`process` with the gains as a list (each a float32's value), and whether the player played at each
+        frame: a block's few frames are decided in plain floats (the engine's every numpy call pays for caches gone
+        cold between blocks). A gate turned off still decides (the level match learns only from what is played,
+        not from the room between notes) but changes nothing."""
         model_db = np.array(loudness_db, np.float32)
-        if not self.settings.enabled:
-            return model_db, [1.0] * len(model_db)
         levels = (model_db if levels_db is None else np.asarray(levels_db, np.float32)).tolist()
-        gains, closed = [1.0] * len(levels), []
-        hysteresis = self.settings.hysteresis_db
+        gains, closed, played = [1.0] * len(levels), [], [True] * len(levels)
+        hysteresis, enabled = self.settings.hysteresis_db, self.settings.enabled
         for i, level in enumerate(levels):
             if not math.isfinite(level):
                 level = self.silence_db
@@ -167,12 +168,15 @@ class NoiseGate:
             if self.is_open:
                 self._gain_db = 0.0
                 continue  # gains[i] is 1 already
+            played[i] = False
+            if not enabled:
+                continue
             closed.append(i)
             self._gain_db -= self.release_db_per_frame
             gains[i] = 0.0 if self._gain_db <= -60.0 else float(np.float32(10.0 ** (self._gain_db / 20.0)))
         if closed:
             model_db[closed] = self.silence_db
-        return model_db, gains
+        return model_db, gains, played
 
 
 def frame_gains_to_samples(gains: np.ndarray, previous: float, hop: int) -> np.ndarray:
@@ -222,9 +226,10 @@ def _glide(audio: np.ndarray, start: float, end: float, length: int | None = Non
 class LevelMatch:
     """A slow gain that brings the output's level to the dry input's while the player plays.
 
-    Updated only from blocks where the gate is fully open and both levels are clearly above
-    silence; moves with a time constant of a few seconds (a phrase's dynamics pass through) and
-    stays within ``limit_db`` of 0 (a bend that silences the model is not boosted into its noise).
+    Updated only from blocks the player plays throughout (the gate's decision, which a gate turned off
+    still makes) and where both levels are clearly above silence; moves with a time constant of a few
+    seconds (a phrase's dynamics pass through) and stays within ``limit_db`` of 0 (a bend that silences
+    the model is not boosted into its noise).
     """
 
     def __init__(self, sample_rate: float, initial_db: float = 0.0, time_constant_s: float = 2.0,
@@ -311,9 +316,10 @@ class Dynamics:
         self.level = level
         self.ceiling = Ceiling(level.sample_rate)
         self.hop = hop
-        self._gains: list[float] = []
+        self._gains: list[float] = []  # the output gain of each frame heard last
+        self._played: list[bool] = []  # and whether the player played at it
         self._shaped = 0  # of the frames heard last, how many :meth:`shape` has taken
-        self._last_gain = 0.0
+        self._last_gain, self._last_played = 0.0, False
 
     @classmethod
     def for_model(cls, config, gate: GateSettings | None = None, level_match: bool = True,
@@ -329,12 +335,13 @@ class Dynamics:
         self.gate.reset()
         self.level.reset()
         self.ceiling.reset()
-        self._last_gain = 0.0
+        self._gains, self._played, self._shaped = [], [], 0
+        self._last_gain, self._last_played = 0.0, False
 
     def hear(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> np.ndarray:
         """What the model hears of ``loudness_db``; the gate listens to ``levels_db`` (the player's
         own loudness) where given."""
-        model_db, self._gains = self.gate.frames(loudness_db, levels_db)
+        model_db, self._gains, self._played = self.gate.frames(loudness_db, levels_db)
         self._shaped = 0
         return model_db
 
@@ -343,15 +350,17 @@ class Dynamics:
         model steps in long blocks shapes them in the engine's shorter ones (the level match and the
         ceiling act once a block)."""
         frames = max(1, len(audio) // self.hop)
-        gains, self._shaped = self._gains[self._shaped:self._shaped + frames], self._shaped + frames
-        playing = bool(gains) and min(gains) >= 1.0
-        if not drone and not (playing and self._last_gain == 1.0):  # fading, closed, or just opened
+        taken, self._shaped = slice(self._shaped, self._shaped + frames), self._shaped + frames
+        gains, played = self._gains[taken], self._played[taken]
+        playing = bool(played) and all(played)  # what the level match and the ceiling follow
+        unity = bool(gains) and min(gains) >= 1.0 and self._last_gain == 1.0
+        if not drone and not unity:  # fading, closed, or just opened
             audio = audio * frame_gains_to_samples(np.array(gains, np.float32), self._last_gain,
                                                    self.hop)[:len(audio)]
         if gains:
-            if gains[-1] >= 1.0 and not (playing and self._last_gain == 1.0):
-                self.ceiling.onset()  # the gate opened in this block
-            self._last_gain = gains[-1]
+            if played[-1] and not (playing and self._last_played):
+                self.ceiling.onset()  # the player started in this block
+            self._last_gain, self._last_played = gains[-1], played[-1]
         dry_db = rms_db(dry) if playing and self.level.enabled else None
         audio = self.level.process(dry, audio, playing, dry_db)
         if self.level.enabled and not drone:

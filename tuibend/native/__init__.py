@@ -200,7 +200,8 @@ class DynamicsState(ctypes.Structure):
                 ("minima", ctypes.c_double * FLOOR_CHUNKS), ("chunk", ctypes.c_double * FLOOR_CHUNK_FRAMES),
                 *[(name, ctypes.c_double) for name in (
                     "level_db", "heard_s", "level_applied", "reduction_db", "ceiling_applied", "last_gain")],
-                ("heard", ctypes.c_int32), ("shaped", ctypes.c_int32), ("gains", ctypes.c_float * HEARD_FRAMES)]
+                ("heard", ctypes.c_int32), ("shaped", ctypes.c_int32), ("last_played", ctypes.c_int32),
+                ("gains", ctypes.c_float * HEARD_FRAMES), ("played", ctypes.c_uint8 * HEARD_FRAMES)]
 
 
 ABI_VERSION = 9  # block.c's TB_ABI_VERSION

@@ -1348,8 +1348,9 @@ typedef struct {
     double floor_db, quietest, gain_db, minima[TB_FLOOR_MINIMA], chunk[TB_FLOOR_CHUNK];
     /* the level match's, the ceiling's and the shape's */
     double level_db, heard_s, level_applied, reduction_db, ceiling_applied, last_gain;
-    int32_t heard, shaped;
-    float gains[TB_HEARD_FRAMES]; /* the output gain of each frame heard last */
+    int32_t heard, shaped, last_played;
+    float gains[TB_HEARD_FRAMES];          /* the output gain of each frame heard last */
+    uint8_t played[TB_HEARD_FRAMES];       /* and whether the player played at it */
 } tb_dynamics;
 
 /* Where the gate opens now. */
@@ -1396,13 +1397,14 @@ static void track_floor(tb_dynamics *d, double level) {
 }
 
 /* model_db = what the model hears of n frames of loudness (a closed frame: the model's silence); the gate
- * listens to levels (the player's own loudness; NULL: the loudness) and keeps each frame's output gain for
- * tb_dynamics_shape. 1 when n is more than a hear holds (nothing changed), 0 otherwise. */
+ * listens to levels (the player's own loudness; NULL: the loudness) and keeps each frame's output gain, and
+ * whether the player played at it, for tb_dynamics_shape. A gate turned off still decides (the level match
+ * learns only from what is played) but changes nothing. 1 when n is more than a hear holds (nothing changed),
+ * 0 otherwise. */
 int tb_dynamics_hear(tb_dynamics *d, const float *loudness, const float *levels, int n, float *model_db) {
     if (n < 0 || n > TB_HEARD_FRAMES) return 1;
     d->heard = n, d->shaped = 0;
     for (int i = 0; i < n; i++) model_db[i] = loudness[i], d->gains[i] = 1.0f;
-    if (!d->gate_enabled) return 0;
     for (int i = 0; i < n; i++) {
         double level = levels ? levels[i] : loudness[i];
         if (!isfinite(level)) level = d->silence_db;
@@ -1412,10 +1414,12 @@ int tb_dynamics_hear(tb_dynamics *d, const float *loudness, const float *levels,
             d->is_open = 1, d->below = 0;
         else if (d->is_open && level < threshold - d->hysteresis_db && ++d->below > d->hold_frames)
             d->is_open = 0;
+        d->played[i] = (uint8_t)d->is_open;
         if (d->is_open) {
             d->gain_db = 0.0;
             continue;
         }
+        if (!d->gate_enabled) continue;
         model_db[i] = (float)d->silence_db;
         d->gain_db -= d->release_db_per_frame;
         d->gains[i] = d->gain_db <= -60.0 ? 0.0f : (float)pow(10.0, d->gain_db / 20.0);
@@ -1423,10 +1427,13 @@ int tb_dynamics_hear(tb_dynamics *d, const float *loudness, const float *levels,
     return 0;
 }
 
+/* The RMS level in dB, -inf for silence; the sum of squares in float32's range, as numpy's (inf past it: a blown-up
+ * block is no level for the ceiling to follow). */
 static double rms_db(const float *x, int n) {
     double power = 0.0;
     for (int i = 0; i < n; i++) power += (double)x[i] * x[i];
-    return n && power > 0.0 ? 10.0 * log10(power / n) : -INFINITY;
+    float total = (float)power;
+    return n && total > 0.0f ? 10.0 * log10((double)total / n) : -INFINITY;
 }
 
 /* x times a gain moving linearly from start to end over its first length samples, then holding end. */
@@ -1489,14 +1496,14 @@ void tb_dynamics_shape(tb_dynamics *d, const float *in, int n, const float *dry,
     int first = d->shaped < d->heard ? d->shaped : d->heard;
     int count = frames < d->heard - first ? frames : d->heard - first;
     const float *gains = d->gains + first;
+    const uint8_t *played = d->played + first;
     d->shaped += frames;
-    int playing = count > 0;
-    for (int i = 0; i < count; i++) playing &= gains[i] >= 1.0f;
-    int still_playing = playing && d->last_gain == 1.0;
-    if (!drone && !still_playing) frame_gains(out, n, gains, count, d->last_gain, d->hop);
+    int playing = count > 0, unity = count > 0 && d->last_gain == 1.0; /* what the level match follows; no fade */
+    for (int i = 0; i < count; i++) playing &= played[i], unity &= gains[i] >= 1.0f;
+    if (!drone && !unity) frame_gains(out, n, gains, count, d->last_gain, d->hop);
     if (count) {
-        if (gains[count - 1] >= 1.0f && !still_playing) d->reduction_db = 0.0; /* an onset: the ceiling lets go */
-        d->last_gain = gains[count - 1];
+        if (played[count - 1] && !(playing && d->last_played)) d->reduction_db = 0.0; /* an onset: the ceiling lets go */
+        d->last_gain = gains[count - 1], d->last_played = played[count - 1];
     }
     if (!d->level_enabled) return;
     double dry_db = playing ? rms_db(dry, dry_n) : -INFINITY;

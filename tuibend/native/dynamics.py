@@ -49,7 +49,8 @@ class NativeGate(NoiseGate):
         state.gate_enabled = settings.enabled
         state.threshold_db = math.nan if settings.threshold_db is None else settings.threshold_db
         state.margin_db, state.hysteresis_db = settings.margin_db, settings.hysteresis_db
-        state.hold_frames, state.release_db_per_frame = self.hold_frames, self.release_db_per_frame
+        state.hold_frames = min(self.hold_frames, 2**31 - 1)  # a hold past 99 days holds as long
+        state.release_db_per_frame = self.release_db_per_frame
 
     def reset(self) -> None:
         state = self._state
@@ -86,9 +87,11 @@ class NativeGate(NoiseGate):
             raise ValueError(f"the kernel's gate decides at most {HEARD_FRAMES} frames at once, {len(loudness)} given")
         return model_db
 
-    def frames(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> tuple[np.ndarray, list[float]]:
+    def frames(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None
+               ) -> tuple[np.ndarray, list[float], list[bool]]:
         model_db = self.hear(loudness_db, levels_db)
-        return model_db, self._state.gains[:len(model_db)]
+        count = len(model_db)
+        return model_db, self._state.gains[:count], [bool(played) for played in self._state.played[:count]]
 
 
 class NativeLevel:
@@ -133,7 +136,7 @@ class NativeDynamics:
         self.level.reset()
         state = self._state
         state.reduction_db, state.ceiling_applied, state.last_gain = 0.0, 1.0, 0.0
-        state.heard = state.shaped = 0
+        state.heard = state.shaped = state.last_played = 0
 
     def hear(self, loudness_db: np.ndarray, levels_db: np.ndarray | None = None) -> np.ndarray:
         """What the model hears of ``loudness_db``; the gate listens to ``levels_db`` where given."""
