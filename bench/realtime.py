@@ -17,7 +17,8 @@ in TensorFlow beside its stream. Both paths are also paced at real time (one blo
 engine runs them).
 
 The engine itself is measured too (:func:`engine_seconds`): :class:`Engine` on the clock-paced device, its
-microphone hearing the same contour (or the contour as a prepared file), read by its own load meter. That figure
+microphone hearing the same contour (or the contour as a prepared file), read by its own load meter (the median
+of ``--repeats`` runs, the file and the microphone taking turns). That figure
 holds all its model thread does a block (the gate and level match, the telemetry, the ring and the events log
 besides the path above), and the microphone goals are judged on it.
 
@@ -348,7 +349,8 @@ def print_engine(running: dict[str, tuple[str, float, float, float]]) -> None:
     print(f"\nThe engine as it runs ({ENGINE_BLOCK}-sample blocks, the clock-paced device, the native kernel's "
           "defaults): its own load meter, the whole of what its model thread does a block (the live analysis, "
           "requests, the controller, the step, the gate and level match, the safety chain, the ring, the telemetry "
-          "and the events log). The microphone path's goals are held here.\n")
+          "and the events log), the median of --repeats runs, the file and the microphone taking turns. The "
+          "microphone path's goals are held here.\n")
     print("| model | prepared file: ms per block | real-time factor | microphone: ms per block | real-time factor "
           "| microphone goal |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
@@ -495,8 +497,10 @@ def main() -> None:
     rows, yardsticks, running = [], {}, {}
     for size, model in models.items():
         label = f"{model.config.name} ({size}, {parameters(model) / 1e6:.1f} M)"
-        running[size] = (label, ENGINE_BLOCK / model.config.sample_rate, engine_seconds(model, False, args.seconds),
-                         engine_seconds(model, True, args.seconds))
+        turns = [(engine_seconds(model, False, args.seconds), engine_seconds(model, True, args.seconds))
+                 for _ in range(args.repeats)]  # taking turns: this machine's pace drifts within minutes
+        file_seconds, mic_seconds = (float(np.median(column)) for column in zip(*turns, strict=True))
+        running[size] = (label, ENGINE_BLOCK / model.config.sample_rate, file_seconds, mic_seconds)
         print(f"  {label}, the engine as it runs: {running[size][1] / running[size][3]:.1f}x with a microphone",
               file=sys.stderr, flush=True)
         rows += measure(label, size, model, args.seconds, args.repeats)
