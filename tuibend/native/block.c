@@ -1449,16 +1449,15 @@ static void glide(float *x, int n, double start, double end, int length) {
     for (int i = length; i < n; i++) x[i] *= (float)end;
 }
 
-/* Per-sample gains ramping from each frame's gain to the next across its hop, from the gain before them. */
+/* Per-sample gains gliding from each frame's gain to the next across its hop, from the gain before them. */
 static void frame_gains(float *x, int n, const float *gains, int count, double previous, int hop) {
-    float from = (float)previous;
+    double from = previous;
     int at = 0;
-    for (int f = 0; f < count && at < n; f++) {
-        float span = gains[f] - from;
-        for (int k = 0; k < hop && at < n; k++, at++) x[at] *= from + span * ((float)(k + 1) / (float)hop);
+    for (int f = 0; f < count && at < n; f++, at += hop) {
+        glide(x + at, n - at < hop ? n - at : hop, from, gains[f], hop);
         from = gains[f];
     }
-    for (; at < n; at++) x[at] *= from;
+    if (at < n) glide(x + at, n - at, from, from, 0); /* past the frames heard: their last gain holds */
 }
 
 static void level_match(tb_dynamics *d, float *x, int n, int playing, double dry_db) {
