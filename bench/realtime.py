@@ -35,8 +35,9 @@ latency is what the engine reports (``Engine.latency_ms``, live input, no safety
 A yardstick follows the table: a plain Keras decoder of each size under XLA (``keras_decoder``), the measure the
 goals were set against, timed in the same run back to back and paced, with the goals read as multiples of its
 speed. A memory anchor ends the output: a plain array of half the per-core cache and of each model's weights summed
-back to back and one block period apart, what this machine charges for reading again after a pause, so that
-paced figures from different machines can be read side by side.
+back to back and one block period apart, what this machine charges for reading again after a pause (beside a
+few milliseconds of arithmetic that reads no memory, timed the same way), so that paced figures from different
+machines can be read side by side.
 """
 
 from __future__ import annotations
@@ -406,15 +407,27 @@ def seconds_per_call(call, count: int, period: float | None = None) -> list[floa
     return times
 
 
-def memory_anchor(megabytes: float, block_seconds: float, count: int = 200) -> tuple[float, float]:
+def anchor_times(call, block_seconds: float, count: int = 200) -> tuple[float, float]:
+    """Median microseconds of ``call``, back to back and one block period apart, after a warm-up."""
+    seconds_per_call(call, count)
+    return tuple(1e6 * float(np.median(seconds_per_call(call, count, period))) for period in (None, block_seconds))
+
+
+def memory_anchor(megabytes: float, block_seconds: float) -> tuple[float, float]:
     """Microseconds to sum a float32 array of ``megabytes``, back to back and one block period apart
     (median): what the machine charges for reading a block's weights again after a pause, with no model
     in the way. Paced, whatever the per-core cache cannot hold comes back from wherever the machine's
     other work has left it."""
-    array = np.ones(int(megabytes * 2 ** 20 / 4), np.float32)
-    seconds_per_call(array.sum, count)
-    return tuple(1e6 * float(np.median(seconds_per_call(array.sum, count, period)))
-                 for period in (None, block_seconds))
+    return anchor_times(np.ones(int(megabytes * 2 ** 20 / 4), np.float32).sum, block_seconds)
+
+
+def arithmetic(steps: int = 20000) -> float:
+    """Float arithmetic on two locals and nothing else (the interpreter's loop, warm after its first steps): paced
+    as fast as back to back where a pause leaves the core's speed alone and only empties its caches."""
+    value, factor = 1.0, 1.0000001
+    for _ in range(steps):
+        value = value * factor + 1e-12
+    return value
 
 
 def keras_decoder(decoder: DecoderConfig, block_frames: int):
@@ -527,12 +540,14 @@ def main() -> None:
     print_engine(running)
     print_yardstick(yardsticks, running)
     l2 = l2_bytes()
-    sizes = ([l2 / 2 ** 20 / 2] if l2 else []) + [weight_megabytes(model) for model in models.values()]
+    sizes = [1 / 32] + ([l2 / 2 ** 20 / 2] if l2 else []) + [weight_megabytes(model) for model in models.values()]
     block_seconds = ENGINE_BLOCK / models["small"].config.sample_rate
+    plain, paced = anchor_times(arithmetic, block_seconds)
     print(f"\nMemory anchor (a float32 array summed, back to back and one {1000 * block_seconds:g} ms block period "
           f"apart; per-core L2 {l2 / 2 ** 20 if l2 else float('nan'):g} MiB): "
-          + "; ".join(f"{size:.1f} MiB {a:.0f} / {b:.0f} us ({b / a:.1f}x)"
-                      for size, (a, b) in ((size, memory_anchor(size, block_seconds)) for size in sizes)) + ".")
+          + "; ".join(f"{size:.3g} MiB {a:.0f} / {b:.0f} us ({b / a:.1f}x)"
+                      for size, (a, b) in ((size, memory_anchor(size, block_seconds)) for size in sizes))
+          + f"; arithmetic alone (no memory) {plain:.0f} / {paced:.0f} us ({paced / plain:.2f}x).")
     print(f"\nMachine: {machine()}.")
 
 
