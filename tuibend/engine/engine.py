@@ -378,7 +378,8 @@ class Engine:
         self._prefill = (self._device_block + self.settings.margin_periods * period if self.source.low_latency
                          else max(3 * self._device_block, 3 * period))
         self._pending_input = np.zeros(0, np.float32)
-        self._last_period = (0, 0.0)  # the callback's count on the ring the next block waits on, and when seen
+        self._last_period = (0, 0.0)  # the callback's count on the ring the next block waits on, and since when
+        self._last_look = 0.0
         self._scratch = np.zeros(self._input.capacity if self._input is not None else 0, np.float32)
         if self.source.low_latency:
             self._output.write(np.zeros(self._prefill, np.float32))
@@ -428,18 +429,21 @@ class Engine:
         return self.source.process(samples)
 
     def _note_period(self, now: float) -> None:
-        """Notes when the device's last period was first seen (the callback's count on its ring moved)."""
+        """Notes when the device's last period came, at the earliest: the look before the one that saw the
+        callback's count on its ring move (a period that came while a block was computed is not placed later)."""
         moved = self._input.written if self.live else self._output.read
         if moved != self._last_period[0]:
-            self._last_period = (moved, now)
+            self._last_period = (moved, self._last_look)
+        self._last_look = now
 
     def _seconds_to_next_block(self) -> float:
         """How long the model thread may sleep before its next block can be due, instead of looking every
         millisecond (fifteen wakes a block, each paying for caches gone cold: the model thread took a quarter to
-        a half more CPU, measured). Counted from the last period seen, which the device started filling (live)
-        or draining (a file's queue) when it came: the input the block still misses, or a file's next period,
-        at the device's pace, less a millisecond (the period may have come up to one before it was seen); past
-        it, it looks every millisecond as before, so a block is taken no later."""
+        a half more CPU, measured). Counted from when the last period came, at the earliest, which the device
+        started filling (live) or draining (a file's queue) then: the input the block still misses, or a file's
+        next period, at the device's pace, less a millisecond (a wake a little late would see the period come
+        without telling when: the millisecond looks that follow place the next); past it, it looks every
+        millisecond as before, so a block is taken no later."""
         if self.live:
             ahead = (self.settings.block - len(self._pending_input)) / self.sample_rate
         elif self.device.period:
