@@ -398,6 +398,13 @@ def test_the_clock_paced_device_plays_a_microphone_through_the_live_path(choir_m
     assert np.max(np.abs(silent[RATE // 2:])) < 1e-3
 
 
+def busy_for(seconds: float) -> None:
+    """Keeps the calling thread busy (as a block's work would), not asleep."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
 def test_the_load_meter_counts_all_the_model_thread_does_for_a_block(choir_model, player):
     """What runs after a block is played (observers, the report, the log) is the model thread's time too: an
     observer that takes 6 ms of each 16 ms block shows in the load. The telemetry, built when read, shows the
@@ -408,9 +415,7 @@ def test_the_load_meter_counts_all_the_model_thread_does_for_a_block(choir_model
 
     def slow_observer(block, gate_open) -> None:
         played.append((float(block.f0_hz[-1]), float(np.max(np.abs(block.dry)))))
-        deadline = time.perf_counter() + 0.006
-        while time.perf_counter() < deadline:
-            pass
+        busy_for(0.006)
 
     engine.observers.append(slow_observer)
     engine.start()
@@ -432,7 +437,7 @@ def test_the_model_thread_sleeps_until_its_next_block_can_be_due(choir_model, pl
     """Between blocks the model thread sleeps until the device can have brought the next block's input (live)
     or drained a period of a file's queue, rather than looking every millisecond: about four looks a block
     (one after the block, one a millisecond or two before the next, then every millisecond), not fifteen (how late
-    it may take a block is held by the latency test through JACK)."""
+    it may take a block: the next test, and the latency test through JACK)."""
     voice = read_audio(DEMO_INPUT, RATE)[:3 * RATE]
     source = live_input(choir_model, "crepe-tiny") if live else player
     engine = Engine(choir_model, source, settings=EngineSettings(device="none", check_speed=False,
@@ -462,12 +467,6 @@ def test_a_sleeping_model_thread_takes_a_live_block_as_soon_as_its_input_is_in(c
     engine = Engine(choir_model, live_input(choir_model, "crepe-tiny"), settings=EngineSettings(
         device="none", block=1024, check_speed=False, virtual_microphone=voice))
     periods, lateness = [], []
-
-    def busy_observer(block, gate_open) -> None:
-        deadline = time.perf_counter() + 0.020
-        while time.perf_counter() < deadline:
-            pass
-
     next_input = engine._next_input
 
     def timed_next_input():
@@ -477,7 +476,7 @@ def test_a_sleeping_model_thread_takes_a_live_block_as_soon_as_its_input_is_in(c
             lateness.append(looked - periods[-1])
         return block
 
-    engine.observers.append(busy_observer)
+    engine.observers.append(lambda block, gate_open: busy_for(0.020))
     engine._next_input = timed_next_input
     engine.start()
     callback = engine.bridge.callback
