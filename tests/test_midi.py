@@ -481,7 +481,7 @@ def test_any_bytes_are_a_well_formed_datagram_or_refused_before_parsing():
     """Whatever the bytes, the check answers at once; what it passes, python-osc parses without fault."""
     import struct
 
-    from hypothesis import given, settings
+    from hypothesis import example, given, settings
     from hypothesis import strategies as st
     from pythonosc.osc_bundle import OscBundle
     from pythonosc.osc_message import OscMessage
@@ -502,11 +502,16 @@ def test_any_bytes_are_a_well_formed_datagram_or_refused_before_parsing():
 
     @settings(max_examples=400, deadline=None)
     @given(st.one_of(st.binary(max_size=200), words, element, bundle))
+    @example(b"/\x80\0\0")  # python-osc decodes an address, and a string argument, as UTF-8
+    @example(b"/a\0\0,s\0\0\xff\0\0\0")
     def check(data: bytes) -> None:
         if datagram_fault(data) is None:
             parses(data)
 
     check()
+    assert datagram_fault(b"/\x80\0\0") == "an address that is not UTF-8"
+    assert datagram_fault(b"/a\0\0,s\0\0\xff\0\0\0") == "a string argument that is not UTF-8"
+    assert datagram_fault("/tuibend/scène\0".encode()) is None  # 16 bytes
 
 
 def test_the_engine_imports_nothing_of_midi():

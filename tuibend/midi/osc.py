@@ -51,10 +51,21 @@ def _padded_string(data: bytes, start: int) -> int | None:
     return after if after <= len(data) else None
 
 
+def _is_utf8(data: bytes, start: int) -> bool:
+    """Whether the NUL-terminated string at ``start`` is UTF-8 (python-osc decodes it so, and fails otherwise)."""
+    try:
+        data[start:data.index(b"\0", start)].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _message_fault(data: bytes) -> str | None:
     after = _padded_string(data, 0)
     if after is None:
         return "an address that does not end"
+    if not _is_utf8(data, 0):
+        return "an address that is not UTF-8"
     if after == len(data):
         return None  # no type tags: an old-style message without arguments
     if data[after:after + 1] != b",":
@@ -79,6 +90,8 @@ def _message_fault(data: bytes) -> str | None:
                 end = _padded_string(data, offset)
                 if end is None:
                     return "a string argument that does not end"
+                if not _is_utf8(data, offset):
+                    return "a string argument that is not UTF-8"
                 offset = end
         else:
             offset += size
