@@ -82,6 +82,7 @@ def test_take_is_readable_while_recording_and_renamed_on_close(tmp_path):
     path = tmp_path / "take.wav"
     take = TakeWriter(path, RATE, sync_seconds=0.0)
     take.write(np.full(1600, 0.25, np.float32))
+    take.write_pending()  # the engine's file writer, a tenth of a second later
     audio, rate = soundfile.read(take.partial)  # a killed process leaves this: readable, all samples so far
     assert rate == RATE and len(audio) == 1600 and not path.exists()
     take.write(np.full(400, -0.25, np.float32))
@@ -314,6 +315,79 @@ def test_a_full_disk_ends_the_take_and_the_log_never_the_performance(choir_model
         assert engine.telemetry.output_db > -60
     finally:
         engine.stop()
+
+
+def test_a_disk_that_stops_answering_delays_the_take_never_the_music(choir_model, player, tmp_path):
+    """The take goes to a pipe whose reader does not read: its writes block, as a hung network disk's or a stalled
+    USB stick's do. The music goes on meanwhile, stopping the engine does not hang on the disk, and once the disk
+    answers everything queued reaches the file in order."""
+    import fcntl
+    import os
+
+    partial = tmp_path / "take.wav.part"
+    os.mkfifo(partial)
+    reader = os.open(partial, os.O_RDONLY | os.O_NONBLOCK)
+    fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 4096)  # full after 64 ms of audio
+    player.seek(0.0)
+    player.play()
+    settings = EngineSettings(device="none", record=tmp_path / "take.wav", check_speed=False)
+    engine = Engine(choir_model, player, settings=settings)
+    engine.start()
+    try:
+        wait_for(lambda: engine.telemetry.time_s >= 2.0)  # the disk has taken nothing for two seconds
+        assert engine.recording_take and engine.error is None and engine.telemetry.underruns == 0
+    finally:
+        asked = time.monotonic()
+        engine.stop()
+        stopping = time.monotonic() - asked
+    assert stopping < 8.0
+    assert engine.notice == "the disk has not answered for 5 s: the take and the log are left as far as written"
+    received = bytearray()
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:  # the disk answers again: read until the file writer lets the file go
+        try:
+            chunk = os.read(reader, 65536)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        if not chunk:
+            break
+        received += chunk
+    os.close(reader)
+    assert received[:4] == b"RIFF" and (len(received) - 44) % 4 == 0
+    samples = np.frombuffer(bytes(received[44:]), "<f4")
+    assert len(samples) >= 2.0 * RATE  # all that played while the disk was stuck
+    assert np.all(np.isfinite(samples)) and np.max(np.abs(samples)) > 0.02
+
+
+def test_the_file_writer_rewrites_the_stats_each_second_and_logs_as_it_plays(choir_model, player, tmp_path):
+    settings = EngineSettings(device="none", stats=tmp_path / "stats.json", log=tmp_path / "events.jsonl",
+                              check_speed=False)
+    engine = Engine(choir_model, player, settings=settings)
+    engine.start()
+    try:
+        wait_for(lambda: (tmp_path / "stats.json").exists())
+        first = json.loads((tmp_path / "stats.json").read_text())["blocks"]
+        engine.set_gain(-3.0, "test")
+        wait_for(lambda: json.loads((tmp_path / "stats.json").read_text())["blocks"] > first, 3.0)
+        wait_for(lambda: any(e.target == "gain" for e in read_events(tmp_path / "events.jsonl")), 3.0)
+    finally:
+        engine.stop()
+
+
+def test_a_take_the_disk_falls_a_backlog_behind_ends_and_keeps_what_reached_it(tmp_path):
+    take = TakeWriter(tmp_path / "take.wav", RATE, backlog_seconds=0.1)
+    block = np.full(RATE // 20, 0.5, np.float32)  # 50 ms
+    take.write(block)
+    take.write_pending()  # on disk
+    for _ in range(4):  # the disk takes nothing more: 100 ms queued, then refused
+        take.write(block)
+    assert take.failure == f"take {tmp_path / 'take.wav'} stopped: the disk fell 0.1 s behind"
+    assert take.samples == 3 * len(block)
+    take.write_pending()  # an ended take writes nothing more as it plays
+    take.close()  # its end writes what was queued before the failure
+    audio, _ = soundfile.read(take.path, dtype="float32")
+    assert len(audio) == 3 * len(block) and np.all(audio == 0.5) and not take.partial.exists()
 
 
 def test_guard_mutes_a_blown_up_bend_and_the_engine_recovers(choir_model, player, tmp_path):
@@ -941,6 +1015,7 @@ def test_a_take_a_crash_left_unfinished_is_recovered_whole(tmp_path):
         writer.write(block)
         if index == 9:
             writer.sync()  # the header says ten blocks; thirty more follow unsynced
+    writer.write_pending()  # the file writer's last pass
     writer._file.close()  # killed: no close(), no rename
     with open(writer.partial, "ab") as file:
         file.write(b"\x01\x02")  # half a sample, torn by the power cut

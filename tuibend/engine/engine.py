@@ -1,11 +1,13 @@
 """The real-time engine: the model thread between a source and the speaker.
 
-Three kinds of thread meet here and none waits for another:
+Four kinds of thread meet here and none waits for another:
 
 - the audio callback (:class:`~tuibend.engine.devices.Bridge`) copies samples between two rings;
 - the model thread (:meth:`Engine._run`) takes a block of input (live analysis or a prepared
   file), advances the bend controller, runs the compiled model step, guards and limits the
-  result, records it, and writes it to the output ring;
+  result, queues it for the take, and writes it to the output ring; it never touches the disk;
+- the file writer (:class:`~tuibend.engine.writer.FileWriter`) puts the take, the events log and
+  the stats file on disk ten times a second, so a disk that stalls delays them, never the music;
 - controllers (the interface, MIDI, OSC, a replayed log) call :meth:`Engine.set`,
   :meth:`Engine.recall`, :meth:`Engine.panic` and the rest, which swap small values or append
   to a deque; the model thread applies them before its next block, so a change is heard in
@@ -44,6 +46,7 @@ from tuibend.engine.ring import RingBuffer
 from tuibend.engine.sources import Block, FilePlayer, KeyboardSource, LiveAnalysis
 from tuibend.engine.take import TakeWriter
 from tuibend.engine.telemetry import Telemetry
+from tuibend.engine.writer import FileWriter
 from tuibend.errors import describe
 from tuibend.keyboard import KeyboardVoice, VoiceSettings
 from tuibend.model.store import ModelFile
@@ -210,6 +213,8 @@ class Engine:
         self._script: collections.deque[Event] = collections.deque()
         self._change: _SceneChange | None = None
         self._take: TakeWriter | None = None
+        self._finished_takes: collections.deque[TakeWriter] = collections.deque()  # for the file writer to close
+        self._files: FileWriter | None = None
         self._stop = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -354,6 +359,8 @@ class Engine:
             self._stream, self.device = open_device(self.bridge, self.settings.device, self.sample_rate,
                                                     duplex=self.live, output_channels=self.settings.output_channels)
         self._setup_rates()
+        self._files = FileWriter(self._write_files, self._files_failed)
+        self._files.start()
         self._thread = threading.Thread(target=self._run, name="tuibend-model", daemon=True)
         self._thread.start()
         self._stream.start()  # last: the rings are primed and the model thread waits for the first input
@@ -406,8 +413,6 @@ class Engine:
         except Exception as error:  # the engine reports and stays silent, never crashes the interface
             self.error = describe(error)  # a bug's traceback is kept in the user's log folder
             self.bridge.mute_until = 1 << 62
-        finally:
-            self.events.write_pending(force_flush=True)
 
     def _next_input(self) -> Block | None:
         """The next block of model input, or None when it is not time yet."""
@@ -474,11 +479,12 @@ class Engine:
             self._guard(chain, "guard")
             safe = np.zeros_like(audio)
         audio = safe
-        if self._take is not None:
-            try:
-                self._take.write(audio)
-            except OSError as error:  # a full disk ends the take, never the performance
-                self._end_take(f"take {self._take.path} stopped: {error.strerror or error}")
+        take = self._take
+        if take is not None:
+            if take.failure is None:
+                take.write(audio)  # queued: the file writer takes it to disk
+            else:  # a full or stalled disk ends the take, never the performance
+                self._end_take(take.failure)
         out = self._resample_out.resample_chunk(audio) if self._resample_out is not None else audio
         self._output.write(out)
         self.bridge.producing = True
@@ -486,19 +492,36 @@ class Engine:
         self._publish(block, audio)
         for observe in self.observers:
             observe(block, self.dynamics.gate.is_open)
-        self.events.write_pending()
-        if self.events.failure is not None and self.notice != self.events.failure:
-            self.notice = self.events.failure
-        # the load: all the model thread did for this block, its report and log too (they show from the next)
+        # the load: all the model thread did for this block, its report too (it shows from the next)
         self._load.add((time.perf_counter() - started) / (self.settings.block / self.sample_rate))
 
     def _end_take(self, why: str) -> None:
-        """Closes the take as far as it was written (renamed where the disk allows), with a notice."""
-        take, self._take = self._take, None
-        with contextlib.suppress(OSError):
-            take.close()
+        """Ends a take the disk failed, with a notice (its file keeps what reached it)."""
+        self._finished_takes.append(self._take)
+        self._take = None
         self.notice = why
         self.events.add(Event(self.seconds, "engine", "take", why))
+
+    def _write_files(self) -> None:
+        """The file writer's pass, ten times a second: the takes swapped out closed, the take's queued blocks,
+        the events log, and the stats each second."""
+        while self._finished_takes:
+            take = self._finished_takes.popleft()
+            try:
+                take.close()
+            except OSError as error:
+                self.notice = f"take {take.path}: {error.strerror or error}"
+        take = self._take
+        if take is not None:
+            take.write_pending()
+        self.events.write_pending()
+        if self.events.failure is not None and self.notice != self.events.failure:
+            self.notice = self.events.failure
+        if self.settings.stats is not None and time.monotonic() - self._last_stats >= 1.0:
+            self.write_stats()
+
+    def _files_failed(self, why: str) -> None:
+        self.notice = f"files no longer written: {why}"
 
     def _guard(self, chain: Chain, reason: str) -> None:
         """Mutes what is queued and clears every state that could hold NaN or Inf."""
@@ -521,8 +544,6 @@ class Engine:
 
     def _publish(self, block: Block, audio: np.ndarray) -> None:
         self._report = _BlockReport(self.frame, block, audio)
-        if self.settings.stats is not None and time.monotonic() - self._last_stats >= 1.0:
-            self.write_stats()
 
     @property
     def telemetry(self) -> Telemetry:
@@ -587,6 +608,9 @@ class Engine:
             # (at interpreter exit they were reported as leaked)
             self._resample_in = self._resample_out = None
         self._preparer.close()
+        if self._files is not None and not self._files.stop(timeout=5.0):
+            self.notice = "the disk has not answered for 5 s: the take and the log are left as far as written"
+            return  # a take left as a .part is recovered at the next start
         if self._take is not None:
             self._take.close()
             self._take = None
@@ -764,7 +788,7 @@ class Engine:
                         self.source.reset()
                 case SwapTake(take):
                     if self._take is not None:
-                        self._take.close()
+                        self._finished_takes.append(self._take)  # closed by the file writer
                     self._take = take
         if self._change is not None:
             self._advance_scene_change()

@@ -1,7 +1,7 @@
 """The events log: every applied control change as one JSON line, so a performance can be replayed.
 
-Callers on any thread append to a deque (atomic under the GIL, never waits); the model thread
-writes the lines out between blocks and flushes them each second. A line is
+Callers on any thread append to a deque (atomic under the GIL, never waits); the engine's file
+writer writes the lines out ten times a second and flushes them each second. A line is
 ``{"t": seconds of engine time, "source": "tui"|"midi"|"osc"|"replay"|..., "target": ..., "value": ...}``
 with targets ``bend<N>.<parameter>`` (N from 1), ``scene``, ``bypass``, ``gain``, ``gate`` (the noise gate's
 threshold offset, dB), ``panic``, ``transport``.
@@ -41,8 +41,8 @@ class EventLog:
         self.recent: collections.deque[Event] = collections.deque(maxlen=keep)  # for the interface
         self._file = None
         self.failure: str | None = None  # why the file stopped being written (a full disk): the log goes on in memory
-        # Held while lines are written or the file closed (model thread, or whoever stops the engine):
-        # a model thread that outlives stop() writes nothing instead of failing on a closed file.
+        # Held while lines are written or the file closed (the file writer, or whoever stops the engine):
+        # a writer that outlives stop() writes nothing instead of failing on a closed file.
         self._writing = threading.Lock()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ class EventLog:
         self.recent.append(event)
 
     def write_pending(self, force_flush: bool = False) -> None:
-        """Writes what has arrived (model thread), flushing about once a second."""
+        """Writes what has arrived (the engine's file writer), flushing about once a second."""
         with self._writing:
             self._write_pending(force_flush)
 

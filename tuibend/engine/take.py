@@ -1,13 +1,16 @@
 """Audio takes written as they play: a float WAV whose header is kept true every second.
 
-A take is never lost: the samples go to disk as blocks arrive and the header's sizes are
-rewritten each second and on close, so even a killed process leaves a readable file holding
-all but the last second. The file is named ``NAME.part`` while recording and renamed on close.
+A take is never lost: the samples go to disk as blocks arrive (a tenth of a second later, from the engine's
+file writer) and the header's sizes are rewritten each second and on close, so even a killed process leaves a
+readable file holding all but the last second. The file is named ``NAME.part`` while recording and renamed on close.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -28,31 +31,74 @@ def _header(sample_rate: int, channels: int, data_bytes: int) -> bytes:
 
 
 class TakeWriter:
-    """Appends mono float32 blocks to ``path`` (``.wav``); :meth:`close` finalises and renames."""
+    """Appends mono float32 blocks to ``path`` (``.wav``); :meth:`close` finalises and renames.
 
-    def __init__(self, path: str | Path, sample_rate: int, sync_seconds: float = 1.0):
+    The model thread only queues a block (:meth:`write`: a copy and an append); the engine's file writer thread
+    puts what is queued on disk (:meth:`write_pending`), so a disk that stalls delays the take, never the music.
+    A disk that fails ends the take, its file a ``.part`` as far as it was written (:func:`recover_take` finishes
+    it); one that falls ``backlog_seconds`` behind ends it too, and :meth:`close` still writes what was queued.
+    :attr:`failure` says why.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int, sync_seconds: float = 1.0,
+                 backlog_seconds: float = 60.0):
         self.path = Path(path)
         if self.path.suffix.lower() != ".wav":
             raise InputError(f"{self.path}: takes are recorded as .wav")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".part")
         self.sample_rate = sample_rate
-        self.samples = 0
+        self.samples = 0  # queued so far (model thread)
+        self.written = 0  # of them on disk (file writer)
+        self.failure: str | None = None
         self._sync_seconds = sync_seconds
+        self._backlog = backlog_seconds
         self._last_sync = time.monotonic()
+        self._queue: collections.deque[np.ndarray] = collections.deque()
+        self._lock = threading.Lock()  # the file's: the file writer and close, never the model thread
         self._file = open(self.partial, "wb")  # noqa: SIM115 - held open for the whole take
         self._file.write(_header(sample_rate, 1, 0))
 
     def write(self, block: np.ndarray) -> None:
-        self._file.write(np.ascontiguousarray(block, "<f4").tobytes())
+        """Queues a copy of ``block`` (the model thread's; never waits for the disk)."""
+        if self.failure is not None:
+            return
+        if self.samples + len(block) - self.written > self._backlog * self.sample_rate:
+            self.failure = f"take {self.path} stopped: the disk fell {self._backlog:g} s behind"
+            return
+        self._queue.append(np.array(block, "<f4"))
         self.samples += len(block)
-        if time.monotonic() - self._last_sync >= self._sync_seconds:
-            self.sync()
+
+    def write_pending(self) -> None:
+        """Writes what is queued, and the header for it each ``sync_seconds`` (the file writer's thread)."""
+        with self._lock:
+            if self._file.closed or self.failure is not None:
+                return
+            try:
+                self._write_queue()
+                if time.monotonic() - self._last_sync >= self._sync_seconds:
+                    self._sync()
+            except OSError as error:  # a full or broken disk: what reached it stays, the take ends
+                self.failure = f"take {self.path} stopped: {error.strerror or error}"
+                with contextlib.suppress(OSError):
+                    self._file.close()
+
+    def _write_queue(self) -> None:
+        while self._queue:
+            block = self._queue.popleft()
+            self._file.write(block)
+            self.written += len(block)
 
     def sync(self) -> None:
-        """Rewrites the header for the samples so far and pushes everything to disk."""
+        """Writes what is queued and rewrites the header for it now."""
+        with self._lock:
+            self._write_queue()
+            self._sync()
+
+    def _sync(self) -> None:
+        """Rewrites the header for the samples written and pushes everything to disk."""
         self._file.seek(0)
-        self._file.write(_header(self.sample_rate, 1, 4 * self.samples))
+        self._file.write(_header(self.sample_rate, 1, 4 * self.written))
         self._file.seek(0, 2)
         self._file.flush()
         self._last_sync = time.monotonic()
@@ -62,12 +108,14 @@ class TakeWriter:
         return self.samples / self.sample_rate
 
     def close(self) -> Path:
-        """Finalises the header and renames the take into place."""
-        if self._file.closed:
-            return self.path
-        self.sync()
-        self._file.close()
-        self.partial.replace(self.path)
+        """Writes what is queued, finalises the header and renames the take into place (a take the disk failed
+        is left a ``.part`` as far as it was written)."""
+        with self._lock:
+            if not self._file.closed:
+                self._write_queue()
+                self._sync()
+                self._file.close()
+                self.partial.replace(self.path)
         return self.path
 
 
